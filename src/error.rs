@@ -1,0 +1,240 @@
+//! Errors.
+//!
+//! One rule decides the shape of every type here: detail that depends only on
+//! public bytes (lengths, tags, the security control byte, counters) is
+//! structured so a caller can act on it; anything that depends on a key is the
+//! single opaque [`AuthError`]. Which byte of a tag, a ciphertext or a header
+//! failed authentication is never observable.
+
+use core::fmt;
+
+use crate::policy::{Protection, SecurityPolicy};
+use crate::wire::KeyKind;
+
+/// Authentication failed: a tag, a GMAC challenge response or an unwrap
+/// integrity check did not verify.
+///
+/// Deliberately carries no detail (compare `aead::Error`): every
+/// authentication failure looks the same to the caller and to the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AuthError;
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("authentication failed")
+    }
+}
+
+/// Malformed framing of untrusted bytes. Never produced from secret data.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WireError {
+    /// The input ends before the structure it announces.
+    Truncated,
+    /// An A-XDR length that is not allowed: `0x80`, `0x83`, `0x85..=0xFF`,
+    /// or a value that does not fit this target's `usize`.
+    InvalidLength,
+    /// An A-XDR length in a longer form than needed (only minimal encodings
+    /// are accepted, so every frame has exactly one encoding).
+    NonMinimalLength,
+    /// Bytes follow the end of the structure.
+    TrailingBytes,
+    /// The leading tag byte is not the one this structure expects.
+    UnexpectedTag(u8),
+    /// A system title that is neither 8 octets nor (where the form allows
+    /// it) empty; carries the length found.
+    InvalidSystemTitle(usize),
+    /// A ciphered APDU whose security control byte claims neither
+    /// authentication nor encryption.
+    NoProtection,
+    /// The key-set (broadcast) bit is set where it must be zero: on a
+    /// dedicated-key APDU or in general-ciphering.
+    InvalidKeySet,
+    /// A field holds a value outside its defined range (for example an
+    /// OPTIONAL presence octet other than 0 or 1, or an unknown CHOICE tag).
+    InvalidField,
+    /// The service tag of a service-specific ciphered APDU does not match
+    /// the tag of the APDU it protects (a glo-get-request must carry a
+    /// get-request). Checked only after authentication.
+    ServiceMismatch {
+        /// The ciphered tag on the outside.
+        ciphered: u8,
+        /// The tag of the protected APDU.
+        inner: u8,
+    },
+    /// A challenge outside 8..=64 octets, or an HLS-5 response that is not
+    /// 17 octets.
+    InvalidChallenge,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("truncated input"),
+            Self::InvalidLength => f.write_str("invalid A-XDR length"),
+            Self::NonMinimalLength => f.write_str("non-minimal A-XDR length"),
+            Self::TrailingBytes => f.write_str("trailing bytes after the structure"),
+            Self::UnexpectedTag(t) => write!(f, "unexpected tag 0x{t:02X}"),
+            Self::InvalidSystemTitle(n) => write!(f, "system title of {n} octets"),
+            Self::NoProtection => f.write_str("ciphered APDU without protection"),
+            Self::InvalidKeySet => f.write_str("key-set bit set where it must be zero"),
+            Self::InvalidField => f.write_str("field value out of range"),
+            Self::ServiceMismatch { ciphered, inner } => write!(
+                f,
+                "ciphered tag 0x{ciphered:02X} does not match protected APDU tag 0x{inner:02X}"
+            ),
+            Self::InvalidChallenge => f.write_str("invalid HLS-5 challenge or response length"),
+        }
+    }
+}
+
+/// Valid DLMS that suite 0 does not do.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unsupported {
+    /// A security suite other than 0 (carries the suite id).
+    SecuritySuite(u8),
+    /// The compression bit of the security control byte (V.44 belongs to
+    /// suites 1 and 2).
+    Compression,
+    /// general-ciphering with wrapped-key key-info.
+    WrappedKeyInfo,
+    /// general-ciphering with agreed-key key-info (ECDH, suites 1 and 2).
+    AgreedKeyInfo,
+    /// general-ciphering without key-info: suite 0 cannot tell which key.
+    MissingKeyInfo,
+    /// The APDU tag has no ciphered form of the kind asked for
+    /// (for example data-notification has no glo- tag).
+    NoCipheredForm(u8),
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SecuritySuite(s) => write!(f, "security suite {s} is not supported"),
+            Self::Compression => f.write_str("compression is not supported by suite 0"),
+            Self::WrappedKeyInfo => f.write_str("wrapped-key key-info is not supported"),
+            Self::AgreedKeyInfo => f.write_str("agreed-key key-info is not supported"),
+            Self::MissingKeyInfo => f.write_str("general-ciphering without key-info"),
+            Self::NoCipheredForm(t) => write!(f, "APDU tag 0x{t:02X} has no such ciphered form"),
+        }
+    }
+}
+
+/// Invocation counter failures, on either side.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CounterError {
+    /// The sender's counter has reached its last usable value: the key
+    /// must be replaced before anything more is protected under it.
+    Exhausted,
+    /// The received counter is at or below the last accepted one (replay),
+    /// or is the reserved value `0xFFFFFFFF`.
+    Replay,
+    /// The counter store failed to persist a reservation; nothing was issued
+    /// (fail closed).
+    Persistence,
+    /// A verification proof was offered to a replay guard that belongs to
+    /// another peer or key.
+    WrongGuard,
+}
+
+impl fmt::Display for CounterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Exhausted => "invocation counter exhausted: replace the key",
+            Self::Replay => "invocation counter replayed or out of range",
+            Self::Persistence => "invocation counter reservation could not be persisted",
+            Self::WrongGuard => "verification proof offered to the wrong replay guard",
+        })
+    }
+}
+
+/// Every error the crate returns.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// Malformed framing.
+    Wire(WireError),
+    /// Well-formed but not suite 0.
+    Unsupported(Unsupported),
+    /// Authentication failed (opaque on purpose).
+    Auth(AuthError),
+    /// Invocation counter exhausted, replayed or not persisted.
+    Counter(CounterError),
+    /// The frame is protected more weakly than the endpoint's policy
+    /// requires. The security control byte is public, so this says what
+    /// was received and what was required.
+    PolicyViolation {
+        /// The policy in force.
+        required: SecurityPolicy,
+        /// The protection the frame carries.
+        received: Protection,
+    },
+    /// The frame (or the caller) asks for a key the context does not hold.
+    KeyNotAvailable(KeyKind),
+    /// A caller-supplied buffer is too small; bring one of at least
+    /// `required` bytes.
+    BufferTooSmall {
+        /// Bytes needed.
+        required: usize,
+    },
+    /// The caller combined arguments in a way the API forbids. Never
+    /// caused by untrusted input.
+    Misuse(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Wire(e) => write!(f, "malformed frame: {e}"),
+            Self::Unsupported(e) => write!(f, "unsupported: {e}"),
+            Self::Auth(e) => fmt::Display::fmt(e, f),
+            Self::Counter(e) => fmt::Display::fmt(e, f),
+            Self::PolicyViolation { required, received } => write!(
+                f,
+                "frame protected with {received:?} but the policy requires {required:?}"
+            ),
+            Self::KeyNotAvailable(k) => write!(f, "no {k:?} key in this context"),
+            Self::BufferTooSmall { required } => {
+                write!(f, "buffer too small: {required} bytes required")
+            }
+            Self::Misuse(what) => write!(f, "API misuse: {what}"),
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Self {
+        Self::Wire(e)
+    }
+}
+impl From<Unsupported> for Error {
+    fn from(e: Unsupported) -> Self {
+        Self::Unsupported(e)
+    }
+}
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        Self::Auth(e)
+    }
+}
+impl From<CounterError> for Error {
+    fn from(e: CounterError) -> Self {
+        Self::Counter(e)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for AuthError {}
+#[cfg(feature = "std")]
+impl std::error::Error for WireError {}
+#[cfg(feature = "std")]
+impl std::error::Error for Unsupported {}
+#[cfg(feature = "std")]
+impl std::error::Error for CounterError {}
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

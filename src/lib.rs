@@ -1,0 +1,22 @@
+#![no_std]
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod counter;
+pub mod error;
+mod gcm;
+pub mod hls5;
+pub mod key;
+pub mod policy;
+pub mod suite0;
+pub mod wire;
+
+pub use crate::error::{AuthError, Error, Result};
+pub use crate::policy::{Protection, SecurityPolicy};
+pub use crate::suite0::Suite0;
+pub use crate::wire::{InvocationCounter, KeyKind, SecurityControl, SystemTitle};
