@@ -44,6 +44,9 @@ pub enum WireError {
     /// A system title that is neither 8 octets nor (where the form allows
     /// it) empty; carries the length found.
     InvalidSystemTitle(usize),
+    /// The frame carries a system title other than the peer's title the
+    /// caller expects.
+    SystemTitleMismatch,
     /// A ciphered APDU whose security control byte claims neither
     /// authentication nor encryption.
     NoProtection,
@@ -76,6 +79,7 @@ impl fmt::Display for WireError {
             Self::TrailingBytes => f.write_str("trailing bytes after the structure"),
             Self::UnexpectedTag(t) => write!(f, "unexpected tag 0x{t:02X}"),
             Self::InvalidSystemTitle(n) => write!(f, "system title of {n} octets"),
+            Self::SystemTitleMismatch => f.write_str("unexpected sender system title"),
             Self::NoProtection => f.write_str("ciphered APDU without protection"),
             Self::InvalidKeySet => f.write_str("key-set bit set where it must be zero"),
             Self::InvalidField => f.write_str("field value out of range"),
