@@ -466,10 +466,6 @@ pub struct ReplayProof {
 impl ReplayProof {
     /// Mints a proof. Call only after the frame's tag (or the HLS-5
     /// response) verified under `key` with `peer`'s IV.
-    #[allow(
-        dead_code,
-        reason = "minted by suite-0 unprotect and HLS-5 verification"
-    )]
     pub(crate) const fn new(peer: SystemTitle, key: KeyKind, ic: InvocationCounter) -> Self {
         Self { peer, key, ic }
     }

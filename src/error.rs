@@ -230,15 +230,15 @@ impl From<CounterError> for Error {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for AuthError {}
+impl core::error::Error for AuthError {}
 #[cfg(feature = "std")]
-impl std::error::Error for WireError {}
+impl core::error::Error for WireError {}
 #[cfg(feature = "std")]
-impl std::error::Error for Unsupported {}
+impl core::error::Error for Unsupported {}
 #[cfg(feature = "std")]
-impl std::error::Error for CounterError {}
+impl core::error::Error for CounterError {}
 #[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
