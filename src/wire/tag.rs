@@ -254,7 +254,10 @@ mod tests {
             assert_eq!(s.ciphered_tag(KeyFamily::Dedicated), p + d);
         }
         assert_eq!(Service::GetRequest.ciphered_tag(KeyFamily::Global), 0xC8);
-        assert_eq!(Service::ActionResponse.ciphered_tag(KeyFamily::Dedicated), 0xD7);
+        assert_eq!(
+            Service::ActionResponse.ciphered_tag(KeyFamily::Dedicated),
+            0xD7
+        );
     }
 
     #[test]
