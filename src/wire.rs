@@ -45,9 +45,7 @@ mod tag;
 pub use ciphered_apdu::{CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields};
 pub use general_ciphering::{GeneralCipheringFrame, GeneralCipheringRepr, KeyInfo};
 pub use general_glo_ded::{GeneralGloDedFrame, GeneralGloDedRepr};
-pub use header::{
-    CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader, TAG_LEN,
-};
+pub use header::{CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader, TAG_LEN};
 pub use security_control::{KeyKind, KeySet, SecurityControl};
 pub use service::{ServiceFrame, ServiceRepr};
 pub(crate) use system_title::iv;

@@ -44,15 +44,11 @@ pub fn decode_length(input: &[u8]) -> Result<(usize, &[u8]), WireError> {
             (u32::from(b), 0x80, rest)
         }
         0x82 => {
-            let (b, rest) = rest
-                .split_first_chunk::<2>()
-                .ok_or(WireError::Truncated)?;
+            let (b, rest) = rest.split_first_chunk::<2>().ok_or(WireError::Truncated)?;
             (u32::from(u16::from_be_bytes(*b)), 0x100, rest)
         }
         0x84 => {
-            let (b, rest) = rest
-                .split_first_chunk::<4>()
-                .ok_or(WireError::Truncated)?;
+            let (b, rest) = rest.split_first_chunk::<4>().ok_or(WireError::Truncated)?;
             (u32::from_be_bytes(*b), 0x1_0000, rest)
         }
         _ => return Err(WireError::InvalidLength),
@@ -362,10 +358,7 @@ mod tests {
 
     #[test]
     fn invalid_first_octets() {
-        for first in [0x80u8, 0x83]
-            .into_iter()
-            .chain(0x85..=0xFF)
-        {
+        for first in [0x80u8, 0x83].into_iter().chain(0x85..=0xFF) {
             // Followed by plenty of bytes: the first octet alone decides.
             let input = [first, 0x01, 0x00, 0x00, 0x00, 0x00];
             assert_eq!(

@@ -109,7 +109,12 @@ impl FrameLayout {
             if Service::from_ciphered_tag(first).is_some() {
                 let f = ServiceFrame::new_checked(frame)?;
                 let content = f.content_offset()..frame.len();
-                (FrameKind::Service(f.ciphered_service()), None, 0..0, content)
+                (
+                    FrameKind::Service(f.ciphered_service()),
+                    None,
+                    0..0,
+                    content,
+                )
             } else {
                 match ApduTag::from(first) {
                     ApduTag::GeneralGloCiphering | ApduTag::GeneralDedCiphering => {
@@ -355,9 +360,8 @@ impl Plan {
 /// and in general-ciphering (where key-info names the key).
 fn check_key_set(form: &CipheredForm<'_>, key: KeyKind, sc: SecurityControl) -> Result<()> {
     let want = match (form, key) {
-        (CipheredForm::GeneralCiphering(_), _) | (_, KeyKind::Dedicated | KeyKind::GlobalUnicast) => {
-            KeySet::Unicast
-        }
+        (CipheredForm::GeneralCiphering(_), _)
+        | (_, KeyKind::Dedicated | KeyKind::GlobalUnicast) => KeySet::Unicast,
         (_, KeyKind::GlobalBroadcast) => KeySet::Broadcast,
     };
     if sc.key_set() == want {
@@ -372,15 +376,17 @@ fn check_key_set(form: &CipheredForm<'_>, key: KeyKind, sc: SecurityControl) -> 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
-    extern crate std;
-    use std::vec::Vec;
+    extern crate alloc;
+    use alloc::vec::Vec;
 
     use super::*;
     use crate::wire::header::tests::CONTENT_AE;
 
     const OWN: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0x00, 0x00, 0xBC, 0x61, 0x4E]);
     const PEER: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    const DATE: [u8; 12] = [0x07, 0xE8, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x00, 0x80, 0x00, 0x00];
+    const DATE: [u8; 12] = [
+        0x07, 0xE8, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x00, 0x80, 0x00, 0x00,
+    ];
 
     fn hex(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
@@ -406,8 +412,8 @@ mod tests {
     }
 
     fn sc_for(form: &CipheredForm<'_>, key: KeyKind, protection: u8) -> SecurityControl {
-        let broadcast = key == KeyKind::GlobalBroadcast
-            && !matches!(form, CipheredForm::GeneralCiphering(_));
+        let broadcast =
+            key == KeyKind::GlobalBroadcast && !matches!(form, CipheredForm::GeneralCiphering(_));
         SecurityControl::from_bits(protection | if broadcast { 0x40 } else { 0 })
     }
 
@@ -422,7 +428,7 @@ mod tests {
     ) -> (Vec<u8>, usize, Range<usize>) {
         let with_tag = sc.authenticated();
         let len = FrameLayout::frame_len(form, key, plain_tag, payload_len, with_tag).unwrap();
-        let mut out = std::vec![0xEEu8; len];
+        let mut out = alloc::vec![0xEEu8; len];
         let ic = InvocationCounter::new(0x0123_4567);
         if len > 0 {
             assert_eq!(
@@ -670,7 +676,7 @@ mod tests {
     #[test]
     fn unsupported_key_info() {
         let gc = |key_info: &[u8]| {
-            let mut f = std::vec![0xDD, 0x00, 0x08];
+            let mut f = alloc::vec![0xDD, 0x00, 0x08];
             f.extend_from_slice(OWN.as_bytes());
             f.extend_from_slice(&[0x00, 0x00, 0x00]);
             f.extend_from_slice(key_info);
@@ -752,8 +758,16 @@ mod tests {
         // The key-set bit must select the key.
         let mut out = [0u8; 64];
         for (form, key, sc) in [
-            (CipheredForm::ServiceSpecific, KeyKind::GlobalUnicast, 0x70u8),
-            (CipheredForm::ServiceSpecific, KeyKind::GlobalBroadcast, 0x30),
+            (
+                CipheredForm::ServiceSpecific,
+                KeyKind::GlobalUnicast,
+                0x70u8,
+            ),
+            (
+                CipheredForm::ServiceSpecific,
+                KeyKind::GlobalBroadcast,
+                0x30,
+            ),
             (CipheredForm::ServiceSpecific, KeyKind::Dedicated, 0x70),
             (gc, KeyKind::GlobalBroadcast, 0x70),
         ] {
@@ -800,8 +814,12 @@ mod tests {
             &[0xDB, 0x00, 0x84, 0xFF, 0xFF, 0xFF, 0xFF, 0x30],
             &[0xDD, 0x84, 0xFF, 0xFF, 0xFF, 0xFF],
             &[0xDD, 0x00, 0x00, 0x00, 0x00, 0x84, 0xFF, 0xFF, 0xFF, 0xFF],
-            &[0xDD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x84, 0xFF, 0xFF, 0xFF, 0xFF],
-            &[0xDD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x84, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[
+                0xDD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x84, 0xFF, 0xFF, 0xFF, 0xFF,
+            ],
+            &[
+                0xDD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x84, 0xFF, 0xFF, 0xFF, 0xFF,
+            ],
         ] {
             assert_eq!(
                 FrameLayout::parse(f),
@@ -858,11 +876,13 @@ mod tests {
                 // Small values are likelier to be plausible lengths.
                 *b = match rng.next() % 4 {
                     0 => rng.byte() & 0x0F,
-                    1 => [0x00, 0x01, 0x08, 0x0C, 0x30, 0x81, 0x82, 0x84][(rng.next() % 8) as usize],
+                    1 => {
+                        [0x00, 0x01, 0x08, 0x0C, 0x30, 0x81, 0x82, 0x84][(rng.next() % 8) as usize]
+                    }
                     _ => rng.byte(),
                 };
             }
-            if len > 0 && rng.next() % 2 == 0 {
+            if len > 0 && rng.next().is_multiple_of(2) {
                 buf[0] = leads[(rng.next() % 5) as usize];
             }
             parse_all(&buf[..len]);

@@ -157,9 +157,9 @@ impl KeyInfo<'_> {
             Self::Identified(KeyKind::GlobalBroadcast) => {
                 w.put(&[IDENTIFIED_KEY, KEY_ID_BROADCAST])
             }
-            Self::Identified(KeyKind::Dedicated) => Err(Error::Misuse(
-                "general-ciphering carries no dedicated key",
-            )),
+            Self::Identified(KeyKind::Dedicated) => {
+                Err(Error::Misuse("general-ciphering carries no dedicated key"))
+            }
             Self::Wrapped {
                 kek_id,
                 key_ciphered_data,
@@ -300,32 +300,38 @@ impl<'a, T: AsRef<[u8]> + ?Sized> GeneralCipheringFrame<&'a T> {
     }
 
     /// transaction-id.
+    #[must_use]
     pub fn transaction_id(&self) -> &'a [u8] {
         self.field(&self.transaction_id)
     }
 
     /// date-time: empty, or 12 octets.
+    #[must_use]
     pub fn date_time(&self) -> &'a [u8] {
         self.field(&self.date_time)
     }
 
     /// other-information.
+    #[must_use]
     pub fn other_information(&self) -> &'a [u8] {
         self.field(&self.other_information)
     }
 
     /// key-info, `None` when absent.
+    #[must_use]
     pub fn key_info(&self) -> Option<KeyInfo<'a>> {
         self.key_info.resolve(self.buffer.as_ref())
     }
 
     /// transaction-id ‖ originator ‖ recipient ‖ date-time ‖
     /// other-information, each as A-XDR length ‖ value, exactly as received.
+    #[must_use]
     pub fn aad_fields(&self) -> &'a [u8] {
         self.field(&self.aad_fields_range())
     }
 
     /// The ciphered content SC ‖ IC ‖ payload ‖ \[T\], already checked.
+    #[must_use]
     pub fn content(&self) -> CipheredContentFrame<&'a [u8]> {
         let bytes: &'a [u8] = self.buffer.as_ref();
         CipheredContentFrame::new_unchecked(bytes.get(self.content_start..).unwrap_or_default())
@@ -488,7 +494,13 @@ pub(crate) fn aad_fields_len(
     other_information: usize,
 ) -> Result<usize, WireError> {
     let mut total: usize = 0;
-    for len in [transaction_id, originator, recipient, date_time, other_information] {
+    for len in [
+        transaction_id,
+        originator,
+        recipient,
+        date_time,
+        other_information,
+    ] {
         total = total
             .checked_add(axdr::octet_string_len(len)?)
             .ok_or(WireError::InvalidLength)?;
@@ -521,10 +533,10 @@ pub(crate) fn write_identified_key(w: &mut Writer<'_>, key: KeyKind) -> Result<(
 pub(crate) const IDENTIFIED_KEY_INFO_LEN: usize = 3;
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
-    extern crate std;
-    use std::vec::Vec;
+    extern crate alloc;
+    use alloc::vec::Vec;
 
     use super::*;
     use crate::wire::header::tests::{CONTENT_AE, repr_ae};
@@ -536,7 +548,7 @@ mod tests {
     /// An identified-key (global unicast) frame around GB Table 40 A+E
     /// content (self-built, structure per dlms-suite0.md §3.3).
     fn frame() -> Vec<u8> {
-        let mut f = std::vec![0xDD, 0x08];
+        let mut f = alloc::vec![0xDD, 0x08];
         f.extend_from_slice(&TID);
         f.push(0x08);
         f.extend_from_slice(&ORIG);
@@ -567,10 +579,9 @@ mod tests {
     /// The 128 key octets and the 0xEB content octets after SC ‖ IC are
     /// made up here.
     fn agreed_frame() -> Vec<u8> {
-        let mut f = hex::decode(
-            "DD080102030405060708084D4D4D0000BC614E084D4D4D00000000010000010201018180",
-        )
-        .unwrap();
+        let mut f =
+            hex::decode("DD080102030405060708084D4D4D0000BC614E084D4D4D00000000010000010201018180")
+                .unwrap();
         f.extend((0..128u32).map(|i| (i * 7) as u8));
         f.extend_from_slice(&[0x81, 0xEB, 0x30, 0x00, 0x00, 0x00, 0x00]);
         f.extend((0..0xEB - 5u32).map(|i| (i ^ 0x5A) as u8));
@@ -651,7 +662,7 @@ mod tests {
         assert_eq!(r.content.header.invocation_counter.value(), 0);
         assert_eq!(r.content.payload.len(), 0xEB - 5 - 12);
         assert_eq!(r.buffer_len(), Ok(bytes.len()));
-        let mut out = std::vec![0u8; bytes.len()];
+        let mut out = alloc::vec![0u8; bytes.len()];
         assert_eq!(r.emit(&mut out), Ok(bytes.len()));
         assert_eq!(out, bytes);
     }

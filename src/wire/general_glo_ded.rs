@@ -126,6 +126,7 @@ impl<T: AsRef<[u8]>> GeneralGloDedFrame<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> GeneralGloDedFrame<&'a T> {
     /// The ciphered content SC ‖ IC ‖ payload ‖ \[T\], already checked.
+    #[must_use]
     pub fn content(&self) -> CipheredContentFrame<&'a [u8]> {
         let bytes: &'a [u8] = self.buffer.as_ref();
         CipheredContentFrame::new_unchecked(bytes.get(self.content_start..).unwrap_or_default())
@@ -229,8 +230,8 @@ impl<'a> GeneralGloDedRepr<'a> {
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
-    extern crate std;
-    use std::vec::Vec;
+    extern crate alloc;
+    use alloc::vec::Vec;
 
     use super::*;
     use crate::wire::header::tests::{CONTENT_AE, repr_ae};
@@ -285,10 +286,7 @@ mod tests {
     fn test_check_len() {
         let bytes = frame();
         for n in 0..bytes.len() {
-            assert!(
-                GeneralGloDedFrame::new_checked(&bytes[..n]).is_err(),
-                "{n}"
-            );
+            assert!(GeneralGloDedFrame::new_checked(&bytes[..n]).is_err(), "{n}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -301,7 +299,7 @@ mod tests {
     #[test]
     fn rejects_bad_titles_and_tags() {
         for len in [1u8, 7, 9, 0x7F] {
-            let mut f = std::vec![0xDB, len];
+            let mut f = alloc::vec![0xDB, len];
             f.extend_from_slice(&[0u8; 0x90]);
             assert_eq!(
                 GeneralGloDedFrame::new_checked(&f[..]),

@@ -42,9 +42,7 @@ impl SecurityHeader {
     /// [`WireError::Truncated`] when `bytes` is shorter than 5 octets.
     pub fn parse(bytes: &[u8]) -> Result<Self, WireError> {
         let (&sc, rest) = bytes.split_first().ok_or(WireError::Truncated)?;
-        let (ic, _) = rest
-            .split_first_chunk::<4>()
-            .ok_or(WireError::Truncated)?;
+        let (ic, _) = rest.split_first_chunk::<4>().ok_or(WireError::Truncated)?;
         Ok(Self {
             security_control: SecurityControl::from_bits(sc),
             invocation_counter: InvocationCounter::from_be_bytes(*ic),
@@ -172,9 +170,7 @@ impl<T: AsRef<[u8]>> CipheredContentFrame<T> {
         } else {
             0
         };
-        self.len()
-            .saturating_sub(HEADER_LEN)
-            .saturating_sub(tag)
+        self.len().saturating_sub(HEADER_LEN).saturating_sub(tag)
     }
 
     /// Unwraps the buffer.
@@ -200,12 +196,14 @@ fn split_content(bytes: &[u8]) -> (&[u8], Option<&[u8; TAG_LEN]>) {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> CipheredContentFrame<&'a T> {
     /// The payload: ciphertext, or the clear APDU under authentication only.
+    #[must_use]
     pub fn payload(&self) -> &'a [u8] {
         split_content(self.buffer.as_ref()).0
     }
 
     /// The 12-octet tag; `Some` exactly when the A bit is set (after
     /// [`Self::check_len`]).
+    #[must_use]
     pub fn auth_tag(&self) -> Option<&'a [u8; TAG_LEN]> {
         split_content(self.buffer.as_ref()).1
     }

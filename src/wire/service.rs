@@ -84,6 +84,7 @@ impl<T: AsRef<[u8]>> ServiceFrame<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> ServiceFrame<&'a T> {
     /// The ciphered content SC ‖ IC ‖ payload ‖ \[T\], already checked.
+    #[must_use]
     pub fn content(&self) -> CipheredContentFrame<&'a [u8]> {
         let bytes: &'a [u8] = self.buffer.as_ref();
         CipheredContentFrame::new_unchecked(bytes.get(self.content_start..).unwrap_or_default())
@@ -189,11 +190,11 @@ mod tests {
         f
     };
 
-    fn hex(s: &str) -> std::vec::Vec<u8> {
+    fn hex(s: &str) -> alloc::vec::Vec<u8> {
         hex::decode(s).unwrap()
     }
 
-    extern crate std;
+    extern crate alloc;
 
     #[test]
     fn known_good_vectors() {
