@@ -34,14 +34,20 @@
 
 pub mod axdr;
 mod ciphered_apdu;
+mod general_ciphering;
+mod general_glo_ded;
 mod header;
 mod security_control;
+mod service;
 mod system_title;
 mod tag;
 
 pub use ciphered_apdu::{CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields};
-pub use header::{HEADER_LEN, TAG_LEN};
+pub use general_ciphering::{GeneralCipheringFrame, GeneralCipheringRepr, KeyInfo};
+pub use general_glo_ded::{GeneralGloDedFrame, GeneralGloDedRepr};
+pub use header::{CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader, TAG_LEN};
 pub use security_control::{KeyKind, KeySet, SecurityControl};
+pub use service::{ServiceFrame, ServiceRepr};
 pub(crate) use system_title::iv;
 pub use system_title::{InvocationCounter, SYSTEM_TITLE_LEN, SystemTitle};
 pub use tag::{ApduTag, CipheredService, KeyFamily, Service};
