@@ -207,10 +207,10 @@ impl Gcm {
             }
             self.aes.encrypt_blocks(&mut ks[..used]);
             max_used = max_used.max(used);
-            if let Some(hook) = before.take() {
-                if let Err(e) = hook(&ks[0]) {
-                    break Err(e);
-                }
+            if let Some(hook) = before.take()
+                && let Err(e) = hook(&ks[0])
+            {
+                break Err(e);
             }
             let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(take);
             let keystream = Block::slice_as_flattened(&ks[skip..used]);
@@ -364,6 +364,13 @@ impl GhashStream {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::std_instead_of_alloc,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::arithmetic_side_effects,
+    reason = "test data"
+)]
 mod tests {
     extern crate std;
     use std::vec::Vec;

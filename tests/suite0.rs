@@ -2,6 +2,14 @@
 //! byte in the AAD, key choice, policy, the outer service tag, counters,
 //! system titles, general-ciphering. (D-01..D-04, D-07)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use dlms_sec::counter::{ReplayGuard, SingleUse};
@@ -48,7 +56,9 @@ fn req(protection: Protection, key: KeyKind, form: CipheredForm<'_>) -> Protect<
 
 fn protect(s: &Suite0, r: &Protect<'_>, apdu: &[u8], ic: InvocationCounter) -> Vec<u8> {
     let mut out = vec![0u8; s.frame_len(r, apdu).unwrap()];
-    let n = s.protect(r, &mut SingleUse::new(ic), apdu, &mut out).unwrap();
+    let n = s
+        .protect(r, &mut SingleUse::new(ic), apdu, &mut out)
+        .unwrap();
     assert_eq!(n, out.len());
     out
 }
@@ -66,7 +76,11 @@ fn broadcast_bit_is_inside_the_aad() {
     let s = suite();
     let f = protect(
         &s,
-        &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalBroadcast, CipheredForm::ServiceSpecific),
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalBroadcast,
+            CipheredForm::ServiceSpecific,
+        ),
         &GET,
         IC,
     );
@@ -78,7 +92,10 @@ fn broadcast_bit_is_inside_the_aad() {
     // Clearing the bit changes the key and the AAD: refused.
     let mut g = f.clone();
     g[2] = 0x30;
-    assert_eq!(s.unprotect(&mut g, &any_policy()).unwrap_err(), Error::Auth(AuthError));
+    assert_eq!(
+        s.unprotect(&mut g, &any_policy()).unwrap_err(),
+        Error::Auth(AuthError)
+    );
     let mut f2 = f.clone();
     let got = s.unprotect(&mut f2, &any_policy()).unwrap();
     assert_eq!(got.key(), KeyKind::GlobalBroadcast);
@@ -90,7 +107,11 @@ fn key_set_bit_must_be_zero_on_dedicated_and_general_ciphering() {
     let s = suite();
     let mut ded = protect(
         &s,
-        &req(Protection::AuthenticatedEncrypted, KeyKind::Dedicated, CipheredForm::ServiceSpecific),
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::Dedicated,
+            CipheredForm::ServiceSpecific,
+        ),
         &GET,
         IC,
     );
@@ -101,10 +122,25 @@ fn key_set_bit_must_be_zero_on_dedicated_and_general_ciphering() {
         Error::Wire(WireError::InvalidKeySet)
     );
     let gc = CipheredForm::GeneralCiphering(GeneralCipheringFields::default());
-    let mut f = protect(&s, &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalBroadcast, gc), &GET, IC);
+    let mut f = protect(
+        &s,
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalBroadcast,
+            gc,
+        ),
+        &GET,
+        IC,
+    );
     let sc_at = f.len() - 12 - GET.len() - 5;
-    assert_eq!(f[sc_at], 0x30, "general-ciphering never sets the key-set bit");
-    assert_eq!(s.unprotect(&mut f.clone(), &any_policy()).unwrap().key(), KeyKind::GlobalBroadcast);
+    assert_eq!(
+        f[sc_at], 0x30,
+        "general-ciphering never sets the key-set bit"
+    );
+    assert_eq!(
+        s.unprotect(&mut f.clone(), &any_policy()).unwrap().key(),
+        KeyKind::GlobalBroadcast
+    );
     f[sc_at] |= 0x40;
     assert_eq!(
         s.unprotect(&mut f, &any_policy()).unwrap_err(),
@@ -120,9 +156,16 @@ fn missing_key_is_a_typed_error() {
         &AuthenticationKey::from_bytes(AK),
     );
     for key in [KeyKind::Dedicated, KeyKind::GlobalBroadcast] {
-        let r = req(Protection::AuthenticatedEncrypted, key, CipheredForm::ServiceSpecific);
+        let r = req(
+            Protection::AuthenticatedEncrypted,
+            key,
+            CipheredForm::ServiceSpecific,
+        );
         let mut f = protect(&full, &r, &GET, IC);
-        assert_eq!(bare.unprotect(&mut f, &any_policy()).unwrap_err(), Error::KeyNotAvailable(key));
+        assert_eq!(
+            bare.unprotect(&mut f, &any_policy()).unwrap_err(),
+            Error::KeyNotAvailable(key)
+        );
         let mut out = [0u8; 64];
         assert_eq!(
             bare.protect(&r, &mut SingleUse::new(IC), &GET, &mut out),
@@ -139,7 +182,11 @@ fn policy_refuses_weaker_protection_and_the_downgrade() {
     let s = suite();
     let ae = protect(
         &s,
-        &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific),
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalUnicast,
+            CipheredForm::ServiceSpecific,
+        ),
         &GET,
         IC,
     );
@@ -147,25 +194,62 @@ fn policy_refuses_weaker_protection_and_the_downgrade() {
     let mut downgraded = ae.clone();
     downgraded[2] = 0x20;
     let before = downgraded.clone();
-    for policy in [SecurityPolicy::Authenticated, SecurityPolicy::AuthenticatedEncrypted] {
-        let p = Unprotect { peer_system_title: Some(TITLE), policy };
+    for policy in [
+        SecurityPolicy::Authenticated,
+        SecurityPolicy::AuthenticatedEncrypted,
+    ] {
+        let p = Unprotect {
+            peer_system_title: Some(TITLE),
+            policy,
+        };
         assert_eq!(
             s.unprotect(&mut downgraded, &p).unwrap_err(),
-            Error::PolicyViolation { required: policy, received: Protection::Encrypted }
+            Error::PolicyViolation {
+                required: policy,
+                received: Protection::Encrypted
+            }
         );
         assert_eq!(downgraded, before);
     }
     for (protection, policy, ok) in [
         (Protection::Authenticated, SecurityPolicy::Encrypted, false),
-        (Protection::Authenticated, SecurityPolicy::Authenticated, true),
+        (
+            Protection::Authenticated,
+            SecurityPolicy::Authenticated,
+            true,
+        ),
         (Protection::Encrypted, SecurityPolicy::Authenticated, false),
         (Protection::Encrypted, SecurityPolicy::Encrypted, true),
-        (Protection::AuthenticatedEncrypted, SecurityPolicy::AuthenticatedEncrypted, true),
-        (Protection::Authenticated, SecurityPolicy::AuthenticatedEncrypted, false),
+        (
+            Protection::AuthenticatedEncrypted,
+            SecurityPolicy::AuthenticatedEncrypted,
+            true,
+        ),
+        (
+            Protection::Authenticated,
+            SecurityPolicy::AuthenticatedEncrypted,
+            false,
+        ),
     ] {
-        let mut f = protect(&s, &req(protection, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific), &GET, IC);
-        let p = Unprotect { peer_system_title: Some(TITLE), policy };
-        assert_eq!(s.unprotect(&mut f, &p).is_ok(), ok, "{protection:?} under {policy:?}");
+        let mut f = protect(
+            &s,
+            &req(
+                protection,
+                KeyKind::GlobalUnicast,
+                CipheredForm::ServiceSpecific,
+            ),
+            &GET,
+            IC,
+        );
+        let p = Unprotect {
+            peer_system_title: Some(TITLE),
+            policy,
+        };
+        assert_eq!(
+            s.unprotect(&mut f, &p).is_ok(),
+            ok,
+            "{protection:?} under {policy:?}"
+        );
     }
 }
 
@@ -173,14 +257,32 @@ fn policy_refuses_weaker_protection_and_the_downgrade() {
 fn outer_service_tag_must_match_the_protected_apdu() {
     let s = suite();
     // A set-request (C1) protected as glo-set-request (C9), relabelled glo-get-request.
-    let set = [0xC1, 0x01, 0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00, 0x09, 0x00];
-    for protection in [Protection::AuthenticatedEncrypted, Protection::Authenticated, Protection::Encrypted] {
-        let mut f = protect(&s, &req(protection, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific), &set, IC);
+    let set = [
+        0xC1, 0x01, 0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00, 0x09, 0x00,
+    ];
+    for protection in [
+        Protection::AuthenticatedEncrypted,
+        Protection::Authenticated,
+        Protection::Encrypted,
+    ] {
+        let mut f = protect(
+            &s,
+            &req(
+                protection,
+                KeyKind::GlobalUnicast,
+                CipheredForm::ServiceSpecific,
+            ),
+            &set,
+            IC,
+        );
         assert_eq!(f[0], 0xC9);
         f[0] = 0xC8;
         assert_eq!(
             s.unprotect(&mut f, &any_policy()).unwrap_err(),
-            Error::Wire(WireError::ServiceMismatch { ciphered: 0xC8, inner: 0xC1 })
+            Error::Wire(WireError::ServiceMismatch {
+                ciphered: 0xC8,
+                inner: 0xC1
+            })
         );
         // No plaintext left behind where there was ciphertext.
         if protection.is_encrypted() {
@@ -192,43 +294,115 @@ fn outer_service_tag_must_match_the_protected_apdu() {
 #[test]
 fn reserved_counter_and_replays_are_refused() {
     let s = suite();
-    let r = req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific);
-    let mut f = protect(&s, &r, &GET, InvocationCounter::new(u32::MAX));
+    let r = req(
+        Protection::AuthenticatedEncrypted,
+        KeyKind::GlobalUnicast,
+        CipheredForm::ServiceSpecific,
+    );
+    // No sender issues 0xFFFFFFFF; a forged frame carrying it is refused
+    // before any key is used.
+    let mut f = protect(&s, &r, &GET, IC);
+    f[3..7].copy_from_slice(&[0xFF; 4]);
     assert_eq!(
         s.unprotect(&mut f, &any_policy()).unwrap_err(),
         Error::Counter(CounterError::Replay)
     );
     let mut guard = ReplayGuard::new(TITLE, KeyKind::GlobalUnicast);
-    for (ic, fresh) in [(5, true), (5, false), (4, false), (9, true), (6, false), (10, true)] {
+    for (ic, fresh) in [
+        (5, true),
+        (5, false),
+        (4, false),
+        (9, true),
+        (6, false),
+        (10, true),
+    ] {
         let mut f = protect(&s, &r, &GET, InvocationCounter::new(ic));
         let got = s.unprotect(&mut f, &any_policy()).unwrap();
-        assert_eq!(guard.accept(got.replay_proof().unwrap()).is_ok(), fresh, "ic {ic}");
+        assert_eq!(
+            guard.accept(got.replay_proof().unwrap()).is_ok(),
+            fresh,
+            "ic {ic}"
+        );
     }
     assert_eq!(guard.last_accepted(), Some(InvocationCounter::new(10)));
     // A proof for another key or peer does not move this guard.
     let mut other = ReplayGuard::new(SystemTitle::new([0; 8]), KeyKind::GlobalUnicast);
     let mut f = protect(&s, &r, &GET, InvocationCounter::new(11));
     let got = s.unprotect(&mut f, &any_policy()).unwrap();
-    assert_eq!(other.accept(got.replay_proof().unwrap()), Err(CounterError::WrongGuard));
+    assert_eq!(
+        other.accept(got.replay_proof().unwrap()),
+        Err(CounterError::WrongGuard)
+    );
 }
 
 #[test]
 fn system_title_from_frame_or_caller() {
     let s = suite();
     // Service form carries no title: the caller must give it.
-    let mut f = protect(&s, &req(Protection::Authenticated, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific), &GET, IC);
-    assert!(matches!(s.unprotect(&mut f.clone(), &Unprotect::default()), Err(Error::Misuse(_))));
+    let mut f = protect(
+        &s,
+        &req(
+            Protection::Authenticated,
+            KeyKind::GlobalUnicast,
+            CipheredForm::ServiceSpecific,
+        ),
+        &GET,
+        IC,
+    );
+    assert!(matches!(
+        s.unprotect(&mut f.clone(), &Unprotect::default()),
+        Err(Error::Misuse(_))
+    ));
     // A wrong caller title changes the IV: refused.
-    let wrong = Unprotect { peer_system_title: Some(SystemTitle::new([1; 8])), ..any_policy() };
-    assert_eq!(s.unprotect(&mut f, &wrong).unwrap_err(), Error::Auth(AuthError));
+    let wrong = Unprotect {
+        peer_system_title: Some(SystemTitle::new([1; 8])),
+        ..any_policy()
+    };
+    assert_eq!(
+        s.unprotect(&mut f, &wrong).unwrap_err(),
+        Error::Auth(AuthError)
+    );
     // general-glo with its title: none needed from the caller; a different expected title is refused.
-    let mut g = protect(&s, &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::General { with_system_title: true }), &GET, IC);
-    assert_eq!(s.unprotect(&mut g.clone(), &Unprotect::default()).unwrap().system_title(), TITLE);
-    assert_eq!(s.unprotect(&mut g, &wrong).unwrap_err(), Error::Wire(WireError::SystemTitleMismatch));
+    let mut g = protect(
+        &s,
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalUnicast,
+            CipheredForm::General {
+                with_system_title: true,
+            },
+        ),
+        &GET,
+        IC,
+    );
+    assert_eq!(
+        s.unprotect(&mut g.clone(), &Unprotect::default())
+            .unwrap()
+            .system_title(),
+        TITLE
+    );
+    assert_eq!(
+        s.unprotect(&mut g, &wrong).unwrap_err(),
+        Error::Wire(WireError::SystemTitleMismatch)
+    );
     // general-glo with an empty title: the caller's title is used.
-    let mut e = protect(&s, &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::General { with_system_title: false }), &GET, IC);
+    let mut e = protect(
+        &s,
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalUnicast,
+            CipheredForm::General {
+                with_system_title: false,
+            },
+        ),
+        &GET,
+        IC,
+    );
     assert_eq!(&e[..2], &[0xDB, 0x00]);
-    assert!(matches!(s.unprotect(&mut e.clone(), &Unprotect::default()), Err(Error::Misuse(_))));
+    assert!(matches!(
+        s.unprotect(&mut e.clone(), &Unprotect::default()),
+        Err(Error::Misuse(_))
+    ));
     assert_eq!(s.unprotect(&mut e, &any_policy()).unwrap().apdu(), &GET);
 }
 
@@ -238,18 +412,54 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
     let push = [0x0F, 0x00, 0x00, 0x00, 0x01, 0x00, 0x09, 0x02, 0x12, 0x34];
     let mut out = [0u8; 64];
     assert_eq!(
-        s.protect(&req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific), &mut SingleUse::new(IC), &push, &mut out),
+        s.protect(
+            &req(
+                Protection::AuthenticatedEncrypted,
+                KeyKind::GlobalUnicast,
+                CipheredForm::ServiceSpecific
+            ),
+            &mut SingleUse::new(IC),
+            &push,
+            &mut out
+        ),
         Err(Error::Unsupported(Unsupported::NoCipheredForm(0x0F)))
     );
     for key in [KeyKind::GlobalUnicast, KeyKind::Dedicated] {
-        let mut f = protect(&s, &req(Protection::AuthenticatedEncrypted, key, CipheredForm::General { with_system_title: true }), &push, IC);
-        assert_eq!(f[0], if key == KeyKind::Dedicated { 0xDC } else { 0xDB });
+        let mut f = protect(
+            &s,
+            &req(
+                Protection::AuthenticatedEncrypted,
+                key,
+                CipheredForm::General {
+                    with_system_title: true,
+                },
+            ),
+            &push,
+            IC,
+        );
+        assert_eq!(
+            f[0],
+            if key == KeyKind::Dedicated {
+                0xDC
+            } else {
+                0xDB
+            }
+        );
         let got = s.unprotect(&mut f, &Unprotect::default()).unwrap();
         assert_eq!(got.apdu(), &push);
         assert_eq!(got.key(), key);
     }
     assert!(matches!(
-        s.protect(&req(Protection::AuthenticatedEncrypted, KeyKind::Dedicated, CipheredForm::GeneralCiphering(GeneralCipheringFields::default())), &mut SingleUse::new(IC), &push, &mut out),
+        s.protect(
+            &req(
+                Protection::AuthenticatedEncrypted,
+                KeyKind::Dedicated,
+                CipheredForm::GeneralCiphering(GeneralCipheringFields::default())
+            ),
+            &mut SingleUse::new(IC),
+            &push,
+            &mut out
+        ),
         Err(Error::Misuse(_))
     ));
 }
@@ -260,20 +470,43 @@ fn general_ciphering_fields_are_authenticated() {
     let fields = GeneralCipheringFields {
         transaction_id: &[1, 2, 3, 4, 5, 6, 7, 8],
         recipient_system_title: Some(SystemTitle::new(*b"MMM\0\0\0\0\x01")),
-        date_time: &[0x07, 0xEA, 0x0B, 0x19, 0x03, 0x0E, 0x36, 0x00, 0x00, 0x80, 0x00, 0x00],
+        date_time: &[
+            0x07, 0xEA, 0x0B, 0x19, 0x03, 0x0E, 0x36, 0x00, 0x00, 0x80, 0x00, 0x00,
+        ],
         other_information: &[],
     };
-    for protection in [Protection::AuthenticatedEncrypted, Protection::Authenticated] {
-        let f = protect(&s, &req(protection, KeyKind::GlobalUnicast, CipheredForm::GeneralCiphering(fields)), &GET, IC);
+    for protection in [
+        Protection::AuthenticatedEncrypted,
+        Protection::Authenticated,
+    ] {
+        let f = protect(
+            &s,
+            &req(
+                protection,
+                KeyKind::GlobalUnicast,
+                CipheredForm::GeneralCiphering(fields),
+            ),
+            &GET,
+            IC,
+        );
         assert_eq!(f[0], 0xDD);
-        let got = s.unprotect(&mut f.clone(), &Unprotect::default()).unwrap();
+        let mut copy = f.clone();
+        let got = s.unprotect(&mut copy, &Unprotect::default()).unwrap();
         assert_eq!(got.apdu(), &GET);
-        assert_eq!(got.kind(), FrameKind::GeneralCiphering { key: KeyKind::GlobalUnicast });
+        assert_eq!(
+            got.kind(),
+            FrameKind::GeneralCiphering {
+                key: KeyKind::GlobalUnicast
+            }
+        );
         // The transaction id (offset 2..10) and the date-time enter the AAD.
         for at in [2usize, 9, 30, 35] {
             let mut g = f.clone();
             g[at] ^= 0x01;
-            assert!(s.unprotect(&mut g, &Unprotect::default()).is_err(), "{protection:?} byte {at}");
+            assert!(
+                s.unprotect(&mut g, &Unprotect::default()).is_err(),
+                "{protection:?} byte {at}"
+            );
         }
     }
 }
@@ -281,7 +514,16 @@ fn general_ciphering_fields_are_authenticated() {
 #[test]
 fn suite_and_compression_bits_are_unsupported() {
     let s = suite();
-    let f = protect(&s, &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific), &GET, IC);
+    let f = protect(
+        &s,
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalUnicast,
+            CipheredForm::ServiceSpecific,
+        ),
+        &GET,
+        IC,
+    );
     for (sc, err) in [
         (0x31, Error::Unsupported(Unsupported::SecuritySuite(1))),
         (0x34, Error::Unsupported(Unsupported::SecuritySuite(4))),
@@ -297,12 +539,19 @@ fn suite_and_compression_bits_are_unsupported() {
 #[test]
 fn exhausted_counter_protects_nothing() {
     let s = suite();
-    let r = req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific);
+    let r = req(
+        Protection::AuthenticatedEncrypted,
+        KeyKind::GlobalUnicast,
+        CipheredForm::ServiceSpecific,
+    );
     let mut once = SingleUse::new(IC);
     let mut out = [0u8; 64];
     assert!(s.protect(&r, &mut once, &GET, &mut out).is_ok());
     let mut out2 = [0u8; 64];
-    assert!(matches!(s.protect(&r, &mut once, &GET, &mut out2), Err(Error::Counter(_))));
+    assert!(matches!(
+        s.protect(&r, &mut once, &GET, &mut out2),
+        Err(Error::Counter(_))
+    ));
     assert_eq!(out2, [0u8; 64]);
 }
 
@@ -311,8 +560,20 @@ fn debug_shows_no_key_or_plaintext() {
     let s = suite();
     let text = format!("{s:?}");
     assert!(!text.contains("D0") && !text.contains("208"), "{text}");
-    let mut f = protect(&s, &req(Protection::AuthenticatedEncrypted, KeyKind::GlobalUnicast, CipheredForm::ServiceSpecific), &GET, IC);
+    let mut f = protect(
+        &s,
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalUnicast,
+            CipheredForm::ServiceSpecific,
+        ),
+        &GET,
+        IC,
+    );
     let got = s.unprotect(&mut f, &any_policy()).unwrap();
     let text = format!("{got:?}");
-    assert!(text.contains("apdu_len: 13") && !text.contains("192,"), "{text}");
+    assert!(
+        text.contains("apdu_len: 13") && !text.contains("192,"),
+        "{text}"
+    );
 }

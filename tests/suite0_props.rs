@@ -4,8 +4,18 @@
 //! counters are refused; arbitrary bytes never panic a parser or unprotect.
 //! (D-01..D-04, D-07)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failed test"
+)]
+
 use dlms_sec::counter::{ReplayGuard, SingleUse};
-use dlms_sec::key::{AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey};
+use dlms_sec::key::{
+    AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
+};
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::{CipheredForm, FrameLayout, GeneralCipheringFields, Service};
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
@@ -54,14 +64,32 @@ fn case(max_len: usize) -> impl Strategy<Value = Case> {
         0usize..Service::ALL.len(),
         proptest::collection::vec(any::<u8>(), 0..max_len),
     )
-        .prop_map(|((guek, gbek, dk, ak), title, ic, protection, key, form, tid, svc, mut apdu)| {
-            // Forms 0 (service-specific) and 3 (general-ciphering) constrain the APDU or key.
-            let form = if form == 3 && key == KeyKind::Dedicated { 1 } else { form };
-            if form == 0 {
-                apdu.insert(0, Service::ALL[svc].plain_tag());
-            }
-            Case { guek, gbek, dk, ak, title, ic, protection, key, form, tid, apdu }
-        })
+        .prop_map(
+            |((guek, gbek, dk, ak), title, ic, protection, key, form, tid, svc, mut apdu)| {
+                // Forms 0 (service-specific) and 3 (general-ciphering) constrain the APDU or key.
+                let form = if form == 3 && key == KeyKind::Dedicated {
+                    1
+                } else {
+                    form
+                };
+                if form == 0 {
+                    apdu.insert(0, Service::ALL[svc].plain_tag());
+                }
+                Case {
+                    guek,
+                    gbek,
+                    dk,
+                    ak,
+                    title,
+                    ic,
+                    protection,
+                    key,
+                    form,
+                    tid,
+                    apdu,
+                }
+            },
+        )
 }
 
 fn suite(c: &Case) -> Suite0 {
@@ -77,8 +105,12 @@ fn suite(c: &Case) -> Suite0 {
 fn form(c: &Case) -> CipheredForm<'_> {
     match c.form {
         0 => CipheredForm::ServiceSpecific,
-        1 => CipheredForm::General { with_system_title: true },
-        2 => CipheredForm::General { with_system_title: false },
+        1 => CipheredForm::General {
+            with_system_title: true,
+        },
+        2 => CipheredForm::General {
+            with_system_title: false,
+        },
         _ => CipheredForm::GeneralCiphering(GeneralCipheringFields {
             transaction_id: &c.tid,
             recipient_system_title: Some(SystemTitle::new([0x4D; 8])),
@@ -90,15 +122,30 @@ fn form(c: &Case) -> CipheredForm<'_> {
 
 fn protect(c: &Case) -> Vec<u8> {
     let s = suite(c);
-    let req = Protect { protection: c.protection, key: c.key, form: form(c), system_title: SystemTitle::new(c.title) };
+    let req = Protect {
+        protection: c.protection,
+        key: c.key,
+        form: form(c),
+        system_title: SystemTitle::new(c.title),
+    };
     let mut out = vec![0u8; s.frame_len(&req, &c.apdu).unwrap()];
-    let n = s.protect(&req, &mut SingleUse::new(InvocationCounter::new(c.ic)), &c.apdu, &mut out).unwrap();
+    let n = s
+        .protect(
+            &req,
+            &mut SingleUse::new(InvocationCounter::new(c.ic)),
+            &c.apdu,
+            &mut out,
+        )
+        .unwrap();
     assert_eq!(n, out.len());
     out
 }
 
 fn params(c: &Case, policy: SecurityPolicy) -> Unprotect {
-    Unprotect { peer_system_title: Some(SystemTitle::new(c.title)), policy }
+    Unprotect {
+        peer_system_title: Some(SystemTitle::new(c.title)),
+        policy,
+    }
 }
 
 fn policy_for(p: Protection) -> SecurityPolicy {

@@ -3,6 +3,14 @@
 //! the plaintext; negative vectors are refused and leave the frame as it
 //! was. HLS-5 vectors computed and verified. (D-01, D-02, D-03, D-05)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use common::{arr, hex, u32_of, vectors};
@@ -190,7 +198,12 @@ fn hls5_challenge_and_response_lengths() {
     for len in [0usize, 7, 65, 200] {
         let c = vec![0u8; len];
         assert!(matches!(
-            hls5::respond(&suite, &title, &mut SingleUse::new(InvocationCounter::new(1)), &c),
+            hls5::respond(
+                &suite,
+                &title,
+                &mut SingleUse::new(InvocationCounter::new(1)),
+                &c
+            ),
             Err(Error::Wire(_))
         ));
         assert!(matches!(
@@ -200,8 +213,13 @@ fn hls5_challenge_and_response_lengths() {
     }
     for len in [8usize, 64] {
         let c = vec![0xEEu8; len];
-        let r = hls5::respond(&suite, &title, &mut SingleUse::new(InvocationCounter::new(9)), &c)
-            .unwrap();
+        let r = hls5::respond(
+            &suite,
+            &title,
+            &mut SingleUse::new(InvocationCounter::new(9)),
+            &c,
+        )
+        .unwrap();
         assert!(hls5::verify(&suite, &title, &c, r.as_bytes()).is_ok());
         for cut in 0..17 {
             assert!(hls5::verify(&suite, &title, &c, &r.as_bytes()[..cut]).is_err());
@@ -209,8 +227,13 @@ fn hls5_challenge_and_response_lengths() {
     }
     // A response with SC 0x30 but the right tag is refused (SC is compared too).
     let c = [0xAB; 16];
-    let r = hls5::respond(&suite, &title, &mut SingleUse::new(InvocationCounter::new(5)), &c)
-        .unwrap();
+    let r = hls5::respond(
+        &suite,
+        &title,
+        &mut SingleUse::new(InvocationCounter::new(5)),
+        &c,
+    )
+    .unwrap();
     let mut bad = *r.as_bytes();
     bad[0] = 0x30;
     assert_eq!(

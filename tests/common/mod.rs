@@ -1,5 +1,10 @@
 //! Shared test helpers: the vector file and hex.
 #![allow(dead_code, reason = "each test binary uses a subset")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 use serde_json::Value;
 
@@ -11,7 +16,12 @@ pub fn vectors(kind: &str) -> Vec<Value> {
 }
 
 pub fn hex(v: &Value, field: &str) -> Vec<u8> {
-    hex::decode(v[field].as_str().unwrap_or_else(|| panic!("{field} missing"))).unwrap()
+    hex::decode(
+        v[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} missing")),
+    )
+    .unwrap()
 }
 
 pub fn arr<const N: usize>(v: &Value, field: &str) -> [u8; N] {
