@@ -21,7 +21,7 @@
 //!   AAD buffer.
 //! * Verify, then decrypt: on any failure the frame buffer holds what was
 //!   received (or zeros), never plaintext, and every authentication failure
-//!   is the one opaque [`AuthError`](crate::AuthError).
+//!   is the one opaque [`AuthError`].
 //! * The checks that need no key come first and are typed: structure,
 //!   suite id, compression, the key-set bit, the reserved counter value,
 //!   the security policy, key availability.
