@@ -183,9 +183,76 @@ pub enum Error {
         /// Bytes needed.
         required: usize,
     },
+    /// A packaged key, a key transfer or a key store refused the operation.
+    Key(KeyError),
+    /// The random number generator failed; nothing was generated.
+    Rng,
     /// The caller combined arguments in a way the API forbids. Never
     /// caused by untrusted input.
     Misuse(&'static str),
+}
+
+/// Key packaging, key transfer and key store failures.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyError {
+    /// The record names a KEK (by check value) other than the one offered.
+    WrongKek,
+    /// The record's check value does not match: the record is corrupt,
+    /// was moved to another device, client, role or generation, or was
+    /// packaged under another KEK with the same check value. Compared in
+    /// constant time; carries no detail.
+    Corrupted,
+    /// The record holds another role than the one asked for.
+    RoleMismatch {
+        /// Role asked for.
+        expected: crate::key::KeyRole,
+        /// Role in the record.
+        found: crate::key::KeyRole,
+    },
+    /// A record format version this build does not read.
+    UnsupportedVersion(u8),
+    /// The Public client has no keys; or a device-wide key named a client,
+    /// or a client key named none.
+    InvalidClient,
+    /// A key_transfer entry with a key id outside 0..=3.
+    UnknownKeyId(u8),
+    /// The same key id twice in one key_transfer.
+    DuplicateKeyId(u8),
+    /// The operation needs a key the store does not hold.
+    NotFound,
+    /// The store has no room.
+    StoreFull,
+    /// Activation asked for a generation that is not pending.
+    NoPending,
+    /// A pending generation must be newer than the active one.
+    StaleGeneration,
+    /// The crypto provider does not do this operation.
+    Refused,
+    /// The crypto provider (an HSM) failed.
+    Provider,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongKek => f.write_str("record packaged under another KEK"),
+            Self::Corrupted => f.write_str("packaged key failed its check"),
+            Self::RoleMismatch { expected, found } => {
+                write!(f, "record holds a {found:?} key, not a {expected:?} key")
+            }
+            Self::UnsupportedVersion(v) => write!(f, "record format version {v}"),
+            Self::InvalidClient => f.write_str("invalid client for this key role"),
+            Self::UnknownKeyId(k) => write!(f, "unknown key id {k}"),
+            Self::DuplicateKeyId(k) => write!(f, "key id {k} appears twice"),
+            Self::NotFound => f.write_str("no such key"),
+            Self::StoreFull => f.write_str("key store full"),
+            Self::NoPending => f.write_str("no such pending generation"),
+            Self::StaleGeneration => f.write_str("pending generation not newer than active"),
+            Self::Refused => f.write_str("operation refused by the crypto provider"),
+            Self::Provider => f.write_str("crypto provider failure"),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -203,6 +270,8 @@ impl fmt::Display for Error {
             Self::BufferTooSmall { required } => {
                 write!(f, "buffer too small: {required} bytes required")
             }
+            Self::Key(e) => write!(f, "key: {e}"),
+            Self::Rng => f.write_str("random number generator failed"),
             Self::Misuse(what) => write!(f, "API misuse: {what}"),
         }
     }
@@ -223,6 +292,11 @@ impl From<AuthError> for Error {
         Self::Auth(e)
     }
 }
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        Self::Key(e)
+    }
+}
 impl From<CounterError> for Error {
     fn from(e: CounterError) -> Self {
         Self::Counter(e)
@@ -237,6 +311,8 @@ impl core::error::Error for WireError {}
 impl core::error::Error for Unsupported {}
 #[cfg(feature = "std")]
 impl core::error::Error for CounterError {}
+#[cfg(feature = "std")]
+impl core::error::Error for KeyError {}
 #[cfg(feature = "std")]
 impl core::error::Error for Error {}
 

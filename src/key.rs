@@ -1,4 +1,18 @@
-//! Key types: one type per key role, 128 bits each (suite 0).
+//! Key types: one type per key role, 128 bits each (suite 0; ).
+//!
+//! | type | role | packaged under |
+//! |---|---|---|
+//! | [`MasterKey`] | MK: wraps new keys for key_transfer, one per device | [`DcoKey`] |
+//! | [`AuthenticationKey`] | AK: one per device per non-public client | [`DcoKey`] |
+//! | [`GlobalUnicastEncryptionKey`] | GUEK: one per device per non-public client | [`SharedKey`] |
+//! | [`GlobalBroadcastEncryptionKey`] | GBEK | [`SharedKey`] |
+//! | [`DedicatedKey`] | DK: one association | [`SharedKey`] |
+//! | [`DcoKey`] | HSM KEK, DCO only | — |
+//! | [`SharedKey`] | HSM KEK, DCO and S1SP | — |
+//!
+//! The "packaged under" column is a type ([`DeviceKey::Kek`]), so packaging
+//! an MK under the Shared Key, or unpacking an AK with only the Shared Key,
+//! does not compile.
 //!
 //! Every key type here:
 //! * is not `Copy` and not `Clone` (each copy is one more thing to wipe),
@@ -11,6 +25,7 @@
 
 use core::fmt;
 
+use rand_core::TryCryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
@@ -43,8 +58,29 @@ macro_rules! key_type {
                     .map_err(|_| Error::Misuse("a suite-0 key is 16 octets"))
             }
 
+            /// A fresh key from a cryptographic RNG.
+            ///
+            /// # Errors
+            /// [`Error::Rng`] when the RNG fails; nothing is returned.
+            pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self> {
+                let mut k = Self([0; KEY_LEN]);
+                rng.try_fill_bytes(&mut k.0).map_err(|_| Error::Rng)?;
+                Ok(k)
+            }
+
             #[allow(dead_code, reason = "not every role is read by every build")]
             pub(crate) const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+
+            /// The key octets.
+            ///
+            /// # ⚠️ Hazmat
+            /// Every copy taken here is the caller's to wipe. Only for
+            /// tools and tests that must show or move a clear key.
+            #[cfg(feature = "hazmat")]
+            #[must_use]
+            pub const fn dangerous_expose_bytes(&self) -> &[u8; KEY_LEN] {
                 &self.0
             }
         }
@@ -76,9 +112,105 @@ key_type! {
     /// the AAD of every authenticated APDU; never goes on the wire.
     AuthenticationKey
 }
+key_type! {
+    /// Master Key (MK): one per device; wraps new keys for key_transfer
+    /// (RFC 3394) and can itself be replaced where the device supports it.
+    MasterKey
+}
+key_type! {
+    /// The DCO Key: HSM key-encryption key held by the DCO only. Packages
+    /// MKs and AKs.
+    DcoKey
+}
+key_type! {
+    /// The Shared Key: HSM key-encryption key held by the DCO and the S1SPs.
+    /// Packages GUEKs, GBEKs and DKs.
+    SharedKey
+}
+
+/// Every device key role, as a value (for records and audit events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyRole {
+    /// [`MasterKey`].
+    Master,
+    /// [`AuthenticationKey`].
+    Authentication,
+    /// [`GlobalUnicastEncryptionKey`].
+    GlobalUnicastEncryption,
+    /// [`GlobalBroadcastEncryptionKey`].
+    GlobalBroadcastEncryption,
+    /// [`DedicatedKey`].
+    Dedicated,
+}
+
+impl KeyRole {
+    /// All roles.
+    pub const ALL: [Self; 5] = [
+        Self::Master,
+        Self::Authentication,
+        Self::GlobalUnicastEncryption,
+        Self::GlobalBroadcastEncryption,
+        Self::Dedicated,
+    ];
+
+    /// The code used in packaged-key records.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Master => 1,
+            Self::Authentication => 2,
+            Self::GlobalUnicastEncryption => 3,
+            Self::GlobalBroadcastEncryption => 4,
+            Self::Dedicated => 5,
+        }
+    }
+
+    /// The role of a record code.
+    #[must_use]
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Master),
+            2 => Some(Self::Authentication),
+            3 => Some(Self::GlobalUnicastEncryption),
+            4 => Some(Self::GlobalBroadcastEncryption),
+            5 => Some(Self::Dedicated),
+            _ => None,
+        }
+    }
+
+    /// Which KEK packages this role.
+    #[must_use]
+    pub const fn kek(self) -> KekKind {
+        match self {
+            Self::Master | Self::Authentication => KekKind::Dco,
+            _ => KekKind::Shared,
+        }
+    }
+
+    /// Whether the key belongs to the device as a whole (the MK) rather
+    /// than to one client.
+    #[must_use]
+    pub const fn is_device_wide(self) -> bool {
+        matches!(self, Self::Master)
+    }
+}
+
+/// The two HSM key-encryption keys, as a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KekKind {
+    /// [`DcoKey`].
+    Dco,
+    /// [`SharedKey`].
+    Shared,
+}
 
 mod sealed {
     pub trait Sealed {}
+    pub trait SealedKek {}
+    impl SealedKek for super::DcoKey {}
+    impl SealedKek for super::SharedKey {}
+    impl Sealed for super::MasterKey {}
+    impl Sealed for super::AuthenticationKey {}
     /// Only the crate can name this, so only the crate can read key bytes
     /// through [`super::EncryptionKey`].
     #[derive(Debug)]
@@ -86,6 +218,82 @@ mod sealed {
     impl Sealed for super::GlobalUnicastEncryptionKey {}
     impl Sealed for super::GlobalBroadcastEncryptionKey {}
     impl Sealed for super::DedicatedKey {}
+}
+
+/// An HSM key-encryption key type (sealed: [`DcoKey`], [`SharedKey`]).
+pub trait Kek: sealed::SealedKek {
+    /// Which one.
+    const KIND: KekKind;
+    #[doc(hidden)]
+    fn kek_array(&self, token: sealed::Token) -> &[u8; KEY_LEN];
+}
+impl Kek for DcoKey {
+    const KIND: KekKind = KekKind::Dco;
+    fn kek_array(&self, _: sealed::Token) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+impl Kek for SharedKey {
+    const KIND: KekKind = KekKind::Shared;
+    fn kek_array(&self, _: sealed::Token) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+/// Reads a KEK's octets (crate-internal: the software provider).
+pub(crate) fn kek_bytes<G: Kek>(kek: &G) -> &[u8; KEY_LEN] {
+    kek.kek_array(sealed::Token)
+}
+
+/// A device key role (sealed: MK, AK, GUEK, GBEK, DK), with the KEK that
+/// packages it.
+pub trait DeviceKey: sealed::Sealed + Sized {
+    /// The role as a value.
+    const ROLE: KeyRole;
+    /// The KEK that packages this role.
+    type Kek: Kek;
+    #[doc(hidden)]
+    fn from_array(bytes: [u8; KEY_LEN], token: sealed::Token) -> Self;
+    #[doc(hidden)]
+    fn array(&self, token: sealed::Token) -> &[u8; KEY_LEN];
+}
+
+macro_rules! device_key {
+    ($name:ident, $role:ident, $kek:ident) => {
+        impl DeviceKey for $name {
+            const ROLE: KeyRole = KeyRole::$role;
+            type Kek = $kek;
+            fn from_array(bytes: [u8; KEY_LEN], _: sealed::Token) -> Self {
+                Self(bytes)
+            }
+            fn array(&self, _: sealed::Token) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+        }
+    };
+}
+device_key!(MasterKey, Master, DcoKey);
+device_key!(AuthenticationKey, Authentication, DcoKey);
+device_key!(
+    GlobalUnicastEncryptionKey,
+    GlobalUnicastEncryption,
+    SharedKey
+);
+device_key!(
+    GlobalBroadcastEncryptionKey,
+    GlobalBroadcastEncryption,
+    SharedKey
+);
+device_key!(DedicatedKey, Dedicated, SharedKey);
+
+/// Reads the bytes of any device key (crate-internal).
+pub(crate) fn device_key_bytes<K: DeviceKey>(key: &K) -> &[u8; KEY_LEN] {
+    key.array(sealed::Token)
+}
+
+/// Builds a device key from octets (crate-internal: unwrap, unpackage).
+pub(crate) fn device_key_from<K: DeviceKey>(bytes: [u8; KEY_LEN]) -> K {
+    K::from_array(bytes, sealed::Token)
 }
 
 /// The closed set of keys that can encrypt an APDU (sealed: GUEK, GBEK, DK).

@@ -8,11 +8,14 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod client;
 pub mod counter;
 pub mod error;
 mod gcm;
 pub mod hls5;
 pub mod key;
+pub mod keywrap;
+pub mod package;
 pub mod policy;
 pub mod suite0;
 pub mod wire;
