@@ -71,7 +71,12 @@ impl core::fmt::Debug for Gcm {
 impl Gcm {
     /// Expands `key` and computes the GHASH key H = E(K, 0¹²⁸).
     pub(crate) fn new(key: &[u8; 16]) -> Self {
-        let aes = Aes128Enc::new(&(*key).into());
+        Self::from_schedule(Aes128Enc::new(&(*key).into()))
+    }
+
+    /// Builds the context around an encrypt schedule already expanded
+    /// (unpackaging expands it to check the record).
+    pub(crate) fn from_schedule(aes: Aes128Enc) -> Self {
         let mut h = Block::default();
         aes.encrypt_block(&mut h);
         let ghash = GHash::new(&h);

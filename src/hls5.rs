@@ -25,7 +25,7 @@ use zeroize::Zeroize;
 use crate::counter::CounterSource;
 use crate::error::{AuthError, Error, Result, WireError};
 use crate::suite0::Suite0;
-use crate::wire::{InvocationCounter, SystemTitle, iv};
+use crate::wire::{InvocationCounter, KeyKind, SystemTitle, iv};
 
 /// Length of f(challenge).
 pub const RESPONSE_LEN: usize = 17;
@@ -79,17 +79,23 @@ fn check_challenge(challenge: &[u8]) -> Result<()> {
     }
 }
 
-fn tag(suite: &Suite0, title: &SystemTitle, ic: InvocationCounter, challenge: &[u8]) -> [u8; 12] {
-    suite.unicast.gmac(
+fn tag(
+    suite: &Suite0,
+    title: &SystemTitle,
+    ic: InvocationCounter,
+    challenge: &[u8],
+) -> Result<[u8; 12]> {
+    Ok(suite.gcm(KeyKind::GlobalUnicast)?.gmac(
         &iv(title, ic),
         &[&[HLS5_SC], suite.ak.as_bytes().as_slice(), challenge],
-    )
+    ))
 }
 
 /// Computes f(challenge) with our own title and a fresh counter value.
 ///
 /// # Errors
 /// [`WireError::InvalidChallenge`] for a challenge outside 8..=64 octets;
+/// [`Error::KeyNotAvailable`] without a global unicast key;
 /// [`Error::Counter`] when the counter is exhausted or cannot persist.
 pub fn respond(
     suite: &Suite0,
@@ -99,7 +105,7 @@ pub fn respond(
 ) -> Result<Hls5Response> {
     check_challenge(challenge)?;
     let ic = counter.next_counter()?;
-    let t = tag(suite, own_title, ic, challenge);
+    let t = tag(suite, own_title, ic, challenge)?;
     let mut out = [0u8; RESPONSE_LEN];
     let [sc, ic_out @ ..] = &mut out;
     *sc = HLS5_SC;
@@ -130,7 +136,7 @@ pub fn verify(
         .map_err(|_| Error::Wire(WireError::InvalidChallenge))?;
     let [sc, a, b, c, d, received @ ..] = response;
     let ic = InvocationCounter::from_be_bytes([*a, *b, *c, *d]);
-    let mut expected = tag(suite, peer_title, ic, our_challenge);
+    let mut expected = tag(suite, peer_title, ic, our_challenge)?;
     let ok = expected.ct_eq(received) & sc.ct_eq(&HLS5_SC);
     expected.zeroize();
     if bool::from(ok) {

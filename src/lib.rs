@@ -17,6 +17,7 @@ pub mod key;
 pub mod keywrap;
 pub mod package;
 pub mod policy;
+pub mod provider;
 pub mod suite0;
 pub mod wire;
 

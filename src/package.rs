@@ -276,7 +276,6 @@ impl PackagedRecord {
 }
 
 /// A packaged key whose role is known at compile time.
-#[derive(PartialEq, Eq, Hash)]
 pub struct PackagedKey<K: DeviceKey> {
     record: PackagedRecord,
     role: PhantomData<fn() -> K>,
@@ -288,6 +287,19 @@ impl<K: DeviceKey> Clone for PackagedKey<K> {
     }
 }
 impl<K: DeviceKey> Copy for PackagedKey<K> {}
+
+// Records are ciphertext and metadata: equality is on the stored octets.
+impl<K: DeviceKey> PartialEq for PackagedKey<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.record == other.record
+    }
+}
+impl<K: DeviceKey> Eq for PackagedKey<K> {}
+impl<K: DeviceKey> core::hash::Hash for PackagedKey<K> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.record.hash(state);
+    }
+}
 
 impl<K: DeviceKey> fmt::Debug for PackagedKey<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -403,6 +415,19 @@ impl<G: Kek> Packager<G> {
         &self,
         record: &PackagedKey<K>,
     ) -> Result<(K, Aes128Enc)> {
+        self.unpack_inner(record)
+    }
+
+    /// Unpacks without the type-level role/KEK tie; the caller has checked
+    /// it at run time.
+    pub(crate) fn unpackage_unchecked_role<K: DeviceKey>(
+        &self,
+        record: &PackagedKey<K>,
+    ) -> Result<K> {
+        self.unpack_inner(record).map(|(k, _)| k)
+    }
+
+    fn unpack_inner<K: DeviceKey>(&self, record: &PackagedKey<K>) -> Result<(K, Aes128Enc)> {
         let r = &record.record;
         if r.kek_check_value() != self.kcv {
             return Err(KeyError::WrongKek.into());

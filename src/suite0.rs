@@ -125,7 +125,7 @@ pub struct Unprotect {
 
 /// Expanded suite-0 keys for one association.
 pub struct Suite0 {
-    pub(crate) unicast: Gcm,
+    unicast: Option<Gcm>,
     broadcast: Option<Gcm>,
     dedicated: Option<Gcm>,
     pub(crate) ak: AuthenticationKey,
@@ -145,11 +145,28 @@ impl Suite0 {
     #[must_use]
     pub fn new(guek: &GlobalUnicastEncryptionKey, ak: &AuthenticationKey) -> Self {
         Self {
-            unicast: Gcm::new(encryption_key_bytes(guek)),
+            unicast: Some(Gcm::new(encryption_key_bytes(guek))),
             broadcast: None,
             dedicated: None,
             ak: AuthenticationKey::from_bytes(*ak.as_bytes()),
         }
+    }
+
+    /// A context with one encryption key only (the DCO command path builds
+    /// one per command from unpacked records).
+    pub(crate) fn from_parts(ak: AuthenticationKey, kind: KeyKind, gcm: Gcm) -> Self {
+        let mut s = Self {
+            unicast: None,
+            broadcast: None,
+            dedicated: None,
+            ak,
+        };
+        match kind {
+            KeyKind::GlobalUnicast => s.unicast = Some(gcm),
+            KeyKind::GlobalBroadcast => s.broadcast = Some(gcm),
+            KeyKind::Dedicated => s.dedicated = Some(gcm),
+        }
+        s
     }
 
     /// Adds the global broadcast key.
@@ -174,15 +191,15 @@ impl Suite0 {
     #[must_use]
     pub const fn has_key(&self, kind: KeyKind) -> bool {
         match kind {
-            KeyKind::GlobalUnicast => true,
+            KeyKind::GlobalUnicast => self.unicast.is_some(),
             KeyKind::GlobalBroadcast => self.broadcast.is_some(),
             KeyKind::Dedicated => self.dedicated.is_some(),
         }
     }
 
-    fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
+    pub(crate) fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
         match kind {
-            KeyKind::GlobalUnicast => Some(&self.unicast),
+            KeyKind::GlobalUnicast => self.unicast.as_ref(),
             KeyKind::GlobalBroadcast => self.broadcast.as_ref(),
             KeyKind::Dedicated => self.dedicated.as_ref(),
         }

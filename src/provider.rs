@@ -1,0 +1,394 @@
+//! The crypto-provider plug point (R-03, R-04, R-07, R-11).
+//!
+//! Every operation that touches a KEK, an MK or an AK goes through these
+//! traits, so an HSM implementation (PKCS#11) keeps the KEKs, and the MKs
+//! and AKs they package, inside the module: only packaged records,
+//! wrapped keys and protected frames cross the boundary.
+//!
+//! * [`CryptoProvider<G>`]: what a holder of the KEK `G` can do: name it
+//!   (key check value), generate a key inside the provider and return it
+//!   packaged, package a clear key (import; an HSM may refuse), and check a
+//!   record's integrity. The role's KEK is part of the signature
+//!   (`K: DeviceKey<Kek = G>`), so an S1SP, whose provider implements only
+//!   `CryptoProvider<SharedKey>`, cannot even express an operation on an MK
+//!   or AK (R-04, R-05).
+//! * [`DcoProvider`]: what needs both KEKs: key_transfer wrapping under a
+//!   packaged MK, and protecting or unprotecting an APDU with a packaged AK
+//!   and a packaged GUEK, GBEK or DK (R-06). Keys exist in clear only inside
+//!   one call and are wiped when it returns.
+//!
+//! No call allocates. Every method returns the crate's [`Error`]; a provider
+//! refuses what it does not do with [`KeyError::Refused`] (the default for
+//! [`CryptoProvider::package`], so an HSM provider need not offer clear-key
+//! import) and reports module failures as [`KeyError::Provider`].
+//!
+//! [`SoftwareDco`] and [`SoftwareS1sp`] are the software providers (meters
+//! have no KEK; tests and development use these), built on [`Packager`].
+//!
+//! ```compile_fail
+//! // An S1SP provider has no DCO Key: it cannot check, let alone use, an AK.
+//! use dlms_sec::key::AuthenticationKey;
+//! use dlms_sec::package::PackagedKey;
+//! use dlms_sec::provider::{CryptoProvider, SoftwareS1sp};
+//! fn reach_for_the_ak(p: &SoftwareS1sp, ak: &PackagedKey<AuthenticationKey>) {
+//!     let _ = p.verify(ak);
+//! }
+//! ```
+
+use rand_core::TryCryptoRng;
+use zeroize::Zeroize;
+
+use crate::counter::CounterSource;
+use crate::error::{Error, KeyError, Result};
+use crate::gcm::Gcm;
+use crate::key::{
+    AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalBroadcastEncryptionKey,
+    GlobalUnicastEncryptionKey, KEY_LEN, Kek, MasterKey, SharedKey, device_key_bytes,
+};
+use crate::keywrap::{TransferableKey, WrappedKey, wrap_bytes};
+use crate::package::{KeyCheckValue, PackagedKey, Packager, RecordId};
+use crate::suite0::{Protect, Suite0, Unprotect, Unprotected};
+use crate::wire::KeyKind;
+
+/// Operations under one KEK (`G`).
+pub trait CryptoProvider<G: Kek> {
+    /// The KEK's check value, computed by the provider.
+    ///
+    /// # Errors
+    /// [`KeyError::Provider`] when the module fails.
+    fn kek_check_value(&self) -> Result<KeyCheckValue>;
+
+    /// Generates a fresh key of role `K` inside the provider and returns it
+    /// packaged as `id` (R-11). Software providers draw it from `rng`; an
+    /// HSM generates it inside the module and ignores `rng`.
+    ///
+    /// # Errors
+    /// [`Error::Rng`]; [`KeyError::RoleMismatch`] / [`KeyError::InvalidClient`]
+    /// when `id` does not fit `K`; [`KeyError::Provider`].
+    fn generate<K, R>(&self, rng: &mut R, id: RecordId) -> Result<PackagedKey<K>>
+    where
+        K: DeviceKey<Kek = G>,
+        R: TryCryptoRng + ?Sized;
+
+    /// Packages a key given in clear (import). The default refuses: an HSM
+    /// provider offers this only as a named development helper.
+    ///
+    /// # Errors
+    /// [`KeyError::Refused`] by default; as [`Self::generate`] otherwise.
+    fn package<K: DeviceKey<Kek = G>>(&self, key: &K, id: RecordId) -> Result<PackagedKey<K>> {
+        let _ = (key, id);
+        Err(KeyError::Refused.into())
+    }
+
+    /// Checks a record without using its key: right KEK, check value
+    /// intact (R-17: corruption found here leads to re-keying).
+    ///
+    /// # Errors
+    /// [`KeyError::WrongKek`], [`KeyError::Corrupted`], [`KeyError::Provider`].
+    fn verify<K: DeviceKey<Kek = G>>(&self, record: &PackagedKey<K>) -> Result<()>;
+}
+
+/// The packaged encryption key of a command: which one also says which key
+/// the APDU is protected under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncryptionRecord<'a> {
+    /// A packaged GUEK.
+    GlobalUnicast(&'a PackagedKey<GlobalUnicastEncryptionKey>),
+    /// A packaged GBEK.
+    GlobalBroadcast(&'a PackagedKey<GlobalBroadcastEncryptionKey>),
+    /// A packaged DK.
+    Dedicated(&'a PackagedKey<DedicatedKey>),
+}
+
+impl EncryptionRecord<'_> {
+    /// The key kind.
+    #[must_use]
+    pub const fn kind(&self) -> KeyKind {
+        match self {
+            Self::GlobalUnicast(_) => KeyKind::GlobalUnicast,
+            Self::GlobalBroadcast(_) => KeyKind::GlobalBroadcast,
+            Self::Dedicated(_) => KeyKind::Dedicated,
+        }
+    }
+
+    /// Where the key belongs.
+    #[must_use]
+    pub fn id(&self) -> RecordId {
+        match self {
+            Self::GlobalUnicast(r) => r.id(),
+            Self::GlobalBroadcast(r) => r.id(),
+            Self::Dedicated(r) => r.id(),
+        }
+    }
+}
+
+/// The packaged keys of one command: the AK (under the DCO Key) and the
+/// encryption key (under the Shared Key), as an S1SP hands them to the DCO
+/// (R-06). Both must belong to the same device and client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandKeys<'a> {
+    /// The packaged AK.
+    pub ak: &'a PackagedKey<AuthenticationKey>,
+    /// The packaged GUEK, GBEK or DK.
+    pub encryption: EncryptionRecord<'a>,
+}
+
+impl CommandKeys<'_> {
+    /// Checks that the two records belong together.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] when they name different devices or clients.
+    pub fn check(&self) -> Result<()> {
+        let (a, e) = (self.ak.id(), self.encryption.id());
+        if a.device == e.device && a.client == e.client {
+            Ok(())
+        } else {
+            Err(Error::Misuse(
+                "the AK and encryption key records name different devices or clients",
+            ))
+        }
+    }
+}
+
+/// What only the DCO can do: everything that needs an MK or an AK
+/// together with a Shared-Key record.
+pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
+    /// Wraps the key in `key` under the MK in `mk` (RFC 3394) for
+    /// key_transfer; the key octets never leave the provider.
+    ///
+    /// # Errors
+    /// [`KeyError::WrongKek`], [`KeyError::Corrupted`] for either record;
+    /// [`Error::Misuse`] when the two records name different devices.
+    fn wrap_for_transfer<K>(
+        &self,
+        mk: &PackagedKey<MasterKey>,
+        key: &PackagedKey<K>,
+    ) -> Result<WrappedKey>
+    where
+        K: TransferableKey,
+        Self: CryptoProvider<K::Kek>;
+
+    /// Protects `apdu` under the keys of `keys` (see [`Suite0::protect`]).
+    ///
+    /// # Errors
+    /// Record errors ([`KeyError`]); [`Error::Misuse`] when `req.key`
+    /// differs from the encryption record's kind or the records do not
+    /// belong together; then as [`Suite0::protect`].
+    fn protect(
+        &self,
+        keys: &CommandKeys<'_>,
+        req: &Protect<'_>,
+        counter: &mut impl CounterSource,
+        apdu: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize>;
+
+    /// Verifies and decrypts a frame under the keys of `keys` (see
+    /// [`Suite0::unprotect`]).
+    ///
+    /// # Errors
+    /// Record errors ([`KeyError`]); [`Error::Misuse`] when the records do
+    /// not belong together; then as [`Suite0::unprotect`].
+    fn unprotect<'b>(
+        &self,
+        keys: &CommandKeys<'_>,
+        frame: &'b mut [u8],
+        req: &Unprotect,
+    ) -> Result<Unprotected<'b>>;
+}
+
+impl<G: Kek> CryptoProvider<G> for Packager<G> {
+    fn kek_check_value(&self) -> Result<KeyCheckValue> {
+        Ok(Packager::kek_check_value(self))
+    }
+
+    fn generate<K, R>(&self, rng: &mut R, id: RecordId) -> Result<PackagedKey<K>>
+    where
+        K: DeviceKey<Kek = G>,
+        R: TryCryptoRng + ?Sized,
+    {
+        let mut bytes = [0u8; KEY_LEN];
+        let drawn = rng.try_fill_bytes(&mut bytes).map_err(|_| Error::Rng);
+        let key: K = crate::key::device_key_from(bytes);
+        bytes.zeroize();
+        drawn?;
+        Packager::package(self, &key, id)
+    }
+
+    fn package<K: DeviceKey<Kek = G>>(&self, key: &K, id: RecordId) -> Result<PackagedKey<K>> {
+        Packager::package(self, key, id)
+    }
+
+    fn verify<K: DeviceKey<Kek = G>>(&self, record: &PackagedKey<K>) -> Result<()> {
+        self.unpackage(record).map(drop)
+    }
+}
+
+/// The software provider of a DCO: both KEKs, expanded in memory.
+#[derive(Debug)]
+pub struct SoftwareDco {
+    dco: Packager<DcoKey>,
+    shared: Packager<SharedKey>,
+}
+
+impl SoftwareDco {
+    /// Expands both KEKs.
+    #[must_use]
+    pub fn new(dco_key: &DcoKey, shared_key: &SharedKey) -> Self {
+        Self {
+            dco: Packager::new(dco_key),
+            shared: Packager::new(shared_key),
+        }
+    }
+
+    /// Builds the one-key suite-0 context of a command. The AK and the
+    /// encryption key exist in clear only inside the returned context,
+    /// which wipes them on drop.
+    fn context(&self, keys: &CommandKeys<'_>) -> Result<Suite0> {
+        keys.check()?;
+        let ak = self.dco.unpackage(keys.ak)?;
+        let schedule = match keys.encryption {
+            EncryptionRecord::GlobalUnicast(r) => self.shared.unpackage_with_schedule(r)?.1,
+            EncryptionRecord::GlobalBroadcast(r) => self.shared.unpackage_with_schedule(r)?.1,
+            EncryptionRecord::Dedicated(r) => self.shared.unpackage_with_schedule(r)?.1,
+        };
+        Ok(Suite0::from_parts(
+            ak,
+            keys.encryption.kind(),
+            Gcm::from_schedule(schedule),
+        ))
+    }
+}
+
+macro_rules! delegate_kek {
+    ($ty:ty, $field:ident, $kek:ty) => {
+        impl CryptoProvider<$kek> for $ty {
+            fn kek_check_value(&self) -> Result<KeyCheckValue> {
+                Ok(self.$field.kek_check_value())
+            }
+            fn generate<K, R>(&self, rng: &mut R, id: RecordId) -> Result<PackagedKey<K>>
+            where
+                K: DeviceKey<Kek = $kek>,
+                R: TryCryptoRng + ?Sized,
+            {
+                CryptoProvider::generate(&self.$field, rng, id)
+            }
+            fn package<K: DeviceKey<Kek = $kek>>(
+                &self,
+                key: &K,
+                id: RecordId,
+            ) -> Result<PackagedKey<K>> {
+                self.$field.package(key, id)
+            }
+            fn verify<K: DeviceKey<Kek = $kek>>(&self, record: &PackagedKey<K>) -> Result<()> {
+                CryptoProvider::verify(&self.$field, record)
+            }
+        }
+    };
+}
+delegate_kek!(SoftwareDco, dco, DcoKey);
+delegate_kek!(SoftwareDco, shared, SharedKey);
+
+/// Dispatch from a KEK type to the DCO provider's packager for it.
+trait PackagerOf<G: Kek> {
+    fn packager(&self) -> &Packager<G>;
+}
+impl PackagerOf<DcoKey> for SoftwareDco {
+    fn packager(&self) -> &Packager<DcoKey> {
+        &self.dco
+    }
+}
+impl PackagerOf<SharedKey> for SoftwareDco {
+    fn packager(&self) -> &Packager<SharedKey> {
+        &self.shared
+    }
+}
+
+impl DcoProvider for SoftwareDco {
+    fn wrap_for_transfer<K>(
+        &self,
+        mk: &PackagedKey<MasterKey>,
+        key: &PackagedKey<K>,
+    ) -> Result<WrappedKey>
+    where
+        K: TransferableKey,
+        Self: CryptoProvider<K::Kek>,
+    {
+        if mk.id().device != key.id().device {
+            return Err(Error::Misuse(
+                "the MK and the key to transfer belong to different devices",
+            ));
+        }
+        let mk = self.dco.unpackage(mk)?;
+        let key = unpack_any::<K>(self, key)?;
+        Ok(wrap_bytes(device_key_bytes(&mk), device_key_bytes(&key)))
+    }
+
+    fn protect(
+        &self,
+        keys: &CommandKeys<'_>,
+        req: &Protect<'_>,
+        counter: &mut impl CounterSource,
+        apdu: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize> {
+        if req.key != keys.encryption.kind() {
+            return Err(Error::Misuse(
+                "the request names another key than the command's record",
+            ));
+        }
+        self.context(keys)?.protect(req, counter, apdu, out)
+    }
+
+    fn unprotect<'b>(
+        &self,
+        keys: &CommandKeys<'_>,
+        frame: &'b mut [u8],
+        req: &Unprotect,
+    ) -> Result<Unprotected<'b>> {
+        self.context(keys)?.unprotect(frame, req)
+    }
+}
+
+/// Unpacks a transferable key under whichever KEK packages its role.
+fn unpack_any<K: TransferableKey>(p: &SoftwareDco, record: &PackagedKey<K>) -> Result<K>
+where
+    SoftwareDco: CryptoProvider<K::Kek>,
+{
+    match K::ROLE.kek() {
+        crate::key::KekKind::Dco => unpack_via::<K, DcoKey>(p, record),
+        crate::key::KekKind::Shared => unpack_via::<K, SharedKey>(p, record),
+    }
+}
+
+/// Unpacks `record` with the packager for `G`, after checking that `G` is
+/// the KEK of `K`'s role (a run-time restatement of the type-level rule,
+/// since `K::Kek` cannot be matched on directly).
+fn unpack_via<K: DeviceKey, G: Kek>(p: &SoftwareDco, record: &PackagedKey<K>) -> Result<K>
+where
+    SoftwareDco: PackagerOf<G>,
+{
+    if K::ROLE.kek() != G::KIND {
+        return Err(Error::Misuse("role packaged under another KEK"));
+    }
+    let packager: &Packager<G> = p.packager();
+    packager.unpackage_unchecked_role(record)
+}
+
+/// The software provider of an S1SP: the Shared Key only (R-05).
+#[derive(Debug)]
+pub struct SoftwareS1sp {
+    shared: Packager<SharedKey>,
+}
+
+impl SoftwareS1sp {
+    /// Expands the Shared Key.
+    #[must_use]
+    pub fn new(shared_key: &SharedKey) -> Self {
+        Self {
+            shared: Packager::new(shared_key),
+        }
+    }
+}
+
+delegate_kek!(SoftwareS1sp, shared, SharedKey);
