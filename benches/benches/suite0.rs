@@ -1,0 +1,505 @@
+//! dlms-sec beside its raw baselines. Every group holds our function
+//! ("dlms-sec") and the baseline ("raw") measured in the same run; the
+//! ratios are read off with `python3 benches/ratios.py`.
+
+#![allow(missing_docs, reason = "bench binary")]
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use aes::Aes128;
+use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::consts::U12;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dlms_sec::client::Client;
+use dlms_sec::counter::{SendCounter, SingleUse, Volatile};
+use dlms_sec::key::{
+    AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
+};
+use dlms_sec::keywrap::{self, WrappedKey};
+use dlms_sec::package::{PackagedKey, Packager, RecordId};
+use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
+use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+use dlms_sec::wire::CipheredForm;
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5};
+
+type RawGcm = aes_gcm::AesGcm<Aes128, U12, U12>;
+
+const SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 16384];
+const EK: [u8; 16] = *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0A\x0B\x0C\x0D\x0E\x0F";
+const AK: [u8; 16] = [0xD0; 16];
+const TITLE: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]);
+
+fn counter() -> SendCounter<Volatile> {
+    SendCounter::new(InvocationCounter::new(1), NonZeroU32::MAX, Volatile).expect("counter")
+}
+
+fn apdu(len: usize) -> Vec<u8> {
+    let mut a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+    if let Some(first) = a.first_mut() {
+        *first = 0xC0; // get-request: the service-specific form needs a known tag
+    }
+    a
+}
+
+fn suite() -> Suite0 {
+    Suite0::new(
+        &GlobalUnicastEncryptionKey::from_bytes(EK),
+        &AuthenticationKey::from_bytes(AK),
+    )
+}
+
+fn iv(ic: u32) -> [u8; 12] {
+    let mut iv = [0u8; 12];
+    iv[..8].copy_from_slice(TITLE.as_bytes());
+    iv[8..].copy_from_slice(&ic.to_be_bytes());
+    iv
+}
+
+const POLICIES: [(Protection, &str); 3] = [
+    (Protection::Authenticated, "auth"),
+    (Protection::Encrypted, "enc"),
+    (Protection::AuthenticatedEncrypted, "auth-enc"),
+];
+const FORMS: [(CipheredForm<'static>, &str); 2] = [
+    (CipheredForm::ServiceSpecific, "service"),
+    (
+        CipheredForm::General {
+            with_system_title: true,
+        },
+        "general-glo",
+    ),
+];
+
+/// The raw baseline's AAD, already contiguous: SC ‖ AK (‖ APDU under authentication only).
+fn raw_aad(protection: Protection, apdu: &[u8]) -> Vec<u8> {
+    let mut aad = vec![protection.bits()];
+    aad.extend_from_slice(&AK);
+    if protection == Protection::Authenticated {
+        aad.extend_from_slice(apdu);
+    }
+    aad
+}
+
+fn protect(c: &mut Criterion) {
+    let s = suite();
+    let raw = RawGcm::new(&EK.into());
+    for (protection, pname) in POLICIES {
+        for (form, fname) in FORMS {
+            let mut g = c.benchmark_group(format!("protect/{pname}/{fname}"));
+            for size in SIZES {
+                g.throughput(Throughput::Bytes(size as u64));
+                let a = apdu(size);
+                let req = Protect {
+                    protection,
+                    key: KeyKind::GlobalUnicast,
+                    form,
+                    system_title: TITLE,
+                };
+                let mut out = vec![0u8; s.frame_len(&req, &a).expect("len")];
+                let mut ctr = counter();
+                g.bench_with_input(BenchmarkId::new("dlms-sec", size), &a, |b, a| {
+                    b.iter(|| {
+                        s.protect(&req, &mut ctr, black_box(a), &mut out)
+                            .expect("protect")
+                    });
+                });
+                let aad = raw_aad(protection, &a);
+                let mut buf = a.clone();
+                let mut ic = 0u32;
+                g.bench_with_input(BenchmarkId::new("raw", size), &a, |b, _| {
+                    b.iter(|| {
+                        ic = ic.wrapping_add(1);
+                        let data: &mut [u8] = if protection == Protection::Authenticated {
+                            &mut []
+                        } else {
+                            &mut buf
+                        };
+                        raw.encrypt_inout_detached(&iv(ic).into(), black_box(&aad), data.into())
+                            .expect("raw")
+                    });
+                });
+            }
+            g.finish();
+        }
+    }
+}
+
+fn unprotect(c: &mut Criterion) {
+    let s = suite();
+    let raw = RawGcm::new(&EK.into());
+    let params = Unprotect {
+        peer_system_title: Some(TITLE),
+        policy: SecurityPolicy::None,
+    };
+    for (protection, pname) in POLICIES {
+        for (form, fname) in FORMS {
+            let mut g = c.benchmark_group(format!("unprotect/{pname}/{fname}"));
+            for size in SIZES {
+                g.throughput(Throughput::Bytes(size as u64));
+                let a = apdu(size);
+                let req = Protect {
+                    protection,
+                    key: KeyKind::GlobalUnicast,
+                    form,
+                    system_title: TITLE,
+                };
+                let mut frame = vec![0u8; s.frame_len(&req, &a).expect("len")];
+                s.protect(
+                    &req,
+                    &mut SingleUse::new(InvocationCounter::new(5)),
+                    &a,
+                    &mut frame,
+                )
+                .expect("protect");
+                let mut work = frame.clone();
+                g.bench_with_input(BenchmarkId::new("dlms-sec", size), &frame, |b, frame| {
+                    b.iter(|| {
+                        work.copy_from_slice(frame);
+                        s.unprotect(black_box(&mut work), &params)
+                            .map(|u| u.apdu().len())
+                            .expect("unprotect")
+                    });
+                });
+                // Raw: the same ciphertext and tag, the AAD already contiguous.
+                let aad = raw_aad(protection, &a);
+                let mut ct = a.clone();
+                let tag = raw
+                    .encrypt_inout_detached(
+                        &iv(5).into(),
+                        &aad,
+                        if protection == Protection::Authenticated {
+                            (&mut [][..]).into()
+                        } else {
+                            ct.as_mut_slice().into()
+                        },
+                    )
+                    .expect("raw");
+                let mut rwork = ct.clone();
+                g.bench_with_input(BenchmarkId::new("raw", size), &ct, |b, ct| {
+                    b.iter(|| {
+                        rwork.copy_from_slice(ct);
+                        let data: &mut [u8] = if protection == Protection::Authenticated {
+                            &mut []
+                        } else {
+                            &mut rwork
+                        };
+                        raw.decrypt_inout_detached(
+                            &iv(5).into(),
+                            black_box(&aad),
+                            data.into(),
+                            &tag,
+                        )
+                        .expect("raw")
+                    });
+                });
+            }
+            g.finish();
+        }
+    }
+}
+
+fn unprotect_bad_tag(c: &mut Criterion) {
+    let s = suite();
+    let raw = RawGcm::new(&EK.into());
+    let params = Unprotect {
+        peer_system_title: Some(TITLE),
+        policy: SecurityPolicy::None,
+    };
+    let mut g = c.benchmark_group("unprotect-bad-tag/auth-enc/service");
+    for size in [64usize, 1024] {
+        let a = apdu(size);
+        let req = Protect {
+            protection: Protection::AuthenticatedEncrypted,
+            key: KeyKind::GlobalUnicast,
+            form: CipheredForm::ServiceSpecific,
+            system_title: TITLE,
+        };
+        let mut frame = vec![0u8; s.frame_len(&req, &a).expect("len")];
+        s.protect(
+            &req,
+            &mut SingleUse::new(InvocationCounter::new(5)),
+            &a,
+            &mut frame,
+        )
+        .expect("protect");
+        let last = frame.len() - 1;
+        frame[last] ^= 1;
+        let mut work = frame.clone();
+        g.bench_with_input(BenchmarkId::new("dlms-sec", size), &frame, |b, frame| {
+            b.iter(|| {
+                work.copy_from_slice(frame);
+                s.unprotect(black_box(&mut work), &params).is_err()
+            });
+        });
+        let aad = raw_aad(Protection::AuthenticatedEncrypted, &a);
+        let mut ct = a.clone();
+        let mut tag = raw
+            .encrypt_inout_detached(&iv(5).into(), &aad, ct.as_mut_slice().into())
+            .expect("raw");
+        tag[11] ^= 1;
+        let mut rwork = ct.clone();
+        g.bench_with_input(BenchmarkId::new("raw", size), &ct, |b, ct| {
+            b.iter(|| {
+                rwork.copy_from_slice(ct);
+                raw.decrypt_inout_detached(
+                    &iv(5).into(),
+                    black_box(&aad),
+                    rwork.as_mut_slice().into(),
+                    &tag,
+                )
+                .is_err()
+            });
+        });
+    }
+    g.finish();
+}
+
+fn hls5_bench(c: &mut Criterion) {
+    let s = suite();
+    let raw = RawGcm::new(&EK.into());
+    let challenge = *b"P6wRJ21F0123456789abcdef";
+    let mut ctr = counter();
+    let response = hls5::respond(
+        &s,
+        &TITLE,
+        &mut SingleUse::new(InvocationCounter::new(1)),
+        &challenge,
+    )
+    .expect("respond");
+    let mut aad = vec![0x10];
+    aad.extend_from_slice(&AK);
+    aad.extend_from_slice(&challenge);
+    let mut g = c.benchmark_group("hls5/respond");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| hls5::respond(&s, &TITLE, &mut ctr, black_box(&challenge)).expect("respond"))
+    });
+    let mut ic = 0u32;
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            ic = ic.wrapping_add(1);
+            let tag = raw
+                .encrypt_inout_detached(&iv(ic).into(), black_box(&aad), (&mut [][..]).into())
+                .expect("gmac");
+            let mut out = [0u8; 17];
+            out[0] = 0x10;
+            out[1..5].copy_from_slice(&ic.to_be_bytes());
+            out[5..].copy_from_slice(&tag);
+            out
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("hls5/verify");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| hls5::verify(&s, &TITLE, &challenge, black_box(response.as_bytes())).is_ok())
+    });
+    let expected: [u8; 12] = response.as_bytes()[5..].try_into().expect("tag");
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            raw.decrypt_inout_detached(
+                &iv(1).into(),
+                black_box(&aad),
+                (&mut [][..]).into(),
+                &expected.into(),
+            )
+            .is_ok()
+        });
+    });
+    g.finish();
+}
+
+fn keys(c: &mut Criterion) {
+    let mk_bytes = [0x33u8; 16];
+    let mk = MasterKey::from_bytes(mk_bytes);
+    let guek = GlobalUnicastEncryptionKey::from_bytes(EK);
+    let wrapped = keywrap::wrap(&mk, &guek);
+    let mut g = c.benchmark_group("keywrap/wrap");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| keywrap::wrap(&mk, black_box(&guek)))
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let kw = aes_kw::KwAes128::new(&mk_bytes.into());
+            let mut out = [0u8; 24];
+            kw.wrap_key(black_box(&EK), &mut out).expect("wrap");
+            out
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("keywrap/unwrap");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| keywrap::unwrap::<GlobalUnicastEncryptionKey>(&mk, black_box(&wrapped)).is_ok())
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let kw = aes_kw::KwAes128::new(&mk_bytes.into());
+            let mut out = [0u8; 16];
+            kw.unwrap_key(black_box(wrapped.as_bytes()), &mut out)
+                .is_ok()
+        });
+    });
+    g.finish();
+    let _ = WrappedKey::new([0; 24]);
+
+    let kek = [0x44u8; 16];
+    let packager = Packager::new(&SharedKey::from_bytes(kek));
+    let raw_kek = Aes128::new(&kek.into());
+    let id = RecordId {
+        device: TITLE,
+        client: Some(Client::Management),
+        role: KeyRole::GlobalUnicastEncryption,
+        generation: 1,
+    };
+    let record = packager.package(&guek, id).expect("package");
+    let mut g = c.benchmark_group("package/package");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| packager.package(black_box(&guek), id).expect("package"))
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let mut block = aes::Block::from(EK);
+            raw_kek.encrypt_block(black_box(&mut block));
+            block
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("package/unpackage");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| packager.unpackage(black_box(&record)).is_ok())
+    });
+    let ct =
+        aes::Block::from(<[u8; 16]>::try_from(&record.record().as_bytes()[18..34]).expect("ct"));
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let mut block = ct;
+            raw_kek.decrypt_block(black_box(&mut block));
+            block
+        });
+    });
+    g.finish();
+}
+
+struct Dco {
+    provider: SoftwareDco,
+    ak: PackagedKey<AuthenticationKey>,
+    guek: PackagedKey<GlobalUnicastEncryptionKey>,
+}
+
+fn dco() -> Dco {
+    let provider = SoftwareDco::new(
+        &DcoKey::from_bytes([1; 16]),
+        &SharedKey::from_bytes([2; 16]),
+    );
+    let id = |role| RecordId {
+        device: TITLE,
+        client: Some(Client::Management),
+        role,
+        generation: 1,
+    };
+    let ak = CryptoProvider::<DcoKey>::package(
+        &provider,
+        &AuthenticationKey::from_bytes(AK),
+        id(KeyRole::Authentication),
+    )
+    .expect("ak");
+    let guek = CryptoProvider::<SharedKey>::package(
+        &provider,
+        &GlobalUnicastEncryptionKey::from_bytes(EK),
+        id(KeyRole::GlobalUnicastEncryption),
+    )
+    .expect("guek");
+    Dco { provider, ak, guek }
+}
+
+const DCO_REQ: Protect<'static> = Protect {
+    protection: Protection::AuthenticatedEncrypted,
+    key: KeyKind::GlobalUnicast,
+    form: CipheredForm::ServiceSpecific,
+    system_title: TITLE,
+};
+
+fn dco_command(d: &Dco, ctr: &mut SendCounter<Volatile>, a: &[u8], out: &mut [u8]) -> usize {
+    let keys = CommandKeys {
+        ak: &d.ak,
+        encryption: EncryptionRecord::GlobalUnicast(&d.guek),
+    };
+    d.provider
+        .protect(&keys, &DCO_REQ, ctr, a, out)
+        .expect("dco protect")
+}
+
+fn raw_command(a: &mut [u8], ic: u32) -> [u8; 12] {
+    let gcm = RawGcm::new(&EK.into());
+    let mut aad = [0u8; 17];
+    aad[0] = 0x30;
+    aad[1..].copy_from_slice(&AK);
+    gcm.encrypt_inout_detached(&iv(ic).into(), &aad, a.into())
+        .expect("raw")
+        .into()
+}
+
+fn dco_path(c: &mut Criterion) {
+    let d = dco();
+    let a = apdu(64);
+    let mut out = [0u8; 128];
+    let mut ctr = counter();
+    let mut g = c.benchmark_group("dco/command-64");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| dco_command(&d, &mut ctr, black_box(&a), &mut out))
+    });
+    let mut buf = a.clone();
+    let mut ic = 0u32;
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            ic = ic.wrapping_add(1);
+            raw_command(black_box(&mut buf), ic)
+        });
+    });
+    g.finish();
+
+    // Commands per second on 1 and 2 threads: each thread runs its share of
+    // the commands with its own counter and buffers; the provider is shared
+    // by reference (no lock, no shared mutable state).
+    let mut g = c.benchmark_group("dco/threads");
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::from_parameter(threads), |b| {
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(threads as u64);
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for _ in 0..threads {
+                        scope.spawn(|| {
+                            let mut ctr = counter();
+                            let mut out = [0u8; 128];
+                            for _ in 0..per {
+                                black_box(dco_command(&d, &mut ctr, black_box(&a), &mut out));
+                            }
+                        });
+                    }
+                });
+                // Time per command across all threads.
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * threads as u64) as f64)
+            });
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = protect, unprotect, unprotect_bad_tag, hls5_bench, keys, dco_path
+}
+criterion_main!(benches);
