@@ -49,7 +49,11 @@
 //!   (floor 0, [`ReplayGuard::new`](crate::counter::ReplayGuard::new)) for
 //!   each replaced encryption key, so a peer that resets its counters as
 //!   the Green Book is quoted to require is still accepted.
-//!   [`StagedKeys::replaces`] says which keys changed.
+//!   [`StagedKeys::replaces`] says which keys changed. A new AK changes
+//!   every tag, so frames from before it cannot verify afterwards and
+//!   resetting the guards it covers is safe too (whether a peer resets its
+//!   counters on an AK-only change is not known). Never reset a guard when
+//!   only the Master Key changed: the old frames would verify again.
 //!
 //! # The dedicated key (Q6)
 //!
@@ -327,7 +331,10 @@ impl StagedKeys {
     /// keys are wiped. Cannot fail.
     ///
     /// `mk` and `keys` must be the Master Key the transfer was staged under
-    /// and the keys of the client that sent it.
+    /// and the keys of the Security Setup object the request addressed
+    /// (normally the sending client's own). The Master Key is device-wide:
+    /// replacing it changes what every later transfer, for any client, is
+    /// unwrapped under.
     pub fn install(self, mk: &mut MasterKey, keys: &mut SecuritySetupKeys) {
         let Self {
             guek,
