@@ -31,21 +31,30 @@
 //! | `general_glo_ded.rs` | general-glo-ciphering `0xDB`, general-ded-ciphering `0xDC` |
 //! | `general_ciphering.rs` | general-ciphering `0xDD` |
 //! | `ciphered_apdu.rs` | any ciphered APDU: where its parts sit, and how to lay one out |
+//! | `key_transfer.rs` | the Security Setup key_transfer parameter |
+//! | `action_request.rs` | the action-request that invokes key_transfer |
 
+mod action_request;
 pub mod axdr;
 mod ciphered_apdu;
 mod general_ciphering;
 mod general_glo_ded;
 mod header;
+mod key_transfer;
 mod security_control;
 mod service;
 mod system_title;
 mod tag;
 
+pub use action_request::{
+    KEY_TRANSFER_METHOD, SECURITY_SETUP_CLASS_ID, SECURITY_SETUP_LN, SecuritySetupMethod,
+    parse_key_transfer_request,
+};
 pub use ciphered_apdu::{CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields};
 pub use general_ciphering::{GeneralCipheringFrame, GeneralCipheringRepr, KeyInfo};
 pub use general_glo_ded::{GeneralGloDedFrame, GeneralGloDedRepr};
 pub use header::{CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader, TAG_LEN};
+pub use key_transfer::{KeyTransfer, KeyTransferEntry, MAX_KEY_TRANSFER_ENTRIES};
 pub use security_control::{KeyKind, KeySet, SecurityControl};
 pub use service::{ServiceFrame, ServiceRepr};
 pub(crate) use system_title::iv;
