@@ -18,11 +18,13 @@ use dlms_sec::counter::{SendCounter, SingleUse, Volatile};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
+use dlms_sec::key_transfer::NewKeys;
 use dlms_sec::keywrap::{self, WrappedKey};
 use dlms_sec::package::{PackagedKey, Packager, RecordId};
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::CipheredForm;
+use dlms_sec::wire::KeyTransfer;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5};
 
 type RawGcm = aes_gcm::AesGcm<Aes128, U12, U12>;
@@ -342,6 +344,37 @@ fn keys(c: &mut Criterion) {
     });
     g.finish();
     let _ = WrappedKey::new([0; 24]);
+
+    // key_transfer for a new AK and GUEK: wrap both under the MK and emit
+    // the method parameter, against two raw aes-kw wraps.
+    let ak = AuthenticationKey::from_bytes(AK);
+    let mut param = [0u8; 64];
+    let mut g = c.benchmark_group("key-transfer/build-2");
+    g.bench_function("dlms-sec", |b| {
+        b.iter(|| {
+            let t = KeyTransfer::wrap_new_keys(
+                &mk,
+                NewKeys {
+                    guek: Some(black_box(&guek)),
+                    ak: Some(&ak),
+                    ..NewKeys::default()
+                },
+            )
+            .expect("wrap");
+            t.emit(&mut param).expect("emit")
+        });
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let kw = aes_kw::KwAes128::new(&mk_bytes.into());
+            let mut out = [0u8; 48];
+            let (a, b2) = out.split_at_mut(24);
+            kw.wrap_key(black_box(&EK), a).expect("wrap");
+            kw.wrap_key(black_box(&AK), b2).expect("wrap");
+            out
+        });
+    });
+    g.finish();
 
     let kek = [0x44u8; 16];
     let packager = Packager::new(&SharedKey::from_bytes(kek));
