@@ -14,6 +14,7 @@ pub mod error;
 mod gcm;
 pub mod hls5;
 pub mod key;
+pub mod keystore;
 pub mod keywrap;
 pub mod package;
 pub mod policy;
