@@ -19,8 +19,9 @@
 //!
 //! # What every store guarantees
 //!
-//! These are the documented behaviours; [`conformance::run`] checks each of
-//! them, and a third-party store (a SQL table, flash pages) should pass it.
+//! These are the documented behaviours; `conformance::run` (feature
+//! `conformance`) checks each of them, and a third-party store (a SQL
+//! table, flash pages) should pass it.
 //!
 //! * **Packaged records only** (R-15). Every method takes or returns
 //!   [`PackagedRecord`]s, which are ciphertext under an HSM KEK; no method
@@ -29,8 +30,8 @@
 //! * **Atomic replacement** (R-14). [`KeyStore::put_pending`] never touches
 //!   the active record: until [`KeyStore::activate`], the old key stays
 //!   active. `activate` moves pending to active and the old active to
-//!   previous in one step: a reader sees either the whole old state or the
-//!   whole new one. Activating the generation that is already active is a
+//!   previous in one step (one transaction, for a store with a backend): a
+//!   reader sees either the whole old state or the whole new one. Activating the generation that is already active is a
 //!   no-op that succeeds, so a retry after a lost response is safe.
 //! * **Generations only move forward.** A pending record must be newer
 //!   than the slot's active record ([`KeyError::StaleGeneration`]), so an
@@ -128,7 +129,8 @@ impl KeySlot {
 /// Stores packaged records only, never clear keys. Each slot holds
 /// at most an active, a pending and a previous (superseded) generation. See
 /// the [module docs](self) for the guarantees every implementation makes,
-/// and [`conformance::run`] for the suite that checks them.
+/// and `conformance::run` (feature `conformance`) for the suite that checks
+/// them.
 ///
 /// Every method may also fail with an implementation's own backend error
 /// (for example [`KeyError::Provider`]); a failed call changes nothing.
@@ -345,7 +347,7 @@ impl Op<'_> {
 
 /// A fixed-capacity store of up to `N` slots in RAM, for no_std devices
 /// and tests. No allocation; `N` slots of three records each (about
-/// 150 octets per slot).
+/// 140 octets per slot).
 ///
 /// Slots are kept sorted, so lookups are a binary search and listings come
 /// out in order. [`KeyError::StoreFull`] is returned only when a *new* slot
