@@ -15,6 +15,7 @@ mod gcm;
 pub mod hls5;
 pub mod key;
 pub mod key_transfer;
+pub mod keystore;
 pub mod keywrap;
 pub mod package;
 pub mod policy;
