@@ -86,7 +86,20 @@ impl Gcm {
 
     /// Encrypts `data` in place and returns the 96-bit tag over
     /// `aad` (the concatenation of its pieces) and the ciphertext.
+    #[cfg(test)]
     pub(crate) fn seal(&self, iv: &[u8; 12], aad: &[&[u8]], data: &mut [u8]) -> [u8; TAG_LEN] {
+        self.seal_from(iv, aad, None, data)
+    }
+
+    /// As [`Self::seal`], reading the plaintext from `src` (same length as
+    /// `data`) when given: the copy into `data` is part of the XOR pass.
+    pub(crate) fn seal_from(
+        &self,
+        iv: &[u8; 12],
+        aad: &[&[u8]],
+        src: Option<&[u8]>,
+        data: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         let mut gh = GhashStream::new(self.ghash.clone());
         let aad_len = gh.update_all(aad);
         gh.pad();
@@ -94,6 +107,7 @@ impl Gcm {
         let data_len = data.len();
         let result = self.ctr(
             iv,
+            src,
             data,
             |ek_j0| {
                 mask = *ek_j0;
@@ -125,6 +139,7 @@ impl Gcm {
         let mut s = gh.finish(aad_len, data.len());
         let result = self.ctr(
             iv,
+            None,
             data,
             |ek_j0| {
                 let mut expected = truncated_xor(&s, ek_j0);
@@ -159,17 +174,25 @@ impl Gcm {
     /// GCM counter mode alone (encryption-only frames carry no tag):
     /// encrypts or decrypts `data` in place.
     pub(crate) fn apply_keystream(&self, iv: &[u8; 12], data: &mut [u8]) {
-        let result = self.ctr(iv, data, |_| Ok(()), |_| {});
+        self.apply_keystream_from(iv, None, data);
+    }
+
+    /// As [`Self::apply_keystream`], reading the input from `src` when given.
+    pub(crate) fn apply_keystream_from(&self, iv: &[u8; 12], src: Option<&[u8]>, data: &mut [u8]) {
+        let result = self.ctr(iv, src, data, |_| Ok(()), |_| {});
         debug_assert!(result.is_ok(), "the keystream hook never fails");
     }
 
     /// Runs counter mode over `data` from counter block 2 on. The first AES
     /// call also encrypts J0 (counter block 1); `before_xor` sees E(K, J0)
     /// before any byte of `data` changes and may abort the pass.
-    /// `after_xor` sees each chunk once it has been XORed.
+    /// `after_xor` sees each chunk once it has been XORed. With `src`, the
+    /// input is read from it (it must be as long as `data`) and `data` is
+    /// only written.
     fn ctr(
         &self,
         iv: &[u8; 12],
+        src: Option<&[u8]>,
         data: &mut [u8],
         before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
         after_xor: impl FnMut(&[u8]),
@@ -177,9 +200,9 @@ impl Gcm {
         // What fits in the small batch (J0 + 15 blocks) takes 256 octets
         // of stack; longer messages take the large batch.
         if data.len() <= (SMALL_BATCH - 1) * 16 {
-            self.ctr_batched::<SMALL_BATCH>(iv_base(iv), data, before_xor, after_xor)
+            self.ctr_batched::<SMALL_BATCH>(iv_base(iv), src, data, before_xor, after_xor)
         } else {
-            self.ctr_batched::<LARGE_BATCH>(iv_base(iv), data, before_xor, after_xor)
+            self.ctr_batched::<LARGE_BATCH>(iv_base(iv), src, data, before_xor, after_xor)
         }
     }
 
@@ -192,6 +215,7 @@ impl Gcm {
     fn ctr_batched<const N: usize>(
         &self,
         base: u128,
+        mut src: Option<&[u8]>,
         data: &mut [u8],
         before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
         mut after_xor: impl FnMut(&[u8]),
@@ -219,8 +243,19 @@ impl Gcm {
             }
             let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(take);
             let keystream = Block::slice_as_flattened(&ks[skip..used]);
-            for (d, k) in chunk.iter_mut().zip(keystream) {
-                *d ^= *k;
+            match src.take() {
+                Some(input) => {
+                    let (head, tail) = input.split_at(take.min(input.len()));
+                    for ((d, s), k) in chunk.iter_mut().zip(head).zip(keystream) {
+                        *d = *s ^ *k;
+                    }
+                    src = Some(tail);
+                }
+                None => {
+                    for (d, k) in chunk.iter_mut().zip(keystream) {
+                        *d ^= *k;
+                    }
+                }
             }
             after_xor(chunk);
             rest = tail;
@@ -378,6 +413,7 @@ impl GhashStream {
 )]
 mod tests {
     extern crate std;
+    use std::vec;
     use std::vec::Vec;
 
     use aes_gcm::aead::consts::U12;
@@ -497,6 +533,13 @@ mod tests {
             let mut ks = pt.clone();
             gcm.apply_keystream(&iv, &mut ks);
             prop_assert_eq!(&ks, &theirs);
+            // Reading the plaintext from a separate source gives the same.
+            let mut from = vec![0xEEu8; pt.len()];
+            prop_assert_eq!(gcm.seal_from(&iv, &[&aad], Some(&pt), &mut from), t);
+            prop_assert_eq!(&from, &theirs);
+            let mut from = vec![0x11u8; pt.len()];
+            gcm.apply_keystream_from(&iv, Some(&pt), &mut from);
+            prop_assert_eq!(&from, &theirs);
             // A wrong tag leaves the buffer unchanged.
             let mut bad = t;
             bad[0] ^= 0x80;
