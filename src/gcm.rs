@@ -52,6 +52,30 @@ const LARGE_BATCH: usize = SMALL_BATCH;
 /// Blocks GHASH stages before one `update` call.
 const STAGE: usize = 8;
 
+/// The additional authenticated data: optionally the suite-0 prefix
+/// SC ‖ AK (fed with fixed-size moves), then any pieces, concatenated.
+#[derive(Clone, Copy)]
+pub(crate) struct Aad<'a> {
+    pub(crate) sc_ak: Option<(u8, &'a [u8; 16])>,
+    pub(crate) rest: &'a [&'a [u8]],
+}
+
+impl<'a> Aad<'a> {
+    /// Plain pieces, no suite-0 prefix.
+    #[cfg(test)]
+    pub(crate) const fn pieces(rest: &'a [&'a [u8]]) -> Self {
+        Self { sc_ak: None, rest }
+    }
+
+    /// SC ‖ AK ‖ the pieces.
+    pub(crate) const fn suite0(sc: u8, ak: &'a [u8; 16], rest: &'a [&'a [u8]]) -> Self {
+        Self {
+            sc_ak: Some((sc, ak)),
+            rest,
+        }
+    }
+}
+
 /// AES-128 encrypt schedule and the prepared GHASH state for one key.
 ///
 /// Both halves wipe themselves on drop (`aes` and `ghash` are built with
@@ -87,7 +111,7 @@ impl Gcm {
     /// Encrypts `data` in place and returns the 96-bit tag over
     /// `aad` (the concatenation of its pieces) and the ciphertext.
     #[cfg(test)]
-    pub(crate) fn seal(&self, iv: &[u8; 12], aad: &[&[u8]], data: &mut [u8]) -> [u8; TAG_LEN] {
+    pub(crate) fn seal(&self, iv: &[u8; 12], aad: Aad<'_>, data: &mut [u8]) -> [u8; TAG_LEN] {
         self.seal_from(iv, aad, None, data)
     }
 
@@ -96,12 +120,12 @@ impl Gcm {
     pub(crate) fn seal_from(
         &self,
         iv: &[u8; 12],
-        aad: &[&[u8]],
+        aad: Aad<'_>,
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> [u8; TAG_LEN] {
         let mut gh = GhashStream::new(self.ghash.clone());
-        let aad_len = gh.update_all(aad);
+        let aad_len = gh.update_aad(&aad);
         gh.pad();
         let mut mask = Block::default();
         let data_len = data.len();
@@ -128,12 +152,12 @@ impl Gcm {
     pub(crate) fn open(
         &self,
         iv: &[u8; 12],
-        aad: &[&[u8]],
+        aad: Aad<'_>,
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthError> {
         let mut gh = GhashStream::new(self.ghash.clone());
-        let aad_len = gh.update_all(aad);
+        let aad_len = gh.update_aad(&aad);
         gh.pad();
         gh.update(data);
         let mut s = gh.finish(aad_len, data.len());
@@ -158,9 +182,9 @@ impl Gcm {
     }
 
     /// The 96-bit GMAC tag over `aad` (GCM with an empty plaintext).
-    pub(crate) fn gmac(&self, iv: &[u8; 12], aad: &[&[u8]]) -> [u8; TAG_LEN] {
+    pub(crate) fn gmac(&self, iv: &[u8; 12], aad: Aad<'_>) -> [u8; TAG_LEN] {
         let mut gh = GhashStream::new(self.ghash.clone());
-        let aad_len = gh.update_all(aad);
+        let aad_len = gh.update_aad(&aad);
         let mut s = gh.finish(aad_len, 0);
         let mut j0 = [counter_block(iv_base(iv), 1)];
         self.aes.encrypt_blocks(&mut j0);
@@ -318,10 +342,29 @@ impl GhashStream {
         }
     }
 
-    /// Feeds every piece; returns their total length.
-    fn update_all(&mut self, pieces: &[&[u8]]) -> u64 {
+    /// Feeds SC ‖ AK, the start of every suite-0 AAD, with fixed-size moves.
+    fn start_with_sc_ak(&mut self, sc: u8, ak: &[u8; 16]) {
+        debug_assert!(self.staged == 0 && self.partial_len == 0);
+        let mut first = [0u8; 16];
+        let (head, rest) = first.split_at_mut(1);
+        head.copy_from_slice(&[sc]);
+        let (ak_head, ak_last) = ak.split_at(15);
+        rest.copy_from_slice(ak_head);
+        self.stage[0] = Block::from(first);
+        self.staged = 1;
+        self.partial[..1].copy_from_slice(ak_last);
+        self.partial_len = 1;
+        first.zeroize();
+    }
+
+    /// Feeds the AAD; returns its length.
+    fn update_aad(&mut self, aad: &Aad<'_>) -> u64 {
         let mut len = 0u64;
-        for p in pieces {
+        if let Some((sc, ak)) = aad.sc_ak {
+            self.start_with_sc_ak(sc, ak);
+            len = 17;
+        }
+        for p in aad.rest {
             self.update(p);
             len = len.wrapping_add(p.len() as u64);
         }
@@ -331,20 +374,21 @@ impl GhashStream {
     fn update(&mut self, mut bytes: &[u8]) {
         if self.partial_len > 0 {
             let take = bytes.len().min(16 - self.partial_len);
-            let (head, tail) = bytes.split_at(take);
+            let (head, rest) = bytes.split_at(take);
             self.partial[self.partial_len..self.partial_len + take].copy_from_slice(head);
             self.partial_len += take;
-            bytes = tail;
+            bytes = rest;
             if self.partial_len < 16 {
                 return;
             }
             self.partial_len = 0;
-            let block = Block::from(self.partial);
-            self.push_blocks(core::slice::from_ref(&block));
+            self.push_block(Block::from(self.partial));
         }
         let (blocks, tail) = Block::slice_as_chunks(bytes);
         self.push_blocks(blocks);
-        self.partial[..tail.len()].copy_from_slice(tail);
+        for (p, b) in self.partial.iter_mut().zip(tail) {
+            *p = *b;
+        }
         self.partial_len = tail.len();
     }
 
@@ -353,34 +397,46 @@ impl GhashStream {
         if self.partial_len > 0 {
             self.partial[self.partial_len..].fill(0);
             self.partial_len = 0;
-            let block = Block::from(self.partial);
-            self.push_blocks(core::slice::from_ref(&block));
+            self.push_block(Block::from(self.partial));
         }
     }
 
-    fn push_blocks(&mut self, mut blocks: &[Block]) {
-        if self.staged > 0 {
-            let take = blocks.len().min(STAGE - self.staged);
-            let (head, tail) = blocks.split_at(take);
-            self.stage[self.staged..self.staged + take].copy_from_slice(head);
-            self.staged += take;
-            blocks = tail;
-            if self.staged < STAGE {
-                return;
-            }
+    fn push_block(&mut self, block: Block) {
+        if self.staged == STAGE {
             self.ghash.update(&self.stage);
             self.staged = 0;
         }
-        // Long runs go straight to GHASH in multiples of 4 blocks, so each
-        // call runs polyval's aggregated path from its first block.
-        let direct = blocks.len() / 4 * 4;
-        if direct >= STAGE {
+        self.stage[self.staged] = block;
+        self.staged += 1;
+    }
+
+    fn push_blocks(&mut self, mut blocks: &[Block]) {
+        if blocks.len() >= STAGE {
+            // A long run: top the stage up and flush it, then hand the run
+            // to GHASH directly in multiples of 4 blocks, so each call runs
+            // polyval's aggregated path from its first block.
+            while self.staged > 0 {
+                let Some((b, rest)) = blocks.split_first() else {
+                    return;
+                };
+                self.push_block(*b);
+                blocks = rest;
+                if self.staged == STAGE {
+                    self.ghash.update(&self.stage);
+                    self.staged = 0;
+                }
+            }
+            let direct = blocks.len() / 4 * 4;
             let (run, tail) = blocks.split_at(direct);
-            self.ghash.update(run);
+            if !run.is_empty() {
+                self.ghash.update(run);
+            }
             blocks = tail;
         }
-        self.stage[..blocks.len()].copy_from_slice(blocks);
-        self.staged = blocks.len();
+        // Short runs go block by block into the stage (fixed-size moves).
+        for b in blocks {
+            self.push_block(*b);
+        }
     }
 
     /// Pads, appends the length block and returns GHASH.
@@ -388,13 +444,7 @@ impl GhashStream {
         self.pad();
         let lens = (u128::from(aad_len.wrapping_mul(8)) << 64)
             | u128::from((ct_len as u64).wrapping_mul(8));
-        let lens = Block::from(lens.to_be_bytes());
-        if self.staged == STAGE {
-            self.ghash.update(&self.stage);
-            self.staged = 0;
-        }
-        self.stage[self.staged] = lens;
-        self.staged += 1;
+        self.push_block(Block::from(lens.to_be_bytes()));
         self.ghash.update(&self.stage[..self.staged]);
         // The staged input held AAD (the AK) and ciphertext.
         Block::slice_as_flattened_mut(&mut self.stage).zeroize();
@@ -453,17 +503,17 @@ mod tests {
             for i in 0..=aad.len() {
                 let (a, b) = aad.split_at(i);
                 let mut buf = pt.clone();
-                assert_eq!(gcm.seal(&iv, &[a, b], &mut buf), tag, "{}", v["id"]);
+                assert_eq!(gcm.seal(&iv, Aad::pieces(&[a, b]), &mut buf), tag, "{}", v["id"]);
                 assert_eq!(buf, ct);
-                gcm.open(&iv, &[b"", a, b], &mut buf, &tag).unwrap();
+                gcm.open(&iv, Aad::pieces(&[b"", a, b]), &mut buf, &tag).unwrap();
                 assert_eq!(buf, pt);
                 if pt.is_empty() {
-                    assert_eq!(gcm.gmac(&iv, &[a, b]), tag);
+                    assert_eq!(gcm.gmac(&iv, Aad::pieces(&[a, b])), tag);
                 }
                 for j in i..=aad.len() {
                     let (b1, b2) = b.split_at(j - i);
                     let mut buf = pt.clone();
-                    assert_eq!(gcm.seal(&iv, &[a, b1, b2], &mut buf), tag);
+                    assert_eq!(gcm.seal(&iv, Aad::pieces(&[a, b1, b2]), &mut buf), tag);
                 }
             }
             // Any flipped tag bit is refused and leaves the ciphertext as it was.
@@ -471,7 +521,7 @@ mod tests {
                 let mut bad = tag;
                 bad[bit / 8] ^= 1 << (bit % 8);
                 let mut buf = ct.clone();
-                assert!(gcm.open(&iv, &[&aad], &mut buf, &bad).is_err());
+                assert!(gcm.open(&iv, Aad::pieces(&[&aad]), &mut buf, &bad).is_err());
                 assert_eq!(buf, ct);
             }
         }
@@ -499,17 +549,17 @@ mod tests {
                 let pt: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
                 let mut ours = pt.clone();
                 let mut theirs = pt.clone();
-                let t1 = gcm.seal(&iv, &[&aad], &mut ours);
+                let t1 = gcm.seal(&iv, Aad::pieces(&[&aad]), &mut ours);
                 let t2 = reference(&key, &iv, &aad, &mut theirs);
                 assert_eq!((t1, &ours), (t2, &theirs), "n={n} m={m}");
                 // GMAC over aad ‖ pt equals the reference with an empty plaintext.
                 let mut joined = aad.clone();
                 joined.extend_from_slice(&pt);
                 assert_eq!(
-                    gcm.gmac(&iv, &[&aad, &pt]),
+                    gcm.gmac(&iv, Aad::pieces(&[&aad, &pt])),
                     reference(&key, &iv, &joined, &mut [])
                 );
-                gcm.open(&iv, &[&aad], &mut ours, &t1).unwrap();
+                gcm.open(&iv, Aad::pieces(&[&aad]), &mut ours, &t1).unwrap();
                 assert_eq!(ours, pt);
             }
         }
@@ -527,7 +577,7 @@ mod tests {
             let c2 = cut2.min(aad.len()).max(c1);
             let mut ours = pt.clone();
             let mut theirs = pt.clone();
-            let t = gcm.seal(&iv, &[&aad[..c1], &aad[c1..c2], &aad[c2..]], &mut ours);
+            let t = gcm.seal(&iv, Aad::pieces(&[&aad[..c1], &aad[c1..c2], &aad[c2..]]), &mut ours);
             prop_assert_eq!(t, reference(&key, &iv, &aad, &mut theirs));
             prop_assert_eq!(&ours, &theirs);
             let mut ks = pt.clone();
@@ -535,15 +585,36 @@ mod tests {
             prop_assert_eq!(&ks, &theirs);
             // Reading the plaintext from a separate source gives the same.
             let mut from = vec![0xEEu8; pt.len()];
-            prop_assert_eq!(gcm.seal_from(&iv, &[&aad], Some(&pt), &mut from), t);
+            prop_assert_eq!(gcm.seal_from(&iv, Aad::pieces(&[&aad]), Some(&pt), &mut from), t);
             prop_assert_eq!(&from, &theirs);
             let mut from = vec![0x11u8; pt.len()];
             gcm.apply_keystream_from(&iv, Some(&pt), &mut from);
             prop_assert_eq!(&from, &theirs);
+            // The suite-0 prefix SC ‖ AK, fed with fixed-size moves, equals
+            // the same octets fed as pieces.
+            let ak: [u8; 16] = key;
+            let mut joined = vec![iv[0]];
+            joined.extend_from_slice(&ak);
+            joined.extend_from_slice(&aad);
+            let mut a = pt.clone();
+            let mut b = pt.clone();
+            prop_assert_eq!(
+                gcm.seal(&iv, Aad::suite0(iv[0], &ak, &[&aad[..c1], &aad[c1..]]), &mut a),
+                reference(&key, &iv, &joined, &mut b)
+            );
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(
+                gcm.gmac(&iv, Aad::suite0(iv[0], &ak, &[&aad, &pt])),
+                {
+                    let mut j = joined.clone();
+                    j.extend_from_slice(&pt);
+                    reference(&key, &iv, &j, &mut [])
+                }
+            );
             // A wrong tag leaves the buffer unchanged.
             let mut bad = t;
             bad[0] ^= 0x80;
-            prop_assert!(gcm.open(&iv, &[&aad], &mut ours, &bad).is_err());
+            prop_assert!(gcm.open(&iv, Aad::pieces(&[&aad]), &mut ours, &bad).is_err());
             prop_assert_eq!(&ours, &theirs);
         }
     }

@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::counter::CounterSource;
+use crate::gcm::Aad;
 use crate::error::{AuthError, Error, Result, WireError};
 use crate::suite0::Suite0;
 use crate::wire::{InvocationCounter, KeyKind, SystemTitle, iv};
@@ -87,7 +88,7 @@ fn tag(
 ) -> Result<[u8; 12]> {
     Ok(suite.gcm(KeyKind::GlobalUnicast)?.gmac(
         &iv(title, ic),
-        &[&[HLS5_SC], suite.ak.as_bytes().as_slice(), challenge],
+        Aad::suite0(HLS5_SC, suite.ak.as_bytes(), &[challenge]),
     ))
 }
 

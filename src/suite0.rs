@@ -85,8 +85,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::counter::{CounterSource, ReplayProof};
-use crate::error::{AuthError, CounterError, Error, Result, WireError};
-use crate::gcm::{Gcm, TAG_LEN};
+use crate::error::{AuthError, CounterError, Error, Result, Unsupported, WireError};
+use crate::gcm::{Aad, Gcm, TAG_LEN};
 use crate::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
     encryption_key_bytes,
@@ -94,7 +94,7 @@ use crate::key::{
 use crate::policy::{Protection, SecurityPolicy};
 use crate::wire::{
     CipheredForm, FrameKind, FrameLayout, InvocationCounter, KeyFamily, KeyKind, KeySet,
-    SecurityControl, SystemTitle, iv,
+    SecurityControl, Service, SystemTitle, iv,
 };
 
 /// How to protect one APDU.
@@ -281,6 +281,9 @@ impl Suite0 {
         buf: &mut [u8],
         apdu_len: usize,
     ) -> Result<usize> {
+        self.gcm(req.key)?;
+        // One layout computation: the header's length does not depend on
+        // which service the APDU's tag names, so the tag is checked apart.
         let header_len = self.header_len(req, apdu_len)?;
         let apdu = header_len
             .checked_add(apdu_len)
@@ -288,7 +291,22 @@ impl Suite0 {
             .ok_or(Error::Misuse(
                 "the buffer does not hold the APDU after the header",
             ))?;
-        let plan = self.plan(req, apdu, buf.len())?;
+        let plain_tag = plain_tag(req, apdu)?;
+        if matches!(req.form, CipheredForm::ServiceSpecific)
+            && Service::from_plain_tag(plain_tag).is_none()
+        {
+            return Err(Unsupported::NoCipheredForm(plain_tag).into());
+        }
+        let frame_len = header_len
+            .checked_add(apdu_len)
+            .and_then(|n| n.checked_add(tag_len(req.protection)))
+            .ok_or(Error::Misuse("inconsistent frame length"))?;
+        let plan = Plan {
+            plain_tag,
+            frame_len,
+            header_len,
+            apdu_len,
+        };
         let ic = counter.next_counter()?;
         self.finish(req, &plan, ic, None, buf)
     }
@@ -373,19 +391,21 @@ impl Suite0 {
         let (head, body) = frame.split_at_mut(header_len);
         let (payload, tag_out) = body.split_at_mut(plan.apdu_len);
         let iv = iv(&req.system_title, ic);
-        let sc_byte = [sc.bits()];
         let fields = head.get(fields).unwrap_or_default();
-        let ak = self.ak.as_bytes().as_slice();
+        let ak = self.ak.as_bytes();
         let tag = match req.protection {
             Protection::Authenticated => {
                 if let Some(src) = src {
                     copy_blocks(payload, src);
                 }
-                Some(gcm.gmac(&iv, &[&sc_byte, ak, fields, payload]))
+                Some(gcm.gmac(&iv, Aad::suite0(sc.bits(), ak, &[fields, payload])))
             }
-            Protection::AuthenticatedEncrypted => {
-                Some(gcm.seal_from(&iv, &[&sc_byte, ak, fields], src, payload))
-            }
+            Protection::AuthenticatedEncrypted => Some(gcm.seal_from(
+                &iv,
+                Aad::suite0(sc.bits(), ak, &[fields]),
+                src,
+                payload,
+            )),
             Protection::Encrypted => {
                 gcm.apply_keystream_from(&iv, src, payload);
                 None
@@ -445,12 +465,11 @@ impl Suite0 {
         let payload_len = layout.payload.len();
         let (payload, tag) = body.split_at_mut(payload_len);
         let fields = head.get(layout.aad_fields.clone()).unwrap_or_default();
-        let sc_byte = [sc.bits()];
-        let ak = self.ak.as_bytes().as_slice();
+        let ak = self.ak.as_bytes();
         match protection {
             Protection::Authenticated => {
                 let tag = received_tag(tag)?;
-                let mut expected = gcm.gmac(&iv, &[&sc_byte, ak, fields, payload]);
+                let mut expected = gcm.gmac(&iv, Aad::suite0(sc.bits(), ak, &[fields, payload]));
                 let ok = bool::from(expected.ct_eq(tag));
                 expected.zeroize();
                 if !ok {
@@ -459,7 +478,7 @@ impl Suite0 {
             }
             Protection::AuthenticatedEncrypted => {
                 let tag = received_tag(tag)?;
-                gcm.open(&iv, &[&sc_byte, ak, fields], payload, tag)?;
+                gcm.open(&iv, Aad::suite0(sc.bits(), ak, &[fields]), payload, tag)?;
             }
             Protection::Encrypted => gcm.apply_keystream(&iv, payload),
         }
