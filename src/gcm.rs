@@ -41,11 +41,17 @@ pub(crate) const TAG_LEN: usize = 12;
 /// payload) in one AES call, 256 octets of stack.
 const SMALL_BATCH: usize = 16;
 
-/// Keystream batch for longer messages. On 64-bit hosts 4 KiB of stack
-/// (J0 plus 255 blocks) keeps the AES backend's per-call cost out of the
-/// way; on small targets (a Cortex-M meter) the batch stays at 256 octets.
+/// Keystream batches for longer messages. On 64-bit hosts up to 4 KiB of
+/// stack (J0 plus 255 blocks) keeps the AES backend's per-call cost out of
+/// the way, with a middle size so a few-hundred-octet APDU does not pay
+/// for initialising 4 KiB; on small targets (a Cortex-M meter) every batch
+/// stays at 256 octets.
+#[cfg(target_pointer_width = "64")]
+const MEDIUM_BATCH: usize = 64;
 #[cfg(target_pointer_width = "64")]
 const LARGE_BATCH: usize = 256;
+#[cfg(not(target_pointer_width = "64"))]
+const MEDIUM_BATCH: usize = SMALL_BATCH;
 #[cfg(not(target_pointer_width = "64"))]
 const LARGE_BATCH: usize = SMALL_BATCH;
 
@@ -222,11 +228,14 @@ impl Gcm {
         after_xor: impl FnMut(&[u8]),
     ) -> Result<(), AuthError> {
         // What fits in the small batch (J0 + 15 blocks) takes 256 octets
-        // of stack; longer messages take the large batch.
+        // of stack; longer messages take a larger batch.
+        let base = iv_base(iv);
         if data.len() <= (SMALL_BATCH - 1) * 16 {
-            self.ctr_batched::<SMALL_BATCH>(iv_base(iv), src, data, before_xor, after_xor)
+            self.ctr_batched::<SMALL_BATCH>(base, src, data, before_xor, after_xor)
+        } else if data.len() <= (MEDIUM_BATCH - 1) * 16 {
+            self.ctr_batched::<MEDIUM_BATCH>(base, src, data, before_xor, after_xor)
         } else {
-            self.ctr_batched::<LARGE_BATCH>(iv_base(iv), src, data, before_xor, after_xor)
+            self.ctr_batched::<LARGE_BATCH>(base, src, data, before_xor, after_xor)
         }
     }
 
@@ -540,7 +549,8 @@ mod tests {
         let iv = [9u8; 12];
         let gcm = Gcm::new(&key);
         let sizes = [
-            0, 1, 15, 16, 17, 239, 240, 241, 255, 256, 257, 4079, 4080, 4081, 4096, 8191, 16384,
+            0, 1, 15, 16, 17, 239, 240, 241, 255, 256, 257, 1007, 1008, 1009, 4079, 4080, 4081,
+            4096, 8191, 16384,
             65543,
         ];
         for &n in &sizes {
