@@ -104,8 +104,16 @@ impl Gcm {
         Self::from_schedule(Aes128Enc::new(&(*key).into()))
     }
 
-    /// Builds the context around an encrypt schedule already expanded
-    /// (unpackaging expands it to check the record).
+    /// Builds the context around an encrypt schedule and the GHASH key
+    /// H = E(K, 0¹²⁸) already computed (unpackaging computes H in the same
+    /// AES call as the record's check value).
+    pub(crate) fn from_parts(aes: Aes128Enc, mut h: Block) -> Self {
+        let ghash = GHash::new(&h);
+        h.as_mut_slice().zeroize();
+        Self { aes, ghash }
+    }
+
+    /// Builds the context around an encrypt schedule already expanded.
     pub(crate) fn from_schedule(aes: Aes128Enc) -> Self {
         let mut h = Block::default();
         aes.encrypt_block(&mut h);
@@ -512,9 +520,15 @@ mod tests {
             for i in 0..=aad.len() {
                 let (a, b) = aad.split_at(i);
                 let mut buf = pt.clone();
-                assert_eq!(gcm.seal(&iv, Aad::pieces(&[a, b]), &mut buf), tag, "{}", v["id"]);
+                assert_eq!(
+                    gcm.seal(&iv, Aad::pieces(&[a, b]), &mut buf),
+                    tag,
+                    "{}",
+                    v["id"]
+                );
                 assert_eq!(buf, ct);
-                gcm.open(&iv, Aad::pieces(&[b"", a, b]), &mut buf, &tag).unwrap();
+                gcm.open(&iv, Aad::pieces(&[b"", a, b]), &mut buf, &tag)
+                    .unwrap();
                 assert_eq!(buf, pt);
                 if pt.is_empty() {
                     assert_eq!(gcm.gmac(&iv, Aad::pieces(&[a, b])), tag);
@@ -550,8 +564,7 @@ mod tests {
         let gcm = Gcm::new(&key);
         let sizes = [
             0, 1, 15, 16, 17, 239, 240, 241, 255, 256, 257, 1007, 1008, 1009, 4079, 4080, 4081,
-            4096, 8191, 16384,
-            65543,
+            4096, 8191, 16384, 65543,
         ];
         for &n in &sizes {
             for &m in &[0usize, 1, 17, 31, 128, 129] {

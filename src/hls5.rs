@@ -23,9 +23,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::counter::CounterSource;
-use crate::gcm::Aad;
 use crate::error::{AuthError, Error, Result, WireError};
-use crate::suite0::Suite0;
+use crate::gcm::Aad;
+use crate::suite0::{KeySource, Suite0};
 use crate::wire::{InvocationCounter, KeyKind, SystemTitle, iv};
 
 /// Length of f(challenge).

@@ -405,17 +405,42 @@ impl<G: Kek> Packager<G> {
     /// [`KeyError::Corrupted`] when the check value does not match (no key
     /// octets survive).
     pub fn unpackage<K: DeviceKey<Kek = G>>(&self, record: &PackagedKey<K>) -> Result<K> {
-        let (key, _) = self.unpackage_with_schedule(record)?;
+        let (key, _) = self.unpack_inner(record)?;
         Ok(key)
     }
 
-    /// Unpacks and also returns the key's expanded encrypt schedule, which
-    /// the check already built (the DCO path reuses it).
-    pub(crate) fn unpackage_with_schedule<K: DeviceKey<Kek = G>>(
+    /// Unpacks an encryption key straight into a GCM context: one AES call
+    /// under the key computes both the record's check value and the GHASH
+    /// key H, and the key's octets never leave this function.
+    pub(crate) fn unpackage_gcm<K: DeviceKey<Kek = G>>(
         &self,
         record: &PackagedKey<K>,
-    ) -> Result<(K, Aes128Enc)> {
-        self.unpack_inner(record)
+    ) -> Result<crate::gcm::Gcm> {
+        let r = &record.record;
+        if r.kek_check_value() != self.kcv {
+            return Err(KeyError::WrongKek.into());
+        }
+        let mut block = aes::Block::from(r.field::<KEY_LEN>(field::CIPHERTEXT));
+        self.aes.decrypt_block(&mut block);
+        let schedule = Aes128Enc::new(&block);
+        block.as_mut_slice().zeroize();
+        let mut blocks = [r.id().check_block(self.kcv), aes::Block::default()];
+        schedule.encrypt_blocks(&mut blocks);
+        let [mut check, h] = blocks;
+        let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);
+        let ok = bool::from(
+            check
+                .get(..CHECK_VALUE_LEN)
+                .unwrap_or_default()
+                .ct_eq(&stored),
+        );
+        check.as_mut_slice().zeroize();
+        let gcm = crate::gcm::Gcm::from_parts(schedule, h);
+        if ok {
+            Ok(gcm)
+        } else {
+            Err(KeyError::Corrupted.into())
+        }
     }
 
     /// Unpacks without the type-level role/KEK tie; the caller has checked
@@ -428,6 +453,7 @@ impl<G: Kek> Packager<G> {
     }
 
     fn unpack_inner<K: DeviceKey>(&self, record: &PackagedKey<K>) -> Result<(K, Aes128Enc)> {
+        // (The encryption-key path is `unpackage_gcm`.)
         let r = &record.record;
         if r.kek_check_value() != self.kcv {
             return Err(KeyError::WrongKek.into());

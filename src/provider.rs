@@ -47,7 +47,7 @@ use crate::key::{
 };
 use crate::keywrap::{TransferableKey, WrappedKey, wrap_bytes};
 use crate::package::{KeyCheckValue, PackagedKey, Packager, RecordId};
-use crate::suite0::{Protect, Suite0, Unprotect, Unprotected};
+use crate::suite0::{KeySource, OneKey, Protect, Unprotect, Unprotected};
 use crate::wire::KeyKind;
 
 /// Operations under one KEK (`G`).
@@ -241,22 +241,18 @@ impl SoftwareDco {
         }
     }
 
-    /// Builds the one-key suite-0 context of a command. The AK and the
-    /// encryption key exist in clear only inside the returned context,
-    /// which wipes them on drop.
-    fn context(&self, keys: &CommandKeys<'_>) -> Result<Suite0> {
+    /// Unpacks the keys of a command: the AK, and the encryption key
+    /// straight into its GCM context. Both exist in clear only for the
+    /// length of the call that uses them and wipe themselves on drop.
+    fn unpack(&self, keys: &CommandKeys<'_>) -> Result<(AuthenticationKey, Gcm)> {
         keys.check()?;
         let ak = self.dco.unpackage(keys.ak)?;
-        let schedule = match keys.encryption {
-            EncryptionRecord::GlobalUnicast(r) => self.shared.unpackage_with_schedule(r)?.1,
-            EncryptionRecord::GlobalBroadcast(r) => self.shared.unpackage_with_schedule(r)?.1,
-            EncryptionRecord::Dedicated(r) => self.shared.unpackage_with_schedule(r)?.1,
+        let gcm = match keys.encryption {
+            EncryptionRecord::GlobalUnicast(r) => self.shared.unpackage_gcm(r)?,
+            EncryptionRecord::GlobalBroadcast(r) => self.shared.unpackage_gcm(r)?,
+            EncryptionRecord::Dedicated(r) => self.shared.unpackage_gcm(r)?,
         };
-        Ok(Suite0::from_parts(
-            ak,
-            keys.encryption.kind(),
-            Gcm::from_schedule(schedule),
-        ))
+        Ok((ak, gcm))
     }
 }
 
@@ -337,7 +333,13 @@ impl DcoProvider for SoftwareDco {
                 "the request names another key than the command's record",
             ));
         }
-        self.context(keys)?.protect(req, counter, apdu, out)
+        let (ak, gcm) = self.unpack(keys)?;
+        OneKey {
+            kind: keys.encryption.kind(),
+            gcm: &gcm,
+            ak: device_key_bytes(&ak),
+        }
+        .protect(req, counter, apdu, out)
     }
 
     fn unprotect<'b>(
@@ -346,7 +348,13 @@ impl DcoProvider for SoftwareDco {
         frame: &'b mut [u8],
         req: &Unprotect,
     ) -> Result<Unprotected<'b>> {
-        self.context(keys)?.unprotect(frame, req)
+        let (ak, gcm) = self.unpack(keys)?;
+        OneKey {
+            kind: keys.encryption.kind(),
+            gcm: &gcm,
+            ak: device_key_bytes(&ak),
+        }
+        .unprotect_core(frame, req)
     }
 }
 

@@ -151,23 +151,6 @@ impl Suite0 {
         }
     }
 
-    /// A context with one encryption key only (the DCO command path builds
-    /// one per command from unpacked records).
-    pub(crate) fn from_parts(ak: AuthenticationKey, kind: KeyKind, gcm: Gcm) -> Self {
-        let mut s = Self {
-            unicast: None,
-            broadcast: None,
-            dedicated: None,
-            ak,
-        };
-        match kind {
-            KeyKind::GlobalUnicast => s.unicast = Some(gcm),
-            KeyKind::GlobalBroadcast => s.broadcast = Some(gcm),
-            KeyKind::Dedicated => s.dedicated = Some(gcm),
-        }
-        s
-    }
-
     /// Adds the global broadcast key.
     #[must_use]
     pub fn with_broadcast_key(mut self, gbek: &GlobalBroadcastEncryptionKey) -> Self {
@@ -194,15 +177,6 @@ impl Suite0 {
             KeyKind::GlobalBroadcast => self.broadcast.is_some(),
             KeyKind::Dedicated => self.dedicated.is_some(),
         }
-    }
-
-    pub(crate) fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
-        match kind {
-            KeyKind::GlobalUnicast => self.unicast.as_ref(),
-            KeyKind::GlobalBroadcast => self.broadcast.as_ref(),
-            KeyKind::Dedicated => self.dedicated.as_ref(),
-        }
-        .ok_or(Error::KeyNotAvailable(kind))
     }
 
     /// The exact length of the frame [`Self::protect`] writes for an APDU.
@@ -334,6 +308,38 @@ impl Suite0 {
         self.finish(req, &plan, ic, None, buf)
     }
 
+    /// Verifies and decrypts the ciphered APDU that fills `frame`, in place.
+    /// The plaintext APDU is returned as a part of `frame`.
+    ///
+    /// Checks, in order: structure; suite 0, no compression, some
+    /// protection; the key-set bit; the counter is not the reserved
+    /// `0xFFFFFFFF`; the policy; the key; the system title; then the tag,
+    /// and only then decrypts; then the inner APDU tag against a
+    /// service-specific outer tag.
+    ///
+    /// Replay is the caller's [`ReplayGuard`](crate::counter::ReplayGuard)'s
+    /// to judge, with the proof in the result.
+    ///
+    /// # Errors
+    /// [`Error::Wire`], [`Error::Unsupported`], [`Error::Counter`] (reserved
+    /// counter value), [`Error::PolicyViolation`], [`Error::KeyNotAvailable`],
+    /// [`Error::Misuse`] (no title in the frame and none given), and
+    /// [`Error::Auth`] for every authentication failure. After any error
+    /// `frame` holds what was received, or zeros where plaintext had been
+    /// produced.
+    pub fn unprotect<'b>(&self, frame: &'b mut [u8], req: &Unprotect) -> Result<Unprotected<'b>> {
+        self.unprotect_core(frame, req)
+    }
+}
+
+/// Where the protection code finds its keys: a [`Suite0`] context, or the
+/// one-command view the DCO provider builds from unpacked records.
+pub(crate) trait KeySource {
+    /// The expanded encryption key of `kind`.
+    fn gcm(&self, kind: KeyKind) -> Result<&Gcm>;
+    /// The authentication key.
+    fn ak(&self) -> &[u8; 16];
+
     /// Every check that can fail before a counter value is drawn.
     fn plan(&self, req: &Protect<'_>, apdu: &[u8], room: usize) -> Result<Plan> {
         self.gcm(req.key)?;
@@ -392,7 +398,7 @@ impl Suite0 {
         let (payload, tag_out) = body.split_at_mut(plan.apdu_len);
         let iv = iv(&req.system_title, ic);
         let fields = head.get(fields).unwrap_or_default();
-        let ak = self.ak.as_bytes();
+        let ak = self.ak();
         let tag = match req.protection {
             Protection::Authenticated => {
                 if let Some(src) = src {
@@ -400,12 +406,9 @@ impl Suite0 {
                 }
                 Some(gcm.gmac(&iv, Aad::suite0(sc.bits(), ak, &[fields, payload])))
             }
-            Protection::AuthenticatedEncrypted => Some(gcm.seal_from(
-                &iv,
-                Aad::suite0(sc.bits(), ak, &[fields]),
-                src,
-                payload,
-            )),
+            Protection::AuthenticatedEncrypted => {
+                Some(gcm.seal_from(&iv, Aad::suite0(sc.bits(), ak, &[fields]), src, payload))
+            }
             Protection::Encrypted => {
                 gcm.apply_keystream_from(&iv, src, payload);
                 None
@@ -419,26 +422,8 @@ impl Suite0 {
         Ok(plan.frame_len)
     }
 
-    /// Verifies and decrypts the ciphered APDU that fills `frame`, in place.
-    /// The plaintext APDU is returned as a part of `frame`.
-    ///
-    /// Checks, in order: structure; suite 0, no compression, some
-    /// protection; the key-set bit; the counter is not the reserved
-    /// `0xFFFFFFFF`; the policy; the key; the system title; then the tag,
-    /// and only then decrypts; then the inner APDU tag against a
-    /// service-specific outer tag.
-    ///
-    /// Replay is the caller's [`ReplayGuard`](crate::counter::ReplayGuard)'s
-    /// to judge, with the proof in the result.
-    ///
-    /// # Errors
-    /// [`Error::Wire`], [`Error::Unsupported`], [`Error::Counter`] (reserved
-    /// counter value), [`Error::PolicyViolation`], [`Error::KeyNotAvailable`],
-    /// [`Error::Misuse`] (no title in the frame and none given), and
-    /// [`Error::Auth`] for every authentication failure. After any error
-    /// `frame` holds what was received, or zeros where plaintext had been
-    /// produced.
-    pub fn unprotect<'b>(&self, frame: &'b mut [u8], req: &Unprotect) -> Result<Unprotected<'b>> {
+    /// The body of [`Suite0::unprotect`].
+    fn unprotect_core<'b>(&self, frame: &'b mut [u8], req: &Unprotect) -> Result<Unprotected<'b>> {
         let layout = FrameLayout::parse(frame)?;
         let sc = layout.security_control;
         let protection = sc.check_suite0()?;
@@ -465,7 +450,7 @@ impl Suite0 {
         let payload_len = layout.payload.len();
         let (payload, tag) = body.split_at_mut(payload_len);
         let fields = head.get(layout.aad_fields.clone()).unwrap_or_default();
-        let ak = self.ak.as_bytes();
+        let ak = self.ak();
         match protection {
             Protection::Authenticated => {
                 let tag = received_tag(tag)?;
@@ -510,8 +495,60 @@ impl Suite0 {
     }
 }
 
+impl KeySource for Suite0 {
+    fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
+        match kind {
+            KeyKind::GlobalUnicast => self.unicast.as_ref(),
+            KeyKind::GlobalBroadcast => self.broadcast.as_ref(),
+            KeyKind::Dedicated => self.dedicated.as_ref(),
+        }
+        .ok_or(Error::KeyNotAvailable(kind))
+    }
+
+    fn ak(&self) -> &[u8; 16] {
+        self.ak.as_bytes()
+    }
+}
+
+/// One encryption key and the AK, borrowed: the DCO command path protects
+/// with keys it has just unpacked, without building a [`Suite0`].
+pub(crate) struct OneKey<'a> {
+    pub(crate) kind: KeyKind,
+    pub(crate) gcm: &'a Gcm,
+    pub(crate) ak: &'a [u8; 16],
+}
+
+impl OneKey<'_> {
+    /// [`Suite0::protect`] with these keys.
+    pub(crate) fn protect(
+        &self,
+        req: &Protect<'_>,
+        counter: &mut impl CounterSource,
+        apdu: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let plan = self.plan(req, apdu, out.len())?;
+        let ic = counter.next_counter()?;
+        self.finish(req, &plan, ic, Some(apdu), out)
+    }
+}
+
+impl KeySource for OneKey<'_> {
+    fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
+        if kind == self.kind {
+            Ok(self.gcm)
+        } else {
+            Err(Error::KeyNotAvailable(kind))
+        }
+    }
+
+    fn ak(&self) -> &[u8; 16] {
+        self.ak
+    }
+}
+
 /// What `plan` settled before a counter value is drawn.
-struct Plan {
+pub(crate) struct Plan {
     plain_tag: u8,
     frame_len: usize,
     header_len: usize,

@@ -475,6 +475,83 @@ fn dco_refuses_records_of_different_devices() {
 }
 
 #[test]
+fn dco_command_path_detects_corrupt_records() {
+    let (dco, ak, guek) = command_fixture();
+    let req = Protect {
+        protection: Protection::AuthenticatedEncrypted,
+        key: KeyKind::GlobalUnicast,
+        form: CipheredForm::ServiceSpecific,
+        system_title: DEVICE,
+    };
+    let apdu = [
+        0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
+    ];
+    for (which, at) in [(0, 20), (0, 40), (1, 20), (1, 41), (1, 16)] {
+        let mut ak_bytes = *ak.record().as_bytes();
+        let mut guek_bytes = *guek.record().as_bytes();
+        if which == 0 {
+            ak_bytes[at] ^= 0x01
+        } else {
+            guek_bytes[at] ^= 0x01
+        }
+        let ak2 = PackagedRecord::parse(&ak_bytes)
+            .unwrap()
+            .typed::<AuthenticationKey>()
+            .unwrap();
+        let guek2 = PackagedRecord::parse(&guek_bytes)
+            .unwrap()
+            .typed::<GlobalUnicastEncryptionKey>()
+            .unwrap();
+        let keys = CommandKeys {
+            ak: &ak2,
+            encryption: EncryptionRecord::GlobalUnicast(&guek2),
+        };
+        let mut out = [0u8; 64];
+        assert_eq!(
+            dco.protect(
+                &keys,
+                &req,
+                &mut SingleUse::new(InvocationCounter::new(1)),
+                &apdu,
+                &mut out
+            )
+            .unwrap_err(),
+            Error::Key(KeyError::Corrupted),
+            "record {which} byte {at}"
+        );
+        assert_eq!(out, [0u8; 64], "nothing written");
+        let mut frame = [0u8; 40];
+        assert_eq!(
+            dco.unprotect(&keys, &mut frame, &Unprotect::default())
+                .unwrap_err(),
+            Error::Key(KeyError::Corrupted)
+        );
+    }
+    // Records under another Shared Key are named as such.
+    let other = SoftwareDco::new(
+        &DcoKey::from_bytes([1; 16]),
+        &SharedKey::from_bytes([3; 16]),
+    );
+    let keys = CommandKeys {
+        ak: &ak,
+        encryption: EncryptionRecord::GlobalUnicast(&guek),
+    };
+    let mut out = [0u8; 64];
+    assert_eq!(
+        other
+            .protect(
+                &keys,
+                &req,
+                &mut SingleUse::new(InvocationCounter::new(1)),
+                &apdu,
+                &mut out
+            )
+            .unwrap_err(),
+        Error::Key(KeyError::WrongKek)
+    );
+}
+
+#[test]
 fn wrap_for_transfer_matches_clear_wrap() {
     let (dco, ak, guek) = command_fixture();
     let mk = CryptoProvider::<DcoKey>::package(
