@@ -130,7 +130,7 @@ printf 'Not counted: .vector_table %d (cortex-m-rt, no device interrupts), .data
 
 echo
 echo "Largest symbols:"
-group_of | sort -t$'\t' -k1,1nr | head -15 | awk -F'\t' '{ printf "  %6d  %s\n", $1, $3 }'
+group_of | sort -t$'\t' -k1,1nr | awk -F'\t' 'NR <= 15 { printf "  %6d  %s\n", $1, $3 }'
 
 # ---- no formatting machinery -----------------------------------------------
 status=0
@@ -138,12 +138,14 @@ echo
 fmt_syms="$("$NM" --demangle "$elf" | grep -E 'core(::|\.\.)fmt' || true)"
 if [ -n "$fmt_syms" ]; then
     echo "FAIL: core::fmt is linked:"
-    echo "$fmt_syms" | sed 's/^/  /' | head -20
+    echo "$fmt_syms" | awk 'NR <= 20 { print "  " $0 }'
     status=1
 else
     echo "core::fmt: not linked"
 fi
-panic_fmt="$("$NM" "$elf" | awk '/panic_fmt/ { print $3; exit }')"
+# (No early-exiting reader in these pipes: with pipefail, a writer killed by
+# SIGPIPE would fail the script.)
+panic_fmt="$("$NM" "$elf" | awk '/panic_fmt/ && !n++ { print $3 }')"
 if [ -n "$panic_fmt" ]; then
     calls="$("$OBJDUMP" -d --no-show-raw-insn --disassemble-symbols="$panic_fmt" "$elf" |
         grep -cE '^\s+[0-9a-f]+:\s+(bl|blx)\b' || true)"
