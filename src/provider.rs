@@ -168,12 +168,12 @@ pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
         K: TransferableKey,
         Self: CryptoProvider<K::Kek>;
 
-    /// Protects `apdu` under the keys of `keys` (see [`Suite0::protect`]).
+    /// Protects `apdu` under the keys of `keys` (see [`Suite0::protect`](crate::suite0::Suite0::protect)).
     ///
     /// # Errors
     /// Record errors ([`KeyError`]); [`Error::Misuse`] when `req.key`
     /// differs from the encryption record's kind or the records do not
-    /// belong together; then as [`Suite0::protect`].
+    /// belong together; then as [`Suite0::protect`](crate::suite0::Suite0::protect).
     fn protect(
         &self,
         keys: &CommandKeys<'_>,
@@ -184,11 +184,11 @@ pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
     ) -> Result<usize>;
 
     /// Verifies and decrypts a frame under the keys of `keys` (see
-    /// [`Suite0::unprotect`]).
+    /// [`Suite0::unprotect`](crate::suite0::Suite0::unprotect)).
     ///
     /// # Errors
     /// Record errors ([`KeyError`]); [`Error::Misuse`] when the records do
-    /// not belong together; then as [`Suite0::unprotect`].
+    /// not belong together; then as [`Suite0::unprotect`](crate::suite0::Suite0::unprotect).
     fn unprotect<'b>(
         &self,
         keys: &CommandKeys<'_>,

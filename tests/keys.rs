@@ -490,9 +490,9 @@ fn dco_command_path_detects_corrupt_records() {
         let mut ak_bytes = *ak.record().as_bytes();
         let mut guek_bytes = *guek.record().as_bytes();
         if which == 0 {
-            ak_bytes[at] ^= 0x01
+            ak_bytes[at] ^= 0x01;
         } else {
-            guek_bytes[at] ^= 0x01
+            guek_bytes[at] ^= 0x01;
         }
         let ak2 = PackagedRecord::parse(&ak_bytes)
             .unwrap()
