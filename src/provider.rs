@@ -40,7 +40,6 @@ use zeroize::Zeroize;
 
 use crate::counter::CounterSource;
 use crate::error::{Error, KeyError, Result};
-use crate::gcm::Gcm;
 use crate::key::{
     AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalBroadcastEncryptionKey,
     GlobalUnicastEncryptionKey, KEY_LEN, Kek, MasterKey, SharedKey, device_key_bytes,
@@ -241,10 +240,15 @@ impl SoftwareDco {
         }
     }
 
-    /// Unpacks the keys of a command: the AK, and the encryption key
-    /// straight into its GCM context. Both exist in clear only for the
-    /// length of the call that uses them and wipe themselves on drop.
-    fn unpack(&self, keys: &CommandKeys<'_>) -> Result<(AuthenticationKey, Gcm)> {
+    /// Unpacks the keys of a command, the AK and the encryption key
+    /// (straight into its GCM context), and runs `f` with them. Both exist
+    /// in clear only for the length of this call and wipe themselves on
+    /// drop.
+    fn with_keys<R>(
+        &self,
+        keys: &CommandKeys<'_>,
+        f: impl FnOnce(&OneKey<'_>) -> Result<R>,
+    ) -> Result<R> {
         keys.check()?;
         let ak = self.dco.unpackage(keys.ak)?;
         let gcm = match keys.encryption {
@@ -252,7 +256,11 @@ impl SoftwareDco {
             EncryptionRecord::GlobalBroadcast(r) => self.shared.unpackage_gcm(r)?,
             EncryptionRecord::Dedicated(r) => self.shared.unpackage_gcm(r)?,
         };
-        Ok((ak, gcm))
+        f(&OneKey {
+            kind: keys.encryption.kind(),
+            gcm: &gcm,
+            ak: device_key_bytes(&ak),
+        })
     }
 }
 
@@ -333,13 +341,7 @@ impl DcoProvider for SoftwareDco {
                 "the request names another key than the command's record",
             ));
         }
-        let (ak, gcm) = self.unpack(keys)?;
-        OneKey {
-            kind: keys.encryption.kind(),
-            gcm: &gcm,
-            ak: device_key_bytes(&ak),
-        }
-        .protect(req, counter, apdu, out)
+        self.with_keys(keys, |k| k.protect_core(req, counter, apdu, out))
     }
 
     fn unprotect<'b>(
@@ -348,13 +350,7 @@ impl DcoProvider for SoftwareDco {
         frame: &'b mut [u8],
         req: &Unprotect,
     ) -> Result<Unprotected<'b>> {
-        let (ak, gcm) = self.unpack(keys)?;
-        OneKey {
-            kind: keys.encryption.kind(),
-            gcm: &gcm,
-            ak: device_key_bytes(&ak),
-        }
-        .unprotect_core(frame, req)
+        self.with_keys(keys, |k| k.unprotect_core(frame, req))
     }
 }
 

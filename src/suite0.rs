@@ -235,9 +235,7 @@ impl Suite0 {
         apdu: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
-        let plan = self.plan(req, apdu, out.len())?;
-        let ic = counter.next_counter()?;
-        self.finish(req, &plan, ic, Some(apdu), out)
+        self.protect_core(req, counter, apdu, out)
     }
 
     /// Protects, without moving it, the APDU that the caller built at
@@ -422,6 +420,19 @@ pub(crate) trait KeySource {
         Ok(plan.frame_len)
     }
 
+    /// The body of [`Suite0::protect`].
+    fn protect_core(
+        &self,
+        req: &Protect<'_>,
+        counter: &mut impl CounterSource,
+        apdu: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let plan = self.plan(req, apdu, out.len())?;
+        let ic = counter.next_counter()?;
+        self.finish(req, &plan, ic, Some(apdu), out)
+    }
+
     /// The body of [`Suite0::unprotect`].
     fn unprotect_core<'b>(&self, frame: &'b mut [u8], req: &Unprotect) -> Result<Unprotected<'b>> {
         let layout = FrameLayout::parse(frame)?;
@@ -516,21 +527,6 @@ pub(crate) struct OneKey<'a> {
     pub(crate) kind: KeyKind,
     pub(crate) gcm: &'a Gcm,
     pub(crate) ak: &'a [u8; 16],
-}
-
-impl OneKey<'_> {
-    /// [`Suite0::protect`] with these keys.
-    pub(crate) fn protect(
-        &self,
-        req: &Protect<'_>,
-        counter: &mut impl CounterSource,
-        apdu: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize> {
-        let plan = self.plan(req, apdu, out.len())?;
-        let ic = counter.next_counter()?;
-        self.finish(req, &plan, ic, Some(apdu), out)
-    }
 }
 
 impl KeySource for OneKey<'_> {
