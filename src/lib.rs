@@ -17,6 +17,7 @@ pub mod key;
 pub mod key_transfer;
 pub mod keystore;
 pub mod keywrap;
+pub mod meter;
 pub mod package;
 pub mod policy;
 pub mod provider;

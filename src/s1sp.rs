@@ -1,0 +1,714 @@
+//! The S1SP: holds every packaged key of its devices and only the Shared
+//! Key. Needs `std` (a device
+//! registry and key-store listings).
+//!
+//! An [`S1sp`] keeps, per device, a commissioning record (when, and what
+//! the device supports) and, in its [`KeyStore`], every packaged record:
+//! MK and AK under the DCO Key — which it can store and pass on but never
+//! open — and GUEKs under the Shared Key, which its provider can check.
+//! It drives rotations through the DCO ([`S1sp::rotate`]): the new keys are
+//! stored as pending, sent wrapped to the meter, and activated atomically
+//! only when the meter's success answer verifies; on a refusal the pending
+//! keys are dropped, on a lost answer they stay pending and
+//! [`S1sp::resume`] finds out which keys the meter uses and finishes or
+//! abandons the rotation. Nothing stored is ever lost on the way.
+//!
+//! There is no revoke, destroy, export or backup operation (R-16, R-18,
+//! keys are replaced by rotation, and the superseded generation is
+//! retired only after the new one is active.
+
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use rand_core::TryCryptoRng;
+
+use crate::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
+use crate::client::Client;
+use crate::counter::{CounterSource, ReplayGuard};
+use crate::dco::{ClientRecords, Dco, RotationScope};
+use crate::error::{Error, KeyError, Result};
+use crate::key::{
+    AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
+};
+use crate::keystore::{KeySlot, KeyStore};
+use crate::meter::Capabilities;
+use crate::package::{PackagedKey, PackagedRecord};
+use crate::policy::{Protection, SecurityPolicy};
+use crate::provider::{CryptoProvider, DcoProvider};
+use crate::wire::{KeyKind, SystemTitle};
+
+/// The rotation deadline after commissioning: 7 days.
+pub const ROTATION_DEADLINE_SECS: u64 = 7 * 24 * 3600;
+
+/// What the S1SP knows of one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// When it was commissioned.
+    pub commissioned_at: Timestamp,
+    /// What it supports.
+    pub capabilities: Capabilities,
+    /// Per keyed client (in [`Client::KEYED`] order): rotated since
+    /// commissioning.
+    pub rotated: [bool; 4],
+    /// The MK has been rotated since commissioning.
+    pub master_key_rotated: bool,
+}
+
+impl DeviceRecord {
+    /// The commissioning rotation deadline.
+    #[must_use]
+    pub const fn deadline(&self) -> Timestamp {
+        Timestamp(
+            self.commissioned_at
+                .0
+                .saturating_add(ROTATION_DEADLINE_SECS),
+        )
+    }
+
+    /// Whether every keyed client has been rotated.
+    #[must_use]
+    pub fn fully_rotated(&self) -> bool {
+        self.rotated.iter().all(|r| *r)
+    }
+}
+
+/// How a meter is reached: one protected request, one protected answer.
+/// Tests and the demonstration put a simulated meter (and faults) behind it.
+pub trait MeterLink {
+    /// Sends `request` for `client` and writes the answer to `response`.
+    ///
+    /// # Errors
+    /// Whatever the link reports; a lost answer is an error here.
+    fn exchange(
+        &mut self,
+        device: SystemTitle,
+        client: Client,
+        request: &mut [u8],
+        response: &mut [u8],
+    ) -> Result<usize>;
+}
+
+/// How a rotation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The meter accepted; the new keys are active.
+    Activated,
+    /// The meter refused; the pending keys were dropped, the old stay active.
+    Refused,
+    /// The answer was lost: the new keys stay pending; call
+    /// [`S1sp::resume`].
+    Pending,
+}
+
+/// Which devices a re-key campaign covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// One device.
+    Device(SystemTitle),
+    /// A list of devices.
+    Devices(&'a [SystemTitle]),
+    /// Every device this S1SP holds.
+    All,
+}
+
+/// Progress of a campaign.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CampaignReport {
+    /// (device, client) rotations attempted.
+    pub attempted: u32,
+    /// Activated.
+    pub activated: u32,
+    /// Left pending (answer lost).
+    pub pending: u32,
+    /// Refused by the meter, or failed before or while sending.
+    pub failed: Vec<(SystemTitle, Client)>,
+}
+
+/// Everything a rotation needs from the caller besides the S1SP.
+pub struct RotationContext<'a, P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> {
+    /// The DCO.
+    pub dco: &'a Dco<P>,
+    /// The link to the meters.
+    pub link: &'a mut L,
+    /// The DCO's send counter.
+    pub counter: &'a mut C,
+    /// The audit sink.
+    pub audit: &'a mut A,
+    /// Randomness for new keys (software providers).
+    pub rng: &'a mut R,
+    /// Now.
+    pub now: Timestamp,
+}
+
+impl<P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> core::fmt::Debug
+    for RotationContext<'_, P, L, C, A, R>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RotationContext")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An S1SP service over a key store and a Shared-Key-only provider.
+#[derive(Debug)]
+pub struct S1sp<S: KeyStore, P: CryptoProvider<SharedKey>> {
+    store: S,
+    provider: P,
+    devices: BTreeMap<SystemTitle, DeviceRecord>,
+    guards: BTreeMap<(SystemTitle, Client), ReplayGuard>,
+}
+
+fn slot(device: SystemTitle, client: Option<Client>, role: KeyRole) -> KeySlot {
+    KeySlot {
+        device,
+        client,
+        role,
+    }
+}
+
+impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
+    /// An S1SP with its store and its provider (Shared Key only).
+    pub const fn new(store: S, provider: P) -> Self {
+        Self {
+            store,
+            provider,
+            devices: BTreeMap::new(),
+            guards: BTreeMap::new(),
+        }
+    }
+
+    /// The key store.
+    pub const fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The key store, for the operator's own maintenance (the S1SP holds
+    /// packaged records only).
+    pub const fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Records what a device supports (after a capability survey).
+    ///
+    /// # Errors
+    /// [`KeyError::NotFound`] for a device not commissioned here.
+    pub fn set_capabilities(&mut self, device: SystemTitle, capabilities: Capabilities) -> Result<()> {
+        let d = self
+            .devices
+            .get_mut(&device)
+            .ok_or(Error::Key(KeyError::NotFound))?;
+        d.capabilities = capabilities;
+        Ok(())
+    }
+
+    /// The device registry.
+    pub const fn devices(&self) -> &BTreeMap<SystemTitle, DeviceRecord> {
+        &self.devices
+    }
+
+    /// Commissions a device: stores the packaged records it was made with
+    /// (MK, and AK and GUEK per keyed client) as active, and starts its
+    /// 7-day rotation clock.
+    ///
+    /// # Errors
+    /// Store errors; nothing is half-registered (records are stored first).
+    pub fn commission(
+        &mut self,
+        device: SystemTitle,
+        capabilities: Capabilities,
+        records: &[PackagedRecord],
+        now: Timestamp,
+    ) -> Result<()> {
+        for r in records {
+            if r.device() != device {
+                return Err(Error::Misuse("a record of another device"));
+            }
+            self.store.put_initial(r)?;
+        }
+        self.devices.insert(
+            device,
+            DeviceRecord {
+                commissioned_at: now,
+                capabilities,
+                rotated: [false; 4],
+                master_key_rotated: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Devices whose commissioning rotation is not finished and whose
+    /// deadline has passed or falls within `horizon_secs` of `now`, with the
+    /// deadline, earliest first.
+    #[must_use]
+    pub fn due(&self, now: Timestamp, horizon_secs: u64) -> Vec<(SystemTitle, Timestamp)> {
+        let limit = now.0.saturating_add(horizon_secs);
+        let mut due: Vec<_> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| !d.fully_rotated() && d.deadline().0 <= limit)
+            .map(|(t, d)| (*t, d.deadline()))
+            .collect();
+        due.sort_by_key(|(t, d)| (*d, *t));
+        due
+    }
+
+    /// The active AK and GUEK records of (device, client), as a bundle for
+    /// the DCO.
+    ///
+    /// # Errors
+    /// [`KeyError::NotFound`]; [`KeyError::RoleMismatch`] for a record in
+    /// the wrong slot.
+    pub fn active_records(
+        &self,
+        device: SystemTitle,
+        client: Client,
+    ) -> Result<(
+        PackagedKey<AuthenticationKey>,
+        PackagedKey<GlobalUnicastEncryptionKey>,
+    )> {
+        let ak = self
+            .store
+            .active(&slot(device, Some(client), KeyRole::Authentication))?
+            .typed::<AuthenticationKey>()?;
+        let guek = self
+            .store
+            .active(&slot(device, Some(client), KeyRole::GlobalUnicastEncryption))?
+            .typed::<GlobalUnicastEncryptionKey>()?;
+        Ok((ak, guek))
+    }
+
+    fn pending_records(
+        &self,
+        device: SystemTitle,
+        client: Client,
+    ) -> Result<
+        Option<(
+            PackagedKey<AuthenticationKey>,
+            PackagedKey<GlobalUnicastEncryptionKey>,
+        )>,
+    > {
+        let ak = self
+            .store
+            .pending(&slot(device, Some(client), KeyRole::Authentication))?;
+        let guek = self
+            .store
+            .pending(&slot(device, Some(client), KeyRole::GlobalUnicastEncryption))?;
+        match (ak, guek) {
+            (Some(ak), Some(guek)) => Ok(Some((
+                ak.typed::<AuthenticationKey>()?,
+                guek.typed::<GlobalUnicastEncryptionKey>()?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    fn master_key(&self, device: SystemTitle) -> Result<PackagedKey<MasterKey>> {
+        self.store
+            .active(&slot(device, None, KeyRole::Master))?
+            .typed::<MasterKey>()
+    }
+
+    /// Checks a stored record. The S1SP can open only Shared-Key records:
+    /// asking it to check an MK or AK record is refused and audited;
+    /// a corrupt GUEK/GBEK/DK record is audited as corruption detected, and
+    /// the device is due for re-keying.
+    ///
+    /// # Errors
+    /// [`KeyError::Refused`] for MK/AK records; [`KeyError::Corrupted`] /
+    /// [`KeyError::WrongKek`]; audit failures.
+    pub fn check_record(
+        &self,
+        record: &PackagedRecord,
+        audit: &mut impl AuditSink,
+        now: Timestamp,
+    ) -> Result<()> {
+        let id = record.id();
+        let mut e = AuditEvent::new(AuditAction::AccessRefused, Outcome::Refused, now)
+            .with_device(id.device)
+            .with_role(id.role)
+            .with_generation(id.generation)
+            .with_kek(record.kek_check_value());
+        if let Some(c) = id.client {
+            e = e.with_client(c);
+        }
+        if id.role.kek() == KekKind::Dco {
+            audit.record(&e)?;
+            return Err(KeyError::Refused.into());
+        }
+        let result = match id.role {
+            KeyRole::GlobalUnicastEncryption => self
+                .provider
+                .verify(&record.typed::<GlobalUnicastEncryptionKey>()?),
+            KeyRole::GlobalBroadcastEncryption => self
+                .provider
+                .verify(&record.typed::<crate::key::GlobalBroadcastEncryptionKey>()?),
+            _ => self
+                .provider
+                .verify(&record.typed::<crate::key::DedicatedKey>()?),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let mut c = e;
+                c.action = AuditAction::CorruptionDetected;
+                c.outcome = Outcome::Failure;
+                audit.record(&c)?;
+                Err(err)
+            }
+        }
+    }
+
+    fn guard(&mut self, device: SystemTitle, client: Client) -> &mut ReplayGuard {
+        self.guards
+            .entry((device, client))
+            .or_insert_with(|| ReplayGuard::new(device, KeyKind::GlobalUnicast))
+    }
+
+    /// Sends one command (any xDLMS request APDU) to (device, client) under
+    /// its active keys, through the DCO, and returns the verified answer.
+    ///
+    /// # Errors
+    /// Store, DCO, link and audit errors.
+    pub fn command<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+        apdu: &[u8],
+        answer: &mut [u8],
+    ) -> Result<usize>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let (ak, guek) = self.active_records(device, client)?;
+        self.exchange(cx, device, client, (&ak, &guek), apdu, answer)
+    }
+
+    #[allow(clippy::type_complexity, reason = "a pair of typed records")]
+    fn exchange<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+        keys: (
+            &PackagedKey<AuthenticationKey>,
+            &PackagedKey<GlobalUnicastEncryptionKey>,
+        ),
+        apdu: &[u8],
+        answer: &mut [u8],
+    ) -> Result<usize>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let records = ClientRecords {
+            ak: keys.0,
+            guek: keys.1,
+        };
+        let mut request = [0u8; 256];
+        let n = cx.dco.protect(
+            records,
+            Protection::AuthenticatedEncrypted,
+            cx.counter,
+            apdu,
+            &mut request,
+            cx.audit,
+            cx.now,
+        )?;
+        let mut frame = [0u8; 256];
+        let m = cx.link.exchange(
+            device,
+            client,
+            request.get_mut(..n).unwrap_or_default(),
+            &mut frame,
+        )?;
+        let got = cx.dco.unprotect(
+            records,
+            frame.get_mut(..m).unwrap_or_default(),
+            SecurityPolicy::AuthenticatedEncrypted,
+            self.guard(device, client),
+            cx.audit,
+            cx.now,
+        )?;
+        let plain = got.apdu();
+        let out = answer
+            .get_mut(..plain.len())
+            .ok_or(Error::BufferTooSmall {
+                required: plain.len(),
+            })?;
+        out.copy_from_slice(plain);
+        Ok(plain.len())
+    }
+
+    fn audit_client(
+        audit: &mut impl AuditSink,
+        action: AuditAction,
+        outcome: Outcome,
+        now: Timestamp,
+        device: SystemTitle,
+        client: Client,
+        generation: u32,
+    ) -> Result<()> {
+        audit.record(
+            &AuditEvent::new(action, outcome, now)
+                .with_device(device)
+                .with_client(client)
+                .with_generation(generation),
+        )
+    }
+
+    /// Rotates one client's AK and GUEK (and the device MK, where the
+    /// device supports it and it has not been rotated yet): the commissioning
+    /// rotation and the re-key after a compromise alike.
+    ///
+    /// # Errors
+    /// Store, DCO, RNG and audit errors before anything is sent (nothing
+    /// changes); a link error after sending leaves the new keys pending and
+    /// returns [`RotationOutcome::Pending`] instead.
+    pub fn rotate<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+    ) -> Result<RotationOutcome>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let record = *self
+            .devices
+            .get(&device)
+            .ok_or(Error::Key(KeyError::NotFound))?;
+        let (ak, guek) = self.active_records(device, client)?;
+        let mk = self.master_key(device)?;
+        let scope = RotationScope {
+            ak_and_guek: true,
+            master_key: record.capabilities.master_key_rotation && !record.master_key_rotated,
+        };
+        let mut request = [0u8; 256];
+        let plan = cx.dco.prepare_rotation(
+            cx.rng,
+            &mk,
+            ClientRecords { ak: &ak, guek: &guek },
+            scope,
+            cx.counter,
+            &mut request,
+            cx.audit,
+            cx.now,
+        )?;
+        // The new keys are pending before anything leaves.
+        self.store.put_pending(plan.ak.record())?;
+        self.store.put_pending(plan.guek.record())?;
+        if let Some(new_mk) = &plan.mk {
+            self.store.put_pending(new_mk.record())?;
+        }
+        let generation = plan.ak.id().generation;
+        let mut frame = [0u8; 256];
+        let sent = cx.link.exchange(
+            device,
+            client,
+            request.get_mut(..plan.frame_len).unwrap_or_default(),
+            &mut frame,
+        );
+        let Ok(m) = sent else {
+            Self::audit_client(
+                cx.audit,
+                AuditAction::RotationFailed,
+                Outcome::Failure,
+                cx.now,
+                device,
+                client,
+                generation,
+            )?;
+            return Ok(RotationOutcome::Pending);
+        };
+        // The answer comes under the old keys.
+        let answer = cx.dco.unprotect(
+            ClientRecords { ak: &ak, guek: &guek },
+            frame.get_mut(..m).unwrap_or_default(),
+            SecurityPolicy::AuthenticatedEncrypted,
+            self.guard(device, client),
+            cx.audit,
+            cx.now,
+        );
+        let accepted = matches!(
+            answer.as_ref().map(|a| a.apdu()),
+            Ok([0xC7, 0x01, _, 0x00, ..])
+        );
+        drop(answer);
+        if accepted {
+            Self::audit_client(
+                cx.audit,
+                AuditAction::TransferAccepted,
+                Outcome::Success,
+                cx.now,
+                device,
+                client,
+                generation,
+            )?;
+            self.activate(cx.audit, cx.now, device, client, plan.mk.is_some())?;
+            Ok(RotationOutcome::Activated)
+        } else {
+            self.abandon(device, client)?;
+            Self::audit_client(
+                cx.audit,
+                AuditAction::RotationFailed,
+                Outcome::Refused,
+                cx.now,
+                device,
+                client,
+                generation,
+            )?;
+            Ok(RotationOutcome::Refused)
+        }
+    }
+
+    /// Finishes a rotation whose answer was lost: if the meter answers under
+    /// the pending keys it has installed them, so they are activated; if it
+    /// still answers under the active keys the pending ones are dropped and
+    /// the rotation can simply run again.
+    ///
+    /// # Errors
+    /// [`KeyError::NoPending`] when nothing is pending; store, DCO and audit
+    /// errors; a link error leaves everything as it was.
+    pub fn resume<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+    ) -> Result<RotationOutcome>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let (ak, guek) = self
+            .pending_records(device, client)?
+            .ok_or(Error::Key(KeyError::NoPending))?;
+        let probe = [0xC0, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x2A, 0x00, 0x00, 0xFF, 0x02, 0x00];
+        let mut answer = [0u8; 64];
+        // The meter's answers under new keys start a fresh guard.
+        let saved = self.guards.remove(&(device, client));
+        let under_new = self.exchange(cx, device, client, (&ak, &guek), &probe, &mut answer);
+        if under_new.is_ok() {
+            let mk_pending = self
+                .store
+                .pending(&slot(device, None, KeyRole::Master))?
+                .is_some();
+            self.activate(cx.audit, cx.now, device, client, mk_pending)?;
+            return Ok(RotationOutcome::Activated);
+        }
+        if let Some(g) = saved {
+            self.guards.insert((device, client), g);
+        }
+        self.command(cx, device, client, &probe, &mut answer)?;
+        self.abandon(device, client)?;
+        Ok(RotationOutcome::Refused)
+    }
+
+    fn activate(
+        &mut self,
+        audit: &mut impl AuditSink,
+        now: Timestamp,
+        device: SystemTitle,
+        client: Client,
+        with_mk: bool,
+    ) -> Result<()> {
+        let mut roles = vec![KeyRole::Authentication, KeyRole::GlobalUnicastEncryption];
+        if with_mk {
+            roles.push(KeyRole::Master);
+        }
+        for role in roles {
+            let c = if role == KeyRole::Master { None } else { Some(client) };
+            let s = slot(device, c, role);
+            let pending = self.store.pending(&s)?.ok_or(Error::Key(KeyError::NoPending))?;
+            self.store.activate(&s, pending.generation())?;
+            self.store.retire_previous(&s)?;
+            let mut e = AuditEvent::new(AuditAction::Activated, Outcome::Success, now)
+                .with_device(device)
+                .with_role(role)
+                .with_generation(pending.generation())
+                .with_kek(pending.kek_check_value());
+            if let Some(c) = c {
+                e = e.with_client(c);
+            }
+            audit.record(&e)?;
+        }
+        // New keys: the meter's answers start a fresh guard.
+        self.guards.remove(&(device, client));
+        if let Some(d) = self.devices.get_mut(&device) {
+            if let Some(i) = client.keyed_index()
+                && let Some(r) = d.rotated.get_mut(i)
+            {
+                *r = true;
+            }
+            d.master_key_rotated |= with_mk;
+        }
+        Ok(())
+    }
+
+    fn abandon(&mut self, device: SystemTitle, client: Client) -> Result<()> {
+        self.store
+            .discard_pending(&slot(device, Some(client), KeyRole::Authentication))?;
+        self.store
+            .discard_pending(&slot(device, Some(client), KeyRole::GlobalUnicastEncryption))?;
+        self.store.discard_pending(&slot(device, None, KeyRole::Master))
+    }
+
+    /// Re-keys every keyed client of every device in `scope`:
+    /// the same rotation, with a report of what happened.
+    ///
+    /// # Errors
+    /// Only audit failures stop a campaign; every other failure is counted
+    /// in the report.
+    pub fn campaign<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        scope: Scope<'_>,
+    ) -> Result<CampaignReport>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let devices: Vec<SystemTitle> = match scope {
+            Scope::Device(d) => vec![d],
+            Scope::Devices(list) => list.to_vec(),
+            Scope::All => self.devices.keys().copied().collect(),
+        };
+        let mut report = CampaignReport::default();
+        for device in devices {
+            for client in Client::KEYED {
+                report.attempted = report.attempted.saturating_add(1);
+                match self.rotate(cx, device, client) {
+                    Ok(RotationOutcome::Activated) => {
+                        report.activated = report.activated.saturating_add(1);
+                    }
+                    Ok(RotationOutcome::Pending) => {
+                        report.pending = report.pending.saturating_add(1);
+                    }
+                    Ok(RotationOutcome::Refused) => report.failed.push((device, client)),
+                    Err(Error::Audit) => return Err(Error::Audit),
+                    Err(_) => report.failed.push((device, client)),
+                }
+            }
+        }
+        Ok(report)
+    }
+}
