@@ -55,6 +55,9 @@ use crate::key::{AuditKey, KeyRole};
 use crate::package::{KeyCheckValue, RecordId};
 use crate::wire::{InvocationCounter, SystemTitle};
 
+#[cfg(feature = "std")]
+pub mod jsonl;
+
 /// Seconds since the Unix epoch (1970-01-01T00:00:00Z), UTC, as the caller
 /// read them from its clock. The library never reads a clock itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
