@@ -91,6 +91,12 @@ impl Client {
             Self::Firmware => "firmware",
         }
     }
+
+    /// The client of a [`Self::name`].
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +114,10 @@ mod tests {
         }
         assert_eq!(Client::from_record_code(0), Some(None));
         assert_eq!(Client::from_record_code(5), None);
+        for c in Client::ALL {
+            assert_eq!(Client::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Client::from_name("Management"), None);
         for (i, c) in Client::KEYED.into_iter().enumerate() {
             assert_eq!(c.keyed_index(), Some(i));
         }

@@ -190,6 +190,10 @@ pub enum Error {
     /// The caller combined arguments in a way the API forbids. Never
     /// caused by untrusted input.
     Misuse(&'static str),
+    /// An audit record could not be written. The key-management
+    /// action it records must be treated as failed. Opaque: the sink knows
+    /// why (a full buffer, an I/O error) and reports it its own way.
+    Audit,
 }
 
 /// Key packaging, key transfer and key store failures.
@@ -273,6 +277,7 @@ impl fmt::Display for Error {
             Self::Key(e) => write!(f, "key: {e}"),
             Self::Rng => f.write_str("random number generator failed"),
             Self::Misuse(what) => write!(f, "API misuse: {what}"),
+            Self::Audit => f.write_str("audit record could not be written"),
         }
     }
 }

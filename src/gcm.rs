@@ -67,8 +67,7 @@ pub(crate) struct Aad<'a> {
 }
 
 impl<'a> Aad<'a> {
-    /// Plain pieces, no suite-0 prefix.
-    #[cfg(test)]
+    /// Plain pieces, no suite-0 prefix (the audit chain's MAC input).
     pub(crate) const fn pieces(rest: &'a [&'a [u8]]) -> Self {
         Self { sc_ak: None, rest }
     }

@@ -9,6 +9,7 @@
 //! | [`DedicatedKey`] | DK: one association | [`SharedKey`] |
 //! | [`DcoKey`] | HSM KEK, DCO only | — |
 //! | [`SharedKey`] | HSM KEK, DCO and S1SP | — |
+//! | [`AuditKey`] | MAC key of the audit chain, operator only (R-20) | — |
 //!
 //! The "packaged under" column is a type ([`DeviceKey::Kek`]), so packaging
 //! an MK under the Shared Key, or unpacking an AK with only the Shared Key,
@@ -128,6 +129,18 @@ key_type! {
     SharedKey
 }
 
+key_type! {
+    /// The audit key: the MAC key of a tamper-evident audit chain (R-20,
+    /// [`crate::audit::AuditChain`]).
+    ///
+    /// Held by the operator of the log (the DCO or the S1SP), separate from
+    /// every device key and from the HSM KEKs: it protects the log's
+    /// integrity only and never packages, wraps or protects anything else.
+    /// One key per chain: two chains under the same key would reuse GMAC
+    /// nonces.
+    AuditKey
+}
+
 /// Every device key role, as a value (for records and audit events).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyRole {
@@ -176,6 +189,25 @@ impl KeyRole {
             5 => Some(Self::Dedicated),
             _ => None,
         }
+    }
+
+    /// A short lower-case name (`master`, `authentication`,
+    /// `global-unicast-encryption`, …), stable: audit logs carry it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::Authentication => "authentication",
+            Self::GlobalUnicastEncryption => "global-unicast-encryption",
+            Self::GlobalBroadcastEncryption => "global-broadcast-encryption",
+            Self::Dedicated => "dedicated",
+        }
+    }
+
+    /// The role of a [`Self::name`].
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
     }
 
     /// Which KEK packages this role.
@@ -342,6 +374,18 @@ mod tests {
         assert_eq!(
             std::format!("{:?}", DedicatedKey::from_bytes([7; 16])),
             "DedicatedKey(..)"
+        );
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in KeyRole::ALL {
+            assert_eq!(KeyRole::from_name(r.name()), Some(r));
+        }
+        assert_eq!(KeyRole::from_name("Master"), None);
+        assert_eq!(
+            std::format!("{:?}", AuditKey::from_bytes([0x5A; 16])),
+            "AuditKey(..)"
         );
     }
 

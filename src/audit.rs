@@ -1,0 +1,899 @@
+//! Audit events and the audit plug point (R-20).
+//!
+//! SMETS1 requires an application transaction log for every action that
+//! creates or processes a symmetric key. This module gives that log a typed
+//! shape:
+//!
+//! * [`AuditEvent`]: one key-management action ([`AuditAction`]), its
+//!   [`Outcome`], the caller's [`Timestamp`] and whichever of device,
+//!   client, key role, generation, KEK check value and invocation counter
+//!   apply. It is `Copy` and its fields are all public metadata: **an event
+//!   cannot carry key bytes, plaintext or ciphertext**, because no field has
+//!   a type that could hold them (R-15).
+//! * [`AuditSink`]: the plug point that receives every event. Recording is
+//!   fallible, and a caller treats a failed record as a failure of the
+//!   action it records: an action that cannot be logged does not happen
+//!   (fail closed).
+//! * [`AuditChain`]: the tamper-evident chain. Each record gets a 96-bit
+//!   GMAC under an [`AuditKey`] over the previous record's MAC, the
+//!   record's canonical bytes ([`AuditEvent::encode`]) and its sequence
+//!   number, with the sequence number as the nonce. A verifier that holds
+//!   the key finds the first altered, removed, reordered or inserted
+//!   record. It is allocation-free, so a meter can chain records into its
+//!   own flash log.
+//! * `jsonl` (feature `std`): a sink that writes one JSON line per record,
+//!   chained, and the verifier that reads it back.
+//!
+//! The library never reads a clock: the caller passes the time (compare
+//! smoltcp's `Instant`).
+//!
+//! Which call an event stands for (the caller records it, with the outcome):
+//!
+//! | action | after |
+//! |---|---|
+//! | [`Generated`](AuditAction::Generated) | `CryptoProvider::generate` |
+//! | [`Packaged`](AuditAction::Packaged) | `CryptoProvider::package` |
+//! | [`Unpacked`](AuditAction::Unpacked) | a provider unpacks a record (`verify`, `protect`, `wrap_for_transfer`) |
+//! | [`Wrapped`](AuditAction::Wrapped) | `DcoProvider::wrap_for_transfer` |
+//! | [`TransferSent`](AuditAction::TransferSent) / [`TransferAccepted`](AuditAction::TransferAccepted) | the key_transfer action request is sent / its response verifies |
+//! | [`Activated`](AuditAction::Activated) | `KeyStore::activate` |
+//! | [`RotationFailed`](AuditAction::RotationFailed) | a rotation is abandoned (`discard_pending`) |
+//! | [`AccessRefused`](AuditAction::AccessRefused) | a provider or store refuses an operation |
+//! | [`CorruptionDetected`](AuditAction::CorruptionDetected) | [`KeyError::Corrupted`](crate::error::KeyError::Corrupted) on unpacking (R-17) |
+//! | [`AuthenticationFailed`](AuditAction::AuthenticationFailed) | [`Error::Auth`] from unprotect, HLS-5 or unwrap |
+//! | [`ReplayRejected`](AuditAction::ReplayRejected) | a replay guard refuses a counter |
+//! | [`CounterNearExhaustion`](AuditAction::CounterNearExhaustion) / [`CounterExhausted`](AuditAction::CounterExhausted) | a send counter nears / reaches its limit |
+
+use core::fmt;
+
+use subtle::ConstantTimeEq;
+
+use crate::client::Client;
+use crate::error::{Error, Result, WireError};
+use crate::gcm::{Aad, Gcm};
+use crate::key::{AuditKey, KeyRole};
+use crate::package::{KeyCheckValue, RecordId};
+use crate::wire::{InvocationCounter, SystemTitle};
+
+#[cfg(feature = "std")]
+pub mod jsonl;
+
+/// Seconds since the Unix epoch (1970-01-01T00:00:00Z), UTC, as the caller
+/// read them from its clock. The library never reads a clock itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp(pub u64);
+
+macro_rules! named_enum {
+    (
+        $(#[$doc:meta])*
+        $(@$ne:ident)? pub enum $name:ident {
+            $( $(#[$vdoc:meta])* $variant:ident = ($code:literal, $text:literal), )+
+        }
+        const COUNT = $count:literal;
+    ) => {
+        $(#[$doc])*
+        $(#[$ne])?
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vdoc])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in code order.
+            pub const ALL: [Self; $count] = [$( Self::$variant, )+];
+
+            /// The stable one-octet code used in the canonical encoding.
+            #[must_use]
+            pub const fn code(self) -> u8 {
+                match self {
+                    $( Self::$variant => $code, )+
+                }
+            }
+
+            /// The value of a [`Self::code`].
+            #[must_use]
+            pub const fn from_code(code: u8) -> Option<Self> {
+                match code {
+                    $( $code => Some(Self::$variant), )+
+                    _ => None,
+                }
+            }
+
+            /// The stable lower-case name written to logs.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $text, )+
+                }
+            }
+
+            /// The value of a [`Self::as_str`] name.
+            #[must_use]
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $( $text => Some(Self::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// A key-management action (R-20). Codes and names are stable: logs
+    /// written today must verify and read the same tomorrow.
+    @non_exhaustive pub enum AuditAction {
+        /// A key was generated (inside the provider).
+        Generated = (1, "generated"),
+        /// A key was packaged under its KEK.
+        Packaged = (2, "packaged"),
+        /// A packaged key was unpacked for use.
+        Unpacked = (3, "unpacked"),
+        /// A key was wrapped under the MK for key_transfer.
+        Wrapped = (4, "wrapped"),
+        /// A key_transfer was sent to the device.
+        TransferSent = (5, "transfer-sent"),
+        /// The device accepted a key_transfer.
+        TransferAccepted = (6, "transfer-accepted"),
+        /// A pending generation became the active one.
+        Activated = (7, "activated"),
+        /// A key rotation failed or was abandoned.
+        RotationFailed = (8, "rotation-failed"),
+        /// An operation on a key was refused (wrong KEK holder, a role the
+        /// provider does not serve, the Public client).
+        AccessRefused = (9, "access-refused"),
+        /// A packaged key failed its check (R-17).
+        CorruptionDetected = (10, "corruption-detected"),
+        /// A tag, an HLS-5 response or an unwrap integrity check failed.
+        AuthenticationFailed = (11, "authentication-failed"),
+        /// A replayed invocation counter was rejected.
+        ReplayRejected = (12, "replay-rejected"),
+        /// A send counter is close to its limit: rotate the key.
+        CounterNearExhaustion = (13, "counter-near-exhaustion"),
+        /// A send counter reached its limit: nothing more is protected
+        /// under the key.
+        CounterExhausted = (14, "counter-exhausted"),
+    }
+    const COUNT = 14;
+}
+
+named_enum! {
+    /// How the action ended.
+    pub enum Outcome {
+        /// It was done.
+        Success = (1, "success"),
+        /// It was attempted and failed (a check, the device, the provider).
+        Failure = (2, "failure"),
+        /// It was not attempted: policy or access control refused it.
+        Refused = (3, "refused"),
+    }
+    const COUNT = 3;
+}
+
+/// Length of [`AuditEvent::encode`]'s canonical encoding.
+pub const EVENT_LEN: usize = 33;
+
+/// Version octet of the canonical encoding.
+const EVENT_VERSION: u8 = 1;
+
+/// Presence flags of the canonical encoding.
+mod flag {
+    pub(super) const DEVICE: u8 = 0x01;
+    pub(super) const CLIENT: u8 = 0x02;
+    pub(super) const ROLE: u8 = 0x04;
+    pub(super) const GENERATION: u8 = 0x08;
+    pub(super) const KEK: u8 = 0x10;
+    pub(super) const COUNTER: u8 = 0x20;
+    pub(super) const ALL: u8 = 0x3F;
+}
+
+/// One audit record: what was done to which key, when, and how it ended
+/// (R-20).
+///
+/// Every field is public metadata. There is no field for key bytes,
+/// plaintext or ciphertext, so an event cannot leak them into a log
+/// (R-15); the KEK appears only as its 3-octet check value.
+///
+/// Build one with [`AuditEvent::new`] and the `with_*` methods:
+///
+/// ```
+/// use dlms_sec::audit::{AuditAction, AuditEvent, Outcome, Timestamp};
+/// use dlms_sec::client::Client;
+/// use dlms_sec::key::KeyRole;
+/// use dlms_sec::SystemTitle;
+///
+/// let event = AuditEvent::new(AuditAction::Packaged, Outcome::Success, Timestamp(1_700_000_000))
+///     .with_device(SystemTitle::new(*b"MMM\x00\x00\x00\x00\x07"))
+///     .with_client(Client::Management)
+///     .with_role(KeyRole::Authentication)
+///     .with_generation(1);
+/// assert_eq!(event.action.as_str(), "packaged");
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AuditEvent {
+    /// What was done.
+    pub action: AuditAction,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// When, by the caller's clock.
+    pub time: Timestamp,
+    /// The device's system title.
+    pub device: Option<SystemTitle>,
+    /// The client whose key it is (any of the five, Public included: a
+    /// refused request names it).
+    pub client: Option<Client>,
+    /// The key role.
+    pub role: Option<KeyRole>,
+    /// The key's generation.
+    pub generation: Option<u32>,
+    /// The check value of the KEK involved.
+    pub kek: Option<KeyCheckValue>,
+    /// The invocation counter involved (replay, exhaustion).
+    pub invocation_counter: Option<InvocationCounter>,
+}
+
+impl AuditEvent {
+    /// An event with only the action, the outcome and the time.
+    #[must_use]
+    pub const fn new(action: AuditAction, outcome: Outcome, time: Timestamp) -> Self {
+        Self {
+            action,
+            outcome,
+            time,
+            device: None,
+            client: None,
+            role: None,
+            generation: None,
+            kek: None,
+            invocation_counter: None,
+        }
+    }
+
+    /// With the device's system title.
+    #[must_use]
+    pub const fn with_device(mut self, device: SystemTitle) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// With the client.
+    #[must_use]
+    pub const fn with_client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// With the key role.
+    #[must_use]
+    pub const fn with_role(mut self, role: KeyRole) -> Self {
+        self.role = Some(role);
+        self
+    }
+
+    /// With the key generation.
+    #[must_use]
+    pub const fn with_generation(mut self, generation: u32) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// With the KEK's check value.
+    #[must_use]
+    pub const fn with_kek(mut self, kek: KeyCheckValue) -> Self {
+        self.kek = Some(kek);
+        self
+    }
+
+    /// With an invocation counter.
+    #[must_use]
+    pub const fn with_counter(mut self, counter: InvocationCounter) -> Self {
+        self.invocation_counter = Some(counter);
+        self
+    }
+
+    /// With the device, client (if any), role and generation of a packaged
+    /// record.
+    #[must_use]
+    pub const fn with_record(mut self, id: RecordId) -> Self {
+        self.device = Some(id.device);
+        self.client = id.client;
+        self.role = Some(id.role);
+        self.generation = Some(id.generation);
+        self
+    }
+
+    /// The canonical encoding, the input of the audit chain's MAC.
+    ///
+    /// Fixed length, one encoding per event, big-endian, absent fields as
+    /// zeros:
+    ///
+    /// | octets | field |
+    /// |---|---|
+    /// | 1 | version (1) |
+    /// | 1 | action ([`AuditAction::code`]) |
+    /// | 1 | outcome ([`Outcome::code`]) |
+    /// | 8 | time |
+    /// | 1 | presence flags: device 0x01, client 0x02, role 0x04, generation 0x08, KEK 0x10, counter 0x20 |
+    /// | 8 | device system title |
+    /// | 1 | client (public 1, data-collection 2, extended-data-collection 3, management 4, firmware 5) |
+    /// | 1 | role ([`KeyRole::code`]) |
+    /// | 4 | generation |
+    /// | 3 | KEK check value |
+    /// | 4 | invocation counter |
+    pub fn encode(&self, out: &mut [u8; EVENT_LEN]) {
+        let mut flags = 0u8;
+        let mut set = |present: bool, bit: u8| {
+            if present {
+                flags |= bit;
+            }
+        };
+        set(self.device.is_some(), flag::DEVICE);
+        set(self.client.is_some(), flag::CLIENT);
+        set(self.role.is_some(), flag::ROLE);
+        set(self.generation.is_some(), flag::GENERATION);
+        set(self.kek.is_some(), flag::KEK);
+        set(self.invocation_counter.is_some(), flag::COUNTER);
+
+        let mut w = Put(out.as_mut_slice());
+        w.put([EVENT_VERSION, self.action.code(), self.outcome.code()]);
+        w.put(self.time.0.to_be_bytes());
+        w.put([flags]);
+        w.put(self.device.map_or([0; 8], |d| *d.as_bytes()));
+        w.put([
+            self.client.map_or(0, client_code),
+            self.role.map_or(0, KeyRole::code),
+        ]);
+        w.put(self.generation.unwrap_or(0).to_be_bytes());
+        w.put(self.kek.map_or([0; 3], |k| k.0));
+        w.put(
+            self.invocation_counter
+                .map_or(0, InvocationCounter::value)
+                .to_be_bytes(),
+        );
+    }
+
+    /// The canonical encoding as a value.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; EVENT_LEN] {
+        let mut out = [0; EVENT_LEN];
+        self.encode(&mut out);
+        out
+    }
+
+    /// Reads a canonical encoding back.
+    ///
+    /// # Errors
+    /// [`WireError::InvalidField`] for another version, an unknown code or
+    /// flag, or a non-zero absent field (so each event has exactly one
+    /// encoding).
+    pub fn decode(bytes: &[u8; EVENT_LEN]) -> Result<Self, WireError> {
+        let mut r = Take(bytes.as_slice());
+        let [version, action, outcome] = r.take()?;
+        let time = u64::from_be_bytes(r.take()?);
+        let [flags] = r.take()?;
+        let device: [u8; 8] = r.take()?;
+        let [client, role] = r.take()?;
+        let generation: [u8; 4] = r.take()?;
+        let kek: [u8; 3] = r.take()?;
+        let counter: [u8; 4] = r.take()?;
+        if version != EVENT_VERSION || flags & !flag::ALL != 0 {
+            return Err(WireError::InvalidField);
+        }
+        let action = AuditAction::from_code(action).ok_or(WireError::InvalidField)?;
+        let outcome = Outcome::from_code(outcome).ok_or(WireError::InvalidField)?;
+        Ok(Self {
+            action,
+            outcome,
+            time: Timestamp(time),
+            device: optional(flags, flag::DEVICE, device, |d| Some(SystemTitle::new(d)))?,
+            client: optional(flags, flag::CLIENT, [client], |[c]| client_from_code(c))?,
+            role: optional(flags, flag::ROLE, [role], |[r]| KeyRole::from_code(r))?,
+            generation: optional(flags, flag::GENERATION, generation, |g| {
+                Some(u32::from_be_bytes(g))
+            })?,
+            kek: optional(flags, flag::KEK, kek, |k| Some(KeyCheckValue(k)))?,
+            invocation_counter: optional(flags, flag::COUNTER, counter, |c| {
+                Some(InvocationCounter::from_be_bytes(c))
+            })?,
+        })
+    }
+}
+
+/// A field of the canonical encoding: `None` when its flag is clear (and
+/// then it must be zeros), else `read` of it.
+fn optional<const N: usize, T>(
+    flags: u8,
+    bit: u8,
+    bytes: [u8; N],
+    read: impl FnOnce([u8; N]) -> Option<T>,
+) -> Result<Option<T>, WireError> {
+    if flags & bit == 0 {
+        if bytes.iter().any(|&b| b != 0) {
+            Err(WireError::InvalidField)
+        } else {
+            Ok(None)
+        }
+    } else {
+        read(bytes).map(Some).ok_or(WireError::InvalidField)
+    }
+}
+
+/// The audit code of a client (all five, unlike the record code).
+const fn client_code(client: Client) -> u8 {
+    match client {
+        Client::Public => 1,
+        Client::DataCollection => 2,
+        Client::ExtendedDataCollection => 3,
+        Client::Management => 4,
+        Client::Firmware => 5,
+    }
+}
+
+const fn client_from_code(code: u8) -> Option<Client> {
+    match code {
+        1 => Some(Client::Public),
+        2 => Some(Client::DataCollection),
+        3 => Some(Client::ExtendedDataCollection),
+        4 => Some(Client::Management),
+        5 => Some(Client::Firmware),
+        _ => None,
+    }
+}
+
+/// Writes fixed-size pieces one after another into a slice.
+struct Put<'a>(&'a mut [u8]);
+
+impl Put<'_> {
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        let rest = core::mem::take(&mut self.0);
+        if let Some((head, tail)) = rest.split_first_chunk_mut::<N>() {
+            *head = bytes;
+            self.0 = tail;
+        } else {
+            debug_assert!(false, "the canonical layout fits EVENT_LEN");
+        }
+    }
+}
+
+/// Reads fixed-size pieces one after another from a slice.
+struct Take<'a>(&'a [u8]);
+
+impl Take<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let (head, tail) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(WireError::Truncated)?;
+        self.0 = tail;
+        Ok(*head)
+    }
+}
+
+/// The audit plug point (R-20): receives a typed event for every
+/// key-management action.
+///
+/// `record` must make the event durable (or hand it to something that
+/// does) before it returns `Ok`. **A caller treats an `Err` as the failure
+/// of the action the event records**: a key is not used, sent or activated
+/// when its audit record could not be written.
+///
+/// Implementations: [`MemoryAuditLog`] (bounded, no heap), `jsonl::JsonLinesSink`
+/// (feature `std`, chained JSON lines), [`NoAudit`] (tests only), or the
+/// operator's own (a database, a syslog forwarder), which can use
+/// [`AuditChain`] to stay tamper-evident.
+pub trait AuditSink {
+    /// Records one event.
+    ///
+    /// # Errors
+    /// [`Error::Audit`] when the record could not be written; the action
+    /// must then fail.
+    fn record(&mut self, event: &AuditEvent) -> Result<()>;
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for &mut S {
+    fn record(&mut self, event: &AuditEvent) -> Result<()> {
+        (**self).record(event)
+    }
+}
+
+/// Discards every event.
+///
+/// **For tests only**: R-20 needs a real sink, and a product that plugs
+/// this in keeps no transaction log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoAudit;
+
+impl AuditSink for NoAudit {
+    fn record(&mut self, _: &AuditEvent) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Up to `N` events in memory, no heap. When full, `record` fails with
+/// [`Error::Audit`] (fail closed): an event is never dropped silently, and
+/// the caller drains the log (to flash, to a server) with
+/// [`Self::events`] and [`Self::clear`].
+#[derive(Clone, Debug, Default)]
+pub struct MemoryAuditLog<const N: usize> {
+    events: heapless::Vec<AuditEvent, N>,
+}
+
+impl<const N: usize> MemoryAuditLog<N> {
+    /// An empty log.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            events: heapless::Vec::new(),
+        }
+    }
+
+    /// The events recorded so far, oldest first.
+    #[must_use]
+    pub fn events(&self) -> &[AuditEvent] {
+        self.events.as_slice()
+    }
+
+    /// How many events it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether it holds none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Forgets every event (after the caller has stored them elsewhere).
+    pub fn clear(&mut self) {
+        self.events.clear();
+    }
+}
+
+impl<const N: usize> AuditSink for MemoryAuditLog<N> {
+    fn record(&mut self, event: &AuditEvent) -> Result<()> {
+        self.events.push(*event).map_err(|_| Error::Audit)
+    }
+}
+
+/// Length of an audit chain MAC.
+pub const MAC_LEN: usize = 12;
+
+/// One sealed link of an audit chain: the record's sequence number and MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Link {
+    /// Sequence number, 0 for the first record of the chain.
+    pub seq: u64,
+    /// The record's MAC.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// Why a record does not continue the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkError {
+    /// The record's sequence number is not the next one: a record before
+    /// it was removed, or records were reordered or inserted.
+    Sequence {
+        /// The sequence number the chain expects.
+        expected: u64,
+        /// The one the record carries.
+        found: u64,
+    },
+    /// The MAC does not verify: the record was altered or forged.
+    BadMac,
+}
+
+/// A tamper-evident audit chain (R-20), allocation-free.
+///
+/// Record `seq` (from 0) gets the MAC
+///
+/// ```text
+/// MAC = GMAC(audit key, IV = 00 00 00 00 ‖ seq (u64 BE),
+///            AAD = MAC of record seq-1 (zeros for seq 0) ‖ event bytes ‖ seq (u64 BE))
+/// ```
+///
+/// truncated to 12 octets, where the event bytes are
+/// [`AuditEvent::encode`]. Changing, removing, reordering or inserting a
+/// record breaks the chain at that record for anyone holding the
+/// [`AuditKey`]; removing records from the end is only visible against an
+/// expected count kept elsewhere.
+///
+/// The sequence number is the GMAC nonce, so it must never repeat under one
+/// key: use one key per chain, and [`Self::resume`] only from the state a
+/// verification of the whole existing log returned.
+pub struct AuditChain {
+    gcm: Gcm,
+    next_seq: u64,
+    prev_mac: [u8; MAC_LEN],
+}
+
+impl fmt::Debug for AuditChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditChain")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditChain {
+    /// A new chain: the first record gets sequence number 0.
+    #[must_use]
+    pub fn new(key: &AuditKey) -> Self {
+        Self::resume(key, 0, [0; MAC_LEN])
+    }
+
+    /// Continues a chain whose last record had sequence number
+    /// `next_seq - 1` and MAC `prev_mac` (for `next_seq` 0, `prev_mac` is
+    /// zeros). Take both from a verification of the existing log.
+    #[must_use]
+    pub fn resume(key: &AuditKey, next_seq: u64, prev_mac: [u8; MAC_LEN]) -> Self {
+        Self {
+            gcm: Gcm::new(key.as_bytes()),
+            next_seq,
+            prev_mac,
+        }
+    }
+
+    /// The sequence number the next record gets (the number of records so
+    /// far).
+    #[must_use]
+    pub const fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The MAC of the last record (zeros before the first).
+    #[must_use]
+    pub const fn last_mac(&self) -> [u8; MAC_LEN] {
+        self.prev_mac
+    }
+
+    /// Seals `event` as the next record and advances the chain.
+    ///
+    /// # Errors
+    /// [`Error::Audit`] when the sequence numbers are used up (after
+    /// 2⁶⁴ − 1 records); the chain is unchanged.
+    pub fn seal(&mut self, event: &AuditEvent) -> Result<Link> {
+        let seq = self.next_seq;
+        let next = seq.checked_add(1).ok_or(Error::Audit)?;
+        let mac = self.mac(seq, event);
+        self.next_seq = next;
+        self.prev_mac = mac;
+        Ok(Link { seq, mac })
+    }
+
+    /// Checks that `event` with `seq` and `mac` is the next record, and
+    /// advances the chain if it is. The MAC is compared in constant time.
+    ///
+    /// # Errors
+    /// [`LinkError::Sequence`] when `seq` is not [`Self::next_seq`];
+    /// [`LinkError::BadMac`] when the MAC does not verify. The chain is
+    /// unchanged on error.
+    pub fn check(
+        &mut self,
+        seq: u64,
+        event: &AuditEvent,
+        mac: &[u8; MAC_LEN],
+    ) -> Result<(), LinkError> {
+        if seq != self.next_seq {
+            return Err(LinkError::Sequence {
+                expected: self.next_seq,
+                found: seq,
+            });
+        }
+        let next = seq.checked_add(1).ok_or(LinkError::Sequence {
+            expected: self.next_seq,
+            found: seq,
+        })?;
+        let expected = self.mac(seq, event);
+        if bool::from(expected.ct_eq(mac)) {
+            self.next_seq = next;
+            self.prev_mac = expected;
+            Ok(())
+        } else {
+            Err(LinkError::BadMac)
+        }
+    }
+
+    fn mac(&self, seq: u64, event: &AuditEvent) -> [u8; MAC_LEN] {
+        let seq_be = seq.to_be_bytes();
+        let mut iv = [0u8; 12];
+        if let Some((_, tail)) = iv.split_first_chunk_mut::<4>() {
+            tail.copy_from_slice(&seq_be);
+        }
+        let bytes = event.to_bytes();
+        self.gcm.gmac(
+            &iv,
+            Aad::pieces(&[self.prev_mac.as_slice(), bytes.as_slice(), &seq_be]),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    fn full() -> AuditEvent {
+        AuditEvent::new(
+            AuditAction::CounterNearExhaustion,
+            Outcome::Refused,
+            Timestamp(0x0102_0304_0506_0708),
+        )
+        .with_device(SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E"))
+        .with_client(Client::Firmware)
+        .with_role(KeyRole::GlobalBroadcastEncryption)
+        .with_generation(0xA0B0_C0D0)
+        .with_kek(KeyCheckValue([0xE1, 0xE2, 0xE3]))
+        .with_counter(InvocationCounter::new(0xFFFF_FFFE))
+    }
+
+    #[test]
+    fn r20_names_and_codes_round_trip() {
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::from_name(a.as_str()), Some(a));
+            assert_eq!(AuditAction::from_code(a.code()), Some(a));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::from_name(o.as_str()), Some(o));
+            assert_eq!(Outcome::from_code(o.code()), Some(o));
+        }
+        assert_eq!(AuditAction::from_code(0), None);
+        assert_eq!(AuditAction::from_code(15), None);
+        assert_eq!(AuditAction::from_name("Generated"), None);
+        assert_eq!(Outcome::from_name("ok"), None);
+        for c in Client::ALL {
+            assert_eq!(client_from_code(client_code(c)), Some(c));
+        }
+    }
+
+    #[test]
+    fn r20_encoding_layout_is_fixed() {
+        let bytes = full().to_bytes();
+        assert_eq!(
+            bytes,
+            [
+                1, 13, 3, 1, 2, 3, 4, 5, 6, 7, 8, 0x3F, b'M', b'M', b'M', 0, 0, 0xBC, 0x61, 0x4E,
+                5, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0xE1, 0xE2, 0xE3, 0xFF, 0xFF, 0xFF, 0xFE
+            ]
+        );
+        let bare = AuditEvent::new(AuditAction::Generated, Outcome::Success, Timestamp(0));
+        let mut expected = [0u8; EVENT_LEN];
+        expected[..3].copy_from_slice(&[1, 1, 1]);
+        assert_eq!(bare.to_bytes(), expected);
+    }
+
+    #[test]
+    fn r20_encoding_round_trips_every_combination() {
+        let f = full();
+        for mask in 0..=flag::ALL {
+            for a in AuditAction::ALL {
+                let mut e = AuditEvent::new(a, Outcome::Failure, f.time);
+                let has = |bit: u8| mask & bit != 0;
+                if has(flag::DEVICE) {
+                    e.device = f.device;
+                }
+                if has(flag::CLIENT) {
+                    e.client = f.client;
+                }
+                if has(flag::ROLE) {
+                    e.role = f.role;
+                }
+                if has(flag::GENERATION) {
+                    e.generation = f.generation;
+                }
+                if has(flag::KEK) {
+                    e.kek = f.kek;
+                }
+                if has(flag::COUNTER) {
+                    e.invocation_counter = f.invocation_counter;
+                }
+                let bytes = e.to_bytes();
+                assert_eq!(bytes[11], mask);
+                assert_eq!(AuditEvent::decode(&bytes), Ok(e));
+            }
+        }
+        // Zero-valued present fields stay present.
+        let z = AuditEvent::new(AuditAction::Activated, Outcome::Success, Timestamp(0))
+            .with_generation(0)
+            .with_counter(InvocationCounter::new(0));
+        assert_eq!(AuditEvent::decode(&z.to_bytes()), Ok(z));
+    }
+
+    #[test]
+    fn r20_decode_rejects_non_canonical_bytes() {
+        let good = full().to_bytes();
+        let bad = |i: usize, v: u8| {
+            let mut b = good;
+            b[i] = v;
+            AuditEvent::decode(&b)
+        };
+        assert_eq!(bad(0, 2), Err(WireError::InvalidField)); // version
+        assert_eq!(bad(1, 0), Err(WireError::InvalidField)); // action
+        assert_eq!(bad(2, 4), Err(WireError::InvalidField)); // outcome
+        assert_eq!(bad(11, 0x7F), Err(WireError::InvalidField)); // unknown flag
+        assert_eq!(bad(20, 6), Err(WireError::InvalidField)); // client
+        assert_eq!(bad(21, 0), Err(WireError::InvalidField)); // role
+        let mut sparse =
+            AuditEvent::new(AuditAction::Wrapped, Outcome::Success, Timestamp(9)).to_bytes();
+        sparse[25] = 1; // generation octet without its flag
+        assert_eq!(AuditEvent::decode(&sparse), Err(WireError::InvalidField));
+    }
+
+    #[test]
+    fn r20_memory_log_fails_closed_when_full() {
+        let mut log = MemoryAuditLog::<2>::new();
+        let e = full();
+        assert!(log.is_empty());
+        log.record(&e).unwrap();
+        fn through<S: AuditSink>(mut sink: S, e: &AuditEvent) -> Result<()> {
+            sink.record(e)
+        }
+        through(&mut log, &e).unwrap();
+        assert_eq!(log.record(&e), Err(Error::Audit));
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.events(), &[e, e]);
+        log.clear();
+        assert_eq!(log.len(), 0);
+        log.record(&e).unwrap();
+        assert_eq!(NoAudit.record(&e), Ok(()));
+        assert_eq!(
+            std::format!("{}", Error::Audit),
+            "audit record could not be written"
+        );
+    }
+
+    #[test]
+    fn r20_chain_checks_what_it_seals() {
+        let key = AuditKey::from_bytes([0xA5; 16]);
+        let mut writer = AuditChain::new(&key);
+        let mut reader = AuditChain::new(&key);
+        let events = [full(), full().with_generation(1), full()];
+        let links = events.map(|e| writer.seal(&e).unwrap());
+        assert_eq!(links[2].seq, 2);
+        // The same event at another position gets another MAC.
+        assert_ne!(links[0].mac, links[2].mac);
+        for (e, l) in events.iter().zip(&links) {
+            assert_eq!(reader.check(l.seq, e, &l.mac), Ok(()));
+        }
+        assert_eq!(reader.last_mac(), writer.last_mac());
+        assert_eq!(reader.next_seq(), 3);
+
+        let mut r = AuditChain::new(&key);
+        assert_eq!(
+            r.check(1, &events[1], &links[1].mac),
+            Err(LinkError::Sequence {
+                expected: 0,
+                found: 1
+            })
+        );
+        assert_eq!(
+            r.check(0, &events[1], &links[0].mac),
+            Err(LinkError::BadMac)
+        );
+        let mut flipped = links[0].mac;
+        flipped[11] ^= 1;
+        assert_eq!(r.check(0, &events[0], &flipped), Err(LinkError::BadMac));
+        assert_eq!(r.next_seq(), 0);
+        let other = AuditKey::from_bytes([0x5A; 16]);
+        assert_eq!(
+            AuditChain::new(&other).check(0, &events[0], &links[0].mac),
+            Err(LinkError::BadMac)
+        );
+        // Resumed from the state a verification returns, the chain goes on.
+        let mut resumed = AuditChain::resume(&key, reader.next_seq(), reader.last_mac());
+        let l3 = resumed.seal(&events[0]).unwrap();
+        assert_eq!(writer.seal(&events[0]).unwrap(), l3);
+        // Debug shows no key material.
+        assert_eq!(std::format!("{writer:?}"), "AuditChain { next_seq: 4, .. }");
+        let mut last = AuditChain::resume(&key, u64::MAX, [0; MAC_LEN]);
+        assert_eq!(last.seal(&events[0]), Err(Error::Audit));
+    }
+}

@@ -1,0 +1,550 @@
+//! A tamper-evident JSON-lines audit log (R-20, feature `std`).
+//!
+//! [`JsonLinesSink`] writes one line per event, each sealed into an
+//! [`AuditChain`], and flushes after each line:
+//!
+//! ```text
+//! {"seq":0,"action":"packaged","outcome":"success","time":1700000000,"device":"4d4d4d0000000007","client":"management","role":"authentication","generation":1,"kek":"a1b2c3","counter":null,"mac":"…24 hex digits…"}
+//! ```
+//!
+//! Every key is always present, in this order; an absent field is `null`;
+//! names are those of [`AuditAction::as_str`], [`Outcome::as_str`],
+//! [`Client::name`] and [`KeyRole::name`]; octets are lower-case hex; `time`
+//! is seconds since the Unix epoch (UTC). Nothing in a line depends on a key
+//! except the MAC, and nothing in an event can hold key bytes, plaintext or
+//! ciphertext.
+//!
+//! [`verify`] reads a log back and reports the first record that is
+//! malformed, out of sequence (removed, reordered or inserted) or whose MAC
+//! does not verify (altered or forged). It reads exactly the format the sink
+//! writes, byte for byte: a log reformatted by another tool does not verify.
+//! Records removed from the end are visible only against a count kept
+//! elsewhere: [`verify_with_head`].
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use std::io::{self, BufRead, Read, Write};
+
+use super::{
+    AuditAction, AuditChain, AuditEvent, AuditSink, LinkError, MAC_LEN, Outcome, Timestamp,
+};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::key::{AuditKey, KeyRole};
+use crate::package::KeyCheckValue;
+use crate::wire::{InvocationCounter, SystemTitle};
+
+/// Longest line the verifier reads; the sink's lines are under 400 octets.
+const MAX_LINE: u64 = 512;
+
+/// An [`AuditSink`] writing chained JSON lines to `W` (a file opened for
+/// appending, a socket).
+///
+/// After a write or flush fails, the sink refuses every later record with
+/// [`Error::Audit`]: the log may end in a partial line, and nothing should be
+/// chained after it until an operator has looked.
+pub struct JsonLinesSink<W: Write> {
+    writer: W,
+    chain: AuditChain,
+    poisoned: bool,
+}
+
+impl<W: Write> fmt::Debug for JsonLinesSink<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonLinesSink")
+            .field("next_seq", &self.chain.next_seq())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> JsonLinesSink<W> {
+    /// Starts a new log; its first record gets sequence number 0.
+    #[must_use]
+    pub fn new(writer: W, key: &AuditKey) -> Self {
+        Self::resume(writer, key, 0, [0; MAC_LEN])
+    }
+
+    /// Appends to an existing log whose last record had sequence number
+    /// `next_seq - 1` and MAC `prev_mac`.
+    ///
+    /// Take both from [`verify`] of the whole existing log
+    /// ([`VerifiedLog::records`], [`VerifiedLog::last_mac`]), or use
+    /// [`Self::append`]. The sequence number is the GMAC nonce: resuming
+    /// at a number already used under this key reuses a nonce.
+    #[must_use]
+    pub fn resume(writer: W, key: &AuditKey, next_seq: u64, prev_mac: [u8; MAC_LEN]) -> Self {
+        Self {
+            writer,
+            chain: AuditChain::resume(key, next_seq, prev_mac),
+            poisoned: false,
+        }
+    }
+
+    /// Appends to the log that `verified` describes.
+    #[must_use]
+    pub fn append(writer: W, key: &AuditKey, verified: &VerifiedLog) -> Self {
+        Self::resume(writer, key, verified.records, verified.last_mac)
+    }
+
+    /// The sequence number of the next record (the log's record count).
+    #[must_use]
+    pub const fn next_seq(&self) -> u64 {
+        self.chain.next_seq()
+    }
+
+    /// The MAC of the last record written (zeros before the first).
+    #[must_use]
+    pub const fn last_mac(&self) -> [u8; MAC_LEN] {
+        self.chain.last_mac()
+    }
+
+    /// The writer.
+    #[must_use]
+    pub const fn get_ref(&self) -> &W {
+        &self.writer
+    }
+
+    /// Gives the writer back.
+    #[must_use]
+    pub fn into_inner(self) -> W {
+        self.writer
+    }
+}
+
+impl<W: Write> AuditSink for JsonLinesSink<W> {
+    fn record(&mut self, event: &AuditEvent) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Audit);
+        }
+        let link = self.chain.seal(event)?;
+        let line = format_line(link.seq, event, &link.mac);
+        let written = self
+            .writer
+            .write_all(line.as_bytes())
+            .and_then(|()| self.writer.flush());
+        if written.is_err() {
+            self.poisoned = true;
+            return Err(Error::Audit);
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hex.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// A JSON string (only ever names and hex: nothing to escape).
+struct Quoted<T>(T);
+
+impl<T: fmt::Display> fmt::Display for Quoted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
+    }
+}
+
+/// A value or `null`.
+struct Nullable<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Nullable<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("null"),
+        }
+    }
+}
+
+/// One record as a line, newline included.
+fn format_line(seq: u64, e: &AuditEvent, mac: &[u8; MAC_LEN]) -> String {
+    let device = e.device.map(|d| *d.as_bytes());
+    let kek = e.kek.map(|k| k.0);
+    format!(
+        "{{\"seq\":{seq},\"action\":\"{}\",\"outcome\":\"{}\",\"time\":{},\"device\":{},\"client\":{},\"role\":{},\"generation\":{},\"kek\":{},\"counter\":{},\"mac\":\"{}\"}}\n",
+        e.action.as_str(),
+        e.outcome.as_str(),
+        e.time.0,
+        Nullable(device.as_ref().map(|d| Quoted(Hex(d)))),
+        Nullable(e.client.map(|c| Quoted(c.name()))),
+        Nullable(e.role.map(|r| Quoted(r.name()))),
+        Nullable(e.generation),
+        Nullable(kek.as_ref().map(|k| Quoted(Hex(k)))),
+        Nullable(e.invocation_counter.map(InvocationCounter::value)),
+        Hex(mac),
+    )
+}
+
+/// A cursor over one line of the sink's own format.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn lit(&mut self, lit: &str) -> Option<()> {
+        self.0 = self.0.strip_prefix(lit.as_bytes())?;
+        Some(())
+    }
+
+    /// `"key":`
+    fn key(&mut self, key: &str) -> Option<()> {
+        self.lit("\"")?;
+        self.lit(key)?;
+        self.lit("\":")
+    }
+
+    /// A decimal number without sign or leading zeros.
+    fn uint(&mut self) -> Option<u64> {
+        let digits = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (number, rest) = self.0.split_at_checked(digits)?;
+        if number.is_empty() || (number.len() > 1 && number.starts_with(b"0")) {
+            return None;
+        }
+        self.0 = rest;
+        number.iter().try_fold(0u64, |acc, d| {
+            acc.checked_mul(10)?
+                .checked_add(u64::from(d.checked_sub(b'0')?))
+        })
+    }
+
+    /// A string of `[a-z0-9-]`.
+    fn string(&mut self) -> Option<&'a str> {
+        self.lit("\"")?;
+        let len = self
+            .0
+            .iter()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'-')
+            .count();
+        let (s, rest) = self.0.split_at_checked(len)?;
+        self.0 = rest;
+        self.lit("\"")?;
+        core::str::from_utf8(s).ok()
+    }
+
+    /// `null`, or a value `read` parses.
+    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.lit("null").is_some() {
+            Some(None)
+        } else {
+            read(self).map(Some)
+        }
+    }
+}
+
+/// Exactly `2 * N` lower-case hex digits.
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => c.checked_sub(b'0'),
+        b'a'..=b'f' => c.checked_sub(b'a' - 10),
+        _ => None,
+    };
+    let (pairs, rest) = s.as_bytes().as_chunks::<2>();
+    if !rest.is_empty() || pairs.len() != N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (o, &[hi, lo]) in out.iter_mut().zip(pairs) {
+        *o = (digit(hi)? << 4) | digit(lo)?;
+    }
+    Some(out)
+}
+
+/// Parses one line (newline included) of the sink's format.
+fn parse_line(line: &str) -> Option<(u64, AuditEvent, [u8; MAC_LEN])> {
+    let mut c = Cursor(line.as_bytes());
+    c.lit("{")?;
+    c.key("seq")?;
+    let seq = c.uint()?;
+    c.lit(",")?;
+    c.key("action")?;
+    let action = AuditAction::from_name(c.string()?)?;
+    c.lit(",")?;
+    c.key("outcome")?;
+    let outcome = Outcome::from_name(c.string()?)?;
+    c.lit(",")?;
+    c.key("time")?;
+    let time = Timestamp(c.uint()?);
+    c.lit(",")?;
+    c.key("device")?;
+    let device = c.nullable(|c| unhex::<8>(c.string()?).map(SystemTitle::new))?;
+    c.lit(",")?;
+    c.key("client")?;
+    let client = c.nullable(|c| Client::from_name(c.string()?))?;
+    c.lit(",")?;
+    c.key("role")?;
+    let role = c.nullable(|c| KeyRole::from_name(c.string()?))?;
+    c.lit(",")?;
+    c.key("generation")?;
+    let generation = c.nullable(|c| u32::try_from(c.uint()?).ok())?;
+    c.lit(",")?;
+    c.key("kek")?;
+    let kek = c.nullable(|c| unhex::<3>(c.string()?).map(KeyCheckValue))?;
+    c.lit(",")?;
+    c.key("counter")?;
+    let counter = c.nullable(|c| u32::try_from(c.uint()?).ok().map(InvocationCounter::new))?;
+    c.lit(",")?;
+    c.key("mac")?;
+    let mac = unhex::<MAC_LEN>(c.string()?)?;
+    c.lit("}\n")?;
+    if !c.0.is_empty() {
+        return None;
+    }
+    let event = AuditEvent {
+        action,
+        outcome,
+        time,
+        device,
+        client,
+        role,
+        generation,
+        kek,
+        invocation_counter: counter,
+    };
+    // One text per record: what does not re-emit byte for byte is not ours.
+    (format_line(seq, &event, &mac) == line).then_some((seq, event, mac))
+}
+
+/// A log that verified: how many records and the last MAC, which is what
+/// [`JsonLinesSink::append`] needs to continue it. Keep `records` (or
+/// `last_mac`) somewhere the log's writer cannot reach to detect removal of
+/// records from the end ([`verify_with_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct VerifiedLog {
+    /// Number of records (the next record's sequence number).
+    pub records: u64,
+    /// The last record's MAC (zeros for an empty log).
+    pub last_mac: [u8; MAC_LEN],
+}
+
+/// The first place a log stops verifying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChainBreak {
+    /// The line, counted from 1. In an intact log line `n` holds the record
+    /// with sequence number `n - 1`.
+    pub line: u64,
+    /// What is wrong there.
+    pub kind: BreakKind,
+}
+
+/// What is wrong at a [`ChainBreak`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BreakKind {
+    /// Not a record in the sink's format (a damaged, partial or
+    /// reformatted line, or one longer than any the sink writes).
+    Malformed,
+    /// The record is well-formed, in sequence, and its MAC does not verify:
+    /// it was altered, or forged without the audit key.
+    BadMac,
+    /// The record carries another sequence number than its position
+    /// needs: records before it were removed, or records were reordered or
+    /// inserted.
+    SequenceGap {
+        /// The sequence number this line should carry.
+        expected: u64,
+        /// The one it carries.
+        found: u64,
+    },
+    /// The log ends before the expected number of records: records were
+    /// removed from the end. `line` is the first missing line.
+    Truncated {
+        /// Records expected.
+        expected: u64,
+        /// Records found.
+        found: u64,
+    },
+    /// The log goes on past the expected number of records (the head the
+    /// caller holds is older than the log, or records were appended with
+    /// the key). `line` is the first record beyond the head.
+    Extended {
+        /// Records expected.
+        expected: u64,
+    },
+    /// The log could not be read at this line.
+    Io(io::ErrorKind),
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "audit log line {}: ", self.line)?;
+        match self.kind {
+            BreakKind::Malformed => f.write_str("malformed record"),
+            BreakKind::BadMac => f.write_str("MAC does not verify (altered or forged record)"),
+            BreakKind::SequenceGap { expected, found } => write!(
+                f,
+                "sequence number {found} where {expected} belongs (removed, reordered or inserted records)"
+            ),
+            BreakKind::Truncated { expected, found } => write!(
+                f,
+                "log ends after {found} records, {expected} expected (truncated)"
+            ),
+            BreakKind::Extended { expected } => {
+                write!(f, "log holds more than the {expected} records expected")
+            }
+            BreakKind::Io(kind) => write!(f, "read error: {kind}"),
+        }
+    }
+}
+
+impl core::error::Error for ChainBreak {}
+
+/// Verifies a whole log written by [`JsonLinesSink`] under `key`.
+///
+/// # Errors
+/// The first line that is malformed, out of sequence or fails its MAC, as a
+/// [`ChainBreak`]. Records removed from the end are not detected here:
+/// use [`verify_with_head`].
+pub fn verify<R: BufRead>(reader: R, key: &AuditKey) -> Result<VerifiedLog, ChainBreak> {
+    verify_lines(reader, key, None)
+}
+
+/// As [`verify`], and checks that the log holds exactly `expected_records`
+/// records (a count the caller keeps where the log's writer cannot reach,
+/// for example [`JsonLinesSink::next_seq`] recorded elsewhere).
+///
+/// # Errors
+/// As [`verify`]; and [`BreakKind::Truncated`] when the log ends early,
+/// [`BreakKind::Extended`] when it goes on past `expected_records`.
+pub fn verify_with_head<R: BufRead>(
+    reader: R,
+    key: &AuditKey,
+    expected_records: u64,
+) -> Result<VerifiedLog, ChainBreak> {
+    verify_lines(reader, key, Some(expected_records))
+}
+
+fn verify_lines<R: BufRead>(
+    mut reader: R,
+    key: &AuditKey,
+    expected: Option<u64>,
+) -> Result<VerifiedLog, ChainBreak> {
+    let mut chain = AuditChain::new(key);
+    let mut buf = Vec::new();
+    loop {
+        let line = chain.next_seq().saturating_add(1);
+        let brk = |kind| ChainBreak { line, kind };
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| brk(BreakKind::Io(e.kind())))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(expected) = expected
+            && chain.next_seq() >= expected
+        {
+            return Err(brk(BreakKind::Extended { expected }));
+        }
+        let (seq, event, mac) = core::str::from_utf8(&buf)
+            .ok()
+            .and_then(parse_line)
+            .ok_or(brk(BreakKind::Malformed))?;
+        chain.check(seq, &event, &mac).map_err(|e| {
+            brk(match e {
+                LinkError::Sequence { expected, found } => {
+                    BreakKind::SequenceGap { expected, found }
+                }
+                LinkError::BadMac => BreakKind::BadMac,
+            })
+        })?;
+    }
+    let found = chain.next_seq();
+    match expected {
+        Some(expected) if found < expected => Err(ChainBreak {
+            line: found.saturating_add(1),
+            kind: BreakKind::Truncated { expected, found },
+        }),
+        _ => Ok(VerifiedLog {
+            records: found,
+            last_mac: chain.last_mac(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> AuditEvent {
+        AuditEvent::new(
+            AuditAction::Unpacked,
+            Outcome::Success,
+            Timestamp(1_700_000_000),
+        )
+        .with_device(SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]))
+        .with_client(Client::ExtendedDataCollection)
+        .with_role(KeyRole::GlobalUnicastEncryption)
+        .with_generation(7)
+        .with_kek(KeyCheckValue([0xA1, 0xB2, 0xC3]))
+    }
+
+    #[test]
+    fn r20_line_format_is_stable() {
+        let line = format_line(3, &event(), &[0xAB; MAC_LEN]);
+        assert_eq!(
+            line,
+            "{\"seq\":3,\"action\":\"unpacked\",\"outcome\":\"success\",\"time\":1700000000,\
+             \"device\":\"4d4d4d0000bc614e\",\"client\":\"extended-data-collection\",\
+             \"role\":\"global-unicast-encryption\",\"generation\":7,\"kek\":\"a1b2c3\",\
+             \"counter\":null,\"mac\":\"abababababababababababab\"}\n"
+        );
+        assert_eq!(parse_line(&line), Some((3, event(), [0xAB; MAC_LEN])));
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["role"], "global-unicast-encryption");
+        assert!(line.len() < 300);
+    }
+
+    #[test]
+    fn r20_parser_rejects_what_the_sink_never_writes() {
+        let line = format_line(3, &event(), &[0xAB; MAC_LEN]);
+        for bad in [
+            line.replace("\"seq\":3", "\"seq\":03"),
+            line.replace("\"seq\":3", "\"seq\": 3"),
+            line.replace("4d4d4d", "4D4D4D"),
+            line.replace("a1b2c3", "a1b2"),
+            line.replace("\"generation\":7", "\"generation\":4294967296"),
+            line.replace("\"time\":1700000000", "\"time\":99999999999999999999"),
+            line.replace("\"counter\":null", "\"counter\":\"1\""),
+            line.replace("extended-data-collection", "nobody"),
+            String::from(line.trim_end()),
+            format!("{line}\n"),
+        ] {
+            assert_eq!(parse_line(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn r20_unhex() {
+        assert_eq!(unhex::<2>("0aff"), Some([0x0A, 0xFF]));
+        assert_eq!(unhex::<2>("0aFF"), None);
+        assert_eq!(unhex::<2>("0af"), None);
+        assert_eq!(unhex::<2>("0aff00"), None);
+        assert_eq!(unhex::<1>("g0"), None);
+    }
+
+    struct Failing;
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn r20_write_failure_fails_the_record_and_poisons_the_sink() {
+        let key = AuditKey::from_bytes([1; 16]);
+        let mut sink = JsonLinesSink::new(Failing, &key);
+        assert_eq!(sink.record(&event()), Err(Error::Audit));
+        assert_eq!(sink.record(&event()), Err(Error::Audit));
+        assert!(std::format!("{sink:?}").contains("poisoned: true"));
+    }
+}

@@ -1,0 +1,468 @@
+//! The audit plug point and the tamper-evident JSON-lines log: every
+//! kind of tampering is reported at the first bad line with the right kind.
+#![cfg(feature = "std")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::io::{self, BufRead, Cursor, Read};
+
+use dlms_sec::audit::jsonl::{
+    BreakKind, ChainBreak, JsonLinesSink, VerifiedLog, verify, verify_with_head,
+};
+use dlms_sec::audit::{
+    AuditAction, AuditEvent, AuditSink, MemoryAuditLog, NoAudit, Outcome, Timestamp,
+};
+use dlms_sec::client::Client;
+use dlms_sec::error::Error;
+use dlms_sec::key::{AuditKey, KeyRole};
+use dlms_sec::package::{KeyCheckValue, RecordId};
+use dlms_sec::{InvocationCounter, SystemTitle};
+
+const KEY: [u8; 16] = [0x5A; 16];
+const N: usize = 5;
+
+fn key() -> AuditKey {
+    AuditKey::from_bytes(KEY)
+}
+
+/// Five events with every field present somewhere and absent somewhere.
+fn events() -> [AuditEvent; N] {
+    let meter = SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]);
+    let id = RecordId {
+        device: meter,
+        client: Some(Client::Management),
+        role: KeyRole::Authentication,
+        generation: 3,
+    };
+    let kcv = KeyCheckValue([0xA1, 0xB2, 0xC3]);
+    let t = |s: u64| Timestamp(1_700_000_000 + s);
+    [
+        AuditEvent::new(AuditAction::Generated, Outcome::Success, t(0))
+            .with_record(id)
+            .with_kek(kcv),
+        AuditEvent::new(AuditAction::Packaged, Outcome::Success, t(1))
+            .with_record(id)
+            .with_kek(kcv),
+        AuditEvent::new(AuditAction::ReplayRejected, Outcome::Refused, t(2))
+            .with_device(meter)
+            .with_client(Client::Management)
+            .with_role(KeyRole::Authentication)
+            .with_generation(3)
+            .with_kek(kcv)
+            .with_counter(InvocationCounter::new(41)),
+        AuditEvent::new(AuditAction::AccessRefused, Outcome::Refused, t(3))
+            .with_device(meter)
+            .with_client(Client::Public),
+        AuditEvent::new(AuditAction::CounterExhausted, Outcome::Failure, t(4))
+            .with_counter(InvocationCounter::new(0xFFFF_FFFE)),
+    ]
+}
+
+fn write_log(key: &AuditKey, events: &[AuditEvent]) -> (Vec<u8>, VerifiedLog) {
+    let mut sink = JsonLinesSink::new(Vec::new(), key);
+    for e in events {
+        sink.record(e).unwrap();
+    }
+    let head = VerifiedLog {
+        records: sink.next_seq(),
+        last_mac: sink.last_mac(),
+    };
+    (sink.into_inner(), head)
+}
+
+fn lines(log: &[u8]) -> Vec<String> {
+    log.lines().map(|l| l.unwrap() + "\n").collect()
+}
+
+fn check(lines: &[String]) -> Result<VerifiedLog, ChainBreak> {
+    verify(Cursor::new(lines.concat()), &key())
+}
+
+fn brk(line: u64, kind: BreakKind) -> Result<VerifiedLog, ChainBreak> {
+    Err(ChainBreak { line, kind })
+}
+
+/// Replaces the value of `field` (up to the next `,` or `}`) in a line.
+fn set(line: &str, field: &str, value: &str) -> String {
+    let key = format!("\"{field}\":");
+    let start = line.find(&key).unwrap() + key.len();
+    let len = line[start..].find([',', '}']).unwrap();
+    format!("{}{value}{}", &line[..start], &line[start + len..])
+}
+
+#[test]
+fn r20_intact_log_verifies() {
+    let (log, head) = write_log(&key(), &events());
+    assert_eq!(lines(&log).len(), N);
+    assert_eq!(verify(&log[..], &key()), Ok(head));
+    assert_eq!(head.records, N as u64);
+    assert_eq!(verify_with_head(&log[..], &key(), N as u64), Ok(head));
+    // An empty log is a valid log of no records.
+    assert_eq!(
+        verify(&b""[..], &key()),
+        Ok(VerifiedLog {
+            records: 0,
+            last_mac: [0; 12]
+        })
+    );
+    // Under another key nothing verifies, from the first line.
+    assert_eq!(
+        verify(&log[..], &AuditKey::from_bytes([0xA5; 16])),
+        brk(1, BreakKind::BadMac)
+    );
+}
+
+#[test]
+fn r20_lines_are_readable_json_with_every_field() {
+    let (log, _) = write_log(&key(), &events());
+    let l = lines(&log);
+    let v: serde_json::Value = serde_json::from_str(&l[2]).unwrap();
+    assert_eq!(v["seq"], 2);
+    assert_eq!(v["action"], "replay-rejected");
+    assert_eq!(v["outcome"], "refused");
+    assert_eq!(v["time"], 1_700_000_002_u64);
+    assert_eq!(v["device"], "4d4d4d0000bc614e");
+    assert_eq!(v["client"], "management");
+    assert_eq!(v["role"], "authentication");
+    assert_eq!(v["generation"], 3);
+    assert_eq!(v["kek"], "a1b2c3");
+    assert_eq!(v["counter"], 41);
+    assert_eq!(v["mac"].as_str().unwrap().len(), 24);
+    let v: serde_json::Value = serde_json::from_str(&l[4]).unwrap();
+    assert!(v["device"].is_null() && v["role"].is_null() && v["kek"].is_null());
+    assert_eq!(v["counter"], 0xFFFF_FFFE_u32);
+}
+
+#[test]
+fn r20_altering_any_field_of_a_record_is_reported_at_that_line() {
+    let (log, _) = write_log(&key(), &events());
+    let l = lines(&log);
+    let target = 2; // line 3
+    let mac = serde_json::from_str::<serde_json::Value>(&l[target]).unwrap()["mac"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut flipped_mac = mac.clone().into_bytes();
+    flipped_mac[23] = if flipped_mac[23] == b'0' { b'1' } else { b'0' };
+    let flipped_mac = format!("\"{}\"", String::from_utf8(flipped_mac).unwrap());
+    let alterations = [
+        ("action", "\"packaged\""),
+        ("outcome", "\"success\""),
+        ("time", "1700000003"),
+        ("device", "\"4d4d4d0000bc614f\""),
+        ("device", "null"),
+        ("client", "\"firmware\""),
+        ("client", "null"),
+        ("role", "\"master\""),
+        ("generation", "4"),
+        ("generation", "null"),
+        ("kek", "\"a1b2c4\""),
+        ("counter", "40"),
+        ("counter", "null"),
+        ("mac", flipped_mac.as_str()),
+    ];
+    for (field, value) in alterations {
+        let mut t = l.clone();
+        t[target] = set(&t[target], field, value);
+        assert_ne!(t[target], l[target]);
+        assert_eq!(check(&t), brk(3, BreakKind::BadMac), "{field} = {value}");
+    }
+    // A field added where it was absent.
+    let mut t = l.clone();
+    t[4] = set(&t[4], "kek", "\"a1b2c3\"");
+    assert_eq!(check(&t), brk(5, BreakKind::BadMac));
+    // The sequence number itself.
+    let mut t = l.clone();
+    t[target] = set(&t[target], "seq", "3");
+    assert_eq!(
+        check(&t),
+        brk(
+            3,
+            BreakKind::SequenceGap {
+                expected: 2,
+                found: 3
+            }
+        )
+    );
+    // Damage that leaves no record: malformed.
+    for damaged in [
+        l[target].replace("\"role\"", "\"rôle\""),
+        l[target].replace(':', ": "),
+        set(&l[target], "generation", "\"3\""),
+        set(&l[target], "client", "\"Management\""),
+        "\n".to_owned(),
+        "not json\n".to_owned(),
+    ] {
+        let mut t = l.clone();
+        t[target] = damaged;
+        assert_eq!(check(&t), brk(3, BreakKind::Malformed));
+    }
+}
+
+#[test]
+fn r20_removed_records_are_reported() {
+    let (log, head) = write_log(&key(), &events());
+    let l = lines(&log);
+    let gap = |line, expected, found| brk(line, BreakKind::SequenceGap { expected, found });
+
+    let mut first = l.clone();
+    first.remove(0);
+    assert_eq!(check(&first), gap(1, 0, 1));
+
+    let mut middle = l.clone();
+    middle.remove(2);
+    assert_eq!(check(&middle), gap(3, 2, 3));
+
+    // The last record: the remaining chain is intact, so only the head
+    // kept elsewhere shows it.
+    let mut last = l.clone();
+    last.remove(N - 1);
+    assert!(check(&last).is_ok());
+    assert_eq!(
+        verify_with_head(Cursor::new(last.concat()), &key(), head.records),
+        brk(
+            5,
+            BreakKind::Truncated {
+                expected: 5,
+                found: 4
+            }
+        )
+    );
+}
+
+#[test]
+fn r20_truncated_tail_is_reported_against_the_head() {
+    let (log, head) = write_log(&key(), &events());
+    let l = lines(&log);
+    let kept = l[..3].concat();
+    assert_eq!(
+        verify_with_head(kept.as_bytes(), &key(), head.records),
+        brk(
+            4,
+            BreakKind::Truncated {
+                expected: 5,
+                found: 3
+            }
+        )
+    );
+    assert_eq!(
+        verify_with_head(&b""[..], &key(), 1),
+        brk(
+            1,
+            BreakKind::Truncated {
+                expected: 1,
+                found: 0
+            }
+        )
+    );
+    // A log longer than its head: reported at the first record past it.
+    assert_eq!(
+        verify_with_head(&log[..], &key(), 3),
+        brk(4, BreakKind::Extended { expected: 3 })
+    );
+    // A record cut short by a crash mid-write is malformed, not a record.
+    let partial = format!("{}{}", l[..4].concat(), &l[4][..40]);
+    assert_eq!(
+        verify(partial.as_bytes(), &key()),
+        brk(5, BreakKind::Malformed)
+    );
+    let no_newline = format!("{}{}", l[..4].concat(), l[4].trim_end());
+    assert_eq!(
+        verify(no_newline.as_bytes(), &key()),
+        brk(5, BreakKind::Malformed)
+    );
+}
+
+#[test]
+fn r20_reordered_records_are_reported() {
+    let (log, _) = write_log(&key(), &events());
+    let mut l = lines(&log);
+    l.swap(1, 3);
+    assert_eq!(
+        check(&l),
+        brk(
+            2,
+            BreakKind::SequenceGap {
+                expected: 1,
+                found: 3
+            }
+        )
+    );
+    // A copy of an earlier record in place of a later one.
+    let mut l = lines(&log);
+    l[3] = l[0].clone();
+    assert_eq!(
+        check(&l),
+        brk(
+            4,
+            BreakKind::SequenceGap {
+                expected: 3,
+                found: 0
+            }
+        )
+    );
+}
+
+#[test]
+fn r20_inserted_forged_records_are_reported() {
+    let (log, _) = write_log(&key(), &events());
+    let l = lines(&log);
+    let prev_mac = |line: &str| -> [u8; 12] {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        hex::decode(v["mac"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    // A forger without the audit key chains a record of its own after
+    // record 1, with the right sequence number and a MAC under its key.
+    let forger = AuditKey::from_bytes([0x33; 16]);
+    let forged_event = AuditEvent::new(
+        AuditAction::TransferAccepted,
+        Outcome::Success,
+        Timestamp(1_700_000_002),
+    );
+    let mut sink = JsonLinesSink::resume(Vec::new(), &forger, 2, prev_mac(&l[1]));
+    sink.record(&forged_event).unwrap();
+    let forged = String::from_utf8(sink.into_inner()).unwrap();
+
+    let mut t = l.clone();
+    t.insert(2, forged.clone());
+    assert_eq!(check(&t), brk(3, BreakKind::BadMac));
+
+    // In place of the genuine record 2.
+    let mut t = l.clone();
+    t[2] = forged;
+    assert_eq!(check(&t), brk(3, BreakKind::BadMac));
+
+    // Appended at the end.
+    let mut sink = JsonLinesSink::resume(Vec::new(), &forger, 5, prev_mac(&l[4]));
+    sink.record(&forged_event).unwrap();
+    let mut t = l.clone();
+    t.push(String::from_utf8(sink.into_inner()).unwrap());
+    assert_eq!(check(&t), brk(6, BreakKind::BadMac));
+
+    // Inserted with a recomputed sequence number that collides.
+    let mut t = l;
+    let dup = t[1].clone();
+    t.insert(2, dup);
+    assert_eq!(
+        check(&t),
+        brk(
+            3,
+            BreakKind::SequenceGap {
+                expected: 2,
+                found: 1
+            }
+        )
+    );
+}
+
+#[test]
+fn r20_resumed_sink_continues_a_valid_chain() {
+    let all = events();
+    let (mut log, _) = write_log(&key(), &all[..3]);
+    let verified = verify(&log[..], &key()).unwrap();
+    assert_eq!(verified.records, 3);
+
+    let mut sink = JsonLinesSink::append(&mut log, &key(), &verified);
+    for e in &all[3..] {
+        sink.record(e).unwrap();
+    }
+    let (whole, head) = write_log(&key(), &all);
+    // The resumed log is byte for byte the log written in one go.
+    assert_eq!(log, whole);
+    assert_eq!(verify_with_head(&log[..], &key(), 5), Ok(head));
+
+    // Resumed from a wrong position, the chain breaks where it resumed.
+    let (mut log, _) = write_log(&key(), &all[..3]);
+    let mut sink = JsonLinesSink::resume(&mut log, &key(), 3, [0; 12]);
+    sink.record(&all[3]).unwrap();
+    assert_eq!(verify(&log[..], &key()), brk(4, BreakKind::BadMac));
+}
+
+#[test]
+fn r20_no_key_bytes_in_json_or_debug() {
+    let key = key();
+    let (log, _) = write_log(&key, &events());
+    let text = String::from_utf8(log).unwrap();
+    let key_hex = hex::encode(KEY);
+    assert!(!text.to_lowercase().contains(&key_hex[..8]));
+    let sink = JsonLinesSink::new(Vec::new(), &key);
+    for debug in [
+        format!("{key:?}"),
+        format!("{sink:?}"),
+        format!("{:?}", events()),
+    ] {
+        assert!(!debug.to_lowercase().contains(&key_hex[..8]), "{debug}");
+        assert!(!debug.contains("90, 90"), "{debug}");
+    }
+    assert_eq!(format!("{key:?}"), "AuditKey(..)");
+    // The only fields are the event's, the sequence number and the MAC.
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let mut keys: Vec<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "action",
+            "client",
+            "counter",
+            "device",
+            "generation",
+            "kek",
+            "mac",
+            "outcome",
+            "role",
+            "seq",
+            "time"
+        ]
+    );
+}
+
+#[test]
+fn r20_sinks_fail_closed() {
+    let e = events()[0];
+    let mut memory = MemoryAuditLog::<1>::new();
+    let sinks: [&mut dyn AuditSink; 2] = [&mut memory, &mut NoAudit];
+    for s in sinks {
+        s.record(&e).unwrap();
+    }
+    assert_eq!(memory.record(&e), Err(Error::Audit));
+    assert_eq!(memory.events(), &[e]);
+}
+
+struct Broken;
+impl Read for Broken {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+}
+
+#[test]
+fn r20_unreadable_log_is_reported() {
+    assert_eq!(
+        verify(io::BufReader::new(Broken), &key()),
+        brk(1, BreakKind::Io(io::ErrorKind::PermissionDenied))
+    );
+    let long = "x".repeat(2000);
+    assert_eq!(
+        verify(long.as_bytes(), &key()),
+        brk(1, BreakKind::Malformed)
+    );
+    let shown = ChainBreak {
+        line: 3,
+        kind: BreakKind::BadMac,
+    }
+    .to_string();
+    assert!(shown.starts_with("audit log line 3: "), "{shown}");
+}
