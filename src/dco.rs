@@ -21,8 +21,7 @@ use crate::client::Client;
 use crate::counter::{CounterSource, ReplayGuard};
 use crate::error::{CounterError, Error, KeyError, Result};
 use crate::key::{
-    AuthenticationKey, DcoKey, DeviceKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
-    SharedKey,
+    AuthenticationKey, DcoKey, DeviceKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use crate::keywrap::{KeyId, TransferableKey};
 use crate::package::{KeyCheckValue, PackagedKey, RecordId};
@@ -130,7 +129,9 @@ impl<P: DcoProvider> Dco<P> {
 
     fn kcv(&self, role: KeyRole) -> Option<KeyCheckValue> {
         match role.kek() {
-            crate::key::KekKind::Dco => CryptoProvider::<DcoKey>::kek_check_value(&self.provider).ok(),
+            crate::key::KekKind::Dco => {
+                CryptoProvider::<DcoKey>::kek_check_value(&self.provider).ok()
+            }
             crate::key::KekKind::Shared => {
                 CryptoProvider::<SharedKey>::kek_check_value(&self.provider).ok()
             }
@@ -166,7 +167,10 @@ impl<P: DcoProvider> Dco<P> {
     /// Record errors (audited as corruption detected), counter errors,
     /// [`Error::Audit`](crate::Error) when the audit record cannot be written; then as
     /// [`Suite0::protect`](crate::suite0::Suite0::protect).
-    #[allow(clippy::too_many_arguments, reason = "one argument per part of a command")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one argument per part of a command"
+    )]
     pub fn protect(
         &self,
         records: ClientRecords<'_>,
@@ -186,7 +190,13 @@ impl<P: DcoProvider> Dco<P> {
         let result = self
             .provider
             .protect(&records.command_keys(), &req, counter, apdu, out);
-        self.audit_result(audit, now, &records.guek.id(), AuditAction::Unpacked, result)
+        self.audit_result(
+            audit,
+            now,
+            &records.guek.id(),
+            AuditAction::Unpacked,
+            result,
+        )
     }
 
     /// Verifies and decrypts a meter's response under the client's keys and
@@ -219,7 +229,13 @@ impl<P: DcoProvider> Dco<P> {
                 }
                 Ok(got)
             });
-        self.audit_result(audit, now, &records.guek.id(), AuditAction::Unpacked, result)
+        self.audit_result(
+            audit,
+            now,
+            &records.guek.id(),
+            AuditAction::Unpacked,
+            result,
+        )
     }
 
     /// Generates one key of role `K` inside the provider, packaged as `id`,
@@ -275,7 +291,10 @@ impl<P: DcoProvider> Dco<P> {
     /// # Errors
     /// [`Error::Misuse`] when the records belong to different devices or
     /// the client has no keys; provider, RNG, counter and audit errors.
-    #[allow(clippy::too_many_arguments, reason = "one argument per part of a rotation")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one argument per part of a rotation"
+    )]
     pub fn prepare_rotation<R: TryCryptoRng + ?Sized>(
         &self,
         rng: &mut R,

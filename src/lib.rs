@@ -11,6 +11,7 @@ extern crate std;
 pub mod audit;
 pub mod client;
 pub mod counter;
+pub mod dco;
 pub mod error;
 mod gcm;
 pub mod hls5;
@@ -22,6 +23,8 @@ pub mod meter;
 pub mod package;
 pub mod policy;
 pub mod provider;
+#[cfg(feature = "std")]
+pub mod s1sp;
 pub mod suite0;
 pub mod wire;
 

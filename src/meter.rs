@@ -210,8 +210,8 @@ impl<P: CounterPersistence> Meter<P> {
         let (plain_len, handled, staged) = match tag {
             0xC3 => match parse_key_transfer_request(apdu) {
                 Ok((_, transfer)) => {
-                    let mk_allowed =
-                        mk_rotation || !transfer.entries().iter().any(|e| e.key_id == KeyId::Master);
+                    let mk_allowed = mk_rotation
+                        || !transfer.entries().iter().any(|e| e.key_id == KeyId::Master);
                     let staged = if mk_allowed {
                         stage(&self.mk, &transfer).ok()
                     } else {

@@ -17,8 +17,9 @@
 //! keys are replaced by rotation, and the superseded generation is
 //! retired only after the new one is active.
 
-use std::collections::BTreeMap;
-use std::vec::Vec;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use rand_core::TryCryptoRng;
 
@@ -125,7 +126,14 @@ pub struct CampaignReport {
 }
 
 /// Everything a rotation needs from the caller besides the S1SP.
-pub struct RotationContext<'a, P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> {
+pub struct RotationContext<
+    'a,
+    P: DcoProvider,
+    L: MeterLink,
+    C: CounterSource,
+    A: AuditSink,
+    R: ?Sized,
+> {
     /// The DCO.
     pub dco: &'a Dco<P>,
     /// The link to the meters.
@@ -193,7 +201,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     ///
     /// # Errors
     /// [`KeyError::NotFound`] for a device not commissioned here.
-    pub fn set_capabilities(&mut self, device: SystemTitle, capabilities: Capabilities) -> Result<()> {
+    pub fn set_capabilities(
+        &mut self,
+        device: SystemTitle,
+        capabilities: Capabilities,
+    ) -> Result<()> {
         let d = self
             .devices
             .get_mut(&device)
@@ -274,7 +286,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             .typed::<AuthenticationKey>()?;
         let guek = self
             .store
-            .active(&slot(device, Some(client), KeyRole::GlobalUnicastEncryption))?
+            .active(&slot(
+                device,
+                Some(client),
+                KeyRole::GlobalUnicastEncryption,
+            ))?
             .typed::<GlobalUnicastEncryptionKey>()?;
         Ok((ak, guek))
     }
@@ -292,9 +308,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let ak = self
             .store
             .pending(&slot(device, Some(client), KeyRole::Authentication))?;
-        let guek = self
-            .store
-            .pending(&slot(device, Some(client), KeyRole::GlobalUnicastEncryption))?;
+        let guek = self.store.pending(&slot(
+            device,
+            Some(client),
+            KeyRole::GlobalUnicastEncryption,
+        ))?;
         match (ak, guek) {
             (Some(ak), Some(guek)) => Ok(Some((
                 ak.typed::<AuthenticationKey>()?,
@@ -440,11 +458,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             cx.now,
         )?;
         let plain = got.apdu();
-        let out = answer
-            .get_mut(..plain.len())
-            .ok_or(Error::BufferTooSmall {
-                required: plain.len(),
-            })?;
+        let out = answer.get_mut(..plain.len()).ok_or(Error::BufferTooSmall {
+            required: plain.len(),
+        })?;
         out.copy_from_slice(plain);
         Ok(plain.len())
     }
@@ -501,7 +517,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let plan = cx.dco.prepare_rotation(
             cx.rng,
             &mk,
-            ClientRecords { ak: &ak, guek: &guek },
+            ClientRecords {
+                ak: &ak,
+                guek: &guek,
+            },
             scope,
             cx.counter,
             &mut request,
@@ -536,7 +555,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         };
         // The answer comes under the old keys.
         let answer = cx.dco.unprotect(
-            ClientRecords { ak: &ak, guek: &guek },
+            ClientRecords {
+                ak: &ak,
+                guek: &guek,
+            },
             frame.get_mut(..m).unwrap_or_default(),
             SecurityPolicy::AuthenticatedEncrypted,
             self.guard(device, client),
@@ -599,7 +621,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let (ak, guek) = self
             .pending_records(device, client)?
             .ok_or(Error::Key(KeyError::NoPending))?;
-        let probe = [0xC0, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x2A, 0x00, 0x00, 0xFF, 0x02, 0x00];
+        let probe = [
+            0xC0, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x2A, 0x00, 0x00, 0xFF, 0x02, 0x00,
+        ];
         let mut answer = [0u8; 64];
         // The meter's answers under new keys start a fresh guard.
         let saved = self.guards.remove(&(device, client));
@@ -633,9 +657,16 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             roles.push(KeyRole::Master);
         }
         for role in roles {
-            let c = if role == KeyRole::Master { None } else { Some(client) };
+            let c = if role == KeyRole::Master {
+                None
+            } else {
+                Some(client)
+            };
             let s = slot(device, c, role);
-            let pending = self.store.pending(&s)?.ok_or(Error::Key(KeyError::NoPending))?;
+            let pending = self
+                .store
+                .pending(&s)?
+                .ok_or(Error::Key(KeyError::NoPending))?;
             self.store.activate(&s, pending.generation())?;
             self.store.retire_previous(&s)?;
             let mut e = AuditEvent::new(AuditAction::Activated, Outcome::Success, now)
@@ -664,9 +695,13 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     fn abandon(&mut self, device: SystemTitle, client: Client) -> Result<()> {
         self.store
             .discard_pending(&slot(device, Some(client), KeyRole::Authentication))?;
+        self.store.discard_pending(&slot(
+            device,
+            Some(client),
+            KeyRole::GlobalUnicastEncryption,
+        ))?;
         self.store
-            .discard_pending(&slot(device, Some(client), KeyRole::GlobalUnicastEncryption))?;
-        self.store.discard_pending(&slot(device, None, KeyRole::Master))
+            .discard_pending(&slot(device, None, KeyRole::Master))
     }
 
     /// Re-keys every keyed client of every device in `scope`:
