@@ -1358,3 +1358,37 @@ fn decode_general_ciphering() {
     let j: Value = serde_json::from_str(&ok(&["decode", "--json", &hex])).unwrap();
     assert_eq!(j["general_ciphering"]["transaction_id"], "0102030405060708");
 }
+
+#[test]
+fn readme_shows_real_decode_output() {
+    let readme = include_str!("../../README.md");
+    let text = ok_out(&run(&[
+        "decode",
+        "--system-title",
+        ST,
+        "--ek",
+        EK,
+        "--ak",
+        AK,
+        GB_30,
+    ]));
+    assert!(
+        readme.contains(&format!("{text}\n")),
+        "README decode text is stale:\n{text}"
+    );
+    let json = ok(&[
+        "decode",
+        "--json",
+        "--system-title",
+        ST,
+        "--ek",
+        EK,
+        "--ak",
+        AK,
+        GB_30,
+    ]);
+    assert!(
+        readme.contains(&format!("{json}\n")),
+        "README decode JSON is stale:\n{json}"
+    );
+}
