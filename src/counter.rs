@@ -71,11 +71,22 @@ pub trait CounterSource {
     /// be replaced. [`CounterError::Persistence`] when a reservation could
     /// not be made durable; nothing was issued, and the call may be retried.
     fn next_counter(&mut self) -> Result<InvocationCounter, CounterError>;
+
+    /// Whether the source is within its warning threshold of the last
+    /// usable value, so the key should be replaced soon. The default says
+    /// never.
+    fn near_exhaustion(&self) -> bool {
+        false
+    }
 }
 
 impl<C: CounterSource + ?Sized> CounterSource for &mut C {
     fn next_counter(&mut self) -> Result<InvocationCounter, CounterError> {
         (**self).next_counter()
+    }
+
+    fn near_exhaustion(&self) -> bool {
+        (**self).near_exhaustion()
     }
 }
 
@@ -260,6 +271,10 @@ impl<P: CounterPersistence> SendCounter<P> {
 }
 
 impl<P: CounterPersistence> CounterSource for SendCounter<P> {
+    fn near_exhaustion(&self) -> bool {
+        Self::near_exhaustion(self)
+    }
+
     fn next_counter(&mut self) -> Result<InvocationCounter, CounterError> {
         let value = self.next;
         // Rule 3 of GB 9.2.3.3.7.3: at the maximum, fail and do not

@@ -21,7 +21,8 @@ use crate::client::Client;
 use crate::counter::{CounterSource, ReplayGuard};
 use crate::error::{CounterError, Error, KeyError, Result};
 use crate::key::{
-    AuthenticationKey, DcoKey, DeviceKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
+    AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalUnicastEncryptionKey, KeyRole,
+    MasterKey, SharedKey,
 };
 use crate::keywrap::{KeyId, TransferableKey};
 use crate::package::{KeyCheckValue, PackagedKey, RecordId};
@@ -37,13 +38,36 @@ pub struct ClientRecords<'a> {
     pub ak: &'a PackagedKey<AuthenticationKey>,
     /// Packaged GUEK (Shared Key).
     pub guek: &'a PackagedKey<GlobalUnicastEncryptionKey>,
+    /// Packaged dedicated key (Shared Key) of the current association, if
+    /// the command is to go under it (ded- tags) rather than the GUEK.
+    pub dk: Option<&'a PackagedKey<DedicatedKey>>,
 }
 
 impl<'a> ClientRecords<'a> {
+    /// The AK and GUEK of a client, no dedicated key.
+    #[must_use]
+    pub const fn new(
+        ak: &'a PackagedKey<AuthenticationKey>,
+        guek: &'a PackagedKey<GlobalUnicastEncryptionKey>,
+    ) -> Self {
+        Self { ak, guek, dk: None }
+    }
+
     fn command_keys(&self) -> CommandKeys<'a> {
         CommandKeys {
             ak: self.ak,
-            encryption: EncryptionRecord::GlobalUnicast(self.guek),
+            encryption: match self.dk {
+                Some(dk) => EncryptionRecord::Dedicated(dk),
+                None => EncryptionRecord::GlobalUnicast(self.guek),
+            },
+        }
+    }
+
+    fn key_kind(&self) -> KeyKind {
+        if self.dk.is_some() {
+            KeyKind::Dedicated
+        } else {
+            KeyKind::GlobalUnicast
         }
     }
 }
@@ -159,9 +183,9 @@ impl<P: DcoProvider> Dco<P> {
         }
     }
 
-    /// Protects an S1SP command: unpacks the AK and GUEK inside the
-    /// provider and protects `apdu` under them, with authenticated
-    /// encryption unless `protection` says otherwise.
+    /// Protects an S1SP command: unpacks the AK and the GUEK (or the
+    /// dedicated key, when the bundle carries one) inside the provider and
+    /// protects `apdu` under them, in the service-specific form.
     ///
     /// # Errors
     /// Record errors (audited as corruption detected), counter errors,
@@ -183,20 +207,29 @@ impl<P: DcoProvider> Dco<P> {
     ) -> Result<usize> {
         let req = Protect {
             protection,
-            key: KeyKind::GlobalUnicast,
+            key: records.key_kind(),
             form: CipheredForm::ServiceSpecific,
             system_title: self.title,
         };
         let result = self
             .provider
             .protect(&records.command_keys(), &req, counter, apdu, out);
-        self.audit_result(
-            audit,
-            now,
-            &records.guek.id(),
-            AuditAction::Unpacked,
-            result,
-        )
+        let id = match records.dk {
+            Some(dk) => dk.id(),
+            None => records.guek.id(),
+        };
+        let n = self.audit_result(audit, now, &id, AuditAction::Unpacked, result)?;
+        if counter.near_exhaustion() {
+            // The DCO's counter nears its last value: re-key soon.
+            audit.record(&event(
+                AuditAction::CounterNearExhaustion,
+                Outcome::Success,
+                now,
+                &id,
+                None,
+            ))?;
+        }
+        Ok(n)
     }
 
     /// Verifies and decrypts a meter's response under the client's keys and

@@ -62,6 +62,23 @@
 //! Packaged records are not secret in the way clear keys are (they are
 //! ciphertext under a KEK the store never sees), so the stores here do not
 //! zeroize the memory of records they drop.
+//!
+//! No key is ever removed while active, revoked, destroyed or exported
+//! (R-16, R-18, R-19): there is no such call to make.
+//!
+//! ```compile_fail
+//! use dlms_sec::keystore::{HeaplessKeyStore, KeySlot, KeyStore};
+//! fn destroy(store: &mut HeaplessKeyStore<4>, slot: &KeySlot) {
+//!     store.remove(slot);
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! use dlms_sec::keystore::{HeaplessKeyStore, KeyStore};
+//! fn backup(store: &HeaplessKeyStore<4>) {
+//!     let _ = store.export();
+//! }
+//! ```
 
 use core::fmt;
 

@@ -42,12 +42,13 @@ use crate::counter::CounterSource;
 use crate::error::{Error, KeyError, Result};
 use crate::key::{
     AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalBroadcastEncryptionKey,
-    GlobalUnicastEncryptionKey, KEY_LEN, Kek, MasterKey, SharedKey, device_key_bytes,
+    GlobalUnicastEncryptionKey, KEY_LEN, Kek, KeyRole, MasterKey, SharedKey, device_key_bytes,
 };
 use crate::keywrap::{TransferableKey, WrappedKey, wrap_bytes};
 use crate::package::{KeyCheckValue, PackagedKey, Packager, RecordId};
+use crate::policy::SecurityPolicy;
 use crate::suite0::{KeySource, OneKey, Protect, Unprotect, Unprotected};
-use crate::wire::KeyKind;
+use crate::wire::{FrameLayout, KeyKind, SystemTitle};
 
 /// Operations under one KEK (`G`).
 pub trait CryptoProvider<G: Kek> {
@@ -85,6 +86,25 @@ pub trait CryptoProvider<G: Kek> {
     /// # Errors
     /// [`KeyError::WrongKek`], [`KeyError::Corrupted`], [`KeyError::Provider`].
     fn verify<K: DeviceKey<Kek = G>>(&self, record: &PackagedKey<K>) -> Result<()>;
+
+    /// Decrypts in place an encryption-only frame (no tag: SC `0x20` or
+    /// `0x60`) under a packaged GUEK, GBEK or DK: the processing a holder of
+    /// the Shared Key alone can do. A frame with authentication needs
+    /// the AK and is refused, as is any role that is not an encryption key.
+    /// The default refuses.
+    ///
+    /// # Errors
+    /// [`KeyError::Refused`]; record errors; as
+    /// [`Suite0::unprotect`](crate::suite0::Suite0::unprotect).
+    fn decrypt_unauthenticated<'b, K: DeviceKey<Kek = G>>(
+        &self,
+        key: &PackagedKey<K>,
+        frame: &'b mut [u8],
+        peer: Option<SystemTitle>,
+    ) -> Result<Unprotected<'b>> {
+        let _ = (key, frame, peer);
+        Err(KeyError::Refused.into())
+    }
 }
 
 /// The packaged encryption key of a command: which one also says which key
@@ -221,6 +241,38 @@ impl<G: Kek> CryptoProvider<G> for Packager<G> {
     fn verify<K: DeviceKey<Kek = G>>(&self, record: &PackagedKey<K>) -> Result<()> {
         self.unpackage(record).map(drop)
     }
+
+    fn decrypt_unauthenticated<'b, K: DeviceKey<Kek = G>>(
+        &self,
+        key: &PackagedKey<K>,
+        frame: &'b mut [u8],
+        peer: Option<SystemTitle>,
+    ) -> Result<Unprotected<'b>> {
+        let kind = match K::ROLE {
+            KeyRole::GlobalUnicastEncryption => KeyKind::GlobalUnicast,
+            KeyRole::GlobalBroadcastEncryption => KeyKind::GlobalBroadcast,
+            KeyRole::Dedicated => KeyKind::Dedicated,
+            KeyRole::Master | KeyRole::Authentication => return Err(KeyError::Refused.into()),
+        };
+        if FrameLayout::parse(frame)?.security_control.authenticated() {
+            return Err(KeyError::Refused.into());
+        }
+        let gcm = self.unpackage_gcm(key)?;
+        // Encryption only: the AK enters no computation.
+        let no_ak = [0u8; KEY_LEN];
+        OneKey {
+            kind,
+            gcm: &gcm,
+            ak: &no_ak,
+        }
+        .unprotect_core(
+            frame,
+            &Unprotect {
+                peer_system_title: peer,
+                policy: SecurityPolicy::Encrypted,
+            },
+        )
+    }
 }
 
 /// The software provider of a DCO: both KEKs, expanded in memory.
@@ -286,6 +338,14 @@ macro_rules! delegate_kek {
             }
             fn verify<K: DeviceKey<Kek = $kek>>(&self, record: &PackagedKey<K>) -> Result<()> {
                 CryptoProvider::verify(&self.$field, record)
+            }
+            fn decrypt_unauthenticated<'b, K: DeviceKey<Kek = $kek>>(
+                &self,
+                key: &PackagedKey<K>,
+                frame: &'b mut [u8],
+                peer: Option<SystemTitle>,
+            ) -> Result<Unprotected<'b>> {
+                CryptoProvider::decrypt_unauthenticated(&self.$field, key, frame, peer)
             }
         }
     };

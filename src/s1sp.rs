@@ -378,6 +378,75 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         }
     }
 
+    /// Checks every Shared-Key record this S1SP holds and returns the
+    /// (device, client) pairs whose records are corrupt, audited as
+    /// corruption detected: the input of a re-key campaign.
+    ///
+    /// # Errors
+    /// Store and audit errors.
+    pub fn sweep(
+        &self,
+        audit: &mut impl AuditSink,
+        now: Timestamp,
+    ) -> Result<Vec<(SystemTitle, Option<Client>)>> {
+        let mut slots = Vec::new();
+        for device in self.devices.keys() {
+            self.store.for_each_slot(device, &mut |s| slots.push(s))?;
+        }
+        let mut corrupt = Vec::new();
+        for s in slots {
+            if s.role.kek() != KekKind::Shared {
+                continue;
+            }
+            let record = self.store.active(&s)?;
+            match self.check_record(&record, audit, now) {
+                Ok(()) => {}
+                Err(Error::Key(KeyError::Corrupted | KeyError::WrongKek)) => {
+                    corrupt.push((s.device, s.client));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(corrupt)
+    }
+
+    /// Decrypts an encryption-only frame from (device, client) under the
+    /// client's active GUEK, inside the Shared-Key provider: the processing an
+    /// S1SP may do on its own. Authenticated frames need the AK, which
+    /// only the DCO can use, and are refused. Audited as an unpacking.
+    ///
+    /// # Errors
+    /// [`KeyError::Refused`] for an authenticated frame; store, record,
+    /// wire and audit errors.
+    pub fn decrypt_unauthenticated<'b>(
+        &self,
+        device: SystemTitle,
+        client: Client,
+        frame: &'b mut [u8],
+        audit: &mut impl AuditSink,
+        now: Timestamp,
+    ) -> Result<crate::suite0::Unprotected<'b>> {
+        let (_, guek) = self.active_records(device, client)?;
+        let result = self
+            .provider
+            .decrypt_unauthenticated(&guek, frame, Some(device));
+        let id = guek.id();
+        let outcome = if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Refused
+        };
+        audit.record(
+            &AuditEvent::new(AuditAction::Unpacked, outcome, now)
+                .with_device(device)
+                .with_client(client)
+                .with_role(id.role)
+                .with_generation(id.generation)
+                .with_kek(guek.record().kek_check_value()),
+        )?;
+        result
+    }
+
     fn guard(&mut self, device: SystemTitle, client: Client) -> &mut ReplayGuard {
         self.guards
             .entry((device, client))
@@ -428,10 +497,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
-        let records = ClientRecords {
-            ak: keys.0,
-            guek: keys.1,
-        };
+        let records = ClientRecords::new(keys.0, keys.1);
         let mut request = [0u8; 256];
         let n = cx.dco.protect(
             records,
@@ -517,10 +583,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let plan = cx.dco.prepare_rotation(
             cx.rng,
             &mk,
-            ClientRecords {
-                ak: &ak,
-                guek: &guek,
-            },
+            ClientRecords::new(&ak, &guek),
             scope,
             cx.counter,
             &mut request,
@@ -555,10 +618,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         };
         // The answer comes under the old keys.
         let answer = cx.dco.unprotect(
-            ClientRecords {
-                ak: &ak,
-                guek: &guek,
-            },
+            ClientRecords::new(&ak, &guek),
             frame.get_mut(..m).unwrap_or_default(),
             SecurityPolicy::AuthenticatedEncrypted,
             self.guard(device, client),

@@ -598,6 +598,30 @@ fn r20_every_rotation_step_is_audited_without_secrets() {
 }
 
 #[test]
+fn r20_a_counter_near_its_end_is_audited() {
+    let mut w = world(&[(M1, false)]);
+    w.counter = SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile)
+        .unwrap()
+        .with_warning_threshold(u32::MAX);
+    assert!(reachable(&mut w, M1, Client::Management));
+    assert!(
+        w.audit
+            .events()
+            .iter()
+            .any(|e| e.action == AuditAction::CounterNearExhaustion && e.device == Some(M1))
+    );
+    let mut quiet = world(&[(M1, false)]);
+    assert!(reachable(&mut quiet, M1, Client::Management));
+    assert!(
+        !quiet
+            .audit
+            .events()
+            .iter()
+            .any(|e| e.action == AuditAction::CounterNearExhaustion)
+    );
+}
+
+#[test]
 fn meter_refuses_an_mk_transfer_it_does_not_support() {
     // A device without MK rotation, sent a transfer that includes key id 3:
     // refused, nothing installed, old keys still work.
@@ -616,6 +640,229 @@ fn meter_refuses_an_mk_transfer_it_does_not_support() {
             .iter()
             .any(|e| e.action == AuditAction::RotationFailed)
     );
+}
+
+#[test]
+fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
+    use dlms_sec::Protection;
+    use dlms_sec::dco::ClientRecords;
+    use dlms_sec::key::DedicatedKey;
+    use dlms_sec::suite0::{Suite0, Unprotect};
+    let mut w = world(&[(M1, false)]);
+    let (_, guek) = w.s1sp.active_records(M1, Client::Management).unwrap();
+    let ak_clear = [0xA1u8; 16];
+    let ak = CryptoProvider::<DcoKey>::package(
+        w.dco.provider(),
+        &AuthenticationKey::from_bytes(ak_clear),
+        RecordId {
+            device: M1,
+            client: Some(Client::Management),
+            role: KeyRole::Authentication,
+            generation: 5,
+        },
+    )
+    .unwrap();
+    let dk_clear = [0x5Du8; 16];
+    let dk = CryptoProvider::<SharedKey>::package(
+        w.dco.provider(),
+        &DedicatedKey::from_bytes(dk_clear),
+        RecordId {
+            device: M1,
+            client: Some(Client::Management),
+            role: KeyRole::Dedicated,
+            generation: 0,
+        },
+    )
+    .unwrap();
+    let mut out = [0u8; 64];
+    let bundle = ClientRecords {
+        ak: &ak,
+        guek: &guek,
+        dk: Some(&dk),
+    };
+    let n = w
+        .dco
+        .protect(
+            bundle,
+            Protection::AuthenticatedEncrypted,
+            &mut w.counter,
+            &GET,
+            &mut out,
+            &mut w.audit,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(out[0], 0xD0, "ded-get-request under the dedicated key");
+    // The meter side of the association holds the same DK and verifies it.
+    let mut meter_side = Suite0::new(
+        &GlobalUnicastEncryptionKey::from_bytes([0; 16]),
+        &AuthenticationKey::from_bytes(ak_clear),
+    );
+    meter_side.set_dedicated_key(&DedicatedKey::from_bytes(dk_clear));
+    let params = Unprotect {
+        peer_system_title: Some(DCO_TITLE),
+        policy: SecurityPolicy::AuthenticatedEncrypted,
+    };
+    let mut frame = out[..n].to_vec();
+    assert_eq!(
+        meter_side.unprotect(&mut frame, &params).unwrap().apdu(),
+        &GET
+    );
+    // Another AK on the meter side: refused (the DCO used the packaged AK).
+    let other = Suite0::new(
+        &GlobalUnicastEncryptionKey::from_bytes([0; 16]),
+        &AuthenticationKey::from_bytes([0xA2; 16]),
+    );
+    let mut other = other;
+    other.set_dedicated_key(&DedicatedKey::from_bytes(dk_clear));
+    assert!(other.unprotect(&mut out[..n].to_vec(), &params).is_err());
+    assert!(
+        w.audit
+            .events()
+            .iter()
+            .any(|e| e.action == AuditAction::Unpacked && e.role == Some(KeyRole::Dedicated))
+    );
+}
+
+#[test]
+fn r17_a_sweep_finds_corrupt_records_and_a_campaign_replaces_them() {
+    let mut w = world(&[(M1, false), (M2, false)]);
+    let slot = KeySlot {
+        device: M2,
+        client: Some(Client::Firmware),
+        role: KeyRole::GlobalUnicastEncryption,
+    };
+    let good = w.s1sp.store().active(&slot).unwrap();
+    let mut bad = *good.as_bytes();
+    bad[25] ^= 0x08;
+    let bad = PackagedRecord::parse(&bad).unwrap();
+    // A storage fault replaces the record: corrupt it in place.
+    let mut slots = Vec::new();
+    w.s1sp
+        .store()
+        .for_each_slot(&M1, &mut |s| slots.push(s))
+        .unwrap();
+    w.s1sp
+        .store()
+        .for_each_slot(&M2, &mut |s| slots.push(s))
+        .unwrap();
+    let mut fresh = FlakyStore::default();
+    for s in slots {
+        let r = w.s1sp.store().active(&s).unwrap();
+        fresh
+            .inner
+            .put_initial(if s == slot { &bad } else { &r })
+            .unwrap();
+    }
+    *w.s1sp.store_mut() = fresh;
+    let corrupt = w.s1sp.sweep(&mut w.audit, T0).unwrap();
+    assert_eq!(corrupt, vec![(M2, Some(Client::Firmware))]);
+    assert!(
+        w.audit
+            .events()
+            .iter()
+            .any(|e| e.action == AuditAction::CorruptionDetected && e.device == Some(M2))
+    );
+    // The GUEK record is unusable, so this client cannot be re-keyed under
+    // it; the other clients of the device can, through the same campaign.
+    let mut cx = cx!(w, T0);
+    let report = w.s1sp.campaign(&mut cx, Scope::Devices(&[M2])).unwrap();
+    assert_eq!(report.activated, 3);
+    assert_eq!(report.failed, vec![(M2, Client::Firmware)]);
+}
+
+#[test]
+fn r16_r18_r19_keys_are_replaced_never_removed() {
+    // The only removal the store offers is of a superseded generation:
+    // retiring with nothing superseded leaves the active key in place, and
+    // there is no revoke, destroy, export or backup call to make (the
+    // compile_fail doctests on `keystore` show them missing).
+    let mut w = world(&[(M1, false)]);
+    let slot = KeySlot {
+        device: M1,
+        client: Some(Client::Management),
+        role: KeyRole::Authentication,
+    };
+    w.s1sp.store_mut().retire_previous(&slot).unwrap();
+    assert!(w.s1sp.store().active(&slot).is_ok());
+    let mut cx = cx!(w, T0);
+    w.s1sp.rotate(&mut cx, M1, Client::Management).unwrap();
+    assert_eq!(w.s1sp.store().active(&slot).unwrap().generation(), 1);
+    assert!(
+        w.s1sp.store().previous(&slot).unwrap().is_none(),
+        "the superseded key is retired after activation"
+    );
+}
+
+#[test]
+fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
+    use dlms_sec::counter::SingleUse;
+    use dlms_sec::suite0::{Protect, Suite0};
+    use dlms_sec::wire::CipheredForm;
+    use dlms_sec::{KeyKind, Protection};
+    let mut w = world(&[(M1, false)]);
+    // A meter answer under a GUEK the test knows: replace the client's
+    // records with known keys.
+    let guek_clear = [0x6Cu8; 16];
+    let rec = CryptoProvider::<SharedKey>::package(
+        w.dco.provider(),
+        &GlobalUnicastEncryptionKey::from_bytes(guek_clear),
+        RecordId {
+            device: M1,
+            client: Some(Client::Management),
+            role: KeyRole::GlobalUnicastEncryption,
+            generation: 1,
+        },
+    )
+    .unwrap();
+    w.s1sp.store_mut().put_pending(rec.record()).unwrap();
+    w.s1sp
+        .store_mut()
+        .activate(&KeySlot::of(&rec.id()), 1)
+        .unwrap();
+    let meter = Suite0::new(
+        &GlobalUnicastEncryptionKey::from_bytes(guek_clear),
+        &AuthenticationKey::from_bytes([9; 16]),
+    );
+    let answer = [0xC4, 0x01, 0xC1, 0x00, 0x09, 0x02, 0x12, 0x34];
+    for (protection, ok) in [
+        (Protection::Encrypted, true),
+        (Protection::AuthenticatedEncrypted, false),
+        (Protection::Authenticated, false),
+    ] {
+        let req = Protect {
+            protection,
+            key: KeyKind::GlobalUnicast,
+            form: CipheredForm::ServiceSpecific,
+            system_title: M1,
+        };
+        let mut frame = [0u8; 64];
+        let n = meter
+            .protect(
+                &req,
+                &mut SingleUse::new(InvocationCounter::new(7)),
+                &answer,
+                &mut frame,
+            )
+            .unwrap();
+        let got = w.s1sp.decrypt_unauthenticated(
+            M1,
+            Client::Management,
+            &mut frame[..n],
+            &mut w.audit,
+            T0,
+        );
+        match got {
+            Ok(u) => {
+                assert!(ok);
+                assert_eq!(u.apdu(), &answer);
+            }
+            Err(e) => {
+                assert!(!ok);
+                assert_eq!(e, Error::Key(KeyError::Refused), "{protection:?}");
+            }
+        }
+    }
 }
 
 impl World {
