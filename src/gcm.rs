@@ -37,6 +37,10 @@ type Block = aes::Block;
 /// Length of the suite-0 tag.
 pub(crate) const TAG_LEN: usize = 12;
 
+/// Keystream batch for the shortest messages: J0 plus 3 blocks (48 octets
+/// of payload), so a short APDU initialises 64 octets, not 256.
+const TINY_BATCH: usize = 4;
+
 /// Keystream batch for short messages: J0 plus 15 blocks (240 octets of
 /// payload) in one AES call, 256 octets of stack.
 const SMALL_BATCH: usize = 16;
@@ -243,7 +247,9 @@ impl Gcm {
         // What fits in the small batch (J0 + 15 blocks) takes 256 octets
         // of stack; longer messages take a larger batch.
         let base = iv_base(iv);
-        if data.len() <= (SMALL_BATCH - 1) * 16 {
+        if data.len() <= (TINY_BATCH - 1) * 16 {
+            self.ctr_batched::<TINY_BATCH>(base, src, data, before_xor, after_xor)
+        } else if data.len() <= (SMALL_BATCH - 1) * 16 {
             self.ctr_batched::<SMALL_BATCH>(base, src, data, before_xor, after_xor)
         } else if data.len() <= (MEDIUM_BATCH - 1) * 16 {
             self.ctr_batched::<MEDIUM_BATCH>(base, src, data, before_xor, after_xor)
@@ -580,8 +586,8 @@ mod tests {
         let iv = [9u8; 12];
         let gcm = Gcm::new(&key);
         let sizes = [
-            0, 1, 15, 16, 17, 239, 240, 241, 255, 256, 257, 1007, 1008, 1009, 4079, 4080, 4081,
-            4096, 8191, 16384, 65543,
+            0, 1, 15, 16, 17, 47, 48, 49, 239, 240, 241, 255, 256, 257, 1007, 1008, 1009, 4079,
+            4080, 4081, 4096, 8191, 16384, 65543,
         ];
         for &n in &sizes {
             for &m in &[0usize, 1, 17, 31, 128, 129] {
