@@ -124,7 +124,7 @@ pub struct Unprotect {
 
 /// Expanded suite-0 keys for one association.
 pub struct Suite0 {
-    unicast: Option<Gcm>,
+    unicast: Gcm,
     broadcast: Option<Gcm>,
     dedicated: Option<Gcm>,
     pub(crate) ak: AuthenticationKey,
@@ -144,7 +144,7 @@ impl Suite0 {
     #[must_use]
     pub fn new(guek: &GlobalUnicastEncryptionKey, ak: &AuthenticationKey) -> Self {
         Self {
-            unicast: Some(Gcm::new(encryption_key_bytes(guek))),
+            unicast: Gcm::new(encryption_key_bytes(guek)),
             broadcast: None,
             dedicated: None,
             ak: AuthenticationKey::from_bytes(*ak.as_bytes()),
@@ -173,7 +173,7 @@ impl Suite0 {
     #[must_use]
     pub const fn has_key(&self, kind: KeyKind) -> bool {
         match kind {
-            KeyKind::GlobalUnicast => self.unicast.is_some(),
+            KeyKind::GlobalUnicast => true,
             KeyKind::GlobalBroadcast => self.broadcast.is_some(),
             KeyKind::Dedicated => self.dedicated.is_some(),
         }
@@ -509,7 +509,7 @@ pub(crate) trait KeySource {
 impl KeySource for Suite0 {
     fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
         match kind {
-            KeyKind::GlobalUnicast => self.unicast.as_ref(),
+            KeyKind::GlobalUnicast => Some(&self.unicast),
             KeyKind::GlobalBroadcast => self.broadcast.as_ref(),
             KeyKind::Dedicated => self.dedicated.as_ref(),
         }
