@@ -405,7 +405,7 @@ impl<G: Kek> Packager<G> {
     /// [`KeyError::Corrupted`] when the check value does not match (no key
     /// octets survive).
     pub fn unpackage<K: DeviceKey<Kek = G>>(&self, record: &PackagedKey<K>) -> Result<K> {
-        let (key, _) = self.unpack_inner(record)?;
+        let key = self.unpack_inner(record)?;
         Ok(key)
     }
 
@@ -449,10 +449,10 @@ impl<G: Kek> Packager<G> {
         &self,
         record: &PackagedKey<K>,
     ) -> Result<K> {
-        self.unpack_inner(record).map(|(k, _)| k)
+        self.unpack_inner(record)
     }
 
-    fn unpack_inner<K: DeviceKey>(&self, record: &PackagedKey<K>) -> Result<(K, Aes128Enc)> {
+    fn unpack_inner<K: DeviceKey>(&self, record: &PackagedKey<K>) -> Result<K> {
         // (The encryption-key path is `unpackage_gcm`.)
         let r = &record.record;
         if r.kek_check_value() != self.kcv {
@@ -471,7 +471,7 @@ impl<G: Kek> Packager<G> {
             bytes.zeroize();
             return Err(KeyError::Corrupted.into());
         }
-        Ok((device_key_from(bytes), schedule))
+        Ok(device_key_from(bytes))
     }
 }
 
