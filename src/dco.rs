@@ -366,7 +366,8 @@ impl<P: DcoProvider> Dco<P> {
         }
         debug_assert!(transfer.get(KeyId::Authentication).is_some());
         let method = SecuritySetupMethod::default();
-        let mut request = [0u8; 128];
+        // Room for the largest key_transfer request: all four key ids.
+        let mut request = [0u8; 160];
         let len = method.emit_key_transfer_request(&transfer, &mut request)?;
         let apdu = request.get(..len).unwrap_or_default();
         let frame_len = self.protect(

@@ -38,6 +38,10 @@ use crate::policy::{Protection, SecurityPolicy};
 use crate::provider::{CryptoProvider, DcoProvider};
 use crate::wire::{KeyKind, SystemTitle};
 
+/// The largest frame a command or its answer may take through
+/// [`S1sp::command`] (a DLMS server's usual max-receive-pdu-size).
+pub const MAX_FRAME_LEN: usize = 2048;
+
 /// The rotation deadline after commissioning: 7 days.
 pub const ROTATION_DEADLINE_SECS: u64 = 7 * 24 * 3600;
 
@@ -498,7 +502,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         R: TryCryptoRng + ?Sized,
     {
         let records = ClientRecords::new(keys.0, keys.1);
-        let mut request = [0u8; 256];
+        let mut request = [0u8; MAX_FRAME_LEN];
         let n = cx.dco.protect(
             records,
             Protection::AuthenticatedEncrypted,
@@ -508,7 +512,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             cx.audit,
             cx.now,
         )?;
-        let mut frame = [0u8; 256];
+        let mut frame = [0u8; MAX_FRAME_LEN];
         let m = cx.link.exchange(
             device,
             client,

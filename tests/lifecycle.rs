@@ -622,6 +622,32 @@ fn r20_a_counter_near_its_end_is_audited() {
 }
 
 #[test]
+fn a_large_set_request_goes_through_and_an_oversized_one_is_a_typed_error() {
+    let mut w = world(&[(M1, false)]);
+    let mut set = vec![
+        0xC1, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x60, 0x01, 0x00, 0xFF, 0x02, 0x00, 0x09, 0x82,
+        0x05, 0xDC,
+    ];
+    set.resize(set.len() + 1500, 0x41);
+    let mut answer = [0u8; 64];
+    let mut cx = cx!(w, T0);
+    assert_eq!(
+        w.s1sp
+            .command(&mut cx, M1, Client::Management, &set, &mut answer)
+            .unwrap(),
+        4
+    );
+    assert_eq!(answer[..4], [0xC5, 0x01, 0xC1, 0x00]);
+    set.resize(dlms_sec::s1sp::MAX_FRAME_LEN, 0x41);
+    let mut cx = cx!(w, T0);
+    assert!(matches!(
+        w.s1sp
+            .command(&mut cx, M1, Client::Management, &set, &mut answer),
+        Err(Error::BufferTooSmall { .. })
+    ));
+}
+
+#[test]
 fn meter_refuses_an_mk_transfer_it_does_not_support() {
     // A device without MK rotation, sent a transfer that includes key id 3:
     // refused, nothing installed, old keys still work.
