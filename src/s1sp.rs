@@ -594,11 +594,19 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             cx.audit,
             cx.now,
         )?;
-        // The new keys are pending before anything leaves.
-        self.store.put_pending(plan.ak.record())?;
-        self.store.put_pending(plan.guek.record())?;
-        if let Some(new_mk) = &plan.mk {
-            self.store.put_pending(new_mk.record())?;
+        // The new keys are pending before anything leaves; if the
+        // store refuses one, none stays pending and nothing is sent.
+        let stored = self
+            .store
+            .put_pending(plan.ak.record())
+            .and_then(|()| self.store.put_pending(plan.guek.record()))
+            .and_then(|()| match &plan.mk {
+                Some(new_mk) => self.store.put_pending(new_mk.record()),
+                None => Ok(()),
+            });
+        if let Err(e) = stored {
+            self.abandon(device, client)?;
+            return Err(e);
         }
         let generation = plan.ak.id().generation;
         let mut frame = [0u8; 256];

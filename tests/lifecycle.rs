@@ -424,6 +424,15 @@ fn fault_store_refuses_pending_before_anything_is_sent() {
     w.s1sp_store_fail_put_pending(false);
     assert_eq!(w.link.meters[0].installs(), 0, "nothing reached the meter");
     assert!(slots_hold_records(&w, M1));
+    let pending = KeySlot {
+        device: M1,
+        client: Some(Client::Management),
+        role: KeyRole::Authentication,
+    };
+    assert!(
+        w.s1sp.store().pending(&pending).unwrap().is_none(),
+        "nothing left pending"
+    );
     assert!(reachable(&mut w, M1, Client::Management));
 }
 
