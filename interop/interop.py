@@ -373,9 +373,10 @@ class Tally:
         else:
             self.stats[category]["peer defects"] += 1
             self.peer[defect][detail] += 1
-            old = self.peer_examples.get(defect)
-            if example and (old is None or len(example) < len(old)):
-                self.peer_examples[defect] = example
+            for k in (defect, (defect, detail)):
+                old = self.peer_examples.get(k)
+                if example and (old is None or len(example) < len(old)):
+                    self.peer_examples[k] = example
 
 
 def check_apdu_case(case, cli, rng, t):
@@ -600,7 +601,10 @@ def main():
             print("  %s: %d" % (defect, sum(details.values())))
             for detail, n in sorted(details.items()):
                 print("    %5d  %s" % (n, detail))
-            print("    e.g. %s" % t.peer_examples.get(defect, ""))
+                if "(other)" in defect:
+                    print("           e.g. %s" % t.peer_examples.get((defect, detail), ""))
+            if "(other)" not in defect:
+                print("    e.g. %s" % t.peer_examples.get(defect, ""))
     print("%d passed, %d failed" % (t.ours_passed, len(t.ours_failed)))
     return 1 if t.ours_failed else 0
 
