@@ -37,9 +37,13 @@ type Block = aes::Block;
 /// Length of the suite-0 tag.
 pub(crate) const TAG_LEN: usize = 12;
 
-/// Keystream batch for the shortest messages: J0 plus 3 blocks (48 octets
-/// of payload), so a short APDU initialises 64 octets, not 256.
+/// Keystream batch for the shortest messages on hosts: J0 plus 3 blocks
+/// (48 octets of payload), so a short APDU initialises 64 octets, not 256.
+/// On small targets it is the small batch (one copy of the code, less flash).
+#[cfg(target_pointer_width = "64")]
 const TINY_BATCH: usize = 4;
+#[cfg(not(target_pointer_width = "64"))]
+const TINY_BATCH: usize = SMALL_BATCH;
 
 /// Keystream batch for short messages: J0 plus 15 blocks (240 octets of
 /// payload) in one AES call, 256 octets of stack.
