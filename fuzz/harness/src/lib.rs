@@ -419,7 +419,7 @@ pub fn round_trip(data: &[u8]) {
     let form_octet = r.u8();
     let title = SystemTitle::new(r.array());
     let ic = InvocationCounter::new(r.u32());
-    let (tid, recipient, date_time, other);
+    let (tid, recipient, date_time, other, dt_buf);
     let form = match form_octet % 4 {
         0 => CipheredForm::ServiceSpecific,
         1 => CipheredForm::General {
@@ -432,8 +432,9 @@ pub fn round_trip(data: &[u8]) {
             let lens = r.array::<3>();
             tid = r.bytes(usize::from(lens[0] % 17));
             recipient = (form_octet & 0x10 != 0).then(|| SystemTitle::new(r.array()));
+            dt_buf = r.array::<12>();
             date_time = if form_octet & 0x20 != 0 {
-                r.bytes(12)
+                &dt_buf[..]
             } else {
                 &[][..]
             };
@@ -470,7 +471,8 @@ pub fn round_trip(data: &[u8]) {
         system_title: title,
     };
     let expected_len = sender.frame_len(&req, apdu);
-    let mut frame = vec![0u8; apdu.len() + 64];
+    // Room for the largest header this input can ask for.
+    let mut frame = vec![0u8; apdu.len() + 128];
     let mut counter = SingleUse::new(ic);
     let n = match sender.protect(&req, &mut counter, apdu, &mut frame) {
         Ok(n) => n,
