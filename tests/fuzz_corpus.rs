@@ -69,7 +69,11 @@ fn every_committed_corpus_file_passes_its_harness() {
         for f in &files {
             let data = fs::read(f).unwrap();
             let outcome = std::panic::catch_unwind(|| run(&data));
-            assert!(outcome.is_ok(), "{target}: {} breaks an invariant", f.display());
+            assert!(
+                outcome.is_ok(),
+                "{target}: {} breaks an invariant",
+                f.display()
+            );
         }
         total += files.len();
     }
@@ -86,7 +90,10 @@ fn every_fuzz_target_has_a_harness_and_a_corpus() {
         })
         .collect::<std::collections::BTreeSet<_>>();
     let known = TARGETS.iter().map(|(t, _)| (*t).to_owned()).collect();
-    assert_eq!(targets, known, "fuzz_targets/ and this test list the same targets");
+    assert_eq!(
+        targets, known,
+        "fuzz_targets/ and this test list the same targets"
+    );
 }
 
 // ------------------------------------------------------------ seed corpus
@@ -99,7 +106,12 @@ fn protect(req: &Protect<'_>, ic: u32, apdu: &[u8]) -> Vec<u8> {
     let suite = harness::fixed_suite();
     let mut out = vec![0u8; apdu.len() + 96];
     let n = suite
-        .protect(req, &mut SingleUse::new(InvocationCounter::new(ic)), apdu, &mut out)
+        .protect(
+            req,
+            &mut SingleUse::new(InvocationCounter::new(ic)),
+            apdu,
+            &mut out,
+        )
         .unwrap();
     out.truncate(n);
     out
@@ -112,13 +124,25 @@ fn generated_frames() -> Vec<(String, Vec<u8>)> {
     let fields = GeneralCipheringFields {
         transaction_id: &[1, 2, 3, 4, 5, 6, 7, 8],
         recipient_system_title: Some(SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01")),
-        date_time: &[0x07, 0xE9, 0x0B, 0x19, 0x03, 0x10, 0x00, 0x00, 0xFF, 0x80, 0x00, 0x00],
+        date_time: &[
+            0x07, 0xE9, 0x0B, 0x19, 0x03, 0x10, 0x00, 0x00, 0xFF, 0x80, 0x00, 0x00,
+        ],
         other_information: &[],
     };
     let forms: [(&str, CipheredForm<'_>); 4] = [
         ("service", CipheredForm::ServiceSpecific),
-        ("general", CipheredForm::General { with_system_title: true }),
-        ("general-untitled", CipheredForm::General { with_system_title: false }),
+        (
+            "general",
+            CipheredForm::General {
+                with_system_title: true,
+            },
+        ),
+        (
+            "general-untitled",
+            CipheredForm::General {
+                with_system_title: false,
+            },
+        ),
         ("general-ciphering", CipheredForm::GeneralCiphering(fields)),
     ];
     let mut out = Vec::new();
@@ -136,8 +160,16 @@ fn generated_frames() -> Vec<(String, Vec<u8>)> {
                 ("e", Protection::Encrypted),
                 ("ae", Protection::AuthenticatedEncrypted),
             ] {
-                let req = Protect { protection, key, form, system_title: title };
-                out.push((format!("{fname}-{kname}-{pname}"), protect(&req, 0x0123_4567, &get)));
+                let req = Protect {
+                    protection,
+                    key,
+                    form,
+                    system_title: title,
+                };
+                out.push((
+                    format!("{fname}-{kname}-{pname}"),
+                    protect(&req, 0x0123_4567, &get),
+                ));
             }
         }
     }
@@ -147,7 +179,12 @@ fn generated_frames() -> Vec<(String, Vec<u8>)> {
 fn vector_frames() -> Vec<(String, Vec<u8>)> {
     vectors("dlms-apdu")
         .iter()
-        .map(|v| (v["id"].as_str().unwrap().to_owned(), common::hex(v, "frame")))
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                common::hex(v, "frame"),
+            )
+        })
         .collect()
 }
 
@@ -157,9 +194,17 @@ fn transfer(mk: &MasterKey, all: bool) -> KeyTransfer {
     let new_mk = MasterKey::from_bytes([0x33; 16]);
     let gbek = dlms_sec::key::GlobalBroadcastEncryptionKey::from_bytes([0x44; 16]);
     let keys = if all {
-        NewKeys { guek: Some(&guek), gbek: Some(&gbek), ak: Some(&ak), mk: Some(&new_mk) }
+        NewKeys {
+            guek: Some(&guek),
+            gbek: Some(&gbek),
+            ak: Some(&ak),
+            mk: Some(&new_mk),
+        }
     } else {
-        NewKeys { ak: Some(&ak), ..NewKeys::default() }
+        NewKeys {
+            ak: Some(&ak),
+            ..NewKeys::default()
+        }
     };
     KeyTransfer::wrap_new_keys(mk, keys).unwrap()
 }
@@ -198,8 +243,16 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mk = MasterKey::from_bytes(harness::MK);
     for all in [false, true] {
         let t = transfer(&mk, all);
-        s.push(("parse_fields", format!("key-transfer-{all}"), emit_transfer(&t)));
-        s.push(("parse_fields", format!("key-transfer-request-{all}"), emit_request(&t)));
+        s.push((
+            "parse_fields",
+            format!("key-transfer-{all}"),
+            emit_transfer(&t),
+        ));
+        s.push((
+            "parse_fields",
+            format!("key-transfer-request-{all}"),
+            emit_request(&t),
+        ));
         // Raw parameter, then the same as an action-request.
         let mut k = vec![0x00];
         k.extend(emit_transfer(&t));
@@ -227,10 +280,19 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let rec = dco
         .package(
             &MasterKey::from_bytes([3; 16]),
-            RecordId { device, client: None, role: KeyRole::Master, generation: 1 },
+            RecordId {
+                device,
+                client: None,
+                role: KeyRole::Master,
+                generation: 1,
+            },
         )
         .unwrap();
-    s.push(("parse_fields", "record-mk".into(), rec.record().as_bytes().to_vec()));
+    s.push((
+        "parse_fields",
+        "record-mk".into(),
+        rec.record().as_bytes().to_vec(),
+    ));
     let rec = shared
         .package(
             &GlobalUnicastEncryptionKey::from_bytes([4; 16]),
@@ -242,11 +304,22 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             },
         )
         .unwrap();
-    s.push(("parse_fields", "record-guek".into(), rec.record().as_bytes().to_vec()));
+    s.push((
+        "parse_fields",
+        "record-guek".into(),
+        rec.record().as_bytes().to_vec(),
+    ));
 
     // Round trip: keys, control, form, title, counter, [fields], tamper, APDU.
     let get = hex("C0010000080000010000FF0200");
-    for (ctl, form) in [(0x02u8, 0u8), (0x00, 1), (0x01, 2), (0x32, 3), (0x06, 0), (0x48, 1)] {
+    for (ctl, form) in [
+        (0x02u8, 0u8),
+        (0x00, 1),
+        (0x01, 2),
+        (0x32, 3),
+        (0x06, 0),
+        (0x48, 1),
+    ] {
         let mut r = Vec::new();
         for b in [0x10u8, 0x20, 0x30, 0x40] {
             r.extend([b; 16]);
@@ -265,8 +338,16 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
     // Replay guard: absolute 5, repeat, back one, forward, reserved,
     // another peer, another key, restart, forward.
-    s.push(("replay_guard", "mixed".into(), vec![3, 0, 0, 0, 5, 0, 1, 2, 4, 5, 6, 7, 2, 10]));
-    s.push(("replay_guard", "near-exhaustion".into(), vec![3, 0xFF, 0xFF, 0xFF, 0xFD, 2, 2, 0, 4, 12]));
+    s.push((
+        "replay_guard",
+        "mixed".into(),
+        vec![3, 0, 0, 0, 5, 0, 1, 2, 4, 5, 6, 7, 2, 10],
+    ));
+    s.push((
+        "replay_guard",
+        "near-exhaustion".into(),
+        vec![3, 0xFF, 0xFF, 0xFF, 0xFD, 2, 2, 0, 4, 12],
+    ));
     s
 }
 

@@ -32,7 +32,9 @@ use dlms_sec::wire::{
     GeneralCipheringRepr, GeneralGloDedRepr, KeyTransfer, SecurityHeader, SecuritySetupMethod,
     ServiceRepr, axdr, parse_key_transfer_request,
 };
-use dlms_sec::{Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle};
+use dlms_sec::{
+    Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle,
+};
 
 /// The Green Book example keys (the vectors' keys), used by the fixed-key targets.
 pub const GUEK: [u8; 16] = [
@@ -149,7 +151,10 @@ pub fn fixed_suite() -> Suite0 {
     s
 }
 
-fn emit_all(len: Result<usize, impl core::fmt::Debug>, emit: impl Fn(&mut [u8]) -> Result<usize, Error>) -> Vec<u8> {
+fn emit_all(
+    len: Result<usize, impl core::fmt::Debug>,
+    emit: impl Fn(&mut [u8]) -> Result<usize, Error>,
+) -> Vec<u8> {
     let len = len.expect("a parsed value has an encoded length");
     let mut out = vec![0u8; len];
     let n = emit(&mut out).expect("a parsed value re-emits");
@@ -198,7 +203,11 @@ fn check_layout(data: &[u8], layout: &FrameLayout) {
     let content = layout.payload.start - 5..layout.auth_tag.end;
     assert_eq!(layout.auth_tag.end, data.len(), "the tag ends the frame");
     assert_eq!(layout.payload.end, layout.auth_tag.start);
-    let expected_tag = if layout.security_control.authenticated() { 12 } else { 0 };
+    let expected_tag = if layout.security_control.authenticated() {
+        12
+    } else {
+        0
+    };
     assert_eq!(layout.auth_tag.len(), expected_tag, "a tag exactly under A");
     let header = SecurityHeader::parse(&data[content.clone()]).expect("the content has a header");
     assert_eq!(header.security_control, layout.security_control);
@@ -237,7 +246,11 @@ pub fn axdr_length(data: &[u8]) {
         let mut out = [0u8; axdr::MAX_ENCODED_LENGTH_LEN];
         let n = axdr::encode_length(len, &mut out).expect("a decoded length re-encodes");
         assert_eq!(n, axdr::encoded_length_len(len));
-        assert_eq!(&out[..n], &data[..used], "a decoded length re-encodes byte for byte");
+        assert_eq!(
+            &out[..n],
+            &data[..used],
+            "a decoded length re-encodes byte for byte"
+        );
     }
     let mut r = Reader::new(data);
     let value = r.u32() as usize;
@@ -247,7 +260,10 @@ pub fn axdr_length(data: &[u8]) {
     assert_eq!(back, value);
     assert!(rest.is_empty());
     if let Ok((value, rest)) = axdr::decode_octet_string(data) {
-        assert_eq!(value.len() + rest.len() + axdr::encoded_length_len(value.len()), data.len());
+        assert_eq!(
+            value.len() + rest.len() + axdr::encoded_length_len(value.len()),
+            data.len()
+        );
     }
 }
 
@@ -343,14 +359,20 @@ pub fn unprotect(data: &[u8]) {
     let protection = received.protection().expect("a protection");
     assert!(policy.permits(protection), "the policy is enforced");
     assert_eq!(received.invocation_counter(), layout.invocation_counter);
-    assert_ne!(received.invocation_counter().value(), InvocationCounter::RESERVED);
+    assert_ne!(
+        received.invocation_counter().value(),
+        InvocationCounter::RESERVED
+    );
     assert_eq!(
         received.replay_proof().is_some(),
         protection.is_authenticated(),
         "a replay proof exactly for authenticated frames"
     );
     if let (Some(carried), Some(given)) = (layout.system_title, peer) {
-        assert_eq!(carried, given, "a carried title must match the expected one");
+        assert_eq!(
+            carried, given,
+            "a carried title must match the expected one"
+        );
     }
     let apdu = received.apdu().to_vec();
     let key = received.key();
@@ -358,7 +380,11 @@ pub fn unprotect(data: &[u8]) {
     let ic = received.invocation_counter();
     let kind = received.kind();
     if protection == Protection::Authenticated {
-        assert_eq!(&apdu[..], &original[layout.payload.clone()], "authentication only leaves the APDU in clear");
+        assert_eq!(
+            &apdu[..],
+            &original[layout.payload.clone()],
+            "authentication only leaves the APDU in clear"
+        );
     }
     let gc_repr;
     let form = match kind {
@@ -391,7 +417,11 @@ pub fn unprotect(data: &[u8]) {
     let n = suite
         .protect(&req, &mut SingleUse::new(ic), &apdu, &mut out)
         .expect("the plaintext of an accepted frame protects again");
-    assert_eq!(&out[..n], &original[..], "protect(unprotect(frame)) == frame");
+    assert_eq!(
+        &out[..n],
+        &original[..],
+        "protect(unprotect(frame)) == frame"
+    );
 }
 
 // ---------------------------------------------------------------- round trip
@@ -490,7 +520,10 @@ pub fn round_trip(data: &[u8]) {
                 }
                 _ => false,
             };
-            assert!(explained, "protect refused a valid request: {e:?} for {req:?}");
+            assert!(
+                explained,
+                "protect refused a valid request: {e:?} for {req:?}"
+            );
             return;
         }
     };
@@ -523,9 +556,9 @@ pub fn round_trip(data: &[u8]) {
     assert_eq!(got.invocation_counter(), ic);
     assert_eq!(got.protection(), Some(protection));
     assert_eq!(got.replay_proof().is_some(), protection.is_authenticated());
-    let proof_ok = got.replay_proof().is_none_or(|p| {
-        p.peer() == title && p.key() == key && p.invocation_counter() == ic
-    });
+    let proof_ok = got
+        .replay_proof()
+        .is_none_or(|p| p.peer() == title && p.key() == key && p.invocation_counter() == ic);
     assert!(proof_ok, "the replay proof names the frame");
 
     if protection.is_authenticated() {
@@ -556,7 +589,9 @@ pub fn round_trip(data: &[u8]) {
 /// key wrapped under the MK (RFC 3394 is deterministic).
 fn fingerprint(mk: &MasterKey, keys: &SecuritySetupKeys) -> Vec<u8> {
     let suite = keys.suite0();
-    let apdu = [0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00];
+    let apdu = [
+        0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
+    ];
     let mut out = Vec::new();
     let mut kinds = vec![KeyKind::GlobalUnicast];
     if keys.has_broadcast_key() {
@@ -571,7 +606,12 @@ fn fingerprint(mk: &MasterKey, keys: &SecuritySetupKeys) -> Vec<u8> {
         };
         let mut frame = [0u8; 64];
         let n = suite
-            .protect(&req, &mut SingleUse::new(InvocationCounter::new(7)), &apdu, &mut frame)
+            .protect(
+                &req,
+                &mut SingleUse::new(InvocationCounter::new(7)),
+                &apdu,
+                &mut frame,
+            )
             .expect("the fingerprint APDU protects");
         out.extend_from_slice(&frame[..n]);
     }
@@ -695,10 +735,17 @@ pub fn key_transfer_install(data: &[u8]) {
 
     match stage(&mk, &transfer) {
         Err(_) => {
-            assert_eq!(fingerprint(&mk, &keys), before, "a refused transfer changes nothing");
+            assert_eq!(
+                fingerprint(&mk, &keys),
+                before,
+                "a refused transfer changes nothing"
+            );
             if ctl & 0x01 != 0 {
                 assert!(
-                    transfer.entries().iter().any(|e| !wrapped_under_meter_mk(e.key_id, &e.wrapped)),
+                    transfer
+                        .entries()
+                        .iter()
+                        .any(|e| !wrapped_under_meter_mk(e.key_id, &e.wrapped)),
                     "a transfer of well-wrapped keys is staged"
                 );
             }
@@ -713,8 +760,11 @@ pub fn key_transfer_install(data: &[u8]) {
                 // Every entry unwrapped: recompute the expected keys.
                 let (emk, ekeys) = expected_keys(ctl & 0x04 != 0, &expected, &transfer);
                 assert_eq!(after, fingerprint(&emk, &ekeys), "every key installed");
-            } else if transfer.entries().is_empty() {
-                assert_eq!(after, before);
+            } else {
+                // Raw bytes that staged: every entry unwraps under the
+                // meter's MK; the keys must be exactly those.
+                let (umk, ukeys) = unwrapped_keys(ctl & 0x04 != 0, &transfer);
+                assert_eq!(after, fingerprint(&umk, &ukeys), "every key installed");
             }
         }
     }
@@ -732,6 +782,33 @@ fn wrapped_under_meter_mk(id: KeyId, w: &WrappedKey) -> bool {
         KeyId::Authentication => dlms_sec::keywrap::unwrap::<AuthenticationKey>(&mk, w).is_ok(),
         KeyId::Master => dlms_sec::keywrap::unwrap::<MasterKey>(&mk, w).is_ok(),
     }
+}
+
+/// The keys after installing `transfer`, each entry unwrapped under the
+/// meter's MK on its own (the old key where the transfer has none).
+fn unwrapped_keys(gbek: bool, transfer: &KeyTransfer) -> (MasterKey, SecuritySetupKeys) {
+    use dlms_sec::keywrap::unwrap;
+    let mk = MasterKey::from_bytes(MK);
+    let get = |id: KeyId| transfer.get(id);
+    let guek = get(KeyId::GlobalUnicastEncryption).map_or_else(
+        || GlobalUnicastEncryptionKey::from_bytes(GUEK),
+        |w| unwrap(&mk, w).expect("a staged entry unwraps"),
+    );
+    let ak = get(KeyId::Authentication).map_or_else(
+        || AuthenticationKey::from_bytes(AK),
+        |w| unwrap(&mk, w).expect("a staged entry unwraps"),
+    );
+    let keys = SecuritySetupKeys::new(guek, ak);
+    let keys = match get(KeyId::GlobalBroadcastEncryption) {
+        Some(w) => keys.with_broadcast_key(unwrap(&mk, w).expect("a staged entry unwraps")),
+        None if gbek => keys.with_broadcast_key(GlobalBroadcastEncryptionKey::from_bytes(GBEK)),
+        None => keys,
+    };
+    let new_mk = get(KeyId::Master).map_or_else(
+        || MasterKey::from_bytes(MK),
+        |w| unwrap(&mk, w).expect("a staged entry unwraps"),
+    );
+    (new_mk, keys)
 }
 
 fn expected_keys(
@@ -788,14 +865,19 @@ pub fn replay_guard(data: &[u8]) {
         let (ic, from, key) = match op & 0x07 {
             0 => (prev, peer, KeyKind::GlobalUnicast),
             1 => (prev.wrapping_sub(1), peer, KeyKind::GlobalUnicast),
-            2 => (prev.wrapping_add(1 + u32::from(op >> 3)), peer, KeyKind::GlobalUnicast),
+            2 => (
+                prev.wrapping_add(1 + u32::from(op >> 3)),
+                peer,
+                KeyKind::GlobalUnicast,
+            ),
             3 => (r.u32(), peer, KeyKind::GlobalUnicast),
             4 => (u32::MAX - u32::from(op >> 3), peer, KeyKind::GlobalUnicast),
             5 => (prev.wrapping_add(1), other_peer, KeyKind::GlobalUnicast),
             6 => (prev.wrapping_add(1), peer, KeyKind::GlobalBroadcast),
             _ => {
                 // Restart: resume a fresh guard from the persisted value.
-                let resumed = ReplayGuard::resume(peer, KeyKind::GlobalUnicast, guard.last_accepted());
+                let resumed =
+                    ReplayGuard::resume(peer, KeyKind::GlobalUnicast, guard.last_accepted());
                 assert_eq!(resumed, guard, "a resumed guard is the same guard");
                 guard = resumed;
                 continue;
@@ -803,13 +885,20 @@ pub fn replay_guard(data: &[u8]) {
         };
         prev = ic;
         let ic = InvocationCounter::new(ic);
-        let fresh = ic.value() != InvocationCounter::RESERVED && model.is_none_or(|m| ic.value() > m);
-        assert_eq!(guard.check(ic).is_ok(), fresh, "check agrees with the model");
+        let fresh =
+            ic.value() != InvocationCounter::RESERVED && model.is_none_or(|m| ic.value() > m);
+        assert_eq!(
+            guard.check(ic).is_ok(),
+            fresh,
+            "check agrees with the model"
+        );
         assert_eq!(
             guard.lowest_acceptable().map(InvocationCounter::value),
             match model {
                 None => Some(0),
-                Some(m) => m.checked_add(1).filter(|&v| v != InvocationCounter::RESERVED),
+                Some(m) => m
+                    .checked_add(1)
+                    .filter(|&v| v != InvocationCounter::RESERVED),
             }
         );
         // A real frame carrying `ic`, from `from`, under `key`.
@@ -821,12 +910,18 @@ pub fn replay_guard(data: &[u8]) {
             },
             system_title: from,
         };
-        let apdu = [0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00];
+        let apdu = [
+            0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
+        ];
         let mut frame = [0u8; 64];
         let n = match suite.protect(&req, &mut SingleUse::new(ic), &apdu, &mut frame) {
             Ok(n) => n,
             Err(_) => {
-                assert_eq!(ic.value(), InvocationCounter::RESERVED, "only the reserved counter is refused");
+                assert_eq!(
+                    ic.value(),
+                    InvocationCounter::RESERVED,
+                    "only the reserved counter is refused"
+                );
                 continue;
             }
         };
@@ -842,13 +937,25 @@ pub fn replay_guard(data: &[u8]) {
         let result = guard.accept(proof);
         if from != peer || key != KeyKind::GlobalUnicast {
             assert_eq!(result, Err(CounterError::WrongGuard));
-            assert_eq!(guard.last_accepted(), last_before, "a refused proof changes nothing");
+            assert_eq!(
+                guard.last_accepted(),
+                last_before,
+                "a refused proof changes nothing"
+            );
         } else if fresh {
             assert_eq!(result, Ok(ic));
             model = Some(ic.value());
         } else {
-            assert_eq!(result, Err(CounterError::Replay), "a repeat is never accepted");
-            assert_eq!(guard.last_accepted(), last_before, "a refused proof changes nothing");
+            assert_eq!(
+                result,
+                Err(CounterError::Replay),
+                "a repeat is never accepted"
+            );
+            assert_eq!(
+                guard.last_accepted(),
+                last_before,
+                "a refused proof changes nothing"
+            );
         }
         assert_eq!(guard.last_accepted().map(InvocationCounter::value), model);
     }
