@@ -38,8 +38,11 @@ use dlms_sec::wire::{
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SystemTitle};
 use dlms_sec_fuzz_harness as harness;
 
+/// A harness function: panics only when an invariant breaks.
+type Harness = fn(&[u8]);
+
 /// Every fuzz target and its harness function.
-const TARGETS: [(&str, fn(&[u8])); 6] = [
+const TARGETS: [(&str, Harness); 6] = [
     ("parse_wire", harness::parse_wire),
     ("parse_fields", harness::parse_fields),
     ("unprotect", harness::unprotect),
@@ -82,14 +85,17 @@ fn every_committed_corpus_file_passes_its_harness() {
 
 #[test]
 fn every_fuzz_target_has_a_harness_and_a_corpus() {
-    let targets = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            p.file_stem().unwrap().to_string_lossy().into_owned()
-        })
-        .collect::<std::collections::BTreeSet<_>>();
-    let known = TARGETS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    let mut targets: Vec<String> =
+        fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets"))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                p.file_stem().unwrap().to_string_lossy().into_owned()
+            })
+            .collect();
+    targets.sort();
+    let mut known: Vec<String> = TARGETS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    known.sort();
     assert_eq!(
         targets, known,
         "fuzz_targets/ and this test list the same targets"
@@ -371,4 +377,23 @@ fn every_seed_passes_its_harness() {
         let outcome = std::panic::catch_unwind(|| run(&data));
         assert!(outcome.is_ok(), "{target}: seed {name} breaks an invariant");
     }
+}
+
+// ------------------------------------------------------------ regressions
+
+/// Found by the campaign in `key_transfer_install` after 3 minutes: the
+/// fuzzer copied a value genuinely wrapped under the meter's MK (from a
+/// raw-parameter seed) into a slot the harness took for forged, so the
+/// transfer staged and the harness's own bookkeeping panicked. A harness
+/// bug, not a library one: the library installed exactly the unwrapped
+/// keys. The harness now checks installed keys against the unwrapped
+/// entries, and against the input's keys only when every entry was built
+/// from one.
+#[test]
+fn key_transfer_install_genuine_wrapped_value_in_forged_slot() {
+    let data = fs::read(
+        corpus_dir("key_transfer_install").join("regression-genuine-wrapped-value-in-forged-slot"),
+    )
+    .unwrap();
+    harness::key_transfer_install(&data);
 }
