@@ -109,13 +109,7 @@ fn event(
     id: &RecordId,
     kek: Option<KeyCheckValue>,
 ) -> AuditEvent {
-    let mut e = AuditEvent::new(action, outcome, now)
-        .with_device(id.device)
-        .with_role(id.role)
-        .with_generation(id.generation);
-    if let Some(c) = id.client {
-        e = e.with_client(c);
-    }
+    let mut e = AuditEvent::new(action, outcome, now).with_record(*id);
     if let Some(k) = kek {
         e = e.with_kek(k);
     }

@@ -347,14 +347,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         now: Timestamp,
     ) -> Result<()> {
         let id = record.id();
-        let mut e = AuditEvent::new(AuditAction::AccessRefused, Outcome::Refused, now)
-            .with_device(id.device)
-            .with_role(id.role)
-            .with_generation(id.generation)
+        let e = AuditEvent::new(AuditAction::AccessRefused, Outcome::Refused, now)
+            .with_record(id)
             .with_kek(record.kek_check_value());
-        if let Some(c) = id.client {
-            e = e.with_client(c);
-        }
         if id.role.kek() == KekKind::Dco {
             audit.record(&e)?;
             return Err(KeyError::Refused.into());
@@ -442,10 +437,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         };
         audit.record(
             &AuditEvent::new(AuditAction::Unpacked, outcome, now)
-                .with_device(device)
-                .with_client(client)
-                .with_role(id.role)
-                .with_generation(id.generation)
+                .with_record(id)
                 .with_kek(guek.record().kek_check_value()),
         )?;
         result
@@ -741,15 +733,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 .ok_or(Error::Key(KeyError::NoPending))?;
             self.store.activate(&s, pending.generation())?;
             self.store.retire_previous(&s)?;
-            let mut e = AuditEvent::new(AuditAction::Activated, Outcome::Success, now)
-                .with_device(device)
-                .with_role(role)
-                .with_generation(pending.generation())
-                .with_kek(pending.kek_check_value());
-            if let Some(c) = c {
-                e = e.with_client(c);
-            }
-            audit.record(&e)?;
+            audit.record(
+                &AuditEvent::new(AuditAction::Activated, Outcome::Success, now)
+                    .with_record(pending.id())
+                    .with_kek(pending.kek_check_value()),
+            )?;
         }
         // New keys: the meter's answers start a fresh guard.
         self.guards.remove(&(device, client));
