@@ -184,14 +184,7 @@ impl Suite0 {
     /// # Errors
     /// As [`Self::protect`], except those about the buffer and the counter.
     pub fn frame_len(&self, req: &Protect<'_>, apdu: &[u8]) -> Result<usize> {
-        let plain_tag = plain_tag(req, apdu)?;
-        FrameLayout::frame_len(
-            &req.form,
-            req.key,
-            plain_tag,
-            apdu.len(),
-            req.protection.is_authenticated(),
-        )
+        layout_len(req, plain_tag(req, apdu)?, apdu.len())
     }
 
     /// The length of the header [`Self::protect_prepared`] expects in front
@@ -202,17 +195,8 @@ impl Suite0 {
     pub fn header_len(&self, req: &Protect<'_>, apdu_len: usize) -> Result<usize> {
         // The header's length does not depend on which service the tag names.
         let any_service = 0xC0;
-        let frame_len = FrameLayout::frame_len(
-            &req.form,
-            req.key,
-            any_service,
-            apdu_len,
-            req.protection.is_authenticated(),
-        )?;
-        frame_len
-            .checked_sub(apdu_len)
-            .and_then(|n| n.checked_sub(tag_len(req.protection)))
-            .ok_or(Error::Misuse("inconsistent frame length"))
+        let frame_len = layout_len(req, any_service, apdu_len)?;
+        header_len_of(req, frame_len, apdu_len)
     }
 
     /// Protects `apdu` and writes the whole ciphered APDU to the start of
@@ -342,22 +326,13 @@ pub(crate) trait KeySource {
     fn plan(&self, req: &Protect<'_>, apdu: &[u8], room: usize) -> Result<Plan> {
         self.gcm(req.key)?;
         let plain_tag = plain_tag(req, apdu)?;
-        let frame_len = FrameLayout::frame_len(
-            &req.form,
-            req.key,
-            plain_tag,
-            apdu.len(),
-            req.protection.is_authenticated(),
-        )?;
+        let frame_len = layout_len(req, plain_tag, apdu.len())?;
         if room < frame_len {
             return Err(Error::BufferTooSmall {
                 required: frame_len,
             });
         }
-        let header_len = frame_len
-            .checked_sub(apdu.len())
-            .and_then(|n| n.checked_sub(tag_len(req.protection)))
-            .ok_or(Error::Misuse("inconsistent frame length"))?;
+        let header_len = header_len_of(req, frame_len, apdu.len())?;
         Ok(Plan {
             plain_tag,
             frame_len,
@@ -549,6 +524,25 @@ pub(crate) struct Plan {
     frame_len: usize,
     header_len: usize,
     apdu_len: usize,
+}
+
+/// The whole frame's length for a request, a plain tag and an APDU length.
+fn layout_len(req: &Protect<'_>, plain_tag: u8, apdu_len: usize) -> Result<usize> {
+    FrameLayout::frame_len(
+        &req.form,
+        req.key,
+        plain_tag,
+        apdu_len,
+        req.protection.is_authenticated(),
+    )
+}
+
+/// What precedes the payload: the frame less the APDU and the tag.
+fn header_len_of(req: &Protect<'_>, frame_len: usize, apdu_len: usize) -> Result<usize> {
+    frame_len
+        .checked_sub(apdu_len)
+        .and_then(|n| n.checked_sub(tag_len(req.protection)))
+        .ok_or(Error::Misuse("inconsistent frame length"))
 }
 
 const fn tag_len(protection: Protection) -> usize {
