@@ -23,6 +23,8 @@
 //! with the AAD split at every position) and against `aes-gcm` 0.11 on
 //! random inputs (tests/gcm_cross.rs).
 
+use core::fmt;
+
 use aes::Aes128Enc;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use ghash::GHash;
@@ -35,7 +37,7 @@ use crate::error::AuthError;
 type Block = aes::Block;
 
 /// Length of the suite-0 tag.
-pub(crate) const TAG_LEN: usize = 12;
+pub const TAG_LEN: usize = 12;
 
 /// Keystream batch for the shortest messages on hosts: J0 plus 3 blocks
 /// (48 octets of payload), so a short APDU initialises 64 octets, not 256.
@@ -66,12 +68,59 @@ const LARGE_BATCH: usize = SMALL_BATCH;
 /// Blocks GHASH stages before one `update` call.
 const STAGE: usize = 8;
 
-/// The additional authenticated data: optionally the suite-0 prefix
-/// SC ‖ AK (fed with fixed-size moves), then any pieces, concatenated.
+/// The additional authenticated data of one GCM call: optionally the
+/// suite-0 prefix SC ‖ AK, then pieces, concatenated. Held in pieces, so
+/// nothing is copied to hash it (the AK in particular: see
+/// [`crate::cipher`] on why a module's cipher sees it).
 #[derive(Clone, Copy)]
-pub(crate) struct Aad<'a> {
+pub struct Aad<'a> {
     pub(crate) sc_ak: Option<(u8, &'a [u8; 16])>,
     pub(crate) rest: &'a [&'a [u8]],
+}
+
+impl fmt::Debug for Aad<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the AK.
+        f.debug_struct("Aad")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aad<'_> {
+    /// The security control octet, when the AAD starts SC ‖ AK.
+    #[must_use]
+    pub fn security_control(&self) -> Option<u8> {
+        self.sc_ak.map(|(sc, _)| sc)
+    }
+
+    /// The AAD's total length in octets.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        let prefix = if self.sc_ak.is_some() { 17 } else { 0 };
+        self.rest
+            .iter()
+            .fold(prefix, |n: usize, p| n.saturating_add(p.len()))
+    }
+
+    /// Whether the AAD is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` with each piece in order (the SC octet and the AK first
+    /// when present). What an external cipher uses to assemble the AAD its
+    /// module takes in one buffer; wipe that buffer after use.
+    pub fn for_each_piece(&self, mut f: impl FnMut(&[u8])) {
+        if let Some((sc, ak)) = self.sc_ak {
+            f(&[sc]);
+            f(ak);
+        }
+        for p in self.rest {
+            f(p);
+        }
+    }
 }
 
 impl<'a> Aad<'a> {
@@ -99,8 +148,8 @@ pub(crate) struct Gcm {
     ghash: GHash,
 }
 
-impl core::fmt::Debug for Gcm {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl fmt::Debug for Gcm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Gcm { .. }")
     }
 }
@@ -224,6 +273,7 @@ impl Gcm {
 
     /// GCM counter mode alone (encryption-only frames carry no tag):
     /// encrypts or decrypts `data` in place.
+    #[cfg(test)]
     pub(crate) fn apply_keystream(&self, iv: &[u8; 12], data: &mut [u8]) {
         self.apply_keystream_from(iv, None, data);
     }

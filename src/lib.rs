@@ -9,6 +9,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod audit;
+pub mod cipher;
 pub mod client;
 pub mod counter;
 pub mod dco;

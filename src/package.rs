@@ -134,8 +134,16 @@ impl RecordId {
         }
     }
 
-    /// The 16-octet block the check value encrypts.
-    fn check_block(&self, kcv: KeyCheckValue) -> aes::Block {
+    /// The block M the record's check value encrypts under the key itself
+    /// (see the [module](self) docs): what a provider whose keys live in a
+    /// module encrypts there (AES-ECB, one block) to make or check a
+    /// record without the key leaving it.
+    #[must_use]
+    pub fn check_block(&self, kcv: KeyCheckValue) -> [u8; 16] {
+        self.check_aes_block(kcv).0
+    }
+
+    fn check_aes_block(&self, kcv: KeyCheckValue) -> aes::Block {
         let client = Client::record_code(self.client).unwrap_or(0x07);
         let mut m = [0u8; 16];
         let (head, rest) = m.split_at_mut(4);
@@ -255,6 +263,18 @@ impl PackagedRecord {
         KeyCheckValue(self.field(field::KCV))
     }
 
+    /// AES-128-ECB(KEK, key): what a module unwraps or decrypts under the KEK.
+    #[must_use]
+    pub fn ciphertext(&self) -> [u8; KEY_LEN] {
+        self.field(field::CIPHERTEXT)
+    }
+
+    /// The stored check value, AES-128(key, M)'s first 8 octets.
+    #[must_use]
+    pub fn check_value(&self) -> [u8; CHECK_VALUE_LEN] {
+        self.field(field::CHECK)
+    }
+
     /// The record as a key of role `K`.
     ///
     /// # Errors
@@ -308,6 +328,69 @@ impl<K: DeviceKey> fmt::Debug for PackagedKey<K> {
 }
 
 impl<K: DeviceKey> PackagedKey<K> {
+    /// Assembles a record from what a module computed: the key's ECB
+    /// ciphertext under the KEK named by `kcv` and the first 8 octets of
+    /// AES(key, [`RecordId::check_block`]). An HSM provider packages a key
+    /// this way without the key leaving the module; nothing here can check
+    /// the two values (that takes the key), so a provider must compute
+    /// them from the same key object.
+    ///
+    /// # Errors
+    /// [`KeyError::RoleMismatch`] when `id.role` is not `K`'s role;
+    /// [`KeyError::InvalidClient`] when the client does not fit the role.
+    pub fn from_parts(
+        id: RecordId,
+        kcv: KeyCheckValue,
+        ciphertext: &[u8; KEY_LEN],
+        check: &[u8; CHECK_VALUE_LEN],
+    ) -> Result<Self> {
+        if id.role != K::ROLE {
+            return Err(KeyError::RoleMismatch {
+                expected: K::ROLE,
+                found: id.role,
+            }
+            .into());
+        }
+        id.check()?;
+        let mut r = [0u8; RECORD_LEN];
+        let client = Client::record_code(id.client).unwrap_or(0);
+        let [k0, k1, k2] = kcv.0;
+        let parts: [&[u8]; 6] = [
+            &[RECORD_VERSION, id.role.code(), client],
+            &[k0, k1, k2],
+            id.device.as_bytes(),
+            &id.generation.to_be_bytes(),
+            ciphertext,
+            check,
+        ];
+        for (o, b) in r.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
+            *o = *b;
+        }
+        Ok(Self {
+            record: PackagedRecord(r),
+            role: PhantomData,
+        })
+    }
+
+    /// Checks that `key` is the key this record packages, by its check
+    /// value (constant time). For a provider that had to decrypt the key
+    /// into host memory (the AK of a command; a module without ECB unwrap).
+    ///
+    /// # Errors
+    /// [`KeyError::Corrupted`] when it is not.
+    pub fn check_key(&self, key: &K) -> Result<()> {
+        let r = &self.record;
+        let schedule = Aes128Enc::new(&(*device_key_bytes(key)).into());
+        let mut expected = check_value(&schedule, &r.id(), r.kek_check_value());
+        let ok = bool::from(expected.ct_eq(&r.check_value()));
+        expected.zeroize();
+        if ok {
+            Ok(())
+        } else {
+            Err(KeyError::Corrupted.into())
+        }
+    }
+
     /// The untyped record (for storage).
     #[must_use]
     pub const fn record(&self) -> &PackagedRecord {
@@ -374,28 +457,12 @@ impl<G: Kek> Packager<G> {
         }
         id.check()?;
         let bytes = device_key_bytes(key);
-        let check = check_value(&Aes128Enc::new(&(*bytes).into()), &id, self.kcv);
+        let mut check = check_value(&Aes128Enc::new(&(*bytes).into()), &id, self.kcv);
         let mut block = aes::Block::from(*bytes);
         self.aes.encrypt_block(&mut block);
-        let mut r = [0u8; RECORD_LEN];
-        let client = Client::record_code(id.client).unwrap_or(0);
-        let [k0, k1, k2] = self.kcv.0;
-        let parts: [&[u8]; 7] = [
-            &[RECORD_VERSION, id.role.code(), client],
-            &[k0, k1, k2],
-            id.device.as_bytes(),
-            &id.generation.to_be_bytes(),
-            block.as_slice(),
-            &check,
-            &[],
-        ];
-        for (o, b) in r.iter_mut().zip(parts.iter().flat_map(|p| p.iter())) {
-            *o = *b;
-        }
-        Ok(PackagedKey {
-            record: PackagedRecord(r),
-            role: PhantomData,
-        })
+        let record = PackagedKey::from_parts(id, self.kcv, &block.0, &check);
+        check.zeroize();
+        record
     }
 
     /// Unpacks a key of role `K`.
@@ -424,7 +491,7 @@ impl<G: Kek> Packager<G> {
         self.aes.decrypt_block(&mut block);
         let schedule = Aes128Enc::new(&block);
         block.as_mut_slice().zeroize();
-        let mut blocks = [r.id().check_block(self.kcv), aes::Block::default()];
+        let mut blocks = [r.id().check_aes_block(self.kcv), aes::Block::default()];
         schedule.encrypt_blocks(&mut blocks);
         let [mut check, h] = blocks;
         let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);
@@ -477,7 +544,7 @@ impl<G: Kek> Packager<G> {
 
 /// The check value under the key's own encrypt schedule.
 fn check_value(key: &Aes128Enc, id: &RecordId, kcv: KeyCheckValue) -> [u8; CHECK_VALUE_LEN] {
-    let mut b = id.check_block(kcv);
+    let mut b = id.check_aes_block(kcv);
     key.encrypt_block(&mut b);
     let mut out = [0u8; CHECK_VALUE_LEN];
     for (o, x) in out.iter_mut().zip(b.iter()) {

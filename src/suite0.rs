@@ -84,6 +84,7 @@ use core::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::cipher::Suite0Cipher;
 use crate::counter::{CounterSource, ReplayProof};
 use crate::error::{AuthError, CounterError, Error, Result, Unsupported, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
@@ -317,8 +318,11 @@ impl Suite0 {
 /// Where the protection code finds its keys: a [`Suite0`] context, or the
 /// one-command view the DCO provider builds from unpacked records.
 pub(crate) trait KeySource {
-    /// The expanded encryption key of `kind`.
-    fn gcm(&self, kind: KeyKind) -> Result<&Gcm>;
+    /// What ciphers under an encryption key: this crate's [`Gcm`], or a
+    /// module's (see [`crate::cipher`]).
+    type Cipher: Suite0Cipher;
+    /// The encryption key of `kind`.
+    fn gcm(&self, kind: KeyKind) -> Result<&Self::Cipher>;
     /// The authentication key.
     fn ak(&self) -> &[u8; 16];
 
@@ -377,13 +381,13 @@ pub(crate) trait KeySource {
                 if let Some(src) = src {
                     copy_blocks(payload, src);
                 }
-                Some(gcm.gmac(&iv, Aad::suite0(sc.bits(), ak, &[fields, payload])))
+                Some(gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, payload]))?)
             }
             Protection::AuthenticatedEncrypted => {
-                Some(gcm.seal_from(&iv, Aad::suite0(sc.bits(), ak, &[fields]), src, payload))
+                Some(gcm.seal(&iv, &Aad::suite0(sc.bits(), ak, &[fields]), src, payload)?)
             }
             Protection::Encrypted => {
-                gcm.apply_keystream_from(&iv, src, payload);
+                gcm.apply_keystream(&iv, src, payload)?;
                 None
             }
         };
@@ -440,7 +444,8 @@ pub(crate) trait KeySource {
         match protection {
             Protection::Authenticated => {
                 let tag = received_tag(tag)?;
-                let mut expected = gcm.gmac(&iv, Aad::suite0(sc.bits(), ak, &[fields, payload]));
+                let mut expected =
+                    gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, payload]))?;
                 let ok = bool::from(expected.ct_eq(tag));
                 expected.zeroize();
                 if !ok {
@@ -449,9 +454,9 @@ pub(crate) trait KeySource {
             }
             Protection::AuthenticatedEncrypted => {
                 let tag = received_tag(tag)?;
-                gcm.open(&iv, Aad::suite0(sc.bits(), ak, &[fields]), payload, tag)?;
+                gcm.open(&iv, &Aad::suite0(sc.bits(), ak, &[fields]), payload, tag)?;
             }
-            Protection::Encrypted => gcm.apply_keystream(&iv, payload),
+            Protection::Encrypted => gcm.apply_keystream(&iv, None, payload)?,
         }
         if let FrameKind::Service(service) = layout.kind {
             let inner = payload.first().copied();
@@ -482,6 +487,8 @@ pub(crate) trait KeySource {
 }
 
 impl KeySource for Suite0 {
+    type Cipher = Gcm;
+
     fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
         match kind {
             KeyKind::GlobalUnicast => Some(&self.unicast),
@@ -505,6 +512,8 @@ pub(crate) struct OneKey<'a> {
 }
 
 impl KeySource for OneKey<'_> {
+    type Cipher = Gcm;
+
     fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
         if kind == self.kind {
             Ok(self.gcm)
