@@ -21,10 +21,10 @@ use crate::client::Client;
 use crate::counter::{CounterSource, ReplayGuard};
 use crate::error::{CounterError, Error, KeyError, Result};
 use crate::key::{
-    AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalUnicastEncryptionKey, KeyRole,
-    MasterKey, SharedKey,
+    AuthenticationKey, DcoKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
+    SharedKey,
 };
-use crate::keywrap::{KeyId, TransferableKey};
+use crate::keywrap::{KeyId, TransferableKey, WrappedKey};
 use crate::package::{KeyCheckValue, PackagedKey, RecordId};
 use crate::policy::{Protection, SecurityPolicy};
 use crate::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
@@ -265,47 +265,34 @@ impl<P: DcoProvider> Dco<P> {
         )
     }
 
-    /// Generates one key of role `K` inside the provider, packaged as `id`,
-    /// and audits its generation and packaging.
-    fn generate<K, R>(
+    /// Generates one key of role `K` inside the provider, packaged as `id`
+    /// and wrapped under `mk` for the transfer, and audits its generation,
+    /// packaging and wrapping.
+    fn generate_wrapped<K, R>(
         &self,
         rng: &mut R,
+        mk: &PackagedKey<MasterKey>,
         id: RecordId,
         audit: &mut impl AuditSink,
         now: Timestamp,
-    ) -> Result<PackagedKey<K>>
+    ) -> Result<(PackagedKey<K>, WrappedKey)>
     where
-        K: DeviceKey,
+        K: TransferableKey,
         R: TryCryptoRng + ?Sized,
         P: CryptoProvider<K::Kek>,
     {
-        let result = CryptoProvider::<K::Kek>::generate::<K, R>(&self.provider, rng, id);
-        let rec = self.audit_result(audit, now, &id, AuditAction::Generated, result)?;
-        audit.record(&event(
-            AuditAction::Packaged,
-            Outcome::Success,
-            now,
-            &id,
-            self.kcv(id.role),
-        ))?;
-        Ok(rec)
-    }
-
-    fn wrap<K>(
-        &self,
-        mk: &PackagedKey<MasterKey>,
-        key: &PackagedKey<K>,
-        transfer: &mut KeyTransfer,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
-    ) -> Result<()>
-    where
-        K: TransferableKey,
-        P: CryptoProvider<K::Kek>,
-    {
-        let result = self.provider.wrap_for_transfer(mk, key);
-        let wrapped = self.audit_result(audit, now, &key.id(), AuditAction::Wrapped, result)?;
-        transfer.push(K::KEY_ID, wrapped)
+        let result = self.provider.generate_for_transfer::<K, R>(rng, mk, id);
+        let (rec, wrapped) = self.audit_result(audit, now, &id, AuditAction::Generated, result)?;
+        for action in [AuditAction::Packaged, AuditAction::Wrapped] {
+            audit.record(&event(
+                action,
+                Outcome::Success,
+                now,
+                &id,
+                self.kcv(id.role),
+            ))?;
+        }
+        Ok((rec, wrapped))
     }
 
     /// Prepares the rotation of one client's AK and GUEK (and, in scope,
@@ -344,20 +331,22 @@ impl<P: DcoProvider> Dco<P> {
             generation: id.generation.saturating_add(1),
             ..id
         };
-        let ak: PackagedKey<AuthenticationKey> = self.generate(rng, next(ak_id), audit, now)?;
-        let guek: PackagedKey<GlobalUnicastEncryptionKey> =
-            self.generate(rng, next(current.guek.id()), audit, now)?;
-        let new_mk: Option<PackagedKey<MasterKey>> = if scope.master_key {
-            Some(self.generate(rng, next(mk.id()), audit, now)?)
+        let (ak, wrapped_ak): (PackagedKey<AuthenticationKey>, _) =
+            self.generate_wrapped(rng, mk, next(ak_id), audit, now)?;
+        let (guek, wrapped_guek): (PackagedKey<GlobalUnicastEncryptionKey>, _) =
+            self.generate_wrapped(rng, mk, next(current.guek.id()), audit, now)?;
+        let new_mk: Option<(PackagedKey<MasterKey>, WrappedKey)> = if scope.master_key {
+            Some(self.generate_wrapped(rng, mk, next(mk.id()), audit, now)?)
         } else {
             None
         };
         let mut transfer = KeyTransfer::new();
-        self.wrap(mk, &guek, &mut transfer, audit, now)?;
-        self.wrap(mk, &ak, &mut transfer, audit, now)?;
-        if let Some(new_mk) = &new_mk {
-            self.wrap(mk, new_mk, &mut transfer, audit, now)?;
+        transfer.push(KeyId::GlobalUnicastEncryption, wrapped_guek)?;
+        transfer.push(KeyId::Authentication, wrapped_ak)?;
+        if let Some((_, wrapped_mk)) = &new_mk {
+            transfer.push(KeyId::Master, *wrapped_mk)?;
         }
+        let new_mk = new_mk.map(|(record, _)| record);
         debug_assert!(transfer.get(KeyId::Authentication).is_some());
         let method = SecuritySetupMethod::default();
         // Room for the largest key_transfer request: all four key ids.

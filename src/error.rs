@@ -233,8 +233,45 @@ pub enum KeyError {
     StaleGeneration,
     /// The crypto provider does not do this operation.
     Refused,
-    /// The crypto provider (an HSM) failed.
-    Provider,
+    /// The crypto provider (an HSM) failed; what failed, in kind.
+    Provider(ModuleFailure),
+}
+
+/// How a crypto module (an HSM behind PKCS#11) failed. Every module error
+/// maps to one of these; none is ever turned into a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ModuleFailure {
+    /// The token is absent (removed, slot empty) or the module is not
+    /// initialised.
+    TokenAbsent,
+    /// The session was closed or its login lost underneath the call.
+    SessionLost,
+    /// A key object the call needs (a KEK found by label) no longer exists.
+    ObjectMissing,
+    /// The module refused the operation: a mechanism it does not offer or
+    /// a key attribute that forbids the use.
+    NotPermitted,
+    /// The module returned output of an unexpected length.
+    BadOutput,
+    /// The module reported a device, memory or general failure.
+    DeviceError,
+    /// Another PKCS#11 return value (`CK_RV`).
+    Other(u64),
+}
+
+impl fmt::Display for ModuleFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TokenAbsent => f.write_str("token absent or module not initialised"),
+            Self::SessionLost => f.write_str("session closed or logged out"),
+            Self::ObjectMissing => f.write_str("key object missing"),
+            Self::NotPermitted => f.write_str("operation not permitted by the module"),
+            Self::BadOutput => f.write_str("unexpected output length from the module"),
+            Self::DeviceError => f.write_str("device error"),
+            Self::Other(rv) => write!(f, "module returned CK_RV {rv:#x}"),
+        }
+    }
 }
 
 impl fmt::Display for KeyError {
@@ -254,7 +291,7 @@ impl fmt::Display for KeyError {
             Self::NoPending => f.write_str("no such pending generation"),
             Self::StaleGeneration => f.write_str("pending generation not newer than active"),
             Self::Refused => f.write_str("operation refused by the crypto provider"),
-            Self::Provider => f.write_str("crypto provider failure"),
+            Self::Provider(m) => write!(f, "crypto provider failure: {m}"),
         }
     }
 }

@@ -187,6 +187,36 @@ pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
         K: TransferableKey,
         Self: CryptoProvider<K::Kek>;
 
+    /// Generates a key of role `K` as [`CryptoProvider::generate`] does and
+    /// wraps it under the MK in `mk` for key_transfer, in one call: an HSM
+    /// provider wraps the new key while it is still an object in the
+    /// module, so its octets never reach host memory even where the module
+    /// cannot unwrap a packaged record. The default generates,
+    /// then calls [`Self::wrap_for_transfer`] on the new record.
+    ///
+    /// # Errors
+    /// As [`CryptoProvider::generate`] and [`Self::wrap_for_transfer`].
+    fn generate_for_transfer<K, R>(
+        &self,
+        rng: &mut R,
+        mk: &PackagedKey<MasterKey>,
+        id: RecordId,
+    ) -> Result<(PackagedKey<K>, WrappedKey)>
+    where
+        K: TransferableKey,
+        R: TryCryptoRng + ?Sized,
+        Self: CryptoProvider<K::Kek>,
+    {
+        if mk.id().device != id.device {
+            return Err(Error::Misuse(
+                "the MK and the key to transfer belong to different devices",
+            ));
+        }
+        let record = CryptoProvider::<K::Kek>::generate::<K, R>(self, rng, id)?;
+        let wrapped = self.wrap_for_transfer(mk, &record)?;
+        Ok((record, wrapped))
+    }
+
     /// Protects `apdu` under the keys of `keys` (see [`Suite0::protect`](crate::suite0::Suite0::protect)).
     ///
     /// # Errors
