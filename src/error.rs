@@ -256,8 +256,9 @@ pub enum ModuleFailure {
     BadOutput,
     /// The module reported a device, memory or general failure.
     DeviceError,
-    /// Another PKCS#11 return value (`CK_RV`).
-    Other(u64),
+    /// Any other module error (the provider's own error type, where it
+    /// has one, names it).
+    Other,
 }
 
 impl fmt::Display for ModuleFailure {
@@ -269,7 +270,7 @@ impl fmt::Display for ModuleFailure {
             Self::NotPermitted => f.write_str("operation not permitted by the module"),
             Self::BadOutput => f.write_str("unexpected output length from the module"),
             Self::DeviceError => f.write_str("device error"),
-            Self::Other(rv) => write!(f, "module returned CK_RV {rv:#x}"),
+            Self::Other => f.write_str("module error"),
         }
     }
 }
