@@ -171,12 +171,9 @@ pub(crate) const fn bad_output() -> dlms_sec::Error {
     dlms_sec::Error::Key(KeyError::Provider(ModuleFailure::BadOutput))
 }
 
-/// Whether a failure means the session cannot be used again.
+/// Whether a session that failed this way is closed rather than pooled:
+/// any module failure (a lost login shows as a missing key on some
+/// modules), so the next call starts on a fresh, logged-in session.
 pub(crate) const fn session_broken(e: &dlms_sec::Error) -> bool {
-    matches!(
-        e,
-        dlms_sec::Error::Key(KeyError::Provider(
-            ModuleFailure::SessionLost | ModuleFailure::TokenAbsent | ModuleFailure::DeviceError
-        ))
-    )
+    matches!(e, dlms_sec::Error::Key(KeyError::Provider(_)))
 }

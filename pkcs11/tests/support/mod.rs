@@ -1,0 +1,149 @@
+//! A throwaway SoftHSM2 token for tests, the bench and the demonstration.
+//!
+//! `SOFTHSM2_CONF` comes from `.cargo/config.toml` (`target/softhsm/`);
+//! this creates the configuration and token directory if missing, then
+//! one token per process (SoftHSM2 reads its token directory when the
+//! module is initialised, so the token is made through the module itself).
+//! KEKs get labels unique within the process. Set `DLMS_PKCS11_MODULE` to
+//! use another SoftHSM2 build.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use dlms_sec::key::{DcoKey, SharedKey};
+use dlms_sec::provider::SoftwareDco;
+use dlms_sec_pkcs11::{HsmDco, HsmS1sp, Pin, Pkcs11Config, Token, init_token};
+
+pub const USER_PIN: &str = "dlms-user-1234";
+const SO_PIN: &str = "dlms-so-5678";
+
+/// The SoftHSM2 module.
+pub fn module() -> PathBuf {
+    std::env::var_os("DLMS_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+}
+
+/// Writes the SoftHSM2 configuration `SOFTHSM2_CONF` names, if missing.
+fn ensure_conf() {
+    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect(
+        "SOFTHSM2_CONF is unset: run through cargo (.cargo/config.toml sets it) or set it",
+    ));
+    let dir = conf.parent().expect("a directory for the SoftHSM2 store");
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("create the SoftHSM2 token directory");
+    if !conf.exists() {
+        let text = format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        );
+        std::fs::write(&conf, text).expect("write softhsm2.conf");
+    }
+    // Tokens of earlier runs: keep the store small.
+    if let Ok(entries) = std::fs::read_dir(&tokens) {
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 3600);
+            if old {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    assert!(
+        module().exists(),
+        "SoftHSM2 is not installed ({}): apt-get install softhsm2, or set DLMS_PKCS11_MODULE",
+        module().display()
+    );
+}
+
+/// The label of this process's token.
+pub fn token_label() -> &'static str {
+    static LABEL: OnceLock<String> = OnceLock::new();
+    LABEL.get_or_init(|| {
+        ensure_conf();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let label = format!("dlms-{}-{nanos}", std::process::id());
+        init_token(
+            &module(),
+            &label,
+            &Pin::new(SO_PIN.to_owned()),
+            &Pin::new(USER_PIN.to_owned()),
+        )
+        .expect("initialise a SoftHSM2 token");
+        label
+    })
+}
+
+/// A configuration for this process's token.
+pub fn config() -> Pkcs11Config {
+    Pkcs11Config::new(module(), token_label(), Pin::new(USER_PIN.to_owned()))
+}
+
+/// This process's token, opened once.
+pub fn token() -> Arc<Token> {
+    static TOKEN: OnceLock<Arc<Token>> = OnceLock::new();
+    Arc::clone(TOKEN.get_or_init(|| Arc::new(Token::open(&config()).expect("open the token"))))
+}
+
+/// A label not used before in this process.
+pub fn fresh_label(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Random key octets from the operating system.
+pub fn random_key() -> [u8; 16] {
+    let mut k = [0u8; 16];
+    getrandom::fill(&mut k).unwrap();
+    k
+}
+
+/// A DCO whose KEKs are token objects, and a software DCO holding the same
+/// KEKs (imported with the development helper so both can be compared).
+pub struct Pair {
+    pub hsm: HsmDco,
+    pub software: SoftwareDco,
+    pub dco_label: String,
+    pub shared_label: String,
+    pub dco_key: [u8; 16],
+    pub shared_key: [u8; 16],
+}
+
+pub fn pair() -> Pair {
+    let token = token();
+    let (dco_key, shared_key) = (random_key(), random_key());
+    let dco_label = fresh_label("dco");
+    let shared_label = fresh_label("shared");
+    token
+        .dangerous_import_kek_for_development(&dco_label, &dco_key)
+        .unwrap();
+    token
+        .dangerous_import_kek_for_development(&shared_label, &shared_key)
+        .unwrap();
+    let hsm = HsmDco::on_token(token, &dco_label, &shared_label).unwrap();
+    let software = SoftwareDco::new(&DcoKey::from_bytes(dco_key), &SharedKey::from_bytes(shared_key));
+    Pair {
+        hsm,
+        software,
+        dco_label,
+        shared_label,
+        dco_key,
+        shared_key,
+    }
+}
+
+/// The S1SP's provider on the same Shared Key as `pair`.
+pub fn s1sp(pair: &Pair) -> HsmS1sp {
+    HsmS1sp::on_token(token(), &pair.shared_label).unwrap()
+}
+
+pub mod suite;
