@@ -7,9 +7,9 @@ use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
+use dlms_sec::AuthError;
 use dlms_sec::cipher::{Aad, Iv, Suite0Cipher, TAG_LEN};
 use dlms_sec::error::Result;
-use dlms_sec::AuthError;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{bad_output, module_error};
@@ -51,9 +51,7 @@ impl Suite0Cipher for TokenCipher<'_> {
             .session
             .encrypt(&Mechanism::AesGcm(params), self.key, input)
             .map_err(|e| module_error(&e))?;
-        let (ct, tag) = out
-            .split_at_checked(data.len())
-            .ok_or_else(bad_output)?;
+        let (ct, tag) = out.split_at_checked(data.len()).ok_or_else(bad_output)?;
         let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| bad_output())?;
         data.copy_from_slice(ct);
         out.zeroize();

@@ -34,8 +34,9 @@ impl Pin {
         if let Ok(pin) = std::env::var("DLMS_PKCS11_PIN") {
             return Ok(Self::new(pin));
         }
-        let path = std::env::var_os("DLMS_PKCS11_PIN_FILE")
-            .ok_or(Pkcs11Error::Config("set DLMS_PKCS11_PIN or DLMS_PKCS11_PIN_FILE"))?;
+        let path = std::env::var_os("DLMS_PKCS11_PIN_FILE").ok_or(Pkcs11Error::Config(
+            "set DLMS_PKCS11_PIN or DLMS_PKCS11_PIN_FILE",
+        ))?;
         let mut text = std::fs::read_to_string(path)
             .map_err(|_| Pkcs11Error::Config("DLMS_PKCS11_PIN_FILE is unreadable"))?;
         let pin = text.lines().next().unwrap_or_default().trim().to_owned();

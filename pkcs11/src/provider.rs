@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
+use cryptoki::mechanism::Mechanism;
+use cryptoki::session::Session;
+use dlms_sec::SecurityPolicy;
 use dlms_sec::cipher::ModuleKeys;
 use dlms_sec::counter::CounterSource;
-use dlms_sec::error::{Error, KeyError, Result};
+use dlms_sec::error::{Error, KeyError, ModuleFailure, Result};
 use dlms_sec::key::{AuthenticationKey, DcoKey, DeviceKey, KekKind, KeyRole, MasterKey, SharedKey};
 use dlms_sec::keywrap::{TransferableKey, WrappedKey};
 use dlms_sec::package::{KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
 use dlms_sec::wire::{FrameLayout, KeyKind, SystemTitle};
-use dlms_sec::SecurityPolicy;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::session::Session;
 use rand_core::TryCryptoRng;
 
 use crate::cipher::TokenCipher;
@@ -29,16 +29,34 @@ struct KekOps {
     kek: KekObject,
 }
 
+/// Whether a call failed because a key object disappeared.
+fn object_missing<T>(r: &Result<T>) -> bool {
+    matches!(
+        r,
+        Err(Error::Key(KeyError::Provider(ModuleFailure::ObjectMissing)))
+    )
+}
+
 impl KekOps {
+    /// Runs `f` on a pooled session; a KEK handle gone stale is looked up
+    /// again for the next call.
+    fn run<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        let r = self.token.with_session(f);
+        if object_missing(&r) {
+            self.kek.refresh(&self.token);
+        }
+        r
+    }
+
     fn generate<K: DeviceKey>(&self, id: RecordId) -> Result<PackagedKey<K>> {
-        self.token.with_session(|s| {
+        self.run(|s| {
             let (_key, record) = self.token.generate_packaged::<K>(s, &self.kek, id)?;
             Ok(record)
         })
     }
 
     fn verify<K: DeviceKey>(&self, record: &PackagedKey<K>) -> Result<()> {
-        self.token.with_session(|s| {
+        self.run(|s| {
             self.token
                 .unpack_object(s, &self.kek, record, Usage::CHECK)
                 .map(drop)
@@ -77,7 +95,7 @@ impl KekOps {
         if FrameLayout::parse(frame)?.security_control.authenticated() {
             return Err(KeyError::Refused.into());
         }
-        self.token.with_session(|s| {
+        self.run(|s| {
             let key = self.unpack(s, record, Usage::CIPHER)?;
             let cipher = self.cipher(s, &key);
             // Encryption only: the AK enters no computation.
@@ -176,6 +194,16 @@ impl HsmDco {
         &self.dco.token
     }
 
+    /// As [`KekOps::run`], for calls that use both KEKs.
+    fn run<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        let r = self.dco.token.with_session(f);
+        if object_missing(&r) {
+            self.dco.kek.refresh(&self.dco.token);
+            self.shared.kek.refresh(&self.shared.token);
+        }
+        r
+    }
+
     fn ops(&self, kek: KekKind) -> &KekOps {
         match kek {
             KekKind::Dco => &self.dco,
@@ -192,7 +220,7 @@ impl HsmDco {
     ) -> Result<T> {
         keys.check()?;
         let token = &self.dco.token;
-        token.with_session(|s| {
+        self.run(|s| {
             let ak = token.unpack_ak(s, &self.dco.kek, keys.ak)?;
             let key = match keys.encryption {
                 EncryptionRecord::GlobalUnicast(r) => self.shared.unpack(s, r, Usage::CIPHER)?,
@@ -223,7 +251,7 @@ impl DcoProvider for HsmDco {
                 "the MK and the key to transfer belong to different devices",
             ));
         }
-        self.dco.token.with_session(|s| {
+        self.run(|s| {
             let wrapping = self.dco.unpack(s, mk, Usage::WRAP)?;
             let wrapped = self.ops(K::ROLE.kek()).unpack(s, key, Usage::TRANSFER)?;
             transfer_wrap(s, &wrapping, &wrapped)
@@ -247,7 +275,7 @@ impl DcoProvider for HsmDco {
             ));
         }
         let token = &self.dco.token;
-        token.with_session(|s| {
+        self.run(|s| {
             let wrapping = self.dco.unpack(s, mk, Usage::WRAP)?;
             let ops = self.ops(K::ROLE.kek());
             // The new key is wrapped while it is still the generated

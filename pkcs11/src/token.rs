@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -100,11 +100,30 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> std::result::Result<Slot, Pkcs11Error
 }
 
 /// A KEK on the token, found by label: its handle and its check value,
-/// computed inside the token.
-#[derive(Clone, Debug)]
+/// computed inside the token. Some modules (SoftHSM2) invalidate the
+/// handles of private objects when the login ends; the handle is then
+/// found again by label, and taken only if its check value is unchanged.
+#[derive(Debug)]
 pub(crate) struct KekObject {
-    pub(crate) handle: ObjectHandle,
+    label: String,
+    handle: RwLock<ObjectHandle>,
     pub(crate) kcv: KeyCheckValue,
+}
+
+impl KekObject {
+    pub(crate) fn handle(&self) -> ObjectHandle {
+        *self.handle.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After a call failed with a missing object: looks the label up again
+    /// for the next call (the failed call stays failed).
+    pub(crate) fn refresh(&self, token: &Token) {
+        if let Ok(found) = token.find_kek(&self.label)
+            && found.kcv == self.kcv
+        {
+            *self.handle.write().unwrap_or_else(PoisonError::into_inner) = found.handle();
+        }
+    }
 }
 
 /// What a session object made from a record may do.
@@ -329,7 +348,9 @@ impl Token {
                 _ => {}
             }
         }
-        if !aes || len != 16 {
+        // SoftHSM2 reports CKA_VALUE_LEN 0 for a key it unwrapped (the
+        // import path checks the wrapped length instead): 0 is "not told".
+        if !aes || !(len == 16 || len == 0) {
             return Err(Pkcs11Error::KekWrongSize {
                 label: label.to_owned(),
                 bytes: if aes { len } else { 0 },
@@ -343,7 +364,11 @@ impl Token {
         let block = session.encrypt(&Mechanism::AesEcb, handle, &[0u8; 16])?;
         let kcv = match block.as_slice() {
             [a, b, c, ..] => KeyCheckValue([*a, *b, *c]),
-            _ => return Err(Pkcs11Error::Failure(dlms_sec::error::ModuleFailure::BadOutput)),
+            _ => {
+                return Err(Pkcs11Error::Failure(
+                    dlms_sec::error::ModuleFailure::BadOutput,
+                ));
+            }
         };
         // Where the token keeps its own check value, it must agree.
         if let Ok(values) = session.get_attributes(handle, &[AttributeType::CheckValue]) {
@@ -359,7 +384,11 @@ impl Token {
             }
         }
         self.give_back(session);
-        Ok(KekObject { handle, kcv })
+        Ok(KekObject {
+            label: label.to_owned(),
+            handle: RwLock::new(handle),
+            kcv,
+        })
     }
 
     /// Unpacks `record` into a session object for `usage`, by the token's
@@ -378,16 +407,18 @@ impl Token {
         let ciphertext = r.ciphertext();
         let template = usage.template();
         let handle = match self.caps.unpack {
-            UnpackPath::UnwrapEcb => s.unwrap_key(&Mechanism::AesEcb, kek.handle, &ciphertext, &template),
+            UnpackPath::UnwrapEcb => {
+                s.unwrap_key(&Mechanism::AesEcb, kek.handle(), &ciphertext, &template)
+            }
             UnpackPath::UnwrapCbcZeroIv => s.unwrap_key(
                 &Mechanism::AesCbc([0; 16]),
-                kek.handle,
+                kek.handle(),
                 &ciphertext,
                 &template,
             ),
             UnpackPath::HostDecrypt => {
                 let clear = Zeroizing::new(
-                    s.decrypt(&Mechanism::AesEcb, kek.handle, &ciphertext)
+                    s.decrypt(&Mechanism::AesEcb, kek.handle(), &ciphertext)
                         .map_err(|e| module_error(&e))?,
                 );
                 if clear.len() != KEY_LEN {
@@ -424,7 +455,7 @@ impl Token {
             return Err(KeyError::WrongKek.into());
         }
         let clear = Zeroizing::new(
-            s.decrypt(&Mechanism::AesEcb, kek.handle, &r.ciphertext())
+            s.decrypt(&Mechanism::AesEcb, kek.handle(), &r.ciphertext())
                 .map_err(|e| module_error(&e))?,
         );
         let bytes: Zeroizing<[u8; KEY_LEN]> =
@@ -462,7 +493,7 @@ impl Token {
             PackagePath::WrapCbcZeroIv => Mechanism::AesCbc([0; 16]),
         };
         let wrapped = s
-            .wrap_key(&mechanism, kek.handle, key.handle)
+            .wrap_key(&mechanism, kek.handle(), key.handle)
             .map_err(|e| module_error(&e))?;
         let ciphertext: [u8; KEY_LEN] = wrapped.as_slice().try_into().map_err(|_| bad_output())?;
         let check = check_value_in_token(s, key.handle, &id, kek.kcv)?;
@@ -600,6 +631,13 @@ impl Token {
         wrapped: &[u8],
     ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
         self.refuse_taken(label)?;
+        // RFC 3394 adds 8 octets: anything else is not an AES-128 key.
+        if wrapped.len() != 24 {
+            return Err(Pkcs11Error::KekWrongSize {
+                label: label.to_owned(),
+                bytes: u64::try_from(wrapped.len().saturating_sub(8)).unwrap_or(0),
+            });
+        }
         let unwrap_key = self.find_transport(transport)?;
         let session = self.new_session()?;
         let mut template = kek_template(label, false);
@@ -651,7 +689,7 @@ impl Token {
     }
 
     fn find_transport(&self, label: &str) -> std::result::Result<ObjectHandle, Pkcs11Error> {
-        Ok(self.find_kek(label)?.handle)
+        Ok(self.find_kek(label)?.handle())
     }
 }
 

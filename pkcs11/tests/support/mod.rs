@@ -130,7 +130,10 @@ pub fn pair() -> Pair {
         .dangerous_import_kek_for_development(&shared_label, &shared_key)
         .unwrap();
     let hsm = HsmDco::on_token(token, &dco_label, &shared_label).unwrap();
-    let software = SoftwareDco::new(&DcoKey::from_bytes(dco_key), &SharedKey::from_bytes(shared_key));
+    let software = SoftwareDco::new(
+        &DcoKey::from_bytes(dco_key),
+        &SharedKey::from_bytes(shared_key),
+    );
     Pair {
         hsm,
         software,

@@ -1,7 +1,15 @@
 //! One provider test suite, run against the software DCO and the PKCS#11
 //! DCO alike. `reference` is a software DCO holding the same two KEKs, so
 //! every result is checked both ways.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
 
 use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
@@ -54,8 +62,9 @@ pub fn records_cross_check<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
         CryptoProvider::<dlms_sec::key::SharedKey>::kek_check_value(p).unwrap(),
         CryptoProvider::<dlms_sec::key::SharedKey>::kek_check_value(reference).unwrap()
     );
-    let ak: PackagedKey<AuthenticationKey> =
-        p.generate(&mut rng, id(KeyRole::Authentication, 1)).unwrap();
+    let ak: PackagedKey<AuthenticationKey> = p
+        .generate(&mut rng, id(KeyRole::Authentication, 1))
+        .unwrap();
     let guek: PackagedKey<GlobalUnicastEncryptionKey> = p
         .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 1))
         .unwrap();
@@ -82,7 +91,10 @@ pub fn records_cross_check<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
         let Ok(typed) = parsed.typed::<GlobalUnicastEncryptionKey>() else {
             continue;
         };
-        assert!(p.verify(&typed).is_err(), "octet {i} flipped, record accepted");
+        assert!(
+            p.verify(&typed).is_err(),
+            "octet {i} flipped, record accepted"
+        );
     }
     // A record under another KEK is named as such before any decryption.
     let other = SoftwareDco::new(
@@ -127,8 +139,12 @@ pub fn transfer_matches<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     ));
 }
 
-fn check_generated<P, K>(p: &P, reference: &SoftwareDco, mk: &MasterKey, mk_record: &PackagedKey<MasterKey>)
-where
+fn check_generated<P, K>(
+    p: &P,
+    reference: &SoftwareDco,
+    mk: &MasterKey,
+    mk_record: &PackagedKey<MasterKey>,
+) where
     P: DcoProvider + CryptoProvider<K::Kek>,
     K: TransferableKey,
     SoftwareDco: CryptoProvider<K::Kek>,
@@ -140,7 +156,10 @@ where
     // What the meter will install is the key the record packages.
     let key: K = keywrap::unwrap(mk, &wrapped).unwrap();
     assert_eq!(reference.package(&key, id(K::ROLE, 7)).unwrap(), record);
-    assert_eq!(reference.wrap_for_transfer(mk_record, &record).unwrap(), wrapped);
+    assert_eq!(
+        reference.wrap_for_transfer(mk_record, &record).unwrap(),
+        wrapped
+    );
 }
 
 fn forms() -> [CipheredForm<'static>; 3] {
@@ -160,16 +179,18 @@ fn forms() -> [CipheredForm<'static>; 3] {
 /// leaving plaintext.
 pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     let mut rng = getrandom::SysRng;
-    let ak: PackagedKey<AuthenticationKey> =
-        reference.generate(&mut rng, id(KeyRole::Authentication, 0)).unwrap();
+    let ak: PackagedKey<AuthenticationKey> = reference
+        .generate(&mut rng, id(KeyRole::Authentication, 0))
+        .unwrap();
     let guek: PackagedKey<GlobalUnicastEncryptionKey> = reference
         .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 0))
         .unwrap();
     let gbek: PackagedKey<GlobalBroadcastEncryptionKey> = reference
         .generate(&mut rng, id(KeyRole::GlobalBroadcastEncryption, 0))
         .unwrap();
-    let dk: PackagedKey<DedicatedKey> =
-        reference.generate(&mut rng, id(KeyRole::Dedicated, 0)).unwrap();
+    let dk: PackagedKey<DedicatedKey> = reference
+        .generate(&mut rng, id(KeyRole::Dedicated, 0))
+        .unwrap();
     let encryption = [
         EncryptionRecord::GlobalUnicast(&guek),
         EncryptionRecord::GlobalBroadcast(&gbek),
@@ -177,7 +198,10 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     ];
     let mut ic = 1u32;
     for enc in encryption {
-        let keys = CommandKeys { ak: &ak, encryption: enc };
+        let keys = CommandKeys {
+            ak: &ak,
+            encryption: enc,
+        };
         for protection in [
             Protection::AuthenticatedEncrypted,
             Protection::Authenticated,
@@ -200,14 +224,28 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
                     let mut ours = vec![0u8; len + 64];
                     let mut theirs = vec![0u8; len + 64];
                     let n = p
-                        .protect(&keys, &req, &mut SingleUse::new(InvocationCounter::new(ic)), &apdu, &mut ours)
+                        .protect(
+                            &keys,
+                            &req,
+                            &mut SingleUse::new(InvocationCounter::new(ic)),
+                            &apdu,
+                            &mut ours,
+                        )
                         .unwrap();
                     let m = reference
-                        .protect(&keys, &req, &mut SingleUse::new(InvocationCounter::new(ic)), &apdu, &mut theirs)
+                        .protect(
+                            &keys,
+                            &req,
+                            &mut SingleUse::new(InvocationCounter::new(ic)),
+                            &apdu,
+                            &mut theirs,
+                        )
                         .unwrap();
                     assert_eq!(ours[..n], theirs[..m], "{protection:?} {form:?} {len}");
                     let policy = match protection {
-                        Protection::AuthenticatedEncrypted => SecurityPolicy::AuthenticatedEncrypted,
+                        Protection::AuthenticatedEncrypted => {
+                            SecurityPolicy::AuthenticatedEncrypted
+                        }
                         Protection::Authenticated => SecurityPolicy::Authenticated,
                         Protection::Encrypted => SecurityPolicy::Encrypted,
                     };
@@ -234,7 +272,8 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     // Keys of different clients do not make a command.
     let mut other = id(KeyRole::GlobalUnicastEncryption, 0);
     other.client = Some(Client::Firmware);
-    let other: PackagedKey<GlobalUnicastEncryptionKey> = reference.generate(&mut rng, other).unwrap();
+    let other: PackagedKey<GlobalUnicastEncryptionKey> =
+        reference.generate(&mut rng, other).unwrap();
     let keys = CommandKeys {
         ak: &ak,
         encryption: EncryptionRecord::GlobalUnicast(&other),
@@ -247,7 +286,13 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     };
     let mut out = [0u8; 64];
     assert!(matches!(
-        p.protect(&keys, &req, &mut SingleUse::new(InvocationCounter::new(9)), &[0xC0, 1], &mut out),
+        p.protect(
+            &keys,
+            &req,
+            &mut SingleUse::new(InvocationCounter::new(9)),
+            &[0xC0, 1],
+            &mut out
+        ),
         Err(Error::Misuse(_))
     ));
 }
@@ -258,8 +303,9 @@ pub fn decrypt_unauthenticated_matches<P: CryptoProvider<dlms_sec::key::SharedKe
     reference: &SoftwareDco,
 ) {
     let mut rng = getrandom::SysRng;
-    let ak: PackagedKey<AuthenticationKey> =
-        reference.generate(&mut rng, id(KeyRole::Authentication, 0)).unwrap();
+    let ak: PackagedKey<AuthenticationKey> = reference
+        .generate(&mut rng, id(KeyRole::Authentication, 0))
+        .unwrap();
     let guek: PackagedKey<GlobalUnicastEncryptionKey> = reference
         .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 0))
         .unwrap();
@@ -279,7 +325,13 @@ pub fn decrypt_unauthenticated_matches<P: CryptoProvider<dlms_sec::key::SharedKe
         };
         let mut frame = [0u8; 160];
         let n = reference
-            .protect(&keys, &req, &mut SingleUse::new(InvocationCounter::new(5)), &apdu, &mut frame)
+            .protect(
+                &keys,
+                &req,
+                &mut SingleUse::new(InvocationCounter::new(5)),
+                &apdu,
+                &mut frame,
+            )
             .unwrap();
         let got = p.decrypt_unauthenticated(&guek, &mut frame[..n], Some(DEVICE));
         if protection == Protection::Encrypted {
