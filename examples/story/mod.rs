@@ -1,0 +1,435 @@
+//! The SMETS1 lifecycle story of the main demonstration, generic over the
+//! DCO's and the S1SP's crypto providers: `examples/smets1_lifecycle.rs`
+//! runs it on the software providers, `pkcs11/examples/smets1_lifecycle_hsm.rs`
+//! on SoftHSM2 through PKCS#11. Every step checks what it shows.
+
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "a demonstration: fixed buffers and small counts"
+)]
+
+use core::num::NonZeroU32;
+
+use dlms_sec::audit::Timestamp;
+use dlms_sec::audit::jsonl::{JsonLinesSink, verify};
+use dlms_sec::client::Client;
+use dlms_sec::counter::{SendCounter, Volatile};
+use dlms_sec::dco::Dco;
+use dlms_sec::key::{
+    AuditKey, AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
+};
+use dlms_sec::key_transfer::SecuritySetupKeys;
+use dlms_sec::keystore::{KeySlot, KeyStore, MemoryKeyStore};
+use dlms_sec::meter::{Capabilities, Meter};
+use dlms_sec::package::{PackagedRecord, RecordId};
+use dlms_sec::provider::{CryptoProvider, DcoProvider, SoftwareDco};
+use dlms_sec::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
+use dlms_sec::{Error, SecurityPolicy, SystemTitle};
+use rand_core::TryRng;
+
+const DAY: u64 = 24 * 3600;
+
+/// The simulated radio link to one meter, which can lose the next answer.
+pub struct Link {
+    meter: Meter<Volatile>,
+    lose_next_answer: bool,
+    last_request: Vec<u8>,
+}
+
+impl MeterLink for Link {
+    fn exchange(
+        &mut self,
+        _device: SystemTitle,
+        client: Client,
+        request: &mut [u8],
+        response: &mut [u8],
+    ) -> dlms_sec::Result<usize> {
+        self.last_request = request.to_vec();
+        let (n, _) = self.meter.handle(client, request, response)?;
+        if core::mem::take(&mut self.lose_next_answer) {
+            return Err(Error::Misuse("answer lost on the link"));
+        }
+        Ok(n)
+    }
+}
+
+pub fn step(ok: bool, what: &str, failures: &mut u32) {
+    println!("  [{}] {what}", if ok { " ok " } else { "FAIL" });
+    if !ok {
+        *failures += 1;
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "one linear story")]
+pub fn run<D, S>(
+    dco_provider: D,
+    s1sp_provider: S,
+    factory: &SoftwareDco,
+    title: &str,
+) -> dlms_sec::Result<u32>
+where
+    D: DcoProvider,
+    S: CryptoProvider<SharedKey>,
+{
+    let mut failures = 0;
+    let mut rng = getrandom::SysRng;
+    let device = SystemTitle::new(*b"GBM\x00\x00\x01\x23\x45");
+    let dco_title = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
+    let t0 = Timestamp(1_795_000_000);
+
+    println!(
+        "== set-up: DCO (DCO Key + Shared Key), S1SP (Shared Key only), one meter, five clients"
+    );
+    println!("   providers: {title}");
+    let dco = Dco::new(dco_provider, dco_title);
+    let mut s1sp = S1sp::new(MemoryKeyStore::new(), s1sp_provider);
+    let audit_key = AuditKey::generate(&mut rng)?;
+    let mut audit = JsonLinesSink::new(Vec::new(), &audit_key);
+
+    // The meter leaves the factory with an MK and an AK and GUEK per keyed
+    // client; the key-loading step packages them under the DCO's KEKs for
+    // the S1SP at commissioning (`factory`: a software packager holding the
+    // same KEKs, as a manufacturer's key-loading HSM would).
+    // The meter holds its MK in clear (it is the device); outside it the key
+    // exists only packaged.
+    let mut mk_bytes = [0u8; 16];
+    rng.try_fill_bytes(&mut mk_bytes).map_err(|_| Error::Rng)?;
+    let mk = MasterKey::from_bytes(mk_bytes);
+    let meter_mk = MasterKey::from_bytes(mk_bytes);
+    mk_bytes.fill(0);
+    let mut records: Vec<PackagedRecord> = Vec::new();
+    let id = |client, role| RecordId {
+        device,
+        client,
+        role,
+        generation: 0,
+    };
+    records.push(
+        *CryptoProvider::<DcoKey>::package(factory, &mk, id(None, KeyRole::Master))?.record(),
+    );
+    let meter_counter = SendCounter::new(
+        dlms_sec::InvocationCounter::new(1),
+        NonZeroU32::MIN,
+        Volatile,
+    )?;
+    let mut meter = Meter::new(
+        device,
+        dco_title,
+        meter_mk,
+        meter_counter,
+        Capabilities {
+            master_key_rotation: true,
+        },
+    );
+    for client in Client::KEYED {
+        let ak = AuthenticationKey::generate(&mut rng)?;
+        let guek = GlobalUnicastEncryptionKey::generate(&mut rng)?;
+        records.push(
+            *CryptoProvider::<DcoKey>::package(
+                factory,
+                &ak,
+                id(Some(client), KeyRole::Authentication),
+            )?
+            .record(),
+        );
+        records.push(
+            *CryptoProvider::<SharedKey>::package(
+                factory,
+                &guek,
+                id(Some(client), KeyRole::GlobalUnicastEncryption),
+            )?
+            .record(),
+        );
+        meter.provision(
+            client,
+            SecuritySetupKeys::new(guek, ak),
+            SecurityPolicy::AuthenticatedEncrypted,
+        )?;
+    }
+    s1sp.commission(device, meter.capabilities(), &records, t0)?;
+    step(
+        s1sp.store()
+            .active(&KeySlot {
+                device,
+                client: None,
+                role: KeyRole::Master,
+            })
+            .is_ok(),
+        "commissioned: the S1SP holds 9 packaged records (MK, 4 AKs, 4 GUEKs) and no clear key",
+        &mut failures,
+    );
+    step(
+        meter
+            .provision(
+                Client::Public,
+                SecuritySetupKeys::new(
+                    GlobalUnicastEncryptionKey::from_bytes([0; 16]),
+                    AuthenticationKey::from_bytes([0; 16]),
+                ),
+                SecurityPolicy::None,
+            )
+            .is_err(),
+        "the Public client has no keys",
+        &mut failures,
+    );
+
+    let mut link = Link {
+        meter,
+        lose_next_answer: false,
+        last_request: Vec::new(),
+    };
+    let mut counter = SendCounter::new(
+        dlms_sec::InvocationCounter::new(1),
+        NonZeroU32::MIN,
+        Volatile,
+    )?;
+
+    println!("\n== R-09: the 7-day commissioning rotation");
+    let due = s1sp.due(Timestamp(t0.0 + 6 * DAY), DAY);
+    step(
+        due.len() == 1 && due[0].0 == device,
+        "day 6: the device is due within a day",
+        &mut failures,
+    );
+    {
+        let mut cx = RotationContext {
+            dco: &dco,
+            link: &mut link,
+            counter: &mut counter,
+            audit: &mut audit,
+            rng: &mut rng,
+            now: Timestamp(t0.0 + 6 * DAY),
+        };
+        for client in Client::KEYED {
+            let outcome = s1sp.rotate(&mut cx, device, client)?;
+            step(
+                outcome == RotationOutcome::Activated,
+                &format!(
+                    "{}: new AK and GUEK wrapped under the MK, accepted, active",
+                    client.name()
+                ),
+                &mut failures,
+            );
+        }
+    }
+    step(
+        s1sp.devices()[&device].master_key_rotated,
+        "the MK was rotated too (the device supports it)",
+        &mut failures,
+    );
+    step(
+        s1sp.due(Timestamp(t0.0 + 6 * DAY), 30 * DAY).is_empty(),
+        "nothing is due any more",
+        &mut failures,
+    );
+
+    println!("\n== protected get, set and action per client");
+    let now = Timestamp(t0.0 + 7 * DAY);
+    {
+        let mut cx = RotationContext {
+            dco: &dco,
+            link: &mut link,
+            counter: &mut counter,
+            audit: &mut audit,
+            rng: &mut rng,
+            now,
+        };
+        for client in Client::KEYED {
+            let mut answer = [0u8; 64];
+            let get = [
+                0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
+            ];
+            let n = s1sp.command(&mut cx, device, client, &get, &mut answer)?;
+            step(
+                answer[0] == 0xC4 && answer[..n].ends_with(device.as_bytes()),
+                &format!("{}: get-request answered (meter title)", client.name()),
+                &mut failures,
+            );
+            let set = [
+                0xC1, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x60, 0x01, 0x00, 0xFF, 0x02, 0x00, 0x09,
+                0x01, 0x41,
+            ];
+            s1sp.command(&mut cx, device, client, &set, &mut answer)?;
+            step(
+                answer[..4] == [0xC5, 0x01, 0xC1, 0x00],
+                &format!("{}: set-request answered success", client.name()),
+                &mut failures,
+            );
+            // action-request: disconnect control (class 70) remote_reconnect.
+            let action = [
+                0xC3, 0x01, 0xC1, 0x00, 0x46, 0x00, 0x00, 0x60, 0x03, 0x0A, 0xFF, 0x02, 0x01, 0x0F,
+                0x00,
+            ];
+            s1sp.command(&mut cx, device, client, &action, &mut answer)?;
+            step(
+                answer[..4] == [0xC7, 0x01, 0xC1, 0x00],
+                &format!("{}: action-request answered success", client.name()),
+                &mut failures,
+            );
+        }
+    }
+
+    println!("\n== what the meter refuses");
+    let mut replay = link.last_request.clone();
+    let mut out = [0u8; 256];
+    step(
+        matches!(
+            link.meter.handle(Client::Firmware, &mut replay, &mut out),
+            Err(Error::Counter(_))
+        ),
+        "a replayed request (same counter): replay rejected",
+        &mut failures,
+    );
+    let mut tampered = link.last_request.clone();
+    tampered[10] ^= 0x01;
+    step(
+        matches!(
+            link.meter.handle(Client::Firmware, &mut tampered, &mut out),
+            Err(Error::Auth(_))
+        ),
+        "a tampered request: authentication failed",
+        &mut failures,
+    );
+    let mut downgraded = link.last_request.clone();
+    downgraded[2] = 0x20;
+    step(
+        matches!(
+            link.meter
+                .handle(Client::Firmware, &mut downgraded, &mut out),
+            Err(Error::PolicyViolation { .. })
+        ),
+        "a request downgraded to encryption only: policy violation",
+        &mut failures,
+    );
+
+    println!("\n== R-05: role separation at the S1SP");
+    let ak_record = s1sp.store().active(&KeySlot {
+        device,
+        client: Some(Client::Management),
+        role: KeyRole::Authentication,
+    })?;
+    step(
+        s1sp.check_record(&ak_record, &mut audit, now).is_err(),
+        "the S1SP cannot open an AK record: refused and audited",
+        &mut failures,
+    );
+    let guek_record = s1sp.store().active(&KeySlot {
+        device,
+        client: Some(Client::Management),
+        role: KeyRole::GlobalUnicastEncryption,
+    })?;
+    step(
+        s1sp.check_record(&guek_record, &mut audit, now).is_ok(),
+        "it can check a GUEK record",
+        &mut failures,
+    );
+
+    println!("\n== R-14: a rotation whose answer is lost, then resumed");
+    {
+        let mut cx = RotationContext {
+            dco: &dco,
+            link: &mut link,
+            counter: &mut counter,
+            audit: &mut audit,
+            rng: &mut rng,
+            now,
+        };
+        cx.link.lose_next_answer = true;
+        let outcome = s1sp.rotate(&mut cx, device, Client::DataCollection)?;
+        step(
+            outcome == RotationOutcome::Pending,
+            "answer lost: the new keys stay pending, the old stay active",
+            &mut failures,
+        );
+        let outcome = s1sp.resume(&mut cx, device, Client::DataCollection)?;
+        step(
+            outcome == RotationOutcome::Activated,
+            "resume: the meter answers under the new keys, so they are activated",
+            &mut failures,
+        );
+        let mut answer = [0u8; 64];
+        let get = [
+            0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
+        ];
+        step(
+            s1sp.command(&mut cx, device, Client::DataCollection, &get, &mut answer)
+                .is_ok(),
+            "and commands go through under them",
+            &mut failures,
+        );
+    }
+
+    println!("\n== R-10 / R-17: compromise re-key campaign over every device");
+    {
+        let mut cx = RotationContext {
+            dco: &dco,
+            link: &mut link,
+            counter: &mut counter,
+            audit: &mut audit,
+            rng: &mut rng,
+            now: Timestamp(now.0 + 30 * DAY),
+        };
+        let report = s1sp.campaign(&mut cx, Scope::All)?;
+        println!(
+            "  campaign: {} attempted, {} activated, {} pending, {} failed",
+            report.attempted,
+            report.activated,
+            report.pending,
+            report.failed.len()
+        );
+        step(
+            report.attempted == 4 && report.activated == 4,
+            "every keyed client re-keyed",
+            &mut failures,
+        );
+    }
+    step(
+        link.meter.installs() == 9,
+        "the meter installed 9 key transfers in all (4 + 1 + 4)",
+        &mut failures,
+    );
+
+    println!("\n== R-20: the audit chain");
+    let log = audit.into_inner();
+    let lines = log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    match verify(&log[..], &audit_key) {
+        Ok(v) => step(
+            v.records == lines as u64,
+            &format!("{lines} records, MAC chain verifies"),
+            &mut failures,
+        ),
+        Err(e) => step(false, &format!("chain broken: {e:?}"), &mut failures),
+    }
+    let mut forged = log.clone();
+    if let Some(p) = forged.windows(9).position(|w| w == b"\"success\"") {
+        forged[p + 1] = b'S';
+    }
+    step(
+        verify(&forged[..], &audit_key).is_err(),
+        "an altered record is found",
+        &mut failures,
+    );
+    if let Some(line) = log.split(|b| *b == b'\n').next() {
+        println!("  first record: {}", String::from_utf8_lossy(line));
+    }
+    Ok(failures)
+}
+
+/// Prints the outcome and turns it into the exit code.
+pub fn report(result: dlms_sec::Result<u32>) -> std::process::ExitCode {
+    match result {
+        Ok(0) => {
+            println!("\nall steps behaved as stated");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(n) => {
+            eprintln!("{n} step(s) did not behave as stated");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("demonstration failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
