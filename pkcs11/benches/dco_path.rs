@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
         ak: &ak,
         encryption: EncryptionRecord::GlobalUnicast(&guek),
     };
-    let apdu: Vec<u8> = (0..64u8).collect();
+    let apdu: Vec<u8> = [0xC0].into_iter().chain(1..64u8).collect();
     let mut out = [0u8; 128];
 
     let mut g = c.benchmark_group("pkcs11/command-64");
