@@ -220,7 +220,9 @@ impl Token {
     /// [`Pkcs11Error::Module`], [`Pkcs11Error::TokenNotFound`],
     /// [`Pkcs11Error::WrongPin`], [`Pkcs11Error::PinLocked`],
     /// [`Pkcs11Error::MechanismMissing`] (AES-ECB encrypt, AES-GCM, a way
-    /// to package, AES key wrap).
+    /// to package, AES key wrap). A PKCS#11 login belongs to the whole
+    /// process: once one token of this process is logged in, the module
+    /// does not check the PIN of a second `open` again.
     pub fn open(config: &Pkcs11Config) -> std::result::Result<Self, Pkcs11Error> {
         let ctx = context(&config.module)?;
         let slot = find_slot(&ctx, &config.token_label)?;

@@ -401,3 +401,76 @@ fn an_s1sp_provider_cannot_use_the_dco_key() {
         .unwrap();
     assert_eq!(s1sp.verify(&forged), Err(Error::Key(KeyError::WrongKek)));
 }
+
+/// The RFC 3394 vectors with 128-bit KEK and key through the token: MK
+/// and key packaged by software under the same KEKs, wrapped in the token.
+#[test]
+fn key_wrap_vectors_through_the_token() {
+    let pair = support::pair();
+    let dco = Packager::new(&DcoKey::from_bytes(pair.dco_key));
+    let shared = Packager::new(&SharedKey::from_bytes(pair.shared_key));
+    let mut seen = 0;
+    for v in vectors("key-wrap") {
+        if v["kek_bits"] != 128 || hex(&v, "key_data").len() != 16 {
+            continue;
+        }
+        let mk = dco
+            .package(
+                &dlms_sec::key::MasterKey::from_bytes(arr(&v, "kek")),
+                id(KeyRole::Master, 0),
+            )
+            .unwrap();
+        let key = shared
+            .package(
+                &GlobalUnicastEncryptionKey::from_bytes(arr(&v, "key_data")),
+                id(KeyRole::GlobalUnicastEncryption, 0),
+            )
+            .unwrap();
+        let wrapped = pair.hsm.wrap_for_transfer(&mk, &key).unwrap();
+        assert_eq!(
+            &wrapped.as_bytes()[..],
+            &hex(&v, "wrapped")[..],
+            "{}",
+            v["id"]
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
+
+/// A KEK destroyed underneath a provider: every call is a typed error
+/// (the object is gone and a lookup by label finds nothing), none panics.
+#[test]
+fn a_kek_destroyed_underneath_gives_typed_errors() {
+    let pair = support::pair();
+    let mut rng = getrandom::SysRng;
+    let guek: PackagedKey<GlobalUnicastEncryptionKey> = pair
+        .hsm
+        .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 0))
+        .unwrap();
+    let s = raw_session();
+    let found = s
+        .find_objects(&[Attribute::Label(pair.shared_label.as_bytes().to_vec())])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    s.destroy_object(found[0]).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            pair.hsm.verify(&guek),
+            Err(Error::Key(KeyError::Provider(_)))
+        ));
+        assert!(matches!(
+            pair.hsm.generate::<GlobalUnicastEncryptionKey, _>(
+                &mut rng,
+                id(KeyRole::GlobalUnicastEncryption, 1)
+            ),
+            Err(Error::Key(KeyError::Provider(_)))
+        ));
+    }
+    // The DCO Key is untouched and still works.
+    let ak: PackagedKey<AuthenticationKey> = pair
+        .hsm
+        .generate(&mut rng, id(KeyRole::Authentication, 0))
+        .unwrap();
+    pair.hsm.verify(&ak).unwrap();
+}
