@@ -152,7 +152,38 @@ pub struct CommandKeys<'a> {
     pub encryption: EncryptionRecord<'a>,
 }
 
+/// Checks that an MK and a key to transfer under it belong to the same
+/// device (every provider's `wrap_for_transfer` and
+/// `generate_for_transfer` start with this).
+///
+/// # Errors
+/// [`Error::Misuse`] when they do not.
+pub fn check_transfer_device(mk: &RecordId, key: &RecordId) -> Result<()> {
+    if mk.device == key.device {
+        Ok(())
+    } else {
+        Err(Error::Misuse(
+            "the MK and the key to transfer belong to different devices",
+        ))
+    }
+}
+
 impl CommandKeys<'_> {
+    /// Checks that the records belong together and that `req` names the
+    /// key kind of the encryption record (every provider's `protect`
+    /// starts with this).
+    ///
+    /// # Errors
+    /// [`Error::Misuse`].
+    pub fn check_request(&self, req: &Protect<'_>) -> Result<()> {
+        if req.key != self.encryption.kind() {
+            return Err(Error::Misuse(
+                "the request names another key than the command's record",
+            ));
+        }
+        self.check()
+    }
+
     /// Checks that the two records belong together.
     ///
     /// # Errors
@@ -207,11 +238,7 @@ pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
         R: TryCryptoRng + ?Sized,
         Self: CryptoProvider<K::Kek>,
     {
-        if mk.id().device != id.device {
-            return Err(Error::Misuse(
-                "the MK and the key to transfer belong to different devices",
-            ));
-        }
+        check_transfer_device(&mk.id(), &id)?;
         let record = CryptoProvider::<K::Kek>::generate::<K, R>(self, rng, id)?;
         let wrapped = self.wrap_for_transfer(mk, &record)?;
         Ok((record, wrapped))
@@ -408,11 +435,7 @@ impl DcoProvider for SoftwareDco {
         K: TransferableKey,
         Self: CryptoProvider<K::Kek>,
     {
-        if mk.id().device != key.id().device {
-            return Err(Error::Misuse(
-                "the MK and the key to transfer belong to different devices",
-            ));
-        }
+        check_transfer_device(&mk.id(), &key.id())?;
         let mk = self.dco.unpackage(mk)?;
         let key = unpack_any::<K>(self, key)?;
         Ok(wrap_bytes(device_key_bytes(&mk), device_key_bytes(&key)))
@@ -426,11 +449,7 @@ impl DcoProvider for SoftwareDco {
         apdu: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
-        if req.key != keys.encryption.kind() {
-            return Err(Error::Misuse(
-                "the request names another key than the command's record",
-            ));
-        }
+        keys.check_request(req)?;
         self.with_keys(keys, |k| k.protect_core(req, counter, apdu, out))
     }
 

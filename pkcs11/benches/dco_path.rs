@@ -20,9 +20,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dlms_sec::counter::{SendCounter, Volatile};
-use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole};
-use dlms_sec::package::PackagedKey;
-use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
+use dlms_sec::key::{GlobalUnicastEncryptionKey, KeyRole};
+use dlms_sec::provider::DcoProvider;
 use dlms_sec::suite0::Protect;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection};
@@ -47,18 +46,8 @@ fn counter() -> SendCounter<Volatile> {
 fn bench(c: &mut Criterion) {
     let pair = support::pair();
     let mut rng = getrandom::SysRng;
-    let ak: PackagedKey<AuthenticationKey> = pair
-        .software
-        .generate(&mut rng, id(KeyRole::Authentication, 0))
-        .unwrap();
-    let guek: PackagedKey<GlobalUnicastEncryptionKey> = pair
-        .software
-        .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 0))
-        .unwrap();
-    let keys = CommandKeys {
-        ak: &ak,
-        encryption: EncryptionRecord::GlobalUnicast(&guek),
-    };
+    let records = support::CommandRecords::new(&pair.software);
+    let keys = records.keys();
     let apdu: Vec<u8> = [0xC0].into_iter().chain(1..64u8).collect();
     let mut out = [0u8; 128];
 

@@ -12,7 +12,9 @@ use dlms_sec::error::{Error, KeyError, ModuleFailure, Result};
 use dlms_sec::key::{AuthenticationKey, DcoKey, DeviceKey, KekKind, KeyRole, MasterKey, SharedKey};
 use dlms_sec::keywrap::{TransferableKey, WrappedKey};
 use dlms_sec::package::{KeyCheckValue, PackagedKey, RecordId};
-use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
+use dlms_sec::provider::{
+    CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, check_transfer_device,
+};
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
 use dlms_sec::wire::{FrameLayout, KeyKind, SystemTitle};
 use rand_core::TryCryptoRng;
@@ -246,11 +248,7 @@ impl DcoProvider for HsmDco {
         K: TransferableKey,
         Self: CryptoProvider<K::Kek>,
     {
-        if mk.id().device != key.id().device {
-            return Err(Error::Misuse(
-                "the MK and the key to transfer belong to different devices",
-            ));
-        }
+        check_transfer_device(&mk.id(), &key.id())?;
         self.run(|s| {
             let wrapping = self.dco.unpack(s, mk, Usage::WRAP)?;
             let wrapped = self.ops(K::ROLE.kek()).unpack(s, key, Usage::TRANSFER)?;
@@ -269,11 +267,7 @@ impl DcoProvider for HsmDco {
         R: TryCryptoRng + ?Sized,
         Self: CryptoProvider<K::Kek>,
     {
-        if mk.id().device != id.device {
-            return Err(Error::Misuse(
-                "the MK and the key to transfer belong to different devices",
-            ));
-        }
+        check_transfer_device(&mk.id(), &id)?;
         let token = &self.dco.token;
         self.run(|s| {
             let wrapping = self.dco.unpack(s, mk, Usage::WRAP)?;
@@ -294,11 +288,7 @@ impl DcoProvider for HsmDco {
         apdu: &[u8],
         out: &mut [u8],
     ) -> Result<usize> {
-        if req.key != keys.encryption.kind() {
-            return Err(Error::Misuse(
-                "the request names another key than the command's record",
-            ));
-        }
+        keys.check_request(req)?;
         self.with_command(keys, |k| k.protect(req, counter, apdu, out))
     }
 

@@ -328,23 +328,13 @@ fn dlms_vectors_through_the_token() {
 #[test]
 fn threads_share_a_provider() {
     let pair = Arc::new(support::pair());
-    let mut rng = getrandom::SysRng;
-    let ak: PackagedKey<AuthenticationKey> = pair
-        .software
-        .generate(&mut rng, id(KeyRole::Authentication, 0))
-        .unwrap();
-    let guek: PackagedKey<GlobalUnicastEncryptionKey> = pair
-        .software
-        .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 0))
-        .unwrap();
+    let records = Arc::new(support::CommandRecords::new(&pair.software));
     let handles: Vec<_> = (0..4u32)
         .map(|t| {
             let pair = Arc::clone(&pair);
+            let records = Arc::clone(&records);
             std::thread::spawn(move || {
-                let keys = CommandKeys {
-                    ak: &ak,
-                    encryption: EncryptionRecord::GlobalUnicast(&guek),
-                };
+                let keys = records.keys();
                 for i in 0..50u32 {
                     let req = Protect {
                         protection: Protection::AuthenticatedEncrypted,

@@ -14,14 +14,11 @@ mod support;
 
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{Error, KeyError};
-use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole};
-use dlms_sec::package::PackagedKey;
-use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
+use dlms_sec::provider::DcoProvider;
 use dlms_sec::suite0::Protect;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection};
 use dlms_sec_pkcs11::{Pin, Pkcs11Error, Token};
-use support::suite::id;
 
 /// One test, in order: a wrong PIN before anyone logged in, then the
 /// provider, then the login lost underneath it.
@@ -41,19 +38,9 @@ fn wrong_pin_then_a_token_failing_underneath() {
 /// and the provider recovers on fresh sessions.
 fn a_token_failing_underneath_gives_errors_never_wrong_results() {
     let pair = support::pair();
-    let mut rng = getrandom::SysRng;
-    let ak: PackagedKey<AuthenticationKey> = pair
-        .software
-        .generate(&mut rng, id(KeyRole::Authentication, 0))
-        .unwrap();
-    let guek: PackagedKey<GlobalUnicastEncryptionKey> = pair
-        .software
-        .generate(&mut rng, id(KeyRole::GlobalUnicastEncryption, 0))
-        .unwrap();
-    let keys = CommandKeys {
-        ak: &ak,
-        encryption: EncryptionRecord::GlobalUnicast(&guek),
-    };
+    let _rng = getrandom::SysRng;
+    let records = support::CommandRecords::new(&pair.software);
+    let keys = records.keys();
     let req = Protect {
         protection: Protection::AuthenticatedEncrypted,
         key: KeyKind::GlobalUnicast,

@@ -150,3 +150,34 @@ pub fn s1sp(pair: &Pair) -> HsmS1sp {
 }
 
 pub mod suite;
+
+/// A packaged AK and GUEK of one client, made by `reference`.
+#[derive(Clone, Copy)]
+pub struct CommandRecords {
+    pub ak: dlms_sec::package::PackagedKey<dlms_sec::key::AuthenticationKey>,
+    pub guek: dlms_sec::package::PackagedKey<dlms_sec::key::GlobalUnicastEncryptionKey>,
+}
+
+impl CommandRecords {
+    pub fn new(reference: &SoftwareDco) -> Self {
+        use dlms_sec::key::KeyRole;
+        use dlms_sec::provider::CryptoProvider;
+        let mut rng = getrandom::SysRng;
+        Self {
+            ak: reference
+                .generate(&mut rng, suite::id(KeyRole::Authentication, 0))
+                .unwrap(),
+            guek: reference
+                .generate(&mut rng, suite::id(KeyRole::GlobalUnicastEncryption, 0))
+                .unwrap(),
+        }
+    }
+
+    /// The command keys, under the GUEK.
+    pub fn keys(&self) -> dlms_sec::provider::CommandKeys<'_> {
+        dlms_sec::provider::CommandKeys {
+            ak: &self.ak,
+            encryption: dlms_sec::provider::EncryptionRecord::GlobalUnicast(&self.guek),
+        }
+    }
+}
