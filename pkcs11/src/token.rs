@@ -200,6 +200,9 @@ pub struct Token {
     idle: Mutex<Vec<Session>>,
     idle_max: usize,
     caps: Capabilities,
+    /// Serialises the creation of token objects (KEKs): rare, and SoftHSM2
+    /// 2.6 fails concurrent token-object writes with CKR_GENERAL_ERROR.
+    admin: Mutex<()>,
 }
 
 impl fmt::Debug for Token {
@@ -235,6 +238,7 @@ impl Token {
             idle: Mutex::new(Vec::new()),
             idle_max: config.idle_sessions,
             caps,
+            admin: Mutex::new(()),
         };
         // Log in now, so a wrong PIN is an error here, not at first use.
         let session = token.new_session()?;
@@ -611,6 +615,7 @@ impl Token {
     /// # Errors
     /// [`Pkcs11Error::LabelTaken`]; module failures.
     pub fn create_kek(&self, label: &str) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
+        let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
         self.refuse_taken(label)?;
         let session = self.new_session()?;
         session.generate_key(&Mechanism::AesKeyGen, &kek_template(label, true))?;
@@ -632,6 +637,7 @@ impl Token {
         transport: &str,
         wrapped: &[u8],
     ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
+        let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
         self.refuse_taken(label)?;
         // RFC 3394 adds 8 octets: anything else is not an AES-128 key.
         if wrapped.len() != 24 {
@@ -664,6 +670,7 @@ impl Token {
         label: &str,
         key: &[u8; KEY_LEN],
     ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
+        let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
         self.refuse_taken(label)?;
         let session = self.new_session()?;
         let mut template = kek_template(label, false);

@@ -105,8 +105,10 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
         support::fresh_label("gen-dco"),
         support::fresh_label("gen-shared"),
     );
+    let writes = support::token_writes();
     let kcv = token.create_kek(&dco).unwrap();
     token.create_kek(&shared).unwrap();
+    drop(writes);
     let hsm = HsmDco::on_token(Arc::clone(&token), &dco, &shared).unwrap();
     assert_eq!(
         CryptoProvider::<DcoKey>::kek_check_value(&hsm).unwrap(),
@@ -130,6 +132,7 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
         "the KEK's value was readable: {value:?}"
     );
     // The same label twice is refused.
+    let _writes = support::token_writes();
     assert!(matches!(
         token.create_kek(&dco),
         Err(Pkcs11Error::LabelTaken { .. })
@@ -141,6 +144,7 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     let token = support::token();
     let transport_key = support::random_key();
     let transport = support::fresh_label("transport");
+    let _writes = support::token_writes();
     token
         .dangerous_import_kek_for_development(&transport, &transport_key)
         .unwrap();
@@ -184,6 +188,7 @@ fn setup_errors_are_clear() {
     let config = Pkcs11Config::new("/nonexistent/libpkcs11.so", "t", Pin::new("x".into()));
     assert!(matches!(Token::open(&config), Err(Pkcs11Error::Module(_))));
     // A KEK of the wrong size, and one that could leave the token.
+    let writes = support::token_writes();
     let s = raw_session();
     let wide = support::fresh_label("aes256");
     s.generate_key(
@@ -216,6 +221,7 @@ fn setup_errors_are_clear() {
         Attribute::Encrypt(true),
     ])
     .unwrap();
+    drop(writes);
     assert!(matches!(
         HsmS1sp::on_token(support::token(), &exposed),
         Err(Pkcs11Error::KekExposed { .. })
@@ -443,7 +449,9 @@ fn a_kek_destroyed_underneath_gives_typed_errors() {
         .find_objects(&[Attribute::Label(pair.shared_label.as_bytes().to_vec())])
         .unwrap();
     assert_eq!(found.len(), 1);
+    let writes = support::token_writes();
     s.destroy_object(found[0]).unwrap();
+    drop(writes);
     for _ in 0..3 {
         assert!(matches!(
             pair.hsm.verify(&guek),

@@ -118,8 +118,18 @@ pub struct Pair {
     pub shared_key: [u8; 16],
 }
 
+/// Held while a test writes token objects (KEKs): SoftHSM2 2.6 fails
+/// concurrent token-object writes (the library serialises its own).
+pub fn token_writes() -> std::sync::MutexGuard<'static, ()> {
+    static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn pair() -> Pair {
     let token = token();
+    let writes = token_writes();
     let (dco_key, shared_key) = (random_key(), random_key());
     let dco_label = fresh_label("dco");
     let shared_label = fresh_label("shared");
@@ -129,6 +139,7 @@ pub fn pair() -> Pair {
     token
         .dangerous_import_kek_for_development(&shared_label, &shared_key)
         .unwrap();
+    drop(writes);
     let hsm = HsmDco::on_token(token, &dco_label, &shared_label).unwrap();
     let software = SoftwareDco::new(
         &DcoKey::from_bytes(dco_key),
