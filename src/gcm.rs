@@ -68,6 +68,13 @@ const LARGE_BATCH: usize = SMALL_BATCH;
 /// Blocks GHASH stages before one `update` call.
 const STAGE: usize = 8;
 
+/// Keystream batch of the short path: J0 plus the most payload blocks a
+/// short message can have (the AAD takes at least one of the `STAGE`
+/// blocks and the length block another).
+const SHORT_BATCH: usize = STAGE - 1;
+
+const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
+
 /// The additional authenticated data of one GCM call: optionally the
 /// suite-0 prefix SC ‖ AK, then pieces, concatenated. Held in pieces, so
 /// nothing is copied to hash it (the AK in particular: see
@@ -194,6 +201,9 @@ impl Gcm {
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> [u8; TAG_LEN] {
+        if let Some(tag) = self.seal_short(iv, &aad, src, data) {
+            return tag;
+        }
         let mut state = self.ghash.clone();
         let mut gh = GhashStream::new(&mut state);
         let aad_len = gh.update_aad(&aad);
@@ -228,6 +238,9 @@ impl Gcm {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthError> {
+        if let Some(result) = self.open_short(iv, &aad, data, tag) {
+            return result;
+        }
         let mut state = self.ghash.clone();
         let mut gh = GhashStream::new(&mut state);
         let aad_len = gh.update_aad(&aad);
@@ -257,6 +270,9 @@ impl Gcm {
 
     /// The 96-bit GMAC tag over `aad` (GCM with an empty plaintext).
     pub(crate) fn gmac(&self, iv: &[u8; 12], aad: Aad<'_>) -> [u8; TAG_LEN] {
+        if let Some(tag) = self.gmac_short(iv, &aad) {
+            return tag;
+        }
         let mut state = self.ghash.clone();
         let mut gh = GhashStream::new(&mut state);
         let aad_len = gh.update_aad(&aad);
@@ -269,6 +285,95 @@ impl Gcm {
         s.as_mut_slice().zeroize();
         mask.as_mut_slice().zeroize();
         tag
+    }
+
+    /// [`Self::seal_from`] for a message whose whole GHASH input fits in
+    /// one staged batch (`None` otherwise, with nothing done): one AES
+    /// call, one GHASH `update`, no streaming state.
+    fn seal_short(
+        &self,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        src: Option<&[u8]>,
+        data: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
+        let mut input = ShortInput::new(aad, data.len())?;
+        let mut batch = [Block::default(); SHORT_BATCH];
+        let ks = self.keystream_batch(iv, &mut batch, data.len());
+        let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
+        let keystream = Block::slice_as_flattened(keystream);
+        let ct = input.payload_mut(data.len());
+        match src {
+            Some(src) => xor3(ct, src, keystream),
+            None => xor3(ct, data, keystream),
+        }
+        data.copy_from_slice(ct);
+        let tag = input.hash_tag(&self.ghash, mask);
+        Block::slice_as_flattened_mut(&mut batch).zeroize();
+        input.wipe();
+        Some(tag)
+    }
+
+    /// [`Self::open`] for a message whose whole GHASH input fits in one
+    /// staged batch (`None` otherwise, with nothing done).
+    fn open_short(
+        &self,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Option<Result<(), AuthError>> {
+        let mut input = ShortInput::new(aad, data.len())?;
+        input.payload_mut(data.len()).copy_from_slice(data);
+        let mut batch = [Block::default(); SHORT_BATCH];
+        let ks = self.keystream_batch(iv, &mut batch, data.len());
+        let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
+        let mut expected = input.hash_tag(&self.ghash, mask);
+        let ok = bool::from(expected.ct_eq(tag));
+        expected.zeroize();
+        let result = if ok {
+            for (d, k) in data.iter_mut().zip(Block::slice_as_flattened(keystream)) {
+                *d ^= *k;
+            }
+            Ok(())
+        } else {
+            Err(AuthError)
+        };
+        Block::slice_as_flattened_mut(&mut batch).zeroize();
+        input.wipe();
+        Some(result)
+    }
+
+    /// [`Self::gmac`] for an AAD that fits in one staged batch.
+    fn gmac_short(&self, iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
+        let mut input = ShortInput::new(aad, 0)?;
+        let mut j0 = [counter_block(iv_base(iv), 1)];
+        self.aes.encrypt_blocks(&mut j0);
+        let [mut mask] = j0;
+        let tag = input.hash_tag(&self.ghash, &mask);
+        mask.as_mut_slice().zeroize();
+        input.wipe();
+        Some(tag)
+    }
+
+    /// E(K, J0) and the keystream for `len` octets, in one AES call into
+    /// the front of `batch` (which the caller wipes); returns that front.
+    fn keystream_batch<'b>(
+        &self,
+        iv: &[u8; 12],
+        batch: &'b mut [Block; SHORT_BATCH],
+        len: usize,
+    ) -> &'b mut [Block] {
+        let used = len.div_ceil(16).saturating_add(1).min(SHORT_BATCH);
+        let ks = batch.get_mut(..used).unwrap_or_default();
+        let base = iv_base(iv);
+        let mut counter: u32 = 1;
+        for b in ks.iter_mut() {
+            *b = counter_block(base, counter);
+            counter = counter.wrapping_add(1);
+        }
+        self.aes.encrypt_blocks(ks);
+        ks
     }
 
     /// GCM counter mode alone (encryption-only frames carry no tag):
@@ -371,6 +476,83 @@ impl Gcm {
         };
         Block::slice_as_flattened_mut(&mut ks[..max_used]).zeroize();
         result
+    }
+}
+
+/// The whole GHASH input of a short message in one buffer of `STAGE`
+/// blocks: the AAD, zero-padded; the ciphertext, zero-padded; the length
+/// block. Holds the AK and plaintext-derived data: [`ShortInput::wipe`]
+/// clears it.
+struct ShortInput {
+    stage: [Block; STAGE],
+    /// Where the payload starts (a block boundary).
+    payload: usize,
+    /// Blocks in use, the length block included.
+    blocks: usize,
+}
+
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "every offset is checked against the buffer in `new`; lengths are public"
+)]
+impl ShortInput {
+    /// Lays out the AAD, room for `payload_len` octets and the length
+    /// block; `None` when they do not fit.
+    fn new(aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
+        let aad_len = aad.len();
+        let payload = aad_len.checked_add(15)? / 16 * 16;
+        let lens = payload.checked_add(payload_len.checked_add(15)? / 16 * 16)?;
+        if lens >= STAGE * 16 {
+            return None;
+        }
+        let mut input = Self {
+            stage: [Block::default(); STAGE],
+            payload,
+            blocks: lens / 16 + 1,
+        };
+        let flat = Block::slice_as_flattened_mut(&mut input.stage);
+        let mut pos = 0;
+        if let Some((sc, ak)) = aad.sc_ak {
+            flat[0] = sc;
+            flat[1..17].copy_from_slice(ak);
+            pos = 17;
+        }
+        for p in aad.rest {
+            flat[pos..pos + p.len()].copy_from_slice(p);
+            pos += p.len();
+        }
+        let bits = (u128::from((aad_len as u64).wrapping_mul(8)) << 64)
+            | u128::from((payload_len as u64).wrapping_mul(8));
+        flat[lens..lens + 16].copy_from_slice(&bits.to_be_bytes());
+        Some(input)
+    }
+
+    /// The payload's place (`len` octets; the padding after it stays zero).
+    fn payload_mut(&mut self, len: usize) -> &mut [u8] {
+        let start = self.payload;
+        &mut Block::slice_as_flattened_mut(&mut self.stage)[start..start + len]
+    }
+
+    /// GHASH over the whole input in one `update`, masked with E(K, J0).
+    fn hash_tag(&self, ghash: &GHash, mask: &Block) -> [u8; TAG_LEN] {
+        let mut state = ghash.clone();
+        state.update(&self.stage[..self.blocks]);
+        let mut s = state.finalize();
+        let tag = truncated_xor(&s, mask);
+        s.as_mut_slice().zeroize();
+        tag
+    }
+
+    fn wipe(&mut self) {
+        Block::slice_as_flattened_mut(&mut self.stage).zeroize();
+    }
+}
+
+/// `out = a ⊕ b` over `out`'s length (`a` and `b` are at least as long).
+fn xor3(out: &mut [u8], a: &[u8], b: &[u8]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x ^ y;
     }
 }
 
