@@ -297,17 +297,19 @@ impl Gcm {
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
-        let mut input = ShortInput::new(aad, data.len())?;
+        let mut stage = [Block::default(); STAGE];
+        let mut input = ShortInput::new(&mut stage, aad, data.len())?;
         let mut batch = [Block::default(); SHORT_BATCH];
         let ks = self.keystream_batch(iv, &mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
-        let keystream = Block::slice_as_flattened(keystream);
-        let ct = input.payload_mut(data.len());
-        match src {
-            Some(src) => xor3(ct, src, keystream),
-            None => xor3(ct, data, keystream),
-        }
-        data.copy_from_slice(ct);
+        // Plaintext into the staged payload, the keystream over it in
+        // whole blocks, the ciphertext out, the padding back to zero.
+        input
+            .payload_mut(data.len())
+            .copy_from_slice(src.unwrap_or(data));
+        input.xor_payload(keystream, data.len());
+        data.copy_from_slice(input.payload_mut(data.len()));
+        input.clear_padding(data.len());
         let tag = input.hash_tag(&self.ghash, mask);
         Block::slice_as_flattened_mut(&mut batch).zeroize();
         input.wipe();
@@ -323,7 +325,8 @@ impl Gcm {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
-        let mut input = ShortInput::new(aad, data.len())?;
+        let mut stage = [Block::default(); STAGE];
+        let mut input = ShortInput::new(&mut stage, aad, data.len())?;
         input.payload_mut(data.len()).copy_from_slice(data);
         let mut batch = [Block::default(); SHORT_BATCH];
         let ks = self.keystream_batch(iv, &mut batch, data.len());
@@ -332,9 +335,8 @@ impl Gcm {
         let ok = bool::from(expected.ct_eq(tag));
         expected.zeroize();
         let result = if ok {
-            for (d, k) in data.iter_mut().zip(Block::slice_as_flattened(keystream)) {
-                *d ^= *k;
-            }
+            input.xor_payload(keystream, data.len());
+            data.copy_from_slice(input.payload_mut(data.len()));
             Ok(())
         } else {
             Err(AuthError)
@@ -346,7 +348,8 @@ impl Gcm {
 
     /// [`Self::gmac`] for an AAD that fits in one staged batch.
     fn gmac_short(&self, iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
-        let mut input = ShortInput::new(aad, 0)?;
+        let mut stage = [Block::default(); STAGE];
+        let mut input = ShortInput::new(&mut stage, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
         self.aes.encrypt_blocks(&mut j0);
         let [mut mask] = j0;
@@ -483,11 +486,12 @@ impl Gcm {
 /// blocks: the AAD, zero-padded; the ciphertext, zero-padded; the length
 /// block. Holds the AK and plaintext-derived data: [`ShortInput::wipe`]
 /// clears it.
-struct ShortInput {
-    stage: [Block; STAGE],
+struct ShortInput<'s> {
+    stage: &'s mut [Block; STAGE],
     /// Where the payload starts (a block boundary).
     payload: usize,
-    /// Blocks in use, the length block included.
+    /// Blocks in use (a multiple of 4): leading zero blocks, the AAD, the
+    /// payload and the length block.
     blocks: usize,
 }
 
@@ -496,42 +500,66 @@ struct ShortInput {
     clippy::indexing_slicing,
     reason = "every offset is checked against the buffer in `new`; lengths are public"
 )]
-impl ShortInput {
-    /// Lays out the AAD, room for `payload_len` octets and the length
-    /// block; `None` when they do not fit.
-    fn new(aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
+impl<'s> ShortInput<'s> {
+    /// Lays out in `stage` (all zeros) the AAD, room for `payload_len`
+    /// octets and the length block; `None` when they do not fit.
+    fn new(stage: &'s mut [Block; STAGE], aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
         let aad_len = aad.len();
-        let payload = aad_len.checked_add(15)? / 16 * 16;
-        let lens = payload.checked_add(payload_len.checked_add(15)? / 16 * 16)?;
-        if lens >= STAGE * 16 {
+        let aad_blocks = aad_len.checked_add(15)? / 16;
+        let blocks = aad_blocks
+            .checked_add(payload_len.checked_add(15)? / 16)?
+            .checked_add(1)?;
+        if blocks > STAGE {
             return None;
         }
-        let mut input = Self {
-            stage: [Block::default(); STAGE],
-            payload,
-            blocks: lens / 16 + 1,
-        };
-        let flat = Block::slice_as_flattened_mut(&mut input.stage);
-        let mut pos = 0;
+        // GHASH of a zero block from the zero state is zero: leading zero
+        // blocks round the input up to whole groups of 4, which polyval
+        // hashes aggregated, instead of ending on 1-3 single multiplies.
+        let start = (4 - blocks % 4) % 4 * 16;
+        let payload = start + aad_blocks * 16;
+        let lens = (blocks.next_multiple_of(4) - 1) * 16;
+        let flat = Block::slice_as_flattened_mut(stage);
+        let mut pos = start;
         if let Some((sc, ak)) = aad.sc_ak {
-            flat[0] = sc;
-            flat[1..17].copy_from_slice(ak);
-            pos = 17;
+            flat[pos] = sc;
+            flat[pos + 1..pos + 17].copy_from_slice(ak);
+            pos += 17;
         }
-        for p in aad.rest {
+        for p in aad.rest.iter().filter(|p| !p.is_empty()) {
             flat[pos..pos + p.len()].copy_from_slice(p);
             pos += p.len();
         }
         let bits = (u128::from((aad_len as u64).wrapping_mul(8)) << 64)
             | u128::from((payload_len as u64).wrapping_mul(8));
         flat[lens..lens + 16].copy_from_slice(&bits.to_be_bytes());
-        Some(input)
+        Some(Self {
+            stage,
+            payload,
+            blocks: lens / 16 + 1,
+        })
     }
 
     /// The payload's place (`len` octets; the padding after it stays zero).
     fn payload_mut(&mut self, len: usize) -> &mut [u8] {
         let start = self.payload;
-        &mut Block::slice_as_flattened_mut(&mut self.stage)[start..start + len]
+        &mut Block::slice_as_flattened_mut(self.stage)[start..start + len]
+    }
+
+    /// XORs the keystream over the payload's blocks (its padding too).
+    fn xor_payload(&mut self, keystream: &[Block], len: usize) {
+        let first = self.payload / 16;
+        let blocks = self.stage[first..].iter_mut().zip(keystream);
+        for (c, k) in blocks.take(len.div_ceil(16)) {
+            let x = u128::from_ne_bytes(c.0) ^ u128::from_ne_bytes(k.0);
+            *c = Block::from(x.to_ne_bytes());
+        }
+    }
+
+    /// Zeros the payload's last block after `len` octets.
+    fn clear_padding(&mut self, len: usize) {
+        let start = self.payload + len;
+        let end = self.payload + len.div_ceil(16) * 16;
+        Block::slice_as_flattened_mut(self.stage)[start..end].fill(0);
     }
 
     /// GHASH over the whole input in one `update`, masked with E(K, J0).
@@ -545,14 +573,7 @@ impl ShortInput {
     }
 
     fn wipe(&mut self) {
-        Block::slice_as_flattened_mut(&mut self.stage).zeroize();
-    }
-}
-
-/// `out = a ⊕ b` over `out`'s length (`a` and `b` are at least as long).
-fn xor3(out: &mut [u8], a: &[u8], b: &[u8]) {
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        *o = x ^ y;
+        Block::slice_as_flattened_mut(self.stage).zeroize();
     }
 }
 

@@ -375,10 +375,8 @@ pub(crate) trait KeySource {
                 None
             }
         };
-        if let Some(tag) = tag {
-            for (o, t) in tag_out.iter_mut().zip(tag) {
-                *o = t;
-            }
+        if let (Some(tag), Some(out)) = (tag, tag_out.get_mut(..TAG_LEN)) {
+            out.copy_from_slice(&tag);
         }
         Ok(layout.total)
     }
