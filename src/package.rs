@@ -476,13 +476,16 @@ impl<G: Kek> Packager<G> {
         Ok(key)
     }
 
-    /// Unpacks an encryption key straight into a GCM context: one AES call
-    /// under the key computes both the record's check value and the GHASH
-    /// key H, and the key's octets never leave this function.
-    pub(crate) fn unpackage_gcm<K: DeviceKey<Kek = G>>(
+    /// Unpacks an encryption key straight into a GCM context and runs `f`
+    /// with it: one AES call under the key computes both the record's check
+    /// value and the GHASH key H, the key's octets never leave this
+    /// function, and the context stays in this frame (it is not moved
+    /// out; the DCO command path pays for every copy of its 340 octets).
+    pub(crate) fn with_gcm<K: DeviceKey<Kek = G>, R>(
         &self,
         record: &PackagedKey<K>,
-    ) -> Result<crate::gcm::Gcm> {
+        f: impl FnOnce(&crate::gcm::Gcm) -> Result<R>,
+    ) -> Result<R> {
         let r = &record.record;
         if r.kek_check_value() != self.kcv {
             return Err(KeyError::WrongKek.into());
@@ -504,7 +507,7 @@ impl<G: Kek> Packager<G> {
         check.as_mut_slice().zeroize();
         let gcm = crate::gcm::Gcm::from_parts(schedule, h);
         if ok {
-            Ok(gcm)
+            f(&gcm)
         } else {
             Err(KeyError::Corrupted.into())
         }
