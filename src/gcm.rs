@@ -69,10 +69,14 @@ const LARGE_BATCH: usize = SMALL_BATCH;
 /// Blocks GHASH stages before one `update` call.
 const STAGE: usize = 8;
 
-/// Keystream batch of the short path: J0 plus the most payload blocks a
-/// short message can have (the AAD takes at least one of the `STAGE`
-/// blocks and the length block another).
-const SHORT_BATCH: usize = STAGE - 1;
+/// Blocks of the short path's buffer: a message whose whole GHASH input
+/// (AAD, payload, length block) fits is hashed in one `update` call. On
+/// 64-bit hosts 512 octets (an authenticated-encryption APDU of up to 464
+/// octets); on small targets 128.
+#[cfg(target_pointer_width = "64")]
+const SHORT_STAGE: usize = 32;
+#[cfg(not(target_pointer_width = "64"))]
+const SHORT_STAGE: usize = STAGE;
 
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
@@ -206,7 +210,7 @@ impl Gcm {
             return tag;
         }
         let mut state = self.ghash.clone();
-        let mut gh = GhashStream::new(&mut state);
+        let mut gh = GhashStream::new(&mut state, &aad, data.len());
         let aad_len = gh.update_aad(&aad);
         gh.pad();
         let mut mask = Block::default();
@@ -243,7 +247,7 @@ impl Gcm {
             return result;
         }
         let mut state = self.ghash.clone();
-        let mut gh = GhashStream::new(&mut state);
+        let mut gh = GhashStream::new(&mut state, &aad, data.len());
         let aad_len = gh.update_aad(&aad);
         gh.pad();
         gh.update(data);
@@ -275,7 +279,7 @@ impl Gcm {
             return tag;
         }
         let mut state = self.ghash.clone();
-        let mut gh = GhashStream::new(&mut state);
+        let mut gh = GhashStream::new(&mut state, &aad, 0);
         let aad_len = gh.update_aad(&aad);
         gh.finish(aad_len, 0);
         let mut s = state.finalize();
@@ -298,10 +302,29 @@ impl Gcm {
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
-        let mut stage = [Block::default(); STAGE];
-        let mut input = ShortInput::new(&mut stage, aad, data.len())?;
-        let mut batch = [Block::default(); SHORT_BATCH];
-        let ks = self.keystream_batch(iv, &mut batch, data.len());
+        // The buffers are zeroed before use: the smallest that fits.
+        if !needs_large_stage(short_blocks(aad, data.len())?) {
+            let mut stage = [Block::default(); STAGE];
+            let mut batch = [Block::default(); STAGE - 1];
+            self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
+        } else {
+            let mut stage = [Block::default(); SHORT_STAGE];
+            let mut batch = [Block::default(); SHORT_STAGE - 1];
+            self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
+        }
+    }
+
+    fn seal_in(
+        &self,
+        stage: &mut [Block],
+        batch: &mut [Block],
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        src: Option<&[u8]>,
+        data: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
+        let mut input = ShortInput::new(stage, aad, data.len())?;
+        let ks = self.keystream_batch(iv, batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         // Plaintext into the staged payload, the keystream over it in
         // whole blocks, the ciphertext out, the padding back to zero.
@@ -312,7 +335,7 @@ impl Gcm {
         data.copy_from_slice(input.payload_mut(data.len()));
         input.clear_padding(data.len());
         let tag = input.hash_tag(&self.ghash, mask);
-        Block::slice_as_flattened_mut(&mut batch).zeroize();
+        Block::slice_as_flattened_mut(ks).zeroize();
         input.wipe();
         Some(tag)
     }
@@ -326,11 +349,29 @@ impl Gcm {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
-        let mut stage = [Block::default(); STAGE];
-        let mut input = ShortInput::new(&mut stage, aad, data.len())?;
+        if !needs_large_stage(short_blocks(aad, data.len())?) {
+            let mut stage = [Block::default(); STAGE];
+            let mut batch = [Block::default(); STAGE - 1];
+            self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
+        } else {
+            let mut stage = [Block::default(); SHORT_STAGE];
+            let mut batch = [Block::default(); SHORT_STAGE - 1];
+            self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
+        }
+    }
+
+    fn open_in(
+        &self,
+        stage: &mut [Block],
+        batch: &mut [Block],
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Option<Result<(), AuthError>> {
+        let mut input = ShortInput::new(stage, aad, data.len())?;
         input.payload_mut(data.len()).copy_from_slice(data);
-        let mut batch = [Block::default(); SHORT_BATCH];
-        let ks = self.keystream_batch(iv, &mut batch, data.len());
+        let ks = self.keystream_batch(iv, batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         let mut expected = input.hash_tag(&self.ghash, mask);
         let ok = bool::from(expected.ct_eq(tag));
@@ -342,15 +383,22 @@ impl Gcm {
         } else {
             Err(AuthError)
         };
-        Block::slice_as_flattened_mut(&mut batch).zeroize();
+        Block::slice_as_flattened_mut(ks).zeroize();
         input.wipe();
         Some(result)
     }
 
     /// [`Self::gmac`] for an AAD that fits in one staged batch.
     fn gmac_short(&self, iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
-        let mut stage = [Block::default(); STAGE];
-        let mut input = ShortInput::new(&mut stage, aad, 0)?;
+        if !needs_large_stage(short_blocks(aad, 0)?) {
+            self.gmac_in(&mut [Block::default(); STAGE], iv, aad)
+        } else {
+            self.gmac_in(&mut [Block::default(); SHORT_STAGE], iv, aad)
+        }
+    }
+
+    fn gmac_in(&self, stage: &mut [Block], iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
+        let mut input = ShortInput::new(stage, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
         self.aes.encrypt_blocks(&mut j0);
         let [mut mask] = j0;
@@ -365,10 +413,10 @@ impl Gcm {
     fn keystream_batch<'b>(
         &self,
         iv: &[u8; 12],
-        batch: &'b mut [Block; SHORT_BATCH],
+        batch: &'b mut [Block],
         len: usize,
     ) -> &'b mut [Block] {
-        let used = len.div_ceil(16).saturating_add(1).min(SHORT_BATCH);
+        let used = len.div_ceil(16).saturating_add(1).min(batch.len());
         let ks = batch.get_mut(..used).unwrap_or_default();
         let base = iv_base(iv);
         let mut counter: u32 = 1;
@@ -477,12 +525,12 @@ impl Gcm {
     }
 }
 
-/// The whole GHASH input of a short message in one buffer of `STAGE`
+/// The whole GHASH input of a short message in one buffer of `SHORT_STAGE`
 /// blocks: the AAD, zero-padded; the ciphertext, zero-padded; the length
 /// block. Holds the AK and plaintext-derived data: [`ShortInput::wipe`]
 /// clears it.
 struct ShortInput<'s> {
-    stage: &'s mut [Block; STAGE],
+    stage: &'s mut [Block],
     /// Where the payload starts (a block boundary).
     payload: usize,
     /// Blocks in use (a multiple of 4): leading zero blocks, the AAD, the
@@ -498,13 +546,11 @@ struct ShortInput<'s> {
 impl<'s> ShortInput<'s> {
     /// Lays out in `stage` (all zeros) the AAD, room for `payload_len`
     /// octets and the length block; `None` when they do not fit.
-    fn new(stage: &'s mut [Block; STAGE], aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
+    fn new(stage: &'s mut [Block], aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
         let aad_len = aad.len();
-        let aad_blocks = aad_len.checked_add(15)? / 16;
-        let blocks = aad_blocks
-            .checked_add(payload_len.checked_add(15)? / 16)?
-            .checked_add(1)?;
-        if blocks > STAGE {
+        let aad_blocks = aad_len.div_ceil(16);
+        let blocks = short_blocks(aad, payload_len)?;
+        if blocks > stage.len() {
             return None;
         }
         // GHASH of a zero block from the zero state is zero: leading zero
@@ -568,7 +614,7 @@ impl<'s> ShortInput<'s> {
     }
 
     fn wipe(&mut self) {
-        Block::slice_as_flattened_mut(self.stage).zeroize();
+        Block::slice_as_flattened_mut(&mut self.stage[..self.blocks]).zeroize();
     }
 }
 
@@ -606,6 +652,23 @@ fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
 /// A 16-octet chunk as a `u128` (native order: only XORed).
 fn u128_of(chunk: &[u8]) -> u128 {
     u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]))
+}
+
+/// The GHASH blocks of a message (AAD, payload, length block) when they
+/// fit the short path's largest buffer.
+fn short_blocks(aad: &Aad<'_>, payload_len: usize) -> Option<usize> {
+    let blocks = aad
+        .len()
+        .div_ceil(16)
+        .checked_add(payload_len.div_ceil(16))?
+        .checked_add(1)?;
+    (blocks <= SHORT_STAGE).then_some(blocks)
+}
+
+/// Whether a short message of `blocks` GHASH blocks needs the larger
+/// buffer. Never on small targets, where the code for it is not kept.
+const fn needs_large_stage(blocks: usize) -> bool {
+    cfg!(target_pointer_width = "64") && blocks > STAGE
 }
 
 /// The IV as the high 96 bits of a counter block.
@@ -653,11 +716,21 @@ struct GhashStream<'g> {
     reason = "staged <= STAGE and partial_len < 16 are kept by every method"
 )]
 impl<'g> GhashStream<'g> {
-    fn new(ghash: &'g mut GHash) -> Self {
+    /// A stream for `aad` and `payload_len` octets of payload. It starts
+    /// with 0-3 zero blocks (GHASH of a zero block from the zero state is
+    /// zero) so the whole input is a multiple of 4 blocks: with every
+    /// `update` call 4-block aligned, polyval never ends on single-block
+    /// multiplies.
+    fn new(ghash: &'g mut GHash, aad: &Aad<'_>, payload_len: usize) -> Self {
+        let blocks = aad
+            .len()
+            .div_ceil(16)
+            .wrapping_add(payload_len.div_ceil(16))
+            .wrapping_add(1);
         Self {
             ghash,
             stage: [Block::default(); STAGE],
-            staged: 0,
+            staged: (4 - blocks % 4) % 4,
             partial: 0,
             partial_len: 0,
         }
@@ -665,10 +738,10 @@ impl<'g> GhashStream<'g> {
 
     /// Feeds SC ‖ AK, the start of every suite-0 AAD, with fixed-size moves.
     fn start_with_sc_ak(&mut self, sc: u8, ak: &[u8; 16]) {
-        debug_assert!(self.staged == 0 && self.partial_len == 0);
+        debug_assert!(self.staged < 4 && self.partial_len == 0);
         let mut ak = u128::from_be_bytes(*ak);
-        self.stage[0] = Block::from(((u128::from(sc) << 120) | (ak >> 8)).to_be_bytes());
-        self.staged = 1;
+        self.stage[self.staged] = Block::from(((u128::from(sc) << 120) | (ak >> 8)).to_be_bytes());
+        self.staged += 1;
         self.partial = (ak & 0xFF) << 120;
         self.partial_len = 1;
         ak.zeroize();
