@@ -81,7 +81,6 @@
 
 use core::fmt;
 
-use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::cipher::Suite0Cipher;
@@ -428,7 +427,7 @@ pub(crate) trait KeySource {
                 let tag = received_tag(tag)?;
                 let mut expected =
                     gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, payload]))?;
-                let ok = bool::from(expected.ct_eq(tag));
+                let ok = bool::from(crate::gcm::tag_eq(&expected, tag));
                 expected.zeroize();
                 if !ok {
                     return Err(AuthError.into());
