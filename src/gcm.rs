@@ -303,17 +303,28 @@ impl Gcm {
         data: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
         // The buffers are zeroed before use: the smallest that fits.
-        if !needs_large_stage(short_blocks(aad, data.len())?) {
-            let mut stage = [Block::default(); STAGE];
-            let mut batch = [Block::default(); STAGE - 1];
-            self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
-        } else {
-            let mut stage = [Block::default(); SHORT_STAGE];
-            let mut batch = [Block::default(); SHORT_STAGE - 1];
-            self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
+        if needs_large_stage(short_blocks(aad, data.len())?) {
+            return self.seal_large(iv, aad, src, data);
         }
+        let mut stage = [Block::default(); STAGE];
+        let mut batch = [Block::default(); STAGE - 1];
+        self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
     }
 
+    #[inline(never)]
+    fn seal_large(
+        &self,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        src: Option<&[u8]>,
+        data: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
+        let mut stage = [Block::default(); SHORT_STAGE];
+        let mut batch = [Block::default(); SHORT_STAGE - 1];
+        self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
+    }
+
+    #[inline(always)]
     fn seal_in(
         &self,
         stage: &mut [Block],
@@ -335,7 +346,8 @@ impl Gcm {
         data.copy_from_slice(input.payload_mut(data.len()));
         input.clear_padding(data.len());
         let tag = input.hash_tag(&self.ghash, mask);
-        Block::slice_as_flattened_mut(ks).zeroize();
+        // Whole buffers: fixed-size stores once inlined, no `memset` call.
+        Block::slice_as_flattened_mut(batch).zeroize();
         input.wipe();
         Some(tag)
     }
@@ -349,17 +361,28 @@ impl Gcm {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
-        if !needs_large_stage(short_blocks(aad, data.len())?) {
-            let mut stage = [Block::default(); STAGE];
-            let mut batch = [Block::default(); STAGE - 1];
-            self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
-        } else {
-            let mut stage = [Block::default(); SHORT_STAGE];
-            let mut batch = [Block::default(); SHORT_STAGE - 1];
-            self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
+        if needs_large_stage(short_blocks(aad, data.len())?) {
+            return self.open_large(iv, aad, data, tag);
         }
+        let mut stage = [Block::default(); STAGE];
+        let mut batch = [Block::default(); STAGE - 1];
+        self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
     }
 
+    #[inline(never)]
+    fn open_large(
+        &self,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Option<Result<(), AuthError>> {
+        let mut stage = [Block::default(); SHORT_STAGE];
+        let mut batch = [Block::default(); SHORT_STAGE - 1];
+        self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
+    }
+
+    #[inline(always)]
     fn open_in(
         &self,
         stage: &mut [Block],
@@ -383,7 +406,8 @@ impl Gcm {
         } else {
             Err(AuthError)
         };
-        Block::slice_as_flattened_mut(ks).zeroize();
+        // Whole buffers: fixed-size stores once inlined, no `memset` call.
+        Block::slice_as_flattened_mut(batch).zeroize();
         input.wipe();
         Some(result)
     }
@@ -397,6 +421,7 @@ impl Gcm {
         }
     }
 
+    #[inline(always)]
     fn gmac_in(&self, stage: &mut [Block], iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
         let mut input = ShortInput::new(stage, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
@@ -410,6 +435,7 @@ impl Gcm {
 
     /// E(K, J0) and the keystream for `len` octets, in one AES call into
     /// the front of `batch` (which the caller wipes); returns that front.
+    #[inline(always)]
     fn keystream_batch<'b>(
         &self,
         iv: &[u8; 12],
@@ -546,6 +572,7 @@ struct ShortInput<'s> {
 impl<'s> ShortInput<'s> {
     /// Lays out in `stage` (all zeros) the AAD, room for `payload_len`
     /// octets and the length block; `None` when they do not fit.
+    #[inline(always)]
     fn new(stage: &'s mut [Block], aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
         let aad_len = aad.len();
         let aad_blocks = aad_len.div_ceil(16);
@@ -581,12 +608,14 @@ impl<'s> ShortInput<'s> {
     }
 
     /// The payload's place (`len` octets; the padding after it stays zero).
+    #[inline(always)]
     fn payload_mut(&mut self, len: usize) -> &mut [u8] {
         let start = self.payload;
         &mut Block::slice_as_flattened_mut(self.stage)[start..start + len]
     }
 
     /// XORs the keystream over the payload's blocks (its padding too).
+    #[inline(always)]
     fn xor_payload(&mut self, keystream: &[Block], len: usize) {
         let first = self.payload / 16;
         let blocks = self.stage[first..].iter_mut().zip(keystream);
@@ -597,6 +626,7 @@ impl<'s> ShortInput<'s> {
     }
 
     /// Zeros the payload's last block after `len` octets.
+    #[inline(always)]
     fn clear_padding(&mut self, len: usize) {
         let start = self.payload + len;
         let end = self.payload + len.div_ceil(16) * 16;
@@ -613,8 +643,9 @@ impl<'s> ShortInput<'s> {
         tag
     }
 
+    #[inline(always)]
     fn wipe(&mut self) {
-        Block::slice_as_flattened_mut(&mut self.stage[..self.blocks]).zeroize();
+        Block::slice_as_flattened_mut(self.stage).zeroize();
     }
 }
 
