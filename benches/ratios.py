@@ -37,7 +37,10 @@ for (group, param), v in sorted(table.items(), key=lambda kv: (kv[0][0], int(kv[
 
 threads = {}
 for rel, m in rows:
+    # criterion writes the group "dco/threads" as the directory dco_threads
     if rel[:2] == ["dco", "threads"] and len(rel) == 3:
         threads[rel[2]] = m
+    elif rel[0] == "dco_threads" and len(rel) == 2:
+        threads[rel[1]] = m
 if "1" in threads and "2" in threads:
     print(f"\ndco/threads: 1 thread {1e9/threads['1']:.0f} commands/s, 2 threads {1e9/threads['2']:.0f} commands/s, scaling {threads['1']/threads['2']:.2f}x")

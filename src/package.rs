@@ -382,7 +382,7 @@ impl<K: DeviceKey> PackagedKey<K> {
         let r = &self.record;
         let schedule = Aes128Enc::new(&(*device_key_bytes(key)).into());
         let mut expected = check_value(&schedule, &r.id(), r.kek_check_value());
-        let ok = bool::from(expected.ct_eq(&r.check_value()));
+        let ok = bool::from(check_eq(&expected, &r.check_value()));
         expected.zeroize();
         if ok {
             Ok(())
@@ -476,13 +476,16 @@ impl<G: Kek> Packager<G> {
         Ok(key)
     }
 
-    /// Unpacks an encryption key straight into a GCM context: one AES call
-    /// under the key computes both the record's check value and the GHASH
-    /// key H, and the key's octets never leave this function.
-    pub(crate) fn unpackage_gcm<K: DeviceKey<Kek = G>>(
+    /// Unpacks an encryption key straight into a GCM context and runs `f`
+    /// with it: one AES call under the key computes both the record's check
+    /// value and the GHASH key H, the key's octets never leave this
+    /// function, and the context stays in this frame (it is not moved
+    /// out; the DCO command path pays for every copy of its 340 octets).
+    pub(crate) fn with_gcm<K: DeviceKey<Kek = G>, R>(
         &self,
         record: &PackagedKey<K>,
-    ) -> Result<crate::gcm::Gcm> {
+        f: impl FnOnce(&crate::gcm::Gcm) -> Result<R>,
+    ) -> Result<R> {
         let r = &record.record;
         if r.kek_check_value() != self.kcv {
             return Err(KeyError::WrongKek.into());
@@ -495,16 +498,12 @@ impl<G: Kek> Packager<G> {
         schedule.encrypt_blocks(&mut blocks);
         let [mut check, h] = blocks;
         let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);
-        let ok = bool::from(
-            check
-                .get(..CHECK_VALUE_LEN)
-                .unwrap_or_default()
-                .ct_eq(&stored),
-        );
+        let [c0, c1, c2, c3, c4, c5, c6, c7, ..] = check.0;
+        let ok = bool::from(check_eq(&[c0, c1, c2, c3, c4, c5, c6, c7], &stored));
         check.as_mut_slice().zeroize();
         let gcm = crate::gcm::Gcm::from_parts(schedule, h);
         if ok {
-            Ok(gcm)
+            f(&gcm)
         } else {
             Err(KeyError::Corrupted.into())
         }
@@ -532,7 +531,7 @@ impl<G: Kek> Packager<G> {
         let schedule = Aes128Enc::new(&bytes.into());
         let mut expected = check_value(&schedule, &r.id(), self.kcv);
         let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);
-        let ok = bool::from(expected.ct_eq(&stored));
+        let ok = bool::from(check_eq(&expected, &stored));
         expected.zeroize();
         if !ok {
             bytes.zeroize();
@@ -540,6 +539,12 @@ impl<G: Kek> Packager<G> {
         }
         Ok(device_key_from(bytes))
     }
+}
+
+/// Constant-time equality of two check values, as one 64-bit word (one
+/// `subtle` comparison, not eight per-octet barriers).
+fn check_eq(a: &[u8; CHECK_VALUE_LEN], b: &[u8; CHECK_VALUE_LEN]) -> subtle::Choice {
+    (u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b)).ct_eq(&0)
 }
 
 /// The check value under the key's own encrypt schedule.

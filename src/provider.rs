@@ -314,21 +314,22 @@ impl<G: Kek> CryptoProvider<G> for Packager<G> {
         if FrameLayout::parse(frame)?.security_control.authenticated() {
             return Err(KeyError::Refused.into());
         }
-        let gcm = self.unpackage_gcm(key)?;
-        // Encryption only: the AK enters no computation.
-        let no_ak = [0u8; KEY_LEN];
-        OneKey {
-            kind,
-            gcm: &gcm,
-            ak: &no_ak,
-        }
-        .unprotect_core(
-            frame,
-            &Unprotect {
-                peer_system_title: peer,
-                policy: SecurityPolicy::Encrypted,
-            },
-        )
+        self.with_gcm(key, |gcm| {
+            // Encryption only: the AK enters no computation.
+            let no_ak = [0u8; KEY_LEN];
+            OneKey {
+                kind,
+                gcm,
+                ak: &no_ak,
+            }
+            .unprotect_core(
+                frame,
+                &Unprotect {
+                    peer_system_title: peer,
+                    policy: SecurityPolicy::Encrypted,
+                },
+            )
+        })
     }
 }
 
@@ -360,16 +361,14 @@ impl SoftwareDco {
     ) -> Result<R> {
         keys.check()?;
         let ak = self.dco.unpackage(keys.ak)?;
-        let gcm = match keys.encryption {
-            EncryptionRecord::GlobalUnicast(r) => self.shared.unpackage_gcm(r)?,
-            EncryptionRecord::GlobalBroadcast(r) => self.shared.unpackage_gcm(r)?,
-            EncryptionRecord::Dedicated(r) => self.shared.unpackage_gcm(r)?,
-        };
-        f(&OneKey {
-            kind: keys.encryption.kind(),
-            gcm: &gcm,
-            ak: device_key_bytes(&ak),
-        })
+        let kind = keys.encryption.kind();
+        let ak = device_key_bytes(&ak);
+        let run = |gcm: &_| f(&OneKey { kind, gcm, ak });
+        match keys.encryption {
+            EncryptionRecord::GlobalUnicast(r) => self.shared.with_gcm(r, run),
+            EncryptionRecord::GlobalBroadcast(r) => self.shared.with_gcm(r, run),
+            EncryptionRecord::Dedicated(r) => self.shared.with_gcm(r, run),
+        }
     }
 }
 

@@ -81,12 +81,11 @@
 
 use core::fmt;
 
-use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::cipher::Suite0Cipher;
 use crate::counter::{CounterSource, ReplayProof};
-use crate::error::{AuthError, CounterError, Error, Result, Unsupported, WireError};
+use crate::error::{AuthError, CounterError, Error, Result, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
 use crate::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
@@ -94,8 +93,8 @@ use crate::key::{
 };
 use crate::policy::{Protection, SecurityPolicy};
 use crate::wire::{
-    CipheredForm, FrameKind, FrameLayout, InvocationCounter, KeyFamily, KeyKind, KeySet,
-    SecurityControl, Service, SystemTitle, iv,
+    CipheredForm, FrameKind, FrameLayout, HeaderLayout, InvocationCounter, KeyFamily, KeyKind,
+    KeySet, SecurityControl, SystemTitle, iv,
 };
 
 /// How to protect one APDU.
@@ -185,7 +184,7 @@ impl Suite0 {
     /// # Errors
     /// As [`Self::protect`], except those about the buffer and the counter.
     pub fn frame_len(&self, req: &Protect<'_>, apdu: &[u8]) -> Result<usize> {
-        layout_len(req, plain_tag(req, apdu)?, apdu.len())
+        Ok(layout(req, plain_tag(req, apdu)?, apdu.len())?.total)
     }
 
     /// The length of the header [`Self::protect_prepared`] expects in front
@@ -196,8 +195,7 @@ impl Suite0 {
     pub fn header_len(&self, req: &Protect<'_>, apdu_len: usize) -> Result<usize> {
         // The header's length does not depend on which service the tag names.
         let any_service = 0xC0;
-        let frame_len = layout_len(req, any_service, apdu_len)?;
-        header_len_of(req, frame_len, apdu_len)
+        Ok(layout(req, any_service, apdu_len)?.header_len)
     }
 
     /// Protects `apdu` and writes the whole ciphered APDU to the start of
@@ -241,7 +239,9 @@ impl Suite0 {
         self.gcm(req.key)?;
         // One layout computation: the header's length does not depend on
         // which service the APDU's tag names, so the tag is checked apart.
-        let header_len = self.header_len(req, apdu_len)?;
+        let any_service = 0xC0;
+        let mut layout = layout(req, any_service, apdu_len)?;
+        let header_len = layout.header_len;
         let apdu = header_len
             .checked_add(apdu_len)
             .and_then(|end| buf.get(header_len..end))
@@ -249,21 +249,16 @@ impl Suite0 {
                 "the buffer does not hold the APDU after the header",
             ))?;
         let plain_tag = plain_tag(req, apdu)?;
-        if matches!(req.form, CipheredForm::ServiceSpecific)
-            && Service::from_plain_tag(plain_tag).is_none()
-        {
-            return Err(Unsupported::NoCipheredForm(plain_tag).into());
+        if matches!(req.form, CipheredForm::ServiceSpecific) {
+            // The outer tag is the APDU's own, in its ciphered form.
+            layout = self::layout(req, plain_tag, apdu_len)?;
         }
-        let frame_len = header_len
-            .checked_add(apdu_len)
-            .and_then(|n| n.checked_add(tag_len(req.protection)))
-            .ok_or(Error::Misuse("inconsistent frame length"))?;
-        let plan = Plan {
-            plain_tag,
-            frame_len,
-            header_len,
-            apdu_len,
-        };
+        if buf.len() < layout.total {
+            return Err(Error::BufferTooSmall {
+                required: layout.total,
+            });
+        }
+        let plan = Plan { layout, apdu_len };
         let ic = counter.next_counter()?;
         self.finish(req, &plan, ic, None, buf)
     }
@@ -287,7 +282,7 @@ impl Suite0 {
             .ok_or(Error::Misuse("apdu_len exceeds the buffer"))?;
         let plan = self.plan(req, apdu, buf.len())?;
         let ic = counter.next_counter()?;
-        buf.copy_within(..apdu_len, plan.header_len);
+        buf.copy_within(..apdu_len, plan.layout.header_len);
         self.finish(req, &plan, ic, None, buf)
     }
 
@@ -329,18 +324,14 @@ pub(crate) trait KeySource {
     /// Every check that can fail before a counter value is drawn.
     fn plan(&self, req: &Protect<'_>, apdu: &[u8], room: usize) -> Result<Plan> {
         self.gcm(req.key)?;
-        let plain_tag = plain_tag(req, apdu)?;
-        let frame_len = layout_len(req, plain_tag, apdu.len())?;
-        if room < frame_len {
+        let layout = layout(req, plain_tag(req, apdu)?, apdu.len())?;
+        if room < layout.total {
             return Err(Error::BufferTooSmall {
-                required: frame_len,
+                required: layout.total,
             });
         }
-        let header_len = header_len_of(req, frame_len, apdu.len())?;
         Ok(Plan {
-            plain_tag,
-            frame_len,
-            header_len,
+            layout,
             apdu_len: apdu.len(),
         })
     }
@@ -356,22 +347,14 @@ pub(crate) trait KeySource {
         buf: &mut [u8],
     ) -> Result<usize> {
         let gcm = self.gcm(req.key)?;
-        let frame = buf.get_mut(..plan.frame_len).ok_or(Error::BufferTooSmall {
-            required: plan.frame_len,
+        let layout = &plan.layout;
+        let frame = buf.get_mut(..layout.total).ok_or(Error::BufferTooSmall {
+            required: layout.total,
         })?;
         let sc = security_control(req);
-        let (header_len, fields) = FrameLayout::emit_header(
-            &req.form,
-            req.key,
-            plan.plain_tag,
-            &req.system_title,
-            sc,
-            ic,
-            plan.apdu_len,
-            frame,
-        )?;
-        debug_assert_eq!(header_len, plan.header_len);
-        let (head, body) = frame.split_at_mut(header_len);
+        // The layout `plan` computed; the header goes out in one pass.
+        let fields = layout.emit(&req.form, req.key, &req.system_title, sc, ic, frame)?;
+        let (head, body) = frame.split_at_mut(layout.header_len);
         let (payload, tag_out) = body.split_at_mut(plan.apdu_len);
         let iv = iv(&req.system_title, ic);
         let fields = head.get(fields).unwrap_or_default();
@@ -391,12 +374,10 @@ pub(crate) trait KeySource {
                 None
             }
         };
-        if let Some(tag) = tag {
-            for (o, t) in tag_out.iter_mut().zip(tag) {
-                *o = t;
-            }
+        if let (Some(tag), Some(out)) = (tag, tag_out.get_mut(..TAG_LEN)) {
+            out.copy_from_slice(&tag);
         }
-        Ok(plan.frame_len)
+        Ok(layout.total)
     }
 
     /// The body of [`Suite0::protect`].
@@ -446,7 +427,7 @@ pub(crate) trait KeySource {
                 let tag = received_tag(tag)?;
                 let mut expected =
                     gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, payload]))?;
-                let ok = bool::from(expected.ct_eq(tag));
+                let ok = bool::from(crate::gcm::tag_eq(&expected, tag));
                 expected.zeroize();
                 if !ok {
                     return Err(AuthError.into());
@@ -529,37 +510,19 @@ impl KeySource for OneKey<'_> {
 
 /// What `plan` settled before a counter value is drawn.
 pub(crate) struct Plan {
-    plain_tag: u8,
-    frame_len: usize,
-    header_len: usize,
+    layout: HeaderLayout,
     apdu_len: usize,
 }
 
-/// The whole frame's length for a request, a plain tag and an APDU length.
-fn layout_len(req: &Protect<'_>, plain_tag: u8, apdu_len: usize) -> Result<usize> {
-    FrameLayout::frame_len(
+/// The frame's layout for a request, a plain tag and an APDU length.
+fn layout(req: &Protect<'_>, plain_tag: u8, apdu_len: usize) -> Result<HeaderLayout> {
+    HeaderLayout::new(
         &req.form,
         req.key,
         plain_tag,
         apdu_len,
         req.protection.is_authenticated(),
     )
-}
-
-/// What precedes the payload: the frame less the APDU and the tag.
-fn header_len_of(req: &Protect<'_>, frame_len: usize, apdu_len: usize) -> Result<usize> {
-    frame_len
-        .checked_sub(apdu_len)
-        .and_then(|n| n.checked_sub(tag_len(req.protection)))
-        .ok_or(Error::Misuse("inconsistent frame length"))
-}
-
-const fn tag_len(protection: Protection) -> usize {
-    if protection.is_authenticated() {
-        TAG_LEN
-    } else {
-        0
-    }
 }
 
 /// Copies `src` into `dst` 16 octets at a time. Plain vector moves: some

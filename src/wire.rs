@@ -50,6 +50,7 @@ pub use action_request::{
     KEY_TRANSFER_METHOD, SECURITY_SETUP_CLASS_ID, SECURITY_SETUP_LN, SecuritySetupMethod,
     parse_key_transfer_request,
 };
+pub(crate) use ciphered_apdu::HeaderLayout;
 pub use ciphered_apdu::{CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields};
 pub use general_ciphering::{GeneralCipheringFrame, GeneralCipheringRepr, KeyInfo};
 pub use general_glo_ded::{GeneralGloDedFrame, GeneralGloDedRepr};

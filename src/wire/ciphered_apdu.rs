@@ -230,14 +230,83 @@ impl FrameLayout {
         out: &mut [u8],
     ) -> Result<(usize, Range<usize>)> {
         check_key_set(form, key, sc)?;
-        let plan = Plan::new(form, key, plain_tag, payload_len, sc.authenticated())?;
-        if out.len() < plan.total {
+        let layout = HeaderLayout::new(form, key, plain_tag, payload_len, sc.authenticated())?;
+        let aad_fields = layout.emit(form, key, own_title, sc, ic, out)?;
+        Ok((layout.header_len, aad_fields))
+    }
+}
+
+/// The sizes of a frame to be laid out, computed once: what a sender
+/// settles before it draws a counter value, then hands to
+/// [`HeaderLayout::emit`] to write the header in one pass.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderLayout {
+    /// The outer tag.
+    tag: u8,
+    /// SC ‖ IC ‖ payload ‖ \[T\].
+    content_len: usize,
+    /// Everything before the payload.
+    pub(crate) header_len: usize,
+    /// The whole frame.
+    pub(crate) total: usize,
+}
+
+impl HeaderLayout {
+    /// As [`FrameLayout::frame_len`], keeping what the header needs.
+    pub(crate) fn new(
+        form: &CipheredForm<'_>,
+        key: KeyKind,
+        plain_tag: u8,
+        payload_len: usize,
+        with_tag: bool,
+    ) -> Result<Self> {
+        let plan = Plan::new(form, key, plain_tag, payload_len, with_tag)?;
+        let tag_len = if with_tag { TAG_LEN } else { 0 };
+        let header_len = plan
+            .total
+            .checked_sub(payload_len)
+            .and_then(|n| n.checked_sub(tag_len))
+            .ok_or(WireError::InvalidLength)?;
+        Ok(Self {
+            tag: plan.tag,
+            content_len: plan.content_len,
+            header_len,
+            total: plan.total,
+        })
+    }
+
+    /// Writes the header this layout was computed for (same form, key and
+    /// payload length; `sc` with the A bit exactly when a tag was laid
+    /// out) at the start of `out`; returns the range of the AAD fields
+    /// (general-ciphering only, else `0..0`).
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] when `out` is shorter than the whole frame.
+    pub(crate) fn emit(
+        &self,
+        form: &CipheredForm<'_>,
+        key: KeyKind,
+        own_title: &SystemTitle,
+        sc: SecurityControl,
+        ic: InvocationCounter,
+        out: &mut [u8],
+    ) -> Result<Range<usize>> {
+        if out.len() < self.total {
             return Err(Error::BufferTooSmall {
-                required: plan.total,
+                required: self.total,
             });
         }
+        if let (CipheredForm::ServiceSpecific, Ok(len @ 0..0x80), Some(head)) =
+            (form, u8::try_from(self.content_len), out.get_mut(..7))
+        {
+            // The common short frame, tag ‖ one-octet length ‖ SC ‖ IC, in
+            // one fixed-size move.
+            let [i0, i1, i2, i3] = ic.to_be_bytes();
+            head.copy_from_slice(&[self.tag, len, sc.bits(), i0, i1, i2, i3]);
+            return Ok(0..0);
+        }
         let mut w = Writer::new(out);
-        w.put_u8(plan.tag)?;
+        w.put_u8(self.tag)?;
         let mut aad_fields = 0..0;
         match form {
             CipheredForm::ServiceSpecific => {}
@@ -263,10 +332,11 @@ impl FrameLayout {
                 general_ciphering::write_identified_key(&mut w, key)?;
             }
         }
-        w.put_length(plan.content_len)?;
+        w.put_length(self.content_len)?;
         w.put_u8(sc.bits())?;
         w.put(&ic.to_be_bytes())?;
-        Ok((w.position(), aad_fields))
+        debug_assert_eq!(w.position(), self.header_len);
+        Ok(aad_fields)
     }
 }
 
