@@ -66,6 +66,13 @@ const MEDIUM_BATCH: usize = SMALL_BATCH;
 #[cfg(not(target_pointer_width = "64"))]
 const LARGE_BATCH: usize = SMALL_BATCH;
 
+/// On 64-bit hosts, messages longer than this take the `ctr` crate's
+/// counter mode, in chunks of `BULK_CHUNK` octets.
+#[cfg(target_pointer_width = "64")]
+const BULK_FROM: usize = 512;
+#[cfg(target_pointer_width = "64")]
+const BULK_CHUNK: usize = 16384;
+
 /// Blocks GHASH stages before one `update` call.
 const STAGE: usize = 8;
 
@@ -484,6 +491,10 @@ impl Gcm {
         // What fits in the small batch (J0 + 15 blocks) takes 256 octets
         // of stack; longer messages take a larger batch.
         let base = iv_base(iv);
+        #[cfg(target_pointer_width = "64")]
+        if data.len() > BULK_FROM {
+            return self.ctr_bulk(base, src, data, before_xor, after_xor);
+        }
         if data.len() <= (TINY_BATCH - 1) * 16 {
             self.ctr_batched::<TINY_BATCH>(base, src, data, before_xor, after_xor)
         } else if data.len() <= (SMALL_BATCH - 1) * 16 {
@@ -493,6 +504,75 @@ impl Gcm {
         } else {
             self.ctr_batched::<LARGE_BATCH>(base, src, data, before_xor, after_xor)
         }
+    }
+
+    /// Long messages on 64-bit hosts: E(K, J0) first, then the `ctr`
+    /// crate's counter mode (the one aes-gcm runs: counters kept in the AES
+    /// backend's registers, the XOR inside its 8-block loop) from counter
+    /// block 2 over `data` in chunks (`after_xor` sees each chunk while it
+    /// is still in cache). Unlike the batched path, `ctr`'s 8-block
+    /// keystream buffer on the stack is not wiped afterwards (as in
+    /// aes-gcm); the tag mask and the last partial block here are.
+    #[cfg(target_pointer_width = "64")]
+    fn ctr_bulk(
+        &self,
+        base: u128,
+        src: Option<&[u8]>,
+        data: &mut [u8],
+        before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
+        mut after_xor: impl FnMut(&[u8]),
+    ) -> Result<(), AuthError> {
+        use aes::cipher::inout::InOutBuf;
+        use aes::cipher::{InnerIvInit, StreamCipherCore};
+        let mut j0 = [counter_block(base, 1)];
+        self.aes.encrypt_blocks(&mut j0);
+        let [mut mask] = j0;
+        let verdict = before_xor(&mask);
+        mask.as_mut_slice().zeroize();
+        verdict?;
+        let mut ctr = ctr::CtrCore::<&Aes128Enc, ctr::flavors::Ctr32BE>::inner_iv_init(
+            &self.aes,
+            &counter_block(base, 2),
+        );
+        let mut input = src;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = rest.len().min(BULK_CHUNK);
+            let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(take);
+            let (out_blocks, out_tail) = Block::slice_as_chunks_mut(chunk);
+            let mut last = Block::default();
+            match input.take() {
+                Some(s) => {
+                    let (head, tail_in) = s.split_at(take.min(s.len()));
+                    input = Some(tail_in);
+                    let (in_blocks, in_tail) = Block::slice_as_chunks(head);
+                    // Same lengths by construction; a mismatch is a bug
+                    // caught by the tests, never a wrong output.
+                    if let Ok(buf) = InOutBuf::new(in_blocks, out_blocks) {
+                        ctr.apply_keystream_blocks_inout(buf);
+                    }
+                    if !out_tail.is_empty() {
+                        ctr.write_keystream_block(&mut last);
+                        for ((o, i), k) in out_tail.iter_mut().zip(in_tail).zip(last.iter()) {
+                            *o = i ^ k;
+                        }
+                    }
+                }
+                None => {
+                    ctr.apply_keystream_blocks(out_blocks);
+                    if !out_tail.is_empty() {
+                        ctr.write_keystream_block(&mut last);
+                        for (o, k) in out_tail.iter_mut().zip(last.iter()) {
+                            *o ^= k;
+                        }
+                    }
+                }
+            }
+            last.as_mut_slice().zeroize();
+            after_xor(chunk);
+            rest = tail;
+        }
+        Ok(())
     }
 
     #[allow(
