@@ -691,9 +691,17 @@ impl Token {
     fn refuse_taken(&self, label: &str) -> std::result::Result<(), Pkcs11Error> {
         match self.find_kek(label) {
             Err(Pkcs11Error::KekNotFound { .. }) => Ok(()),
-            _ => Err(Pkcs11Error::LabelTaken {
+            // A key is there, usable or not: the label is taken.
+            Ok(_)
+            | Err(
+                Pkcs11Error::KekAmbiguous { .. }
+                | Pkcs11Error::KekWrongSize { .. }
+                | Pkcs11Error::KekExposed { .. }
+                | Pkcs11Error::KekCheckValueMismatch { .. },
+            ) => Err(Pkcs11Error::LabelTaken {
                 label: label.to_owned(),
             }),
+            Err(other) => Err(other),
         }
     }
 
