@@ -610,7 +610,10 @@ fn probe(ctx: &Pkcs11, slot: Slot) -> std::result::Result<Capabilities, Pkcs11Er
 impl Token {
     /// Generates a KEK inside the token: a sensitive, non-extractable
     /// AES-128 token object labelled `label`. Returns its
-    /// check value.
+    /// check value. Create KEKs before the service starts: SoftHSM2 2.6
+    /// fails other threads' calls with `CKR_GENERAL_ERROR` while it writes
+    /// a token object (KEK administration is serialised here, but other
+    /// work on the token is not held back for it).
     ///
     /// # Errors
     /// [`Pkcs11Error::LabelTaken`]; module failures.

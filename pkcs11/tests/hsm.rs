@@ -71,6 +71,7 @@ fn raw_session() -> cryptoki::session::Session {
 
 #[test]
 fn softhsm2_takes_the_host_decrypt_and_cbc_wrap_paths() {
+    let _serial = support::serial();
     let caps = support::token().capabilities();
     // SoftHSM2 2.6: AES-ECB encrypt/decrypt only, AES-CBC wrap only.
     if support::module().to_string_lossy().contains("softhsm") {
@@ -84,6 +85,7 @@ fn softhsm2_takes_the_host_decrypt_and_cbc_wrap_paths() {
 
 #[test]
 fn kek_check_values_are_computed_in_the_token_and_match_software() {
+    let _serial = support::serial();
     let pair = support::pair();
     let dco = Packager::new(&DcoKey::from_bytes(pair.dco_key));
     let shared = Packager::new(&SharedKey::from_bytes(pair.shared_key));
@@ -100,15 +102,14 @@ fn kek_check_values_are_computed_in_the_token_and_match_software() {
 
 #[test]
 fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
+    let _serial = support::serial();
     let token = support::token();
     let (dco, shared) = (
         support::fresh_label("gen-dco"),
         support::fresh_label("gen-shared"),
     );
-    let writes = support::token_writes();
     let kcv = token.create_kek(&dco).unwrap();
     token.create_kek(&shared).unwrap();
-    drop(writes);
     let hsm = HsmDco::on_token(Arc::clone(&token), &dco, &shared).unwrap();
     assert_eq!(
         CryptoProvider::<DcoKey>::kek_check_value(&hsm).unwrap(),
@@ -132,7 +133,6 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
         "the KEK's value was readable: {value:?}"
     );
     // The same label twice is refused.
-    let _writes = support::token_writes();
     assert!(matches!(
         token.create_kek(&dco),
         Err(Pkcs11Error::LabelTaken { .. })
@@ -141,10 +141,10 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
 
 #[test]
 fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
+    let _serial = support::serial();
     let token = support::token();
     let transport_key = support::random_key();
     let transport = support::fresh_label("transport");
-    let _writes = support::token_writes();
     token
         .dangerous_import_kek_for_development(&transport, &transport_key)
         .unwrap();
@@ -173,6 +173,7 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
 
 #[test]
 fn setup_errors_are_clear() {
+    let _serial = support::serial();
     let pair = support::pair();
     // Missing label.
     let err = HsmDco::on_token(support::token(), "no-such-key", &pair.shared_label).unwrap_err();
@@ -188,7 +189,6 @@ fn setup_errors_are_clear() {
     let config = Pkcs11Config::new("/nonexistent/libpkcs11.so", "t", Pin::new("x".into()));
     assert!(matches!(Token::open(&config), Err(Pkcs11Error::Module(_))));
     // A KEK of the wrong size, and one that could leave the token.
-    let writes = support::token_writes();
     let s = raw_session();
     let wide = support::fresh_label("aes256");
     s.generate_key(
@@ -221,7 +221,6 @@ fn setup_errors_are_clear() {
         Attribute::Encrypt(true),
     ])
     .unwrap();
-    drop(writes);
     assert!(matches!(
         HsmS1sp::on_token(support::token(), &exposed),
         Err(Pkcs11Error::KekExposed { .. })
@@ -236,6 +235,7 @@ fn setup_errors_are_clear() {
 /// vectors, and the token path opens them.
 #[test]
 fn dlms_vectors_through_the_token() {
+    let _serial = support::serial();
     let pair = support::pair();
     let dco = Packager::new(&DcoKey::from_bytes(pair.dco_key));
     let shared = Packager::new(&SharedKey::from_bytes(pair.shared_key));
@@ -333,6 +333,7 @@ fn dlms_vectors_through_the_token() {
 /// checked by software.
 #[test]
 fn threads_share_a_provider() {
+    let _serial = support::serial();
     let pair = Arc::new(support::pair());
     let records = Arc::new(support::CommandRecords::new(&pair.software));
     let handles: Vec<_> = (0..4u32)
@@ -375,6 +376,7 @@ fn threads_share_a_provider() {
 /// are another KEK to it.
 #[test]
 fn an_s1sp_provider_cannot_use_the_dco_key() {
+    let _serial = support::serial();
     let pair = support::pair();
     let s1sp = support::s1sp(&pair);
     let mut rng = getrandom::SysRng;
@@ -402,6 +404,7 @@ fn an_s1sp_provider_cannot_use_the_dco_key() {
 /// and key packaged by software under the same KEKs, wrapped in the token.
 #[test]
 fn key_wrap_vectors_through_the_token() {
+    let _serial = support::serial();
     let pair = support::pair();
     let dco = Packager::new(&DcoKey::from_bytes(pair.dco_key));
     let shared = Packager::new(&SharedKey::from_bytes(pair.shared_key));
@@ -438,6 +441,7 @@ fn key_wrap_vectors_through_the_token() {
 /// (the object is gone and a lookup by label finds nothing), none panics.
 #[test]
 fn a_kek_destroyed_underneath_gives_typed_errors() {
+    let _serial = support::serial();
     let pair = support::pair();
     let mut rng = getrandom::SysRng;
     let guek: PackagedKey<GlobalUnicastEncryptionKey> = pair
@@ -449,9 +453,7 @@ fn a_kek_destroyed_underneath_gives_typed_errors() {
         .find_objects(&[Attribute::Label(pair.shared_label.as_bytes().to_vec())])
         .unwrap();
     assert_eq!(found.len(), 1);
-    let writes = support::token_writes();
     s.destroy_object(found[0]).unwrap();
-    drop(writes);
     for _ in 0..3 {
         assert!(matches!(
             pair.hsm.verify(&guek),

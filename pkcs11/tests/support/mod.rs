@@ -118,18 +118,20 @@ pub struct Pair {
     pub shared_key: [u8; 16],
 }
 
-/// Held while a test writes token objects (KEKs): SoftHSM2 2.6 fails
-/// concurrent token-object writes (the library serialises its own).
-pub fn token_writes() -> std::sync::MutexGuard<'static, ()> {
-    static WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    WRITES
+/// Held for the whole of each test that touches the token: SoftHSM2 2.6
+/// fails calls (CKR_GENERAL_ERROR) that run while another thread writes a
+/// token object, and the tests create KEKs as they go. (A service creates
+/// its KEKs once, before it starts; the threads test runs its threads
+/// without writing token objects.)
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn pair() -> Pair {
     let token = token();
-    let writes = token_writes();
     let (dco_key, shared_key) = (random_key(), random_key());
     let dco_label = fresh_label("dco");
     let shared_label = fresh_label("shared");
@@ -139,7 +141,6 @@ pub fn pair() -> Pair {
     token
         .dangerous_import_kek_for_development(&shared_label, &shared_key)
         .unwrap();
-    drop(writes);
     let hsm = HsmDco::on_token(token, &dco_label, &shared_label).unwrap();
     let software = SoftwareDco::new(
         &DcoKey::from_bytes(dco_key),
