@@ -430,15 +430,7 @@ impl Token {
                 if clear.len() != KEY_LEN {
                     return Err(bad_output());
                 }
-                let mut template = template;
-                template.push(Attribute::Value(clear.to_vec()));
-                let made = s.create_object(&template);
-                for a in &mut template {
-                    if let Attribute::Value(v) = a {
-                        v.zeroize();
-                    }
-                }
-                made
+                create_secret(s, template, &clear)
             }
         }
         .map_err(|e| module_error(&e))?;
@@ -649,11 +641,9 @@ impl Token {
                 bytes: u64::try_from(wrapped.len().saturating_sub(8)).unwrap_or(0),
             });
         }
-        let unwrap_key = self.find_transport(transport)?;
+        let unwrap_key = self.find_kek(transport)?.handle();
         let session = self.new_session()?;
-        let mut template = kek_template(label, false);
-        template.push(Attribute::Class(ObjectClass::SECRET_KEY));
-        template.push(Attribute::KeyType(KeyType::AES));
+        let template = kek_template(label, false);
         session.unwrap_key(&Mechanism::AesKeyWrap, unwrap_key, wrapped, &template)?;
         self.give_back(session);
         Ok(self.find_kek(label)?.kcv)
@@ -676,17 +666,7 @@ impl Token {
         let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
         self.refuse_taken(label)?;
         let session = self.new_session()?;
-        let mut template = kek_template(label, false);
-        template.push(Attribute::Class(ObjectClass::SECRET_KEY));
-        template.push(Attribute::KeyType(KeyType::AES));
-        template.push(Attribute::Value(key.to_vec()));
-        let made = session.create_object(&template);
-        for a in &mut template {
-            if let Attribute::Value(v) = a {
-                v.zeroize();
-            }
-        }
-        made?;
+        create_secret(&session, kek_template(label, false), key)?;
         self.give_back(session);
         Ok(self.find_kek(label)?.kcv)
     }
@@ -707,13 +687,10 @@ impl Token {
             Err(other) => Err(other),
         }
     }
-
-    fn find_transport(&self, label: &str) -> std::result::Result<ObjectHandle, Pkcs11Error> {
-        Ok(self.find_kek(label)?.handle())
-    }
 }
 
-/// Attributes of a KEK token object.
+/// Attributes of a KEK token object: with its length when the token
+/// generates it, with its class and key type when it is imported.
 fn kek_template(label: &str, generated: bool) -> Vec<Attribute> {
     let mut t = vec![
         Attribute::Token(true),
@@ -728,8 +705,28 @@ fn kek_template(label: &str, generated: bool) -> Vec<Attribute> {
     ];
     if generated {
         t.push(Attribute::ValueLen(16.into()));
+    } else {
+        t.push(Attribute::Class(ObjectClass::SECRET_KEY));
+        t.push(Attribute::KeyType(KeyType::AES));
     }
     t
+}
+
+/// `C_CreateObject` of a secret key whose clear value is `value`; every
+/// copy of the value in the template is wiped whatever the outcome.
+fn create_secret(
+    s: &Session,
+    mut template: Vec<Attribute>,
+    value: &[u8],
+) -> cryptoki::error::Result<ObjectHandle> {
+    template.push(Attribute::Value(value.to_vec()));
+    let made = s.create_object(&template);
+    for a in &mut template {
+        if let Attribute::Value(v) = a {
+            v.zeroize();
+        }
+    }
+    made
 }
 
 /// Initialises a token in the first free slot (SoftHSM2 keeps one free)
