@@ -760,6 +760,11 @@ fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
     }
 }
 
+/// A 16-octet window as a big-endian `u128` (first octet highest).
+fn u128_be(window: &[u8]) -> u128 {
+    u128::from_be_bytes(window.try_into().unwrap_or([0; 16]))
+}
+
 /// A 16-octet chunk as a `u128` (native order: only XORed).
 fn u128_of(chunk: &[u8]) -> u128 {
     u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]))
@@ -900,11 +905,19 @@ impl<'g> GhashStream<'g> {
         len
     }
 
-    fn update(&mut self, mut bytes: &[u8]) {
+    fn update(&mut self, piece: &[u8]) {
+        let mut bytes = piece;
         if self.partial_len > 0 {
             let take = bytes.len().min(16 - self.partial_len);
             let (head, rest) = bytes.split_at(take);
-            self.absorb(head);
+            if let Some(window) = bytes.get(..16) {
+                // A whole block's window: its first `take` octets shifted
+                // into place at once, not one octet per step.
+                self.partial |= u128_be(window) >> (8 * self.partial_len);
+                self.partial_len = 16;
+            } else {
+                self.absorb(head);
+            }
             bytes = rest;
             if self.partial_len < 16 {
                 return;
@@ -914,7 +927,14 @@ impl<'g> GhashStream<'g> {
         }
         let (blocks, tail) = Block::slice_as_chunks(bytes);
         self.push_blocks(blocks);
-        self.absorb(tail);
+        match piece.len().checked_sub(16).and_then(|at| piece.get(at..)) {
+            // The tail is the end of a whole block's window of the piece.
+            Some(window) if !tail.is_empty() => {
+                self.partial = u128_be(window) << (8 * (16 - tail.len()));
+                self.partial_len = tail.len();
+            }
+            _ => self.absorb(tail),
+        }
     }
 
     /// Zero-pads a partial block (the end of the AAD or of the ciphertext).
