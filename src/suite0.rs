@@ -240,7 +240,7 @@ impl Suite0 {
         // One layout computation: the header's length does not depend on
         // which service the APDU's tag names, so the tag is checked apart.
         let any_service = 0xC0;
-        let mut layout = layout(req, any_service, apdu_len)?;
+        let layout = layout(req, any_service, apdu_len)?;
         let header_len = layout.header_len;
         let apdu = header_len
             .checked_add(apdu_len)
@@ -248,11 +248,8 @@ impl Suite0 {
             .ok_or(Error::Misuse(
                 "the buffer does not hold the APDU after the header",
             ))?;
-        let plain_tag = plain_tag(req, apdu)?;
-        if matches!(req.form, CipheredForm::ServiceSpecific) {
-            // The outer tag is the APDU's own, in its ciphered form.
-            layout = self::layout(req, plain_tag, apdu_len)?;
-        }
+        // The outer tag is the APDU's own, in its ciphered form.
+        let layout = layout.for_plain_tag(&req.form, req.key, plain_tag(req, apdu)?)?;
         if buf.len() < layout.total {
             return Err(Error::BufferTooSmall {
                 required: layout.total,

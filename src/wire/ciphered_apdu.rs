@@ -275,6 +275,24 @@ impl HeaderLayout {
         })
     }
 
+    /// This layout for an APDU whose plain tag is `plain_tag`: the same
+    /// lengths (they do not depend on the service), the outer tag of
+    /// that service in the service-specific form.
+    ///
+    /// # Errors
+    /// [`Unsupported::NoCipheredForm`] as in [`Self::new`].
+    pub(crate) fn for_plain_tag(
+        mut self,
+        form: &CipheredForm<'_>,
+        key: KeyKind,
+        plain_tag: u8,
+    ) -> Result<Self> {
+        if let CipheredForm::ServiceSpecific = form {
+            self.tag = service_tag(key, plain_tag)?;
+        }
+        Ok(self)
+    }
+
     /// Writes the header this layout was computed for (same form, key and
     /// payload length; `sc` with the A bit exactly when a tag was laid
     /// out) at the start of `out`; returns the range of the AAD fields
@@ -296,14 +314,20 @@ impl HeaderLayout {
                 required: self.total,
             });
         }
-        if let (CipheredForm::ServiceSpecific, Ok(len @ 0..0x80), Some(head)) =
-            (form, u8::try_from(self.content_len), out.get_mut(..7))
-        {
-            // The common short frame, tag ‖ one-octet length ‖ SC ‖ IC, in
-            // one fixed-size move.
+        if let CipheredForm::ServiceSpecific = form {
+            // tag ‖ length ‖ SC ‖ IC, each length form in one fixed-size
+            // move (no octet-by-octet writer, no `memcpy` call).
             let [i0, i1, i2, i3] = ic.to_be_bytes();
-            head.copy_from_slice(&[self.tag, len, sc.bits(), i0, i1, i2, i3]);
-            return Ok(0..0);
+            let (t, s) = (self.tag, sc.bits());
+            let written = match u32::try_from(self.content_len).map(u32::to_be_bytes) {
+                Ok([0, 0, 0, l0 @ 0..0x80]) => put(out, [t, l0, s, i0, i1, i2, i3]),
+                Ok([0, 0, 0, l0]) => put(out, [t, 0x81, l0, s, i0, i1, i2, i3]),
+                Ok([0, 0, l1, l0]) => put(out, [t, 0x82, l1, l0, s, i0, i1, i2, i3]),
+                Ok([l3, l2, l1, l0]) => put(out, [t, 0x84, l3, l2, l1, l0, s, i0, i1, i2, i3]),
+                Err(_) => None,
+            };
+            debug_assert_eq!(written, Some(self.header_len));
+            return written.map(|_| 0..0).ok_or(WireError::InvalidLength.into());
         }
         let mut w = Writer::new(out);
         w.put_u8(self.tag)?;
@@ -340,6 +364,25 @@ impl HeaderLayout {
     }
 }
 
+/// The glo- or ded- tag of the service whose plain tag is `plain_tag`.
+fn service_tag(key: KeyKind, plain_tag: u8) -> Result<u8> {
+    let service =
+        Service::from_plain_tag(plain_tag).ok_or(Unsupported::NoCipheredForm(plain_tag))?;
+    let family = if key == KeyKind::Dedicated {
+        KeyFamily::Dedicated
+    } else {
+        KeyFamily::Global
+    };
+    Ok(service.ciphered_tag(family))
+}
+
+/// Writes `bytes` at the start of `out`; their length, or `None` when
+/// `out` is shorter.
+fn put<const N: usize>(out: &mut [u8], bytes: [u8; N]) -> Option<usize> {
+    out.get_mut(..N)?.copy_from_slice(&bytes);
+    Some(N)
+}
+
 /// The sizes of a frame to be laid out.
 #[derive(Debug)]
 struct Plan {
@@ -366,16 +409,7 @@ impl Plan {
             .ok_or(WireError::InvalidLength)?;
         let content_field = axdr::octet_string_len(content_len)?;
         let (tag, fields_len) = match form {
-            CipheredForm::ServiceSpecific => {
-                let service = Service::from_plain_tag(plain_tag)
-                    .ok_or(Unsupported::NoCipheredForm(plain_tag))?;
-                let family = if key == KeyKind::Dedicated {
-                    KeyFamily::Dedicated
-                } else {
-                    KeyFamily::Global
-                };
-                (service.ciphered_tag(family), 0)
-            }
+            CipheredForm::ServiceSpecific => (service_tag(key, plain_tag)?, 0),
             CipheredForm::General { with_system_title } => {
                 let tag = if key == KeyKind::Dedicated {
                     ApduTag::GeneralDedCiphering
