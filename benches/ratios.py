@@ -22,6 +22,9 @@ for rel, m in rows:
         i = rel.index("dlms-sec"); who = "ours"
     elif "raw" in rel:
         i = rel.index("raw"); who = "raw"
+    elif any(p.startswith("raw-") for p in rel):
+        # a further baseline in the group (e.g. dco's raw-unpacked)
+        i = next(k for k, p in enumerate(rel) if p.startswith("raw-")); who = rel[i]
     else:
         continue
     key = ("/".join(rel[:i]), "/".join(rel[i + 1:]))
@@ -34,6 +37,8 @@ print(f"{'group':45} {'size':>6} {'dlms-sec':>10} {'raw':>10} {'ratio':>6}")
 for (group, param), v in sorted(table.items(), key=lambda kv: (kv[0][0], int(kv[0][1]) if kv[0][1].isdigit() else 0)):
     if "ours" in v and "raw" in v:
         print(f"{group:45} {param:>6} {fmt(v['ours']):>10} {fmt(v['raw']):>10} {v['ours']/v['raw']:6.2f}")
+        for who in sorted(k for k in v if k.startswith("raw-")):
+            print(f"  {who} {fmt(v[who])}: raw-like floor {v[who]/v['raw']:.2f} of raw; ours {v['ours']/v[who]:.2f} of it")
 
 threads = {}
 for rel, m in rows:
