@@ -512,6 +512,11 @@ pub(crate) struct Plan {
 }
 
 /// The frame's layout for a request, a plain tag and an APDU length.
+// Inlined on hosts: returned through memory, the layout's fields were
+// reloaded as 16-octet words before their 8-octet stores had retired (a
+// store-forwarding stall, a tenth of a 256-octet authentication-only
+// protect). Not on the meter, where the copies would cost flash.
+#[cfg_attr(target_pointer_width = "64", inline)]
 fn layout(req: &Protect<'_>, plain_tag: u8, apdu_len: usize) -> Result<HeaderLayout> {
     HeaderLayout::new(
         &req.form,

@@ -253,6 +253,7 @@ pub(crate) struct HeaderLayout {
 
 impl HeaderLayout {
     /// As [`FrameLayout::frame_len`], keeping what the header needs.
+    #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn new(
         form: &CipheredForm<'_>,
         key: KeyKind,
@@ -281,6 +282,7 @@ impl HeaderLayout {
     ///
     /// # Errors
     /// [`Unsupported::NoCipheredForm`] as in [`Self::new`].
+    #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn for_plain_tag(
         mut self,
         form: &CipheredForm<'_>,
@@ -365,6 +367,7 @@ impl HeaderLayout {
 }
 
 /// The glo- or ded- tag of the service whose plain tag is `plain_tag`.
+#[cfg_attr(target_pointer_width = "64", inline)]
 fn service_tag(key: KeyKind, plain_tag: u8) -> Result<u8> {
     let service =
         Service::from_plain_tag(plain_tag).ok_or(Unsupported::NoCipheredForm(plain_tag))?;
@@ -395,6 +398,7 @@ struct Plan {
 }
 
 impl Plan {
+    #[cfg_attr(target_pointer_width = "64", inline)]
     fn new(
         form: &CipheredForm<'_>,
         key: KeyKind,
