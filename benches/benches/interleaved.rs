@@ -1,7 +1,8 @@
 //! Interleaved timing: ours and the raw baseline alternate in one process,
-//! 200 rounds of a few dozen microseconds each, and each side keeps its
-//! fastest round; the ratio of the two minima is taken six times and the
-//! median and minimum printed. On a shared host whose speed changes from
+//! 200 rounds of about 40 µs each, and each side keeps its fastest round;
+//! that ratio is taken in 15 passes, round-robin over all rows (so each
+//! row's passes are spread over the whole run), and the median and range
+//! printed. On a shared host whose speed changes from
 //! second to second this cancels what criterion's one-after-the-other
 //! groups cannot (a load change between "dlms-sec" and "raw" lands in
 //! their ratio). A cross-check of `suite0.rs`, not a replacement: the
@@ -34,44 +35,63 @@ type RawGcm = aes_gcm::AesGcm<Aes128, U12, U12>;
 const EK: [u8; 16] = [3; 16];
 const AK: [u8; 16] = [0xD0; 16];
 const TITLE: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]);
-const PASSES: usize = 6;
+const PASSES: usize = 15;
 const ROUNDS: usize = 200;
 
-/// Median and minimum over `PASSES` of (ours' fastest round / raw's).
-fn compare(mut ours: impl FnMut(), mut raw: impl FnMut()) -> (f64, f64, f64) {
-    // Iterations per round: about 40 µs of the slower side.
+/// One comparison: ours and the baseline, each one call.
+struct Row {
+    name: String,
+    ours: Box<dyn FnMut()>,
+    raw: Box<dyn FnMut()>,
+    /// Calls per round (about 40 µs of the slower side).
+    n: usize,
+    ratios: Vec<f64>,
+    ours_ns: f64,
+}
+
+fn row(name: String, mut ours: impl FnMut() + 'static, mut raw: impl FnMut() + 'static) -> Row {
     let t = Instant::now();
     for _ in 0..64 {
         ours();
         raw();
     }
     let per = t.elapsed().as_secs_f64() / 64.0;
-    let n = ((40e-6 / per) as usize).max(1);
-    let mut ratios = Vec::new();
-    let mut ours_ns = f64::MAX;
-    for _ in 0..PASSES {
+    Row {
+        name,
+        ours: Box::new(ours),
+        raw: Box::new(raw),
+        n: ((40e-6 / per) as usize).max(1),
+        ratios: Vec::new(),
+        ours_ns: f64::MAX,
+    }
+}
+
+/// One pass over every row: `ROUNDS` alternating rounds, each side's
+/// fastest kept. Passes go round-robin over the rows, so every row's
+/// passes are spread over the whole run rather than one stretch of it.
+fn pass(rows: &mut [Row]) {
+    for r in rows.iter_mut() {
         let (mut a, mut b) = (f64::MAX, f64::MAX);
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            for _ in 0..n {
-                ours();
+            for _ in 0..r.n {
+                (r.ours)();
             }
-            a = a.min(t.elapsed().as_secs_f64() / n as f64);
+            a = a.min(t.elapsed().as_secs_f64() / r.n as f64);
             let t = Instant::now();
-            for _ in 0..n {
-                raw();
+            for _ in 0..r.n {
+                (r.raw)();
             }
-            b = b.min(t.elapsed().as_secs_f64() / n as f64);
+            b = b.min(t.elapsed().as_secs_f64() / r.n as f64);
         }
-        ratios.push(a / b);
-        ours_ns = ours_ns.min(a * 1e9);
+        r.ratios.push(a / b);
+        r.ours_ns = r.ours_ns.min(a * 1e9);
     }
-    ratios.sort_by(f64::total_cmp);
-    (ratios[PASSES / 2], ratios[0], ours_ns)
 }
 
-fn report(name: &str, (median, min, ns): (f64, f64, f64)) {
-    println!("{name:44} {median:5.2} (min {min:.2})   ours {ns:8.0} ns");
+/// Leaked fixtures: the rows' closures live for the whole run.
+fn keep<T>(value: T) -> &'static mut T {
+    Box::leak(Box::new(value))
 }
 
 fn apdu(len: usize) -> Vec<u8> {
@@ -116,7 +136,7 @@ fn restore(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-fn protect_rows(s: &Suite0, raw: &RawGcm) {
+fn protect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
     for (protection, name, sizes) in [
         (
             Protection::AuthenticatedEncrypted,
@@ -130,71 +150,64 @@ fn protect_rows(s: &Suite0, raw: &RawGcm) {
         ),
     ] {
         for &size in sizes {
-            let a = apdu(size);
-            let req = request(protection);
-            let mut out = vec![0u8; s.frame_len(&req, &a).expect("len")];
-            let mut ctr = counter();
-            let aad = raw_aad(protection, &a);
-            let mut buf = a.clone();
+            let a: &'static [u8] = keep(apdu(size));
+            let req: &'static Protect<'static> = keep(request(protection));
+            let out = keep(vec![0u8; s.frame_len(req, a).expect("len")]);
+            let ctr = keep(counter());
+            let aad: &'static [u8] = keep(raw_aad(protection, a));
+            let buf = keep(a.to_vec());
             let mut ic = 0u32;
-            let r = compare(
-                || {
-                    black_box(
-                        s.protect(&req, &mut ctr, black_box(&a), &mut out)
-                            .expect("protect"),
-                    );
+            rows.push(row(
+                format!("protect {name} {size}"),
+                move || {
+                    black_box(s.protect(req, ctr, black_box(a), out).expect("protect"));
                 },
-                || {
+                move || {
                     ic = ic.wrapping_add(1);
                     let data: &mut [u8] = if protection == Protection::Authenticated {
                         &mut []
                     } else {
-                        &mut buf
+                        buf
                     };
                     black_box(
-                        raw.encrypt_inout_detached(&iv(ic).into(), black_box(&aad), data.into())
+                        raw.encrypt_inout_detached(&iv(ic).into(), black_box(aad), data.into())
                             .expect("raw"),
                     );
                 },
-            );
-            report(&format!("protect {name} {size}"), r);
+            ));
             if protection == Protection::Authenticated {
-                let header = s.header_len(&req, size).expect("header");
-                let mut prepared = out.clone();
-                prepared[header..header + size].copy_from_slice(&a);
-                let mut ctr = counter();
+                let header = s.header_len(req, size).expect("header");
+                let prepared = keep(vec![0u8; s.frame_len(req, a).expect("len")]);
+                prepared[header..header + size].copy_from_slice(a);
+                let ctr = keep(counter());
                 let mut ic = 0u32;
-                let mut none: [u8; 0] = [];
-                let r = compare(
-                    || {
+                rows.push(row(
+                    format!("protect_prepared {name} {size}"),
+                    move || {
                         black_box(
-                            s.protect_prepared(&req, &mut ctr, black_box(&mut prepared), size)
+                            s.protect_prepared(req, ctr, black_box(prepared), size)
                                 .expect("prepared"),
                         );
                     },
-                    || {
+                    move || {
                         ic = ic.wrapping_add(1);
+                        let none: &mut [u8] = &mut [];
                         black_box(
-                            raw.encrypt_inout_detached(
-                                &iv(ic).into(),
-                                black_box(&aad),
-                                (&mut none[..]).into(),
-                            )
-                            .expect("raw"),
+                            raw.encrypt_inout_detached(&iv(ic).into(), black_box(aad), none.into())
+                                .expect("raw"),
                         );
                     },
-                );
-                report(&format!("protect_prepared {name} {size}"), r);
+                ));
             }
         }
     }
 }
 
-fn unprotect_rows(s: &Suite0, raw: &RawGcm) {
-    let params = Unprotect {
+fn unprotect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
+    let params: &'static Unprotect = keep(Unprotect {
         peer_system_title: Some(TITLE),
         policy: SecurityPolicy::None,
-    };
+    });
     for (protection, name, sizes) in [
         (
             Protection::AuthenticatedEncrypted,
@@ -213,46 +226,107 @@ fn unprotect_rows(s: &Suite0, raw: &RawGcm) {
             let mut frame = vec![0u8; s.frame_len(&req, &a).expect("len")];
             s.protect(&req, &mut counter(), &a, &mut frame)
                 .expect("protect");
-            let mut work = frame.clone();
+            let frame: &'static [u8] = keep(frame);
+            let work = keep(frame.to_vec());
             let in_place = protection != Protection::Authenticated;
-            let aad = raw_aad(protection, &a);
+            let aad: &'static [u8] = keep(raw_aad(protection, &a));
             let mut ct = a.clone();
             let data: &mut [u8] = if in_place { &mut ct } else { &mut [] };
             let tag = raw
-                .encrypt_inout_detached(&iv(1).into(), &aad, data.into())
+                .encrypt_inout_detached(&iv(1).into(), aad, data.into())
                 .expect("raw");
-            let mut rwork = ct.clone();
-            let r = compare(
-                || {
+            let ct: &'static [u8] = keep(ct);
+            let rwork = keep(ct.to_vec());
+            rows.push(row(
+                format!("unprotect {name} {size}"),
+                move || {
                     if in_place {
-                        restore(&mut work, &frame);
+                        restore(work, frame);
                     }
-                    black_box(s.unprotect(black_box(&mut work), &params).is_ok());
+                    black_box(s.unprotect(black_box(work), params).is_ok());
                 },
-                || {
+                move || {
                     let data: &mut [u8] = if in_place {
-                        restore(&mut rwork, &ct);
-                        &mut rwork
+                        restore(rwork, ct);
+                        rwork
                     } else {
                         &mut []
                     };
                     black_box(
                         raw.decrypt_inout_detached(
                             &iv(1).into(),
-                            black_box(&aad),
+                            black_box(aad),
                             data.into(),
                             &tag,
                         )
                         .is_ok(),
                     );
                 },
-            );
-            report(&format!("unprotect {name} {size}"), r);
+            ));
         }
     }
 }
 
-fn dco_rows() {
+/// The DCO command path's fixtures.
+struct Dco {
+    provider: SoftwareDco,
+    ak: PackagedKey<AuthenticationKey>,
+    guek: PackagedKey<GlobalUnicastEncryptionKey>,
+    kek_dco: Aes128,
+    kek_shared: Aes128,
+}
+
+impl Dco {
+    fn protect(&self, ctr: &mut SendCounter<Volatile>, a: &[u8], out: &mut [u8]) {
+        let keys = CommandKeys {
+            ak: &self.ak,
+            encryption: EncryptionRecord::GlobalUnicast(&self.guek),
+        };
+        let req = request(Protection::AuthenticatedEncrypted);
+        black_box(
+            self.provider
+                .protect(&keys, &req, ctr, black_box(a), out)
+                .expect("dco"),
+        );
+    }
+
+    /// As suite0.rs's `raw_unpacked`: the path's record work on raw calls.
+    fn raw_unpacked(&self, buf: &mut [u8], ic: u32) {
+        let [mut k1, mut k2] =
+            [self.ak.record(), self.guek.record()].map(|r| aes::Block::from(r.ciphertext()));
+        self.kek_dco.decrypt_block(&mut k1);
+        self.kek_shared.decrypt_block(&mut k2);
+        let mut c1 = aes::Block::default();
+        aes::Aes128Enc::new(&k1).encrypt_block(&mut c1);
+        let schedule = aes::Aes128Enc::new(&k2);
+        let mut c2 = aes::Block::default();
+        schedule.encrypt_block(&mut c2);
+        black_box((&c1, &c2));
+        let gcm = aes_gcm::AesGcm::<aes::Aes128Enc, U12, U12>::from(schedule);
+        black_box(
+            gcm.encrypt_inout_detached(&iv(ic).into(), black_box(&dco_aad()), buf.into())
+                .expect("raw"),
+        );
+    }
+}
+
+fn dco_aad() -> [u8; 17] {
+    let mut aad = [0u8; 17];
+    aad[0] = 0x30;
+    aad[1..].copy_from_slice(&AK);
+    aad
+}
+
+/// The DCO baseline: `AesGcm` from the clear key, then 64 octets.
+fn raw_command(buf: &mut [u8], ic: u32) {
+    let gcm = RawGcm::new(&EK.into());
+    black_box(
+        gcm.encrypt_inout_detached(&iv(ic).into(), black_box(&dco_aad()), buf.into())
+            .expect("raw"),
+    );
+}
+
+fn dco_rows(rows: &mut Vec<Row>) {
     let provider = SoftwareDco::new(
         &DcoKey::from_bytes([1; 16]),
         &SharedKey::from_bytes([2; 16]),
@@ -263,108 +337,82 @@ fn dco_rows() {
         role,
         generation: 1,
     };
-    let ak: PackagedKey<AuthenticationKey> = CryptoProvider::<DcoKey>::package(
+    let ak = CryptoProvider::<DcoKey>::package(
         &provider,
         &AuthenticationKey::from_bytes(AK),
         id(KeyRole::Authentication),
     )
     .expect("ak");
-    let guek: PackagedKey<GlobalUnicastEncryptionKey> = CryptoProvider::<SharedKey>::package(
+    let guek = CryptoProvider::<SharedKey>::package(
         &provider,
         &GlobalUnicastEncryptionKey::from_bytes(EK),
         id(KeyRole::GlobalUnicastEncryption),
     )
     .expect("guek");
-    let keys = CommandKeys {
-        ak: &ak,
-        encryption: EncryptionRecord::GlobalUnicast(&guek),
-    };
-    let req = request(Protection::AuthenticatedEncrypted);
-    let a = apdu(64);
-    let mut out = [0u8; 128];
-    let mut ctr = counter();
-    let mut buf = a.clone();
-    let mut aad = [0u8; 17];
-    aad[0] = 0x30;
-    aad[1..].copy_from_slice(&AK);
-    let (kek_dco, kek_shared) = (Aes128::new(&[1; 16].into()), Aes128::new(&[2; 16].into()));
-    let cts = [ak.record(), guek.record()].map(|r| aes::Block::from(r.ciphertext()));
-    let mut ours = || {
-        black_box(
-            provider
-                .protect(&keys, &req, &mut ctr, black_box(&a), &mut out)
-                .expect("dco"),
-        );
-    };
-    let mut ic = 0u32;
-    let raw = |buf: &mut [u8], ic: u32| {
-        let gcm = RawGcm::new(&EK.into());
-        black_box(
-            gcm.encrypt_inout_detached(&iv(ic).into(), black_box(&aad), buf.into())
-                .expect("raw"),
-        );
-    };
-    let floor = |buf: &mut [u8], ic: u32| {
-        // As suite0.rs's raw_unpacked: the path's record work on raw calls.
-        let [mut k1, mut k2] = cts;
-        kek_dco.decrypt_block(&mut k1);
-        kek_shared.decrypt_block(&mut k2);
-        let mut c1 = aes::Block::default();
-        aes::Aes128Enc::new(&k1).encrypt_block(&mut c1);
-        let schedule = aes::Aes128Enc::new(&k2);
-        let mut c2 = aes::Block::default();
-        schedule.encrypt_block(&mut c2);
-        black_box((&c1, &c2));
-        let gcm = aes_gcm::AesGcm::<aes::Aes128Enc, U12, U12>::from(schedule);
-        black_box(
-            gcm.encrypt_inout_detached(&iv(ic).into(), black_box(&aad), buf.into())
-                .expect("raw"),
-        );
-    };
-    let mut buf2 = buf.clone();
-    let mut ic2 = 0u32;
-    report(
-        "dco command 64 (vs raw)",
-        compare(&mut ours, || {
-            ic = ic.wrapping_add(1);
-            raw(&mut buf, ic);
-        }),
-    );
-    report(
-        "dco command 64 (vs raw-unpacked)",
-        compare(&mut ours, || {
-            ic2 = ic2.wrapping_add(1);
-            floor(&mut buf2, ic2);
-        }),
-    );
-    let mut buf3 = apdu(64);
-    let (mut i3, mut i4) = (0u32, 0u32);
-    report(
-        "raw-unpacked (vs raw)",
-        compare(
-            || {
-                i3 = i3.wrapping_add(1);
-                floor(&mut buf3, i3);
+    let d: &'static Dco = keep(Dco {
+        provider,
+        ak,
+        guek,
+        kek_dco: Aes128::new(&[1; 16].into()),
+        kek_shared: Aes128::new(&[2; 16].into()),
+    });
+    for baseline in ["raw", "raw-unpacked"] {
+        let a: &'static [u8] = keep(apdu(64));
+        let out = keep([0u8; 128]);
+        let ctr = keep(counter());
+        let buf = keep(apdu(64));
+        let mut ic = 0u32;
+        rows.push(row(
+            format!("dco command 64 (vs {baseline})"),
+            move || d.protect(ctr, a, out),
+            move || {
+                ic = ic.wrapping_add(1);
+                if baseline == "raw" {
+                    raw_command(buf, ic);
+                } else {
+                    d.raw_unpacked(buf, ic);
+                }
             },
-            || {
-                i4 = i4.wrapping_add(1);
-                raw(&mut buf, i4);
-            },
-        ),
-    );
+        ));
+    }
+    let (b1, b2) = (keep(apdu(64)), keep(apdu(64)));
+    let (mut i1, mut i2) = (0u32, 0u32);
+    rows.push(row(
+        "raw-unpacked (vs raw)".into(),
+        move || {
+            i1 = i1.wrapping_add(1);
+            d.raw_unpacked(b1, i1);
+        },
+        move || {
+            i2 = i2.wrapping_add(1);
+            raw_command(b2, i2);
+        },
+    ));
 }
 
 fn main() {
-    let s = Suite0::new(
+    let s: &'static Suite0 = keep(Suite0::new(
         &GlobalUnicastEncryptionKey::from_bytes(EK),
         &AuthenticationKey::from_bytes(AK),
-    );
-    let raw = RawGcm::new(&EK.into());
+    ));
+    let raw: &'static RawGcm = keep(RawGcm::new(&EK.into()));
+    let mut rows = Vec::new();
+    protect_rows(s, raw, &mut rows);
+    unprotect_rows(s, raw, &mut rows);
+    dco_rows(&mut rows);
+    for _ in 0..PASSES {
+        pass(&mut rows);
+    }
     println!(
-        "{:44} {:>5} {:>11}   (ratio ours / raw: median of {PASSES} passes)",
-        "operation (service form)", "ratio", ""
+        "{:36} {:>5}  {:>9}  {:>11}   (ours / raw: median, range over {PASSES} passes)",
+        "operation (service form)", "ratio", "range", "ours (best)"
     );
-    protect_rows(&s, &raw);
-    unprotect_rows(&s, &raw);
-    dco_rows();
+    for r in &mut rows {
+        r.ratios.sort_by(f64::total_cmp);
+        let (lo, mid, hi) = (r.ratios[0], r.ratios[PASSES / 2], r.ratios[PASSES - 1]);
+        println!(
+            "{:36} {mid:5.2}  {lo:.2}–{hi:.2}  {:8.0} ns",
+            r.name, r.ours_ns
+        );
+    }
 }
