@@ -13,28 +13,19 @@
 
 #![allow(missing_docs, reason = "bench binary")]
 
+mod common;
+
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::Instant;
 
-use aes::Aes128;
-use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::aead::consts::U12;
-use dlms_sec::client::Client;
-use dlms_sec::counter::{SendCounter, Volatile};
-use dlms_sec::key::{AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, SharedKey};
-use dlms_sec::package::{PackagedKey, RecordId};
-use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
-use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
+use dlms_sec::{Protection, SecurityPolicy};
 
-type RawGcm = aes_gcm::AesGcm<Aes128, U12, U12>;
+use common::{
+    Dco, RawGcm, TITLE, apdu, counter, dco, iv, raw_aad, raw_command, request, restore, suite,
+};
 
-const EK: [u8; 16] = [3; 16];
-const AK: [u8; 16] = [0xD0; 16];
-const TITLE: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]);
 const PASSES: usize = 15;
 const ROUNDS: usize = 200;
 
@@ -92,48 +83,6 @@ fn pass(rows: &mut [Row]) {
 /// Leaked fixtures: the rows' closures live for the whole run.
 fn keep<T>(value: T) -> &'static mut T {
     Box::leak(Box::new(value))
-}
-
-fn apdu(len: usize) -> Vec<u8> {
-    let mut a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-    a[0] = 0xC0;
-    a
-}
-
-fn iv(ic: u32) -> [u8; 12] {
-    let mut iv = [0u8; 12];
-    iv[..8].copy_from_slice(TITLE.as_bytes());
-    iv[8..].copy_from_slice(&ic.to_be_bytes());
-    iv
-}
-
-fn counter() -> SendCounter<Volatile> {
-    SendCounter::new(InvocationCounter::new(1), NonZeroU32::MAX, Volatile).expect("counter")
-}
-
-fn request(protection: Protection) -> Protect<'static> {
-    Protect {
-        protection,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: TITLE,
-    }
-}
-
-fn raw_aad(protection: Protection, apdu: &[u8]) -> Vec<u8> {
-    let mut aad = vec![protection.bits()];
-    aad.extend_from_slice(&AK);
-    if protection == Protection::Authenticated {
-        aad.extend_from_slice(apdu);
-    }
-    aad
-}
-
-/// 16 octets at a time (this host's `memcpy` is slow for large copies).
-fn restore(dst: &mut [u8], src: &[u8]) {
-    for (d, s) in dst.chunks_mut(16).zip(src.chunks(16)) {
-        d.copy_from_slice(s);
-    }
 }
 
 fn protect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
@@ -267,95 +216,8 @@ fn unprotect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>)
     }
 }
 
-/// The DCO command path's fixtures.
-struct Dco {
-    provider: SoftwareDco,
-    ak: PackagedKey<AuthenticationKey>,
-    guek: PackagedKey<GlobalUnicastEncryptionKey>,
-    kek_dco: Aes128,
-    kek_shared: Aes128,
-}
-
-impl Dco {
-    fn protect(&self, ctr: &mut SendCounter<Volatile>, a: &[u8], out: &mut [u8]) {
-        let keys = CommandKeys {
-            ak: &self.ak,
-            encryption: EncryptionRecord::GlobalUnicast(&self.guek),
-        };
-        let req = request(Protection::AuthenticatedEncrypted);
-        black_box(
-            self.provider
-                .protect(&keys, &req, ctr, black_box(a), out)
-                .expect("dco"),
-        );
-    }
-
-    /// As suite0.rs's `raw_unpacked`: the path's record work on raw calls.
-    fn raw_unpacked(&self, buf: &mut [u8], ic: u32) {
-        let [mut k1, mut k2] =
-            [self.ak.record(), self.guek.record()].map(|r| aes::Block::from(r.ciphertext()));
-        self.kek_dco.decrypt_block(&mut k1);
-        self.kek_shared.decrypt_block(&mut k2);
-        let mut c1 = aes::Block::default();
-        aes::Aes128Enc::new(&k1).encrypt_block(&mut c1);
-        let schedule = aes::Aes128Enc::new(&k2);
-        let mut c2 = aes::Block::default();
-        schedule.encrypt_block(&mut c2);
-        black_box((&c1, &c2));
-        let gcm = aes_gcm::AesGcm::<aes::Aes128Enc, U12, U12>::from(schedule);
-        black_box(
-            gcm.encrypt_inout_detached(&iv(ic).into(), black_box(&dco_aad()), buf.into())
-                .expect("raw"),
-        );
-    }
-}
-
-fn dco_aad() -> [u8; 17] {
-    let mut aad = [0u8; 17];
-    aad[0] = 0x30;
-    aad[1..].copy_from_slice(&AK);
-    aad
-}
-
-/// The DCO baseline: `AesGcm` from the clear key, then 64 octets.
-fn raw_command(buf: &mut [u8], ic: u32) {
-    let gcm = RawGcm::new(&EK.into());
-    black_box(
-        gcm.encrypt_inout_detached(&iv(ic).into(), black_box(&dco_aad()), buf.into())
-            .expect("raw"),
-    );
-}
-
 fn dco_rows(rows: &mut Vec<Row>) {
-    let provider = SoftwareDco::new(
-        &DcoKey::from_bytes([1; 16]),
-        &SharedKey::from_bytes([2; 16]),
-    );
-    let id = |role| RecordId {
-        device: TITLE,
-        client: Some(Client::Management),
-        role,
-        generation: 1,
-    };
-    let ak = CryptoProvider::<DcoKey>::package(
-        &provider,
-        &AuthenticationKey::from_bytes(AK),
-        id(KeyRole::Authentication),
-    )
-    .expect("ak");
-    let guek = CryptoProvider::<SharedKey>::package(
-        &provider,
-        &GlobalUnicastEncryptionKey::from_bytes(EK),
-        id(KeyRole::GlobalUnicastEncryption),
-    )
-    .expect("guek");
-    let d: &'static Dco = keep(Dco {
-        provider,
-        ak,
-        guek,
-        kek_dco: Aes128::new(&[1; 16].into()),
-        kek_shared: Aes128::new(&[2; 16].into()),
-    });
+    let d: &'static Dco = keep(dco());
     for baseline in ["raw", "raw-unpacked"] {
         let a: &'static [u8] = keep(apdu(64));
         let out = keep([0u8; 128]);
@@ -364,14 +226,16 @@ fn dco_rows(rows: &mut Vec<Row>) {
         let mut ic = 0u32;
         rows.push(row(
             format!("dco command 64 (vs {baseline})"),
-            move || d.protect(ctr, a, out),
+            move || {
+                black_box(d.command(ctr, black_box(a), out));
+            },
             move || {
                 ic = ic.wrapping_add(1);
-                if baseline == "raw" {
-                    raw_command(buf, ic);
+                black_box(if baseline == "raw" {
+                    raw_command(black_box(buf), ic)
                 } else {
-                    d.raw_unpacked(buf, ic);
-                }
+                    d.raw_unpacked(black_box(buf), ic)
+                });
             },
         ));
     }
@@ -381,21 +245,18 @@ fn dco_rows(rows: &mut Vec<Row>) {
         "raw-unpacked (vs raw)".into(),
         move || {
             i1 = i1.wrapping_add(1);
-            d.raw_unpacked(b1, i1);
+            black_box(d.raw_unpacked(black_box(b1), i1));
         },
         move || {
             i2 = i2.wrapping_add(1);
-            raw_command(b2, i2);
+            black_box(raw_command(black_box(b2), i2));
         },
     ));
 }
 
 fn main() {
-    let s: &'static Suite0 = keep(Suite0::new(
-        &GlobalUnicastEncryptionKey::from_bytes(EK),
-        &AuthenticationKey::from_bytes(AK),
-    ));
-    let raw: &'static RawGcm = keep(RawGcm::new(&EK.into()));
+    let s: &'static Suite0 = keep(suite());
+    let raw: &'static RawGcm = keep(RawGcm::new(&common::EK.into()));
     let mut rows = Vec::new();
     protect_rows(s, raw, &mut rows);
     unprotect_rows(s, raw, &mut rows);

@@ -4,62 +4,29 @@
 
 #![allow(missing_docs, reason = "bench binary")]
 
+mod common;
+
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use aes::Aes128;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use aes_gcm::aead::AeadInOut;
-use aes_gcm::aead::consts::U12;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dlms_sec::client::Client;
-use dlms_sec::counter::{SendCounter, SingleUse, Volatile};
-use dlms_sec::key::{
-    AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
-};
+use dlms_sec::counter::SingleUse;
+use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey};
 use dlms_sec::key_transfer::NewKeys;
 use dlms_sec::keywrap::{self, WrappedKey};
-use dlms_sec::package::{PackagedKey, Packager, RecordId};
-use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
-use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+use dlms_sec::package::{Packager, RecordId};
+use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::wire::KeyTransfer;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5};
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, hls5};
 
-type RawGcm = aes_gcm::AesGcm<Aes128, U12, U12>;
+use common::{AK, EK, RawGcm, TITLE, apdu, counter, dco, iv, raw_aad, raw_command, restore, suite};
 
 const SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 16384];
-const EK: [u8; 16] = *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0A\x0B\x0C\x0D\x0E\x0F";
-const AK: [u8; 16] = [0xD0; 16];
-const TITLE: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]);
-
-fn counter() -> SendCounter<Volatile> {
-    SendCounter::new(InvocationCounter::new(1), NonZeroU32::MAX, Volatile).expect("counter")
-}
-
-fn apdu(len: usize) -> Vec<u8> {
-    let mut a: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-    if let Some(first) = a.first_mut() {
-        *first = 0xC0; // get-request: the service-specific form needs a known tag
-    }
-    a
-}
-
-fn suite() -> Suite0 {
-    Suite0::new(
-        &GlobalUnicastEncryptionKey::from_bytes(EK),
-        &AuthenticationKey::from_bytes(AK),
-    )
-}
-
-fn iv(ic: u32) -> [u8; 12] {
-    let mut iv = [0u8; 12];
-    iv[..8].copy_from_slice(TITLE.as_bytes());
-    iv[8..].copy_from_slice(&ic.to_be_bytes());
-    iv
-}
-
 const POLICIES: [(Protection, &str); 3] = [
     (Protection::Authenticated, "auth"),
     (Protection::Encrypted, "enc"),
@@ -74,16 +41,6 @@ const FORMS: [(CipheredForm<'static>, &str); 2] = [
         "general-glo",
     ),
 ];
-
-/// The raw baseline's AAD, already contiguous: SC ‖ AK (‖ APDU under authentication only).
-fn raw_aad(protection: Protection, apdu: &[u8]) -> Vec<u8> {
-    let mut aad = vec![protection.bits()];
-    aad.extend_from_slice(&AK);
-    if protection == Protection::Authenticated {
-        aad.extend_from_slice(apdu);
-    }
-    aad
-}
 
 /// The protect baseline: aes-gcm over the APDU with the AAD contiguous
 /// (for authentication only, the GMAC over SC ‖ AK ‖ APDU).
@@ -251,20 +208,6 @@ fn unprotect(c: &mut Criterion) {
             g.finish();
         }
     }
-}
-
-/// Puts the received frame back before the next in-place unprotect, 16
-/// octets at a time, the same on both sides of a group: `copy_from_slice`
-/// (`rep movsb` in this host's `memcpy`) took up to 5 µs for 16 KiB on the
-/// benchmark machine, more than the GHASH it was meant to sit beside.
-fn restore(dst: &mut [u8], src: &[u8]) {
-    let mut d = dst.chunks_exact_mut(16);
-    let mut s = src.chunks_exact(16);
-    for (d, s) in d.by_ref().zip(s.by_ref()) {
-        let block: [u8; 16] = s.try_into().expect("16 octets");
-        d.copy_from_slice(&block);
-    }
-    d.into_remainder().copy_from_slice(s.remainder());
 }
 
 fn unprotect_bad_tag(c: &mut Criterion) {
@@ -478,95 +421,6 @@ fn keys(c: &mut Criterion) {
     g.finish();
 }
 
-struct Dco {
-    provider: SoftwareDco,
-    ak: PackagedKey<AuthenticationKey>,
-    guek: PackagedKey<GlobalUnicastEncryptionKey>,
-}
-
-fn dco() -> Dco {
-    let provider = SoftwareDco::new(
-        &DcoKey::from_bytes([1; 16]),
-        &SharedKey::from_bytes([2; 16]),
-    );
-    let id = |role| RecordId {
-        device: TITLE,
-        client: Some(Client::Management),
-        role,
-        generation: 1,
-    };
-    let ak = CryptoProvider::<DcoKey>::package(
-        &provider,
-        &AuthenticationKey::from_bytes(AK),
-        id(KeyRole::Authentication),
-    )
-    .expect("ak");
-    let guek = CryptoProvider::<SharedKey>::package(
-        &provider,
-        &GlobalUnicastEncryptionKey::from_bytes(EK),
-        id(KeyRole::GlobalUnicastEncryption),
-    )
-    .expect("guek");
-    Dco { provider, ak, guek }
-}
-
-const DCO_REQ: Protect<'static> = Protect {
-    protection: Protection::AuthenticatedEncrypted,
-    key: KeyKind::GlobalUnicast,
-    form: CipheredForm::ServiceSpecific,
-    system_title: TITLE,
-};
-
-fn dco_command(d: &Dco, ctr: &mut SendCounter<Volatile>, a: &[u8], out: &mut [u8]) -> usize {
-    let keys = CommandKeys {
-        ak: &d.ak,
-        encryption: EncryptionRecord::GlobalUnicast(&d.guek),
-    };
-    d.provider
-        .protect(&keys, &DCO_REQ, ctr, a, out)
-        .expect("dco protect")
-}
-
-fn raw_command(a: &mut [u8], ic: u32) -> [u8; 12] {
-    let gcm = RawGcm::new(&EK.into());
-    let mut aad = [0u8; 17];
-    aad[0] = 0x30;
-    aad[1..].copy_from_slice(&AK);
-    gcm.encrypt_inout_detached(&iv(ic).into(), &aad, a.into())
-        .expect("raw")
-        .into()
-}
-
-/// The DCO path's unavoidable work on the raw crates: each record's key
-/// out of AES-ECB under its (expanded) KEK; an AK schedule for the AK's
-/// check value; the GUEK's schedule, its check value, then aes-gcm built on
-/// that schedule (H, GHASH key) and encrypting 64 octets.
-fn raw_unpacked(
-    kek_dco: &Aes128,
-    kek_shared: &Aes128,
-    cts: &[aes::Block; 2],
-    a: &mut [u8],
-    ic: u32,
-) -> [u8; 12] {
-    let [mut ak, mut guek] = *cts;
-    kek_dco.decrypt_block(&mut ak);
-    kek_shared.decrypt_block(&mut guek);
-    let ak_schedule = aes::Aes128Enc::new(&ak);
-    let mut ak_check = aes::Block::default();
-    ak_schedule.encrypt_block(&mut ak_check);
-    let guek_schedule = aes::Aes128Enc::new(&guek);
-    let mut guek_check = aes::Block::default();
-    guek_schedule.encrypt_block(&mut guek_check);
-    black_box((&ak_check, &guek_check));
-    let gcm = aes_gcm::AesGcm::<aes::Aes128Enc, U12, U12>::from(guek_schedule);
-    let mut aad = [0u8; 17];
-    aad[0] = 0x30;
-    aad[1..].copy_from_slice(&ak);
-    gcm.encrypt_inout_detached(&iv(ic).into(), &aad, a.into())
-        .expect("raw")
-        .into()
-}
-
 fn dco_path(c: &mut Criterion) {
     let d = dco();
     let a = apdu(64);
@@ -574,7 +428,7 @@ fn dco_path(c: &mut Criterion) {
     let mut ctr = counter();
     let mut g = c.benchmark_group("dco/command-64");
     g.bench_function("dlms-sec", |b| {
-        b.iter(|| dco_command(&d, &mut ctr, black_box(&a), &mut out))
+        b.iter(|| d.command(&mut ctr, black_box(&a), &mut out))
     });
     let mut buf = a.clone();
     let mut ic = 0u32;
@@ -586,14 +440,11 @@ fn dco_path(c: &mut Criterion) {
     });
     // The same work as ours composed from raw crate calls, without record
     // parsing, check-value comparison, framing or counters: the floor for
-    // any implementation of the path on these crates (see `raw_unpacked`).
-    let kek_dco = Aes128::new(&[1; 16].into());
-    let kek_shared = Aes128::new(&[2; 16].into());
-    let cts = [d.ak.record(), d.guek.record()].map(|r| aes::Block::from(r.ciphertext()));
+    // any implementation of the path on these crates (`Dco::raw_unpacked`).
     g.bench_function("raw-unpacked", |b| {
         b.iter(|| {
             ic = ic.wrapping_add(1);
-            raw_unpacked(&kek_dco, &kek_shared, black_box(&cts), &mut buf, ic)
+            d.raw_unpacked(black_box(&mut buf), ic)
         });
     });
     g.finish();
@@ -614,7 +465,7 @@ fn dco_path(c: &mut Criterion) {
                             let mut ctr = counter();
                             let mut out = [0u8; 128];
                             for _ in 0..per {
-                                black_box(dco_command(&d, &mut ctr, black_box(&a), &mut out));
+                                black_box(d.command(&mut ctr, black_box(&a), &mut out));
                             }
                         });
                     }
