@@ -352,12 +352,7 @@ impl Gcm {
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         // Plaintext into the staged payload, the keystream over it in
         // whole blocks, the ciphertext out, the padding back to zero.
-        input
-            .payload_mut(data.len())
-            .copy_from_slice(src.unwrap_or(data));
-        input.xor_payload(keystream, data.len());
-        data.copy_from_slice(input.payload_mut(data.len()));
-        input.clear_padding(data.len());
+        input.seal_payload(keystream, src, data);
         let tag = input.hash_tag(&self.ghash, mask);
         // Whole buffers: fixed-size stores once inlined, no `memset` call.
         Block::slice_as_flattened_mut(batch).zeroize();
@@ -406,15 +401,14 @@ impl Gcm {
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
         let mut input = ShortInput::new(stage, aad, data.len())?;
-        input.payload_mut(data.len()).copy_from_slice(data);
+        input.load_payload(data);
         let ks = self.keystream_batch(iv, batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         let mut expected = input.hash_tag(&self.ghash, mask);
         let ok = bool::from(tag_eq(&expected, tag));
         expected.zeroize();
         let result = if ok {
-            input.xor_payload(keystream, data.len());
-            data.copy_from_slice(input.payload_mut(data.len()));
+            input.open_payload(keystream, data);
             Ok(())
         } else {
             Err(AuthError)
@@ -693,30 +687,82 @@ impl<'s> ShortInput<'s> {
         })
     }
 
-    /// The payload's place (`len` octets; the padding after it stays zero).
+    /// The staged payload's blocks, from its first on.
     #[inline(always)]
-    fn payload_mut(&mut self, len: usize) -> &mut [u8] {
-        let start = self.payload;
-        &mut Block::slice_as_flattened_mut(self.stage)[start..start + len]
+    fn payload_blocks(&mut self) -> &mut [Block] {
+        let first = self.payload / 16;
+        &mut self.stage[first..]
     }
 
-    /// XORs the keystream over the payload's blocks (its padding too).
+    /// Encrypts into the staged input and into `data` at once: each
+    /// ciphertext block `p ⊕ k` is stored in both (the plaintext read from
+    /// `src` when given, else from `data`); the padding after the payload
+    /// stays zero. Moves of 16 octets only: copying the staged ciphertext
+    /// out with `memcpy` reloaded the blocks just stored in wider words
+    /// (a store-forwarding stall per load).
     #[inline(always)]
-    fn xor_payload(&mut self, keystream: &[Block], len: usize) {
-        let first = self.payload / 16;
-        let blocks = self.stage[first..].iter_mut().zip(keystream);
-        for (c, k) in blocks.take(len.div_ceil(16)) {
-            let x = u128::from_ne_bytes(c.0) ^ u128::from_ne_bytes(k.0);
-            *c = Block::from(x.to_ne_bytes());
+    fn seal_payload(&mut self, keystream: &[Block], src: Option<&[u8]>, data: &mut [u8]) {
+        let stage = self.payload_blocks();
+        let (out, out_tail) = data.as_chunks_mut::<16>();
+        let pairs = stage.iter_mut().zip(keystream);
+        match src {
+            Some(src) => {
+                let (inp, in_tail) = src.as_chunks::<16>();
+                for ((o, p), (st, k)) in out.iter_mut().zip(inp).zip(pairs) {
+                    *o = xor_block(p, &k.0);
+                    st.0 = *o;
+                }
+                let at = out.len();
+                seal_tail(stage, keystream, at, in_tail, out_tail);
+            }
+            None => {
+                for (o, (st, k)) in out.iter_mut().zip(pairs) {
+                    *o = xor_block(o, &k.0);
+                    st.0 = *o;
+                }
+                let at = out.len();
+                let mut tail = [0u8; 16];
+                for (t, o) in tail.iter_mut().zip(out_tail.iter()) {
+                    *t = *o;
+                }
+                let p = tail.get(..out_tail.len()).unwrap_or_default();
+                seal_tail(stage, keystream, at, p, out_tail);
+                tail.zeroize();
+            }
         }
     }
 
-    /// Zeros the payload's last block after `len` octets.
+    /// Copies the ciphertext `data` into the staged input, 16 octets at a
+    /// time (see [`Self::seal_payload`] on why not `memcpy`).
     #[inline(always)]
-    fn clear_padding(&mut self, len: usize) {
-        let start = self.payload + len;
-        let end = self.payload + len.div_ceil(16) * 16;
-        Block::slice_as_flattened_mut(self.stage)[start..end].fill(0);
+    fn load_payload(&mut self, data: &[u8]) {
+        let stage = self.payload_blocks();
+        let (blocks, tail) = data.as_chunks::<16>();
+        for (st, b) in stage.iter_mut().zip(blocks) {
+            st.0 = *b;
+        }
+        if let Some(st) = stage.get_mut(blocks.len()) {
+            for (s, b) in st.iter_mut().zip(tail) {
+                *s = *b;
+            }
+        }
+    }
+
+    /// Decrypts the staged ciphertext into `data`: `data = c ⊕ k`, block by
+    /// block (the staged input is left as it was, for [`Self::wipe`]).
+    #[inline(always)]
+    fn open_payload(&mut self, keystream: &[Block], data: &mut [u8]) {
+        let stage = self.payload_blocks();
+        let (out, out_tail) = data.as_chunks_mut::<16>();
+        let mut pairs = stage.iter().zip(keystream);
+        for (o, (c, k)) in out.iter_mut().zip(pairs.by_ref()) {
+            *o = xor_block(&c.0, &k.0);
+        }
+        if let Some((c, k)) = pairs.next() {
+            for ((o, c), k) in out_tail.iter_mut().zip(c.iter()).zip(k.iter()) {
+                *o = c ^ k;
+            }
+        }
     }
 
     /// GHASH over the whole input in one `update`, masked with E(K, J0).
@@ -763,6 +809,25 @@ fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
     let k = k.next().unwrap_or_else(|| k.remainder());
     for (d, k) in d.into_remainder().iter_mut().zip(k) {
         *d ^= k;
+    }
+}
+
+/// `a ⊕ b` for one block, as one 16-octet word.
+#[inline(always)]
+fn xor_block(a: &[u8; 16], b: &[u8; 16]) -> [u8; 16] {
+    (u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b)).to_ne_bytes()
+}
+
+/// The last, partial block of [`ShortInput::seal_payload`]: block `at` of
+/// the keystream over `plain` into `out` and into the staged block `at`
+/// (whose octets after the payload stay zero).
+#[inline(always)]
+fn seal_tail(stage: &mut [Block], keystream: &[Block], at: usize, plain: &[u8], out: &mut [u8]) {
+    if let (Some(st), Some(k)) = (stage.get_mut(at), keystream.get(at)) {
+        for (((o, s), p), k) in out.iter_mut().zip(st.iter_mut()).zip(plain).zip(k.iter()) {
+            *o = p ^ k;
+            *s = *o;
+        }
     }
 }
 
