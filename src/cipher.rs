@@ -124,7 +124,7 @@ pub trait Suite0Cipher {
     fn apply_keystream(&self, iv: &Iv, src: Option<&[u8]>, data: &mut [u8]) -> Result<()>;
 }
 
-impl Suite0Cipher for Gcm {
+impl<S: core::borrow::Borrow<aes::Aes128Enc>> Suite0Cipher for Gcm<S> {
     #[inline]
     fn seal(
         &self,

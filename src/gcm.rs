@@ -23,6 +23,7 @@
 //! with the AAD split at every position) and against `aes-gcm` 0.11 on
 //! random inputs (tests/gcm_cross.rs).
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use aes::Aes128Enc;
@@ -165,15 +166,23 @@ impl<'a> Aad<'a> {
 
 /// AES-128 encrypt schedule and the prepared GHASH state for one key.
 ///
+/// The schedule is held as `S`: owned (`Gcm`, the default: a [`Suite0`]'s
+/// keys) or borrowed (`Gcm<&Aes128Enc>`: the DCO command path, which
+/// expands a key it has just unpacked and ciphers one message under it;
+/// moving the 176-octet schedule into an owned context cost a `memcpy`
+/// whose wide loads stalled on the expansion's stores).
+///
 /// Both halves wipe themselves on drop (`aes` and `ghash` are built with
-/// their `zeroize` features).
+/// their `zeroize` features); a borrowed schedule is wiped by its owner.
+///
+/// [`Suite0`]: crate::suite0::Suite0
 #[derive(Clone)]
-pub(crate) struct Gcm {
-    aes: Aes128Enc,
+pub(crate) struct Gcm<S: Borrow<Aes128Enc> = Aes128Enc> {
+    aes: S,
     ghash: GHash,
 }
 
-impl fmt::Debug for Gcm {
+impl<S: Borrow<Aes128Enc>> fmt::Debug for Gcm<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Gcm { .. }")
     }
@@ -185,15 +194,6 @@ impl Gcm {
         Self::from_schedule(Aes128Enc::new(&(*key).into()))
     }
 
-    /// Builds the context around an encrypt schedule and the GHASH key
-    /// H = E(K, 0¹²⁸) already computed (unpackaging computes H in the same
-    /// AES call as the record's check value).
-    pub(crate) fn from_parts(aes: Aes128Enc, mut h: Block) -> Self {
-        let ghash = GHash::new(&h);
-        h.as_mut_slice().zeroize();
-        Self { aes, ghash }
-    }
-
     /// Builds the context around an encrypt schedule already expanded.
     pub(crate) fn from_schedule(aes: Aes128Enc) -> Self {
         let mut h = Block::default();
@@ -201,6 +201,23 @@ impl Gcm {
         let ghash = GHash::new(&h);
         h.as_mut_slice().zeroize();
         Self { aes, ghash }
+    }
+}
+
+impl<S: Borrow<Aes128Enc>> Gcm<S> {
+    /// Builds the context around an encrypt schedule and the GHASH key
+    /// H = E(K, 0¹²⁸) already computed (unpackaging computes H in the same
+    /// AES call as the record's check value).
+    pub(crate) fn from_parts(aes: S, mut h: Block) -> Self {
+        let ghash = GHash::new(&h);
+        h.as_mut_slice().zeroize();
+        Self { aes, ghash }
+    }
+
+    /// The encrypt schedule.
+    #[inline(always)]
+    fn aes(&self) -> &Aes128Enc {
+        self.aes.borrow()
     }
 
     /// Encrypts `data` in place and returns the 96-bit tag over
@@ -297,7 +314,7 @@ impl Gcm {
         gh.finish(aad_len, 0);
         let mut s = state.finalize();
         let mut j0 = [counter_block(iv_base(iv), 1)];
-        self.aes.encrypt_blocks(&mut j0);
+        self.aes().encrypt_blocks(&mut j0);
         let [mut mask] = j0;
         let tag = truncated_xor(&s, &mask);
         s.as_mut_slice().zeroize();
@@ -432,7 +449,7 @@ impl Gcm {
     fn gmac_in(&self, stage: &mut [Block], iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
         let mut input = ShortInput::new(stage, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
-        self.aes.encrypt_blocks(&mut j0);
+        self.aes().encrypt_blocks(&mut j0);
         let [mut mask] = j0;
         let tag = input.hash_tag(&self.ghash, &mask);
         mask.as_mut_slice().zeroize();
@@ -457,7 +474,7 @@ impl Gcm {
             *b = counter_block(base, counter);
             counter = counter.wrapping_add(1);
         }
-        self.aes.encrypt_blocks(ks);
+        self.aes().encrypt_blocks(ks);
         ks
     }
 
@@ -525,13 +542,13 @@ impl Gcm {
         use aes::cipher::inout::InOutBuf;
         use aes::cipher::{InnerIvInit, StreamCipherCore};
         let mut j0 = [counter_block(base, 1)];
-        self.aes.encrypt_blocks(&mut j0);
+        self.aes().encrypt_blocks(&mut j0);
         let [mut mask] = j0;
         let verdict = before_xor(&mask);
         mask.as_mut_slice().zeroize();
         verdict?;
         let mut ctr = ctr::CtrCore::<&Aes128Enc, ctr::flavors::Ctr32BE>::inner_iv_init(
-            &self.aes,
+            self.aes(),
             &counter_block(base, 2),
         );
         let mut input = src;
@@ -603,7 +620,7 @@ impl Gcm {
                 *b = counter_block(base, counter);
                 counter = counter.wrapping_add(1);
             }
-            self.aes.encrypt_blocks(&mut ks[..used]);
+            self.aes().encrypt_blocks(&mut ks[..used]);
             max_used = max_used.max(used);
             if let Some(hook) = before.take()
                 && let Err(e) = hook(&ks[0])

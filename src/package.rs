@@ -514,7 +514,7 @@ impl<G: Kek> Packager<G> {
     pub(crate) fn with_gcm<K: DeviceKey<Kek = G>, R>(
         &self,
         record: &PackagedKey<K>,
-        f: impl FnOnce(&crate::gcm::Gcm) -> Result<R>,
+        f: impl FnOnce(&crate::gcm::Gcm<&Aes128Enc>) -> Result<R>,
     ) -> Result<R> {
         let r = &record.record;
         if r.kek_check_value() != self.kcv {
@@ -532,7 +532,7 @@ impl<G: Kek> Packager<G> {
         let [c0, c1, c2, c3, c4, c5, c6, c7, ..] = check.0;
         let ok = bool::from(check_eq(&[c0, c1, c2, c3, c4, c5, c6, c7], &stored));
         check.as_mut_slice().zeroize();
-        let gcm = crate::gcm::Gcm::from_parts(schedule, h);
+        let gcm = crate::gcm::Gcm::from_parts(&schedule, h);
         if ok {
             f(&gcm)
         } else {

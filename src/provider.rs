@@ -363,7 +363,7 @@ impl SoftwareDco {
         let ak = self.dco.unpackage(keys.ak)?;
         let kind = keys.encryption.kind();
         let ak = device_key_bytes(&ak);
-        let run = |gcm: &_| f(&OneKey { kind, gcm, ak });
+        let run = |gcm: &crate::gcm::Gcm<&aes::Aes128Enc>| f(&OneKey { kind, gcm, ak });
         match keys.encryption {
             EncryptionRecord::GlobalUnicast(r) => self.shared.with_gcm(r, run),
             EncryptionRecord::GlobalBroadcast(r) => self.shared.with_gcm(r, run),

@@ -485,14 +485,14 @@ impl KeySource for Suite0 {
 /// with keys it has just unpacked, without building a [`Suite0`].
 pub(crate) struct OneKey<'a> {
     pub(crate) kind: KeyKind,
-    pub(crate) gcm: &'a Gcm,
+    pub(crate) gcm: &'a Gcm<&'a aes::Aes128Enc>,
     pub(crate) ak: &'a [u8; 16],
 }
 
-impl KeySource for OneKey<'_> {
-    type Cipher = Gcm;
+impl<'a> KeySource for OneKey<'a> {
+    type Cipher = Gcm<&'a aes::Aes128Enc>;
 
-    fn gcm(&self, kind: KeyKind) -> Result<&Gcm> {
+    fn gcm(&self, kind: KeyKind) -> Result<&Self::Cipher> {
         if kind == self.kind {
             Ok(self.gcm)
         } else {
