@@ -333,17 +333,19 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         data: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
         // The buffers are zeroed before use: the smallest that fits.
-        if needs_large_stage(short_blocks(aad, data.len())?) {
-            return self.seal_large(iv, aad, src, data);
+        let size = ShortSize::of(aad, data.len())?;
+        if needs_large_stage(size.blocks) {
+            return self.seal_large(size, iv, aad, src, data);
         }
         let mut stage = [Block::default(); STAGE];
         let mut batch = [Block::default(); STAGE - 1];
-        self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
+        self.seal_in(&mut stage, &mut batch, size, iv, aad, src, data)
     }
 
     #[inline(never)]
     fn seal_large(
         &self,
+        size: ShortSize,
         iv: &[u8; 12],
         aad: &Aad<'_>,
         src: Option<&[u8]>,
@@ -351,20 +353,25 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<[u8; TAG_LEN]> {
         let mut stage = [Block::default(); SHORT_STAGE];
         let mut batch = [Block::default(); SHORT_STAGE - 1];
-        self.seal_in(&mut stage, &mut batch, iv, aad, src, data)
+        self.seal_in(&mut stage, &mut batch, size, iv, aad, src, data)
     }
 
     #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the two buffers, their layout, then the GCM call's own arguments"
+    )]
     fn seal_in(
         &self,
         stage: &mut [Block],
         batch: &mut [Block],
+        size: ShortSize,
         iv: &[u8; 12],
         aad: &Aad<'_>,
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
-        let mut input = ShortInput::new(stage, aad, data.len())?;
+        let mut input = ShortInput::new(stage, size, aad, data.len())?;
         let ks = self.keystream_batch(iv, batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         // Plaintext into the staged payload, the keystream over it in
@@ -386,17 +393,19 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
-        if needs_large_stage(short_blocks(aad, data.len())?) {
-            return self.open_large(iv, aad, data, tag);
+        let size = ShortSize::of(aad, data.len())?;
+        if needs_large_stage(size.blocks) {
+            return self.open_large(size, iv, aad, data, tag);
         }
         let mut stage = [Block::default(); STAGE];
         let mut batch = [Block::default(); STAGE - 1];
-        self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
+        self.open_in(&mut stage, &mut batch, size, iv, aad, data, tag)
     }
 
     #[inline(never)]
     fn open_large(
         &self,
+        size: ShortSize,
         iv: &[u8; 12],
         aad: &Aad<'_>,
         data: &mut [u8],
@@ -404,20 +413,25 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<Result<(), AuthError>> {
         let mut stage = [Block::default(); SHORT_STAGE];
         let mut batch = [Block::default(); SHORT_STAGE - 1];
-        self.open_in(&mut stage, &mut batch, iv, aad, data, tag)
+        self.open_in(&mut stage, &mut batch, size, iv, aad, data, tag)
     }
 
     #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the two buffers, their layout, then the GCM call's own arguments"
+    )]
     fn open_in(
         &self,
         stage: &mut [Block],
         batch: &mut [Block],
+        size: ShortSize,
         iv: &[u8; 12],
         aad: &Aad<'_>,
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
-        let mut input = ShortInput::new(stage, aad, data.len())?;
+        let mut input = ShortInput::new(stage, size, aad, data.len())?;
         input.load_payload(data);
         let ks = self.keystream_batch(iv, batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
@@ -438,16 +452,23 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
 
     /// [`Self::gmac`] for an AAD that fits in one staged batch.
     fn gmac_short(&self, iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
-        if !needs_large_stage(short_blocks(aad, 0)?) {
-            self.gmac_in(&mut [Block::default(); STAGE], iv, aad)
+        let size = ShortSize::of(aad, 0)?;
+        if !needs_large_stage(size.blocks) {
+            self.gmac_in(&mut [Block::default(); STAGE], size, iv, aad)
         } else {
-            self.gmac_in(&mut [Block::default(); SHORT_STAGE], iv, aad)
+            self.gmac_in(&mut [Block::default(); SHORT_STAGE], size, iv, aad)
         }
     }
 
     #[inline(always)]
-    fn gmac_in(&self, stage: &mut [Block], iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
-        let mut input = ShortInput::new(stage, aad, 0)?;
+    fn gmac_in(
+        &self,
+        stage: &mut [Block],
+        size: ShortSize,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+    ) -> Option<[u8; TAG_LEN]> {
+        let mut input = ShortInput::new(stage, size, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
         self.aes().encrypt_blocks(&mut j0);
         let [mut mask] = j0;
@@ -670,10 +691,14 @@ impl<'s> ShortInput<'s> {
     /// Lays out in `stage` (all zeros) the AAD, room for `payload_len`
     /// octets and the length block; `None` when they do not fit.
     #[inline(always)]
-    fn new(stage: &'s mut [Block], aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
-        let aad_len = aad.len();
+    fn new(
+        stage: &'s mut [Block],
+        size: ShortSize,
+        aad: &Aad<'_>,
+        payload_len: usize,
+    ) -> Option<Self> {
+        let ShortSize { aad_len, blocks } = size;
         let aad_blocks = aad_len.div_ceil(16);
-        let blocks = short_blocks(aad, payload_len)?;
         if blocks > stage.len() {
             return None;
         }
@@ -858,15 +883,27 @@ fn u128_of(chunk: &[u8]) -> u128 {
     u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]))
 }
 
-/// The GHASH blocks of a message (AAD, payload, length block) when they
-/// fit the short path's largest buffer.
-fn short_blocks(aad: &Aad<'_>, payload_len: usize) -> Option<usize> {
-    let blocks = aad
-        .len()
-        .div_ceil(16)
-        .checked_add(payload_len.div_ceil(16))?
-        .checked_add(1)?;
-    (blocks <= SHORT_STAGE).then_some(blocks)
+/// The size of a short message's GHASH input, computed once per message.
+#[derive(Clone, Copy)]
+struct ShortSize {
+    /// The AAD's length in octets.
+    aad_len: usize,
+    /// GHASH blocks: AAD, payload, length block.
+    blocks: usize,
+}
+
+impl ShortSize {
+    /// The size of a message with `aad` and `payload_len` octets of
+    /// payload, when its GHASH input fits the short path's largest buffer.
+    #[inline(always)]
+    fn of(aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
+        let aad_len = aad.len();
+        let blocks = aad_len
+            .div_ceil(16)
+            .checked_add(payload_len.div_ceil(16))?
+            .checked_add(1)?;
+        (blocks <= SHORT_STAGE).then_some(Self { aad_len, blocks })
+    }
 }
 
 /// Whether a short message of `blocks` GHASH blocks needs the larger
