@@ -253,7 +253,7 @@ pub(crate) struct HeaderLayout {
 
 impl HeaderLayout {
     /// As [`FrameLayout::frame_len`], keeping what the header needs.
-    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
     pub(crate) fn new(
         form: &CipheredForm<'_>,
         key: KeyKind,
@@ -282,7 +282,7 @@ impl HeaderLayout {
     ///
     /// # Errors
     /// [`Unsupported::NoCipheredForm`] as in [`Self::new`].
-    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
     pub(crate) fn for_plain_tag(
         mut self,
         form: &CipheredForm<'_>,
@@ -302,6 +302,7 @@ impl HeaderLayout {
     ///
     /// # Errors
     /// [`Error::BufferTooSmall`] when `out` is shorter than the whole frame.
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
     pub(crate) fn emit(
         &self,
         form: &CipheredForm<'_>,
@@ -367,7 +368,7 @@ impl HeaderLayout {
 }
 
 /// The glo- or ded- tag of the service whose plain tag is `plain_tag`.
-#[cfg_attr(target_pointer_width = "64", inline)]
+#[cfg_attr(target_pointer_width = "64", inline(always))]
 fn service_tag(key: KeyKind, plain_tag: u8) -> Result<u8> {
     let service =
         Service::from_plain_tag(plain_tag).ok_or(Unsupported::NoCipheredForm(plain_tag))?;
@@ -398,7 +399,7 @@ struct Plan {
 }
 
 impl Plan {
-    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
     fn new(
         form: &CipheredForm<'_>,
         key: KeyKind,
