@@ -103,6 +103,7 @@ impl FrameLayout {
     /// # Errors
     /// [`Error::Wire`] for malformed bytes; [`Error::Unsupported`] for
     /// general-ciphering with wrapped-key, agreed-key or absent key-info.
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
     pub fn parse(frame: &[u8]) -> Result<Self> {
         let &first = frame.first().ok_or(WireError::Truncated)?;
         let (kind, system_title, aad_fields, content) =
