@@ -925,6 +925,7 @@ pub(crate) fn tag_eq(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> subtle::Choice {
 }
 
 /// The IV as the high 96 bits of a counter block.
+#[inline(always)]
 fn iv_base(iv: &[u8; 12]) -> u128 {
     let mut b = [0u8; 16];
     for (d, s) in b.iter_mut().zip(iv) {

@@ -87,6 +87,7 @@ impl InvocationCounter {
 /// The only place an IV is built, so the order and byte order cannot be
 /// got wrong at a call site.
 #[must_use]
+#[inline]
 pub(crate) fn iv(title: &SystemTitle, ic: InvocationCounter) -> [u8; 12] {
     let mut iv = [0u8; 12];
     let (t, c) = iv.split_at_mut(SYSTEM_TITLE_LEN);
