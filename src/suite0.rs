@@ -358,10 +358,18 @@ pub(crate) trait KeySource {
         let ak = self.ak();
         let tag = match req.protection {
             Protection::Authenticated => {
-                if let Some(src) = src {
-                    copy_blocks(payload, src);
-                }
-                Some(gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, payload]))?)
+                // The tag is taken over `src` when given: the same octets
+                // as the copy in the frame, read where they already were
+                // (hashing the copy reloaded its blocks straight after
+                // they were stored).
+                let apdu = match src {
+                    Some(src) => {
+                        copy_blocks(payload, src);
+                        src
+                    }
+                    None => payload,
+                };
+                Some(gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, apdu]))?)
             }
             Protection::AuthenticatedEncrypted => {
                 Some(gcm.seal(&iv, &Aad::suite0(sc.bits(), ak, &[fields]), src, payload)?)
