@@ -378,8 +378,8 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         // whole blocks, the ciphertext out, the padding back to zero.
         input.seal_payload(keystream, src, data);
         let tag = input.hash_tag(&self.ghash, mask);
-        // Whole buffers: fixed-size stores once inlined, no `memset` call.
-        Block::slice_as_flattened_mut(batch).zeroize();
+        let used = ks.len();
+        wipe_blocks(batch, used);
         input.wipe();
         Some(tag)
     }
@@ -434,6 +434,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         let mut input = ShortInput::new(stage, size, aad, data.len())?;
         input.load_payload(data);
         let ks = self.keystream_batch(iv, batch, data.len());
+        let used = ks.len();
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         let mut expected = input.hash_tag(&self.ghash, mask);
         let ok = bool::from(tag_eq(&expected, tag));
@@ -444,8 +445,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         } else {
             Err(AuthError)
         };
-        // Whole buffers: fixed-size stores once inlined, no `memset` call.
-        Block::slice_as_flattened_mut(batch).zeroize();
+        wipe_blocks(batch, used);
         input.wipe();
         Some(result)
     }
@@ -751,16 +751,18 @@ impl<'s> ShortInput<'s> {
             Some(src) => {
                 let (inp, in_tail) = src.as_chunks::<16>();
                 for ((o, p), (st, k)) in out.iter_mut().zip(inp).zip(pairs) {
-                    *o = xor_block(p, &k.0);
-                    st.0 = *o;
+                    let c = xor_block(p, &k.0);
+                    *o = c;
+                    st.0 = c;
                 }
                 let at = out.len();
                 seal_tail(stage, keystream, at, in_tail, out_tail);
             }
             None => {
                 for (o, (st, k)) in out.iter_mut().zip(pairs) {
-                    *o = xor_block(o, &k.0);
-                    st.0 = *o;
+                    let c = xor_block(o, &k.0);
+                    *o = c;
+                    st.0 = c;
                 }
                 let at = out.len();
                 let mut tail = [0u8; 16];
@@ -819,7 +821,7 @@ impl<'s> ShortInput<'s> {
 
     #[inline(always)]
     fn wipe(&mut self) {
-        Block::slice_as_flattened_mut(self.stage).zeroize();
+        wipe_blocks(self.stage, self.blocks);
     }
 }
 
@@ -852,6 +854,20 @@ fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
     for (d, k) in d.into_remainder().iter_mut().zip(k) {
         *d ^= k;
     }
+}
+
+/// Wipes the first `used` blocks of a short-path buffer, the only ones
+/// written. A small buffer is wiped whole instead: fixed-size stores once
+/// inlined, no `memset` call; a large one (on hosts, up to 512 octets)
+/// only as far as the message reached.
+#[inline(always)]
+fn wipe_blocks(buf: &mut [Block], used: usize) {
+    let end = if buf.len() > STAGE {
+        used.min(buf.len())
+    } else {
+        buf.len()
+    };
+    Block::slice_as_flattened_mut(buf.get_mut(..end).unwrap_or_default()).zeroize();
 }
 
 /// `a ⊕ b` for one block, as one 16-octet word.
