@@ -80,24 +80,27 @@ fn pass(rows: &mut [Row]) {
     }
 }
 
+/// The policies and APDU sizes both the protect and the unprotect rows cover.
+const POLICY_SIZES: [(Protection, &str, &[usize]); 2] = [
+    (
+        Protection::AuthenticatedEncrypted,
+        "auth-enc",
+        &[16, 64, 1024, 16384],
+    ),
+    (
+        Protection::Authenticated,
+        "auth",
+        &[64, 256, 1024, 4096, 16384],
+    ),
+];
+
 /// Leaked fixtures: the rows' closures live for the whole run.
 fn keep<T>(value: T) -> &'static mut T {
     Box::leak(Box::new(value))
 }
 
 fn protect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
-    for (protection, name, sizes) in [
-        (
-            Protection::AuthenticatedEncrypted,
-            "auth-enc",
-            &[16usize, 64, 1024, 16384][..],
-        ),
-        (
-            Protection::Authenticated,
-            "auth",
-            &[64, 256, 1024, 4096, 16384][..],
-        ),
-    ] {
+    for (protection, name, sizes) in POLICY_SIZES {
         for &size in sizes {
             let a: &'static [u8] = keep(apdu(size));
             let req: &'static Protect<'static> = keep(request(protection));
@@ -157,18 +160,7 @@ fn unprotect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>)
         peer_system_title: Some(TITLE),
         policy: SecurityPolicy::None,
     });
-    for (protection, name, sizes) in [
-        (
-            Protection::AuthenticatedEncrypted,
-            "auth-enc",
-            &[16usize, 64, 1024, 16384][..],
-        ),
-        (
-            Protection::Authenticated,
-            "auth",
-            &[64, 256, 1024, 4096, 16384][..],
-        ),
-    ] {
+    for (protection, name, sizes) in POLICY_SIZES {
         for &size in sizes {
             let a = apdu(size);
             let req = request(protection);
