@@ -17,9 +17,10 @@ use core::num::NonZeroU32;
 
 use dlms_sec::counter::{InMemoryCounterStore, ReplayGuard, SendCounter};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
+use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5};
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()

@@ -8,8 +8,7 @@
 
 use core::fmt;
 
-use crate::policy::{Protection, SecurityPolicy};
-use crate::wire::KeyKind;
+use crate::types::{KeyKind, Protection, SecurityPolicy};
 
 /// Authentication failed: a tag, a GMAC challenge response or an unwrap
 /// integrity check did not verify.
@@ -210,9 +209,9 @@ pub enum KeyError {
     /// The record holds another role than the one asked for.
     RoleMismatch {
         /// Role asked for.
-        expected: crate::key::KeyRole,
+        expected: crate::types::KeyRole,
         /// Role in the record.
-        found: crate::key::KeyRole,
+        found: crate::types::KeyRole,
     },
     /// A record format version this build does not read.
     UnsupportedVersion(u8),
@@ -346,17 +345,11 @@ impl From<CounterError> for Error {
     }
 }
 
-#[cfg(feature = "std")]
 impl core::error::Error for AuthError {}
-#[cfg(feature = "std")]
 impl core::error::Error for WireError {}
-#[cfg(feature = "std")]
 impl core::error::Error for Unsupported {}
-#[cfg(feature = "std")]
 impl core::error::Error for CounterError {}
-#[cfg(feature = "std")]
 impl core::error::Error for KeyError {}
-#[cfg(feature = "std")]
 impl core::error::Error for Error {}
 
 /// `Result` with this crate's [`Error`].

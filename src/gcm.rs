@@ -97,7 +97,7 @@ const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 /// The additional authenticated data of one GCM call: optionally the
 /// suite-0 prefix SC ‖ AK, then pieces, concatenated. Held in pieces, so
 /// nothing is copied to hash it (the AK in particular: see
-/// [`crate::cipher`] on why a module's cipher sees it).
+/// [`crate::suite0::cipher`] on why a module's cipher sees it).
 #[derive(Clone, Copy)]
 pub struct Aad<'a> {
     pub(crate) sc_ak: Option<(u8, &'a [u8; 16])>,

@@ -24,14 +24,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::vectors;
-use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
+use dlms_sec::key::package::{Packager, RecordId};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::key_transfer::NewKeys;
-use dlms_sec::package::{Packager, RecordId};
+use dlms_sec::meter::key_transfer::NewKeys;
 use dlms_sec::suite0::Protect;
+use dlms_sec::types::Client;
 use dlms_sec::wire::{
     CipheredForm, GeneralCipheringFields, KeyTransfer, SecuritySetupMethod, axdr,
 };

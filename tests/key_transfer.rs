@@ -14,11 +14,11 @@
 
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{KeyError, WireError};
+use dlms_sec::key::wrap::{self, KeyId};
 use dlms_sec::key::{
     AuthenticationKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey, MasterKey,
 };
-use dlms_sec::key_transfer::{NewKeys, SecuritySetupKeys, stage};
-use dlms_sec::keywrap::{self, KeyId};
+use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys, stage};
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::{CipheredForm, KeyTransfer, SecuritySetupMethod, parse_key_transfer_request};
 use dlms_sec::{
@@ -103,8 +103,8 @@ impl Bytes {
         assert_eq!(keys.has_broadcast_key(), self.gbek.is_some(), "{what}");
         let probe = AuthenticationKey::from_bytes([0x5A; 16]);
         assert_eq!(
-            keywrap::wrap(mk, &probe),
-            keywrap::wrap(&expected_mk, &probe),
+            wrap::wrap(mk, &probe),
+            wrap::wrap(&expected_mk, &probe),
             "{what}: MK"
         );
     }

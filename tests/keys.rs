@@ -13,19 +13,19 @@ mod common;
 
 use aes_kw::cipher::KeyInit;
 use common::{BrokenRng, TestRng, arr, hex, vectors};
-use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::KeyError;
+use dlms_sec::key::package::{KeyCheckValue, PackagedRecord, Packager, RECORD_LEN, RecordId};
+use dlms_sec::key::wrap::{self, WrappedKey};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, DedicatedKey, GlobalBroadcastEncryptionKey,
     GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::keywrap::{self, WrappedKey};
-use dlms_sec::package::{KeyCheckValue, PackagedRecord, Packager, RECORD_LEN, RecordId};
 use dlms_sec::provider::{
     CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco, SoftwareS1sp,
 };
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{
     AuthError, Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle,
@@ -56,12 +56,11 @@ fn rfc3394_and_nist_key_wrap_vectors() {
             // Suite 0: a 128-bit MK wrapping a 128-bit key, through our API.
             let mk = MasterKey::from_slice(&kek).unwrap();
             let k = GlobalUnicastEncryptionKey::from_slice(&key).unwrap();
-            let w = keywrap::wrap(&mk, &k);
+            let w = wrap::wrap(&mk, &k);
             assert_eq!(&w.as_bytes()[..], &wrapped[..], "{}", v["id"]);
             let back: GlobalUnicastEncryptionKey =
-                keywrap::unwrap(&mk, &WrappedKey::new(wrapped.clone().try_into().unwrap()))
-                    .unwrap();
-            assert_eq!(keywrap::wrap(&mk, &back), w);
+                wrap::unwrap(&mk, &WrappedKey::new(wrapped.clone().try_into().unwrap())).unwrap();
+            assert_eq!(wrap::wrap(&mk, &back), w);
             through_our_api += 1;
         } else {
             // 192/256-bit KEKs and 256-bit keys are not suite 0: check the
@@ -94,17 +93,17 @@ fn unwrap_must_fail_on_any_flipped_bit_and_on_the_wrong_mk() {
         .unwrap()
         .try_into()
         .unwrap();
-    assert!(keywrap::unwrap::<AuthenticationKey>(&mk, &WrappedKey::new(good)).is_ok());
+    assert!(wrap::unwrap::<AuthenticationKey>(&mk, &WrappedKey::new(good)).is_ok());
     for bit in 0..192 {
         let mut bad = good;
         bad[bit / 8] ^= 1 << (bit % 8);
         assert_eq!(
-            keywrap::unwrap::<AuthenticationKey>(&mk, &WrappedKey::new(bad)).unwrap_err(),
+            wrap::unwrap::<AuthenticationKey>(&mk, &WrappedKey::new(bad)).unwrap_err(),
             Error::Auth(AuthError)
         );
     }
     let other = MasterKey::from_bytes([0x0F; 16]);
-    assert!(keywrap::unwrap::<MasterKey>(&other, &WrappedKey::new(good)).is_err());
+    assert!(wrap::unwrap::<MasterKey>(&other, &WrappedKey::new(good)).is_err());
 }
 
 #[test]
@@ -293,7 +292,7 @@ fn debug_output_carries_no_key_material() {
     let text = format!(
         "{rec:?} {shared:?} {:?} {:?}",
         SharedKey::from_bytes([0x77; 16]),
-        keywrap::wrap(
+        wrap::wrap(
             &MasterKey::from_bytes([1; 16]),
             &MasterKey::from_bytes([2; 16])
         )
@@ -356,8 +355,8 @@ fn generation_draws_from_the_rng_and_fails_closed() {
 
 fn command_fixture() -> (
     SoftwareDco,
-    dlms_sec::package::PackagedKey<AuthenticationKey>,
-    dlms_sec::package::PackagedKey<GlobalUnicastEncryptionKey>,
+    dlms_sec::key::package::PackagedKey<AuthenticationKey>,
+    dlms_sec::key::package::PackagedKey<GlobalUnicastEncryptionKey>,
 ) {
     let dco = SoftwareDco::new(
         &DcoKey::from_bytes([1; 16]),
@@ -563,18 +562,18 @@ fn wrap_for_transfer_matches_clear_wrap() {
     let clear_mk = MasterKey::from_bytes([0x33; 16]);
     assert_eq!(
         dco.wrap_for_transfer(&mk, &guek).unwrap(),
-        keywrap::wrap(
+        wrap::wrap(
             &clear_mk,
             &GlobalUnicastEncryptionKey::from_bytes([0x0E; 16])
         )
     );
     assert_eq!(
         dco.wrap_for_transfer(&mk, &ak).unwrap(),
-        keywrap::wrap(&clear_mk, &AuthenticationKey::from_bytes([0xD0; 16]))
+        wrap::wrap(&clear_mk, &AuthenticationKey::from_bytes([0xD0; 16]))
     );
     assert_eq!(
         dco.wrap_for_transfer(&mk, &mk).unwrap(),
-        keywrap::wrap(&clear_mk, &MasterKey::from_bytes([0x33; 16]))
+        wrap::wrap(&clear_mk, &MasterKey::from_bytes([0x33; 16]))
     );
     // An S1SP provider checks GUEK records and nothing else.
     let s1sp = SoftwareS1sp::new(&SharedKey::from_bytes([2; 16]));
@@ -595,9 +594,9 @@ proptest! {
         let back = p.unpackage(&PackagedRecord::parse(rec.record().as_bytes()).unwrap().typed::<DedicatedKey>().unwrap()).unwrap();
         prop_assert_eq!(p.package(&back, rid).unwrap(), rec);
         let mk = MasterKey::from_bytes(mk);
-        let w = keywrap::wrap(&mk, &GlobalBroadcastEncryptionKey::from_bytes(key));
-        let k: GlobalBroadcastEncryptionKey = keywrap::unwrap(&mk, &w).unwrap();
-        prop_assert_eq!(keywrap::wrap(&mk, &k), w);
+        let w = wrap::wrap(&mk, &GlobalBroadcastEncryptionKey::from_bytes(key));
+        let k: GlobalBroadcastEncryptionKey = wrap::unwrap(&mk, &w).unwrap();
+        prop_assert_eq!(wrap::wrap(&mk, &k), w);
     }
 }
 

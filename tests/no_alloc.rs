@@ -5,17 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
-use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
+use dlms_sec::key::package::{Packager, RecordId};
+use dlms_sec::key::wrap;
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::keywrap;
-use dlms_sec::package::{Packager, RecordId};
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
+use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5};
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 
 /// Runs `f` and returns how many allocations it made (allocation-counter
 /// installs a counting global allocator in this test binary).
@@ -91,8 +92,8 @@ fn hot_paths_do_not_allocate() {
     let mk = MasterKey::from_bytes([9; 16]);
     assert_eq!(
         allocations(|| {
-            let w = keywrap::wrap(&mk, &guek);
-            let _: GlobalUnicastEncryptionKey = keywrap::unwrap(&mk, &w).unwrap();
+            let w = wrap::wrap(&mk, &guek);
+            let _: GlobalUnicastEncryptionKey = wrap::unwrap(&mk, &w).unwrap();
         }),
         0
     );

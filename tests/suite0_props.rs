@@ -238,7 +238,7 @@ proptest! {
 
     #[test]
     fn every_parser_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        use dlms_sec::package::PackagedRecord;
+        use dlms_sec::key::package::PackagedRecord;
         use dlms_sec::wire::{
             CipheredContentRepr, GeneralCipheringRepr, GeneralGloDedRepr, KeyTransfer, SecurityHeader,
             ServiceRepr, axdr, parse_key_transfer_request,

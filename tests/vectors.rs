@@ -16,10 +16,11 @@ mod common;
 use common::{arr, hex, u32_of, vectors};
 use dlms_sec::counter::SingleUse;
 use dlms_sec::key::{AuthenticationKey, DedicatedKey, GlobalUnicastEncryptionKey};
+use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{
-    AuthError, Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5,
+    AuthError, Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle,
 };
 
 fn context(v: &serde_json::Value) -> (Suite0, KeyKind) {

@@ -13,16 +13,17 @@ use aes::Aes128;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use aes_gcm::aead::AeadInOut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
+use dlms_sec::key::package::{Packager, RecordId};
+use dlms_sec::key::wrap::{self, WrappedKey};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey};
-use dlms_sec::key_transfer::NewKeys;
-use dlms_sec::keywrap::{self, WrappedKey};
-use dlms_sec::package::{Packager, RecordId};
+use dlms_sec::meter::key_transfer::NewKeys;
+use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Unprotect};
+use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::wire::KeyTransfer;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, hls5};
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy};
 
 use common::{AK, EK, RawGcm, TITLE, apdu, counter, dco, iv, raw_aad, raw_command, restore, suite};
 
@@ -323,11 +324,9 @@ fn keys(c: &mut Criterion) {
     let mk_bytes = [0x33u8; 16];
     let mk = MasterKey::from_bytes(mk_bytes);
     let guek = GlobalUnicastEncryptionKey::from_bytes(EK);
-    let wrapped = keywrap::wrap(&mk, &guek);
+    let wrapped = wrap::wrap(&mk, &guek);
     let mut g = c.benchmark_group("keywrap/wrap");
-    g.bench_function("dlms-sec", |b| {
-        b.iter(|| keywrap::wrap(&mk, black_box(&guek)))
-    });
+    g.bench_function("dlms-sec", |b| b.iter(|| wrap::wrap(&mk, black_box(&guek))));
     g.bench_function("raw", |b| {
         b.iter(|| {
             let kw = aes_kw::KwAes128::new(&mk_bytes.into());
@@ -339,7 +338,7 @@ fn keys(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("keywrap/unwrap");
     g.bench_function("dlms-sec", |b| {
-        b.iter(|| keywrap::unwrap::<GlobalUnicastEncryptionKey>(&mk, black_box(&wrapped)).is_ok())
+        b.iter(|| wrap::unwrap::<GlobalUnicastEncryptionKey>(&mk, black_box(&wrapped)).is_ok())
     });
     g.bench_function("raw", |b| {
         b.iter(|| {

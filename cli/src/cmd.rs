@@ -2,18 +2,19 @@
 
 use std::io::Write as _;
 
-use dlms_sec::client::Client;
 use dlms_sec::counter::{ReplayGuard, SingleUse};
+use dlms_sec::key::package::{PackagedRecord, Packager, RecordId};
+use dlms_sec::key::wrap::{self, WRAPPED_KEY_LEN, WrappedKey};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, DedicatedKey, GlobalBroadcastEncryptionKey,
     GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::key_transfer::NewKeys;
-use dlms_sec::keywrap::{self, WRAPPED_KEY_LEN, WrappedKey};
-use dlms_sec::package::{PackagedRecord, Packager, RecordId};
+use dlms_sec::meter::key_transfer::NewKeys;
+use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+use dlms_sec::types::Client;
 use dlms_sec::wire::{CipheredForm, FrameLayout, KeyTransfer};
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle, hls5};
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 use zeroize::Zeroizing;
 
 use crate::args::Args;
@@ -238,7 +239,7 @@ pub(crate) fn wrap(args: &Args, out: &mut String) -> Result<(), Fail> {
     let kek = MasterKey::from_bytes(*keys.require(args, "--kek", "KEK")?);
     let key = key_input(args)?;
     // The wrap does not depend on the key's role; any transferable type does.
-    let wrapped = keywrap::wrap(&kek, &GlobalUnicastEncryptionKey::from_bytes(*key));
+    let wrapped = wrap::wrap(&kek, &GlobalUnicastEncryptionKey::from_bytes(*key));
     out.push_str(&hex(wrapped.as_bytes()));
     Ok(())
 }
@@ -254,8 +255,8 @@ pub(crate) fn unwrap(args: &Args, out: &mut String) -> Result<(), Fail> {
             input.len()
         ))
     })?;
-    let key: GlobalUnicastEncryptionKey = keywrap::unwrap(&kek, &WrappedKey::new(wrapped))
-        .map_err(|_| {
+    let key: GlobalUnicastEncryptionKey =
+        wrap::unwrap(&kek, &WrappedKey::new(wrapped)).map_err(|_| {
             Fail::check("unwrap: integrity check failed (wrong KEK or corrupted input)")
         })?;
     out.push_str(&hex(key.dangerous_expose_bytes()));

@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a demonstration")]
 
-#[path = "../../examples/story/mod.rs"]
+#[path = "../../services/examples/story/mod.rs"]
 mod story;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -8,8 +8,8 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 use dlms_sec::AuthError;
-use dlms_sec::cipher::{Aad, Iv, Suite0Cipher, TAG_LEN};
 use dlms_sec::error::Result;
+use dlms_sec::suite0::cipher::{Aad, Iv, Suite0Cipher, TAG_LEN};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{bad_output, module_error};

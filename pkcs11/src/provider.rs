@@ -6,15 +6,15 @@ use std::sync::Arc;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::session::Session;
 use dlms_sec::SecurityPolicy;
-use dlms_sec::cipher::ModuleKeys;
 use dlms_sec::counter::CounterSource;
 use dlms_sec::error::{Error, KeyError, ModuleFailure, Result};
+use dlms_sec::key::package::{KeyCheckValue, PackagedKey, RecordId};
+use dlms_sec::key::wrap::{TransferableKey, WrappedKey};
 use dlms_sec::key::{AuthenticationKey, DcoKey, DeviceKey, KekKind, KeyRole, MasterKey, SharedKey};
-use dlms_sec::keywrap::{TransferableKey, WrappedKey};
-use dlms_sec::package::{KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::provider::{
     CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, check_transfer_device,
 };
+use dlms_sec::suite0::cipher::ModuleKeys;
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
 use dlms_sec::wire::{FrameLayout, KeyKind, SystemTitle};
 use rand_core::TryCryptoRng;
@@ -316,7 +316,7 @@ fn transfer_wrap(s: &Session, mk: &SessionKey<'_>, key: &SessionKey<'_>) -> Resu
 ///
 /// ```compile_fail
 /// use dlms_sec::key::AuthenticationKey;
-/// use dlms_sec::package::PackagedKey;
+/// use dlms_sec::key::package::PackagedKey;
 /// use dlms_sec::provider::CryptoProvider;
 /// fn reach_for_the_ak(p: &dlms_sec_pkcs11::HsmS1sp, ak: &PackagedKey<AuthenticationKey>) {
 ///     let _ = p.verify(ak);

@@ -13,8 +13,8 @@ use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use dlms_sec::error::{Error, KeyError, Result};
+use dlms_sec::key::package::{CHECK_VALUE_LEN, KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::key::{AuthenticationKey, DeviceKey, KEY_LEN};
-use dlms_sec::package::{CHECK_VALUE_LEN, KeyCheckValue, PackagedKey, RecordId};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 

@@ -20,15 +20,15 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{Error, KeyError};
+use dlms_sec::key::package::{PackagedKey, Packager, RecordId};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, SharedKey,
 };
-use dlms_sec::package::{PackagedKey, Packager, RecordId};
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
 use dlms_sec::suite0::{Protect, Unprotect};
+use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 use dlms_sec_pkcs11::{
@@ -393,7 +393,7 @@ fn an_s1sp_provider_cannot_use_the_dco_key() {
     let bytes = *ak.record().as_bytes();
     let mut forged = bytes;
     forged[1] = KeyRole::GlobalUnicastEncryption.code();
-    let forged = dlms_sec::package::PackagedRecord::parse(&forged)
+    let forged = dlms_sec::key::package::PackagedRecord::parse(&forged)
         .unwrap()
         .typed::<GlobalUnicastEncryptionKey>()
         .unwrap();

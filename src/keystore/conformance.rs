@@ -22,13 +22,13 @@
 use core::fmt;
 
 use super::{KeySlot, KeyStore};
-use crate::client::Client;
 use crate::error::{Error, KeyError};
+use crate::key::package::{PackagedRecord, Packager};
 use crate::key::{
     AuthenticationKey, DcoKey, DedicatedKey, GlobalBroadcastEncryptionKey,
     GlobalUnicastEncryptionKey, KEY_LEN, KeyRole, MasterKey, SharedKey,
 };
-use crate::package::{PackagedRecord, Packager};
+use crate::types::Client;
 use crate::wire::SystemTitle;
 
 /// A check of the suite that the store failed.
@@ -52,7 +52,6 @@ impl fmt::Display for Failure {
     }
 }
 
-#[cfg(feature = "std")]
 impl core::error::Error for Failure {}
 
 type Outcome<T = ()> = Result<T, Failure>;

@@ -23,11 +23,41 @@
 //! protection of the action-request that carries it, so a meter must accept
 //! key_transfer only under authenticated protection.
 
+use core::fmt;
+
 use heapless::Vec;
 
 use crate::error::{Error, KeyError, WireError};
-use crate::keywrap::{KeyId, WRAPPED_KEY_LEN, WrappedKey};
+use crate::types::KeyId;
 use crate::wire::axdr::{self, Writer};
+
+/// Length of a wrapped 128-bit key.
+pub const WRAPPED_KEY_LEN: usize = 24;
+
+/// A key wrapped under a Master Key (RFC 3394). Not secret by itself, but
+/// `Debug` shows only its length: it is key material in transit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WrappedKey([u8; WRAPPED_KEY_LEN]);
+
+impl WrappedKey {
+    /// Wraps 24 octets.
+    #[must_use]
+    pub const fn new(bytes: [u8; WRAPPED_KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The octets.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; WRAPPED_KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WrappedKey(24 octets)")
+    }
+}
 
 /// The most entries one key_transfer carries (one per key id).
 pub const MAX_KEY_TRANSFER_ENTRIES: usize = 4;
@@ -210,7 +240,7 @@ fn parse_entry(bytes: &[u8]) -> Result<(KeyTransferEntry, &[u8]), Error> {
     }
     let rest = expect_tag(rest, TAG_ENUM)?;
     let (&code, rest) = rest.split_first().ok_or(WireError::Truncated)?;
-    let key_id = KeyId::from_code(code)?;
+    let key_id = KeyId::from_code(code).ok_or(Error::Key(KeyError::UnknownKeyId(code)))?;
     let rest = expect_tag(rest, TAG_OCTET_STRING)?;
     let (len, rest) = axdr::decode_length(rest)?;
     if len != WRAPPED_KEY_LEN {

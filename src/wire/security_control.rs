@@ -12,31 +12,7 @@
 use core::fmt;
 
 use crate::error::{Error, Unsupported, WireError};
-use crate::policy::Protection;
-
-/// Which global key set a security control byte selects (bit 6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeySet {
-    /// Bit 6 clear: the global unicast encryption key.
-    Unicast,
-    /// Bit 6 set: the global broadcast encryption key.
-    Broadcast,
-}
-
-/// Which encryption key protects an APDU (D-03).
-///
-/// Public information: it follows from the APDU tag and the key-set bit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyKind {
-    /// Global unicast encryption key (GUEK): glo- tags, general-glo-ciphering,
-    /// general-ciphering key-id 0.
-    GlobalUnicast,
-    /// Global broadcast encryption key (GBEK): glo- tags or
-    /// general-glo-ciphering with the key-set bit, general-ciphering key-id 1.
-    GlobalBroadcast,
-    /// Dedicated key (DK): ded- tags and general-ded-ciphering.
-    Dedicated,
-}
+use crate::types::{KeySet, Protection};
 
 /// The security control byte.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

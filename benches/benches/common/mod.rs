@@ -11,12 +11,12 @@ use aes::Aes128;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::aead::consts::U12;
-use dlms_sec::client::Client;
 use dlms_sec::counter::{SendCounter, Volatile};
+use dlms_sec::key::package::{PackagedKey, RecordId};
 use dlms_sec::key::{AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, SharedKey};
-use dlms_sec::package::{PackagedKey, RecordId};
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
 use dlms_sec::suite0::{Protect, Suite0};
+use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SystemTitle};
 

@@ -19,13 +19,13 @@
 
 use dlms_sec::counter::{ReplayGuard, SingleUse};
 use dlms_sec::error::CounterError;
+use dlms_sec::key::package::PackagedRecord;
+use dlms_sec::key::wrap::{KeyId, WrappedKey};
 use dlms_sec::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
     MasterKey,
 };
-use dlms_sec::key_transfer::{NewKeys, SecuritySetupKeys, stage};
-use dlms_sec::keywrap::{KeyId, WrappedKey};
-use dlms_sec::package::PackagedRecord;
+use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys, stage};
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::{
     CipheredContentRepr, CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields,
@@ -667,7 +667,7 @@ pub fn key_transfer_install(data: &[u8]) {
         let count = 1 + usize::from(r.u8() % 4);
         let mut t = KeyTransfer::new();
         for _ in 0..count {
-            let Ok(id) = KeyId::from_code(r.u8() % 4) else {
+            let Some(id) = KeyId::from_code(r.u8() % 4) else {
                 continue;
             };
             let mode = r.u8();
@@ -681,17 +681,18 @@ pub fn key_transfer_install(data: &[u8]) {
                 k.copy_from_slice(&raw[..16]);
                 let mk_now = MasterKey::from_bytes(MK);
                 let w = match id {
-                    KeyId::GlobalUnicastEncryption => {
-                        dlms_sec::keywrap::wrap(&mk_now, &GlobalUnicastEncryptionKey::from_bytes(k))
-                    }
-                    KeyId::GlobalBroadcastEncryption => dlms_sec::keywrap::wrap(
+                    KeyId::GlobalUnicastEncryption => dlms_sec::key::wrap::wrap(
+                        &mk_now,
+                        &GlobalUnicastEncryptionKey::from_bytes(k),
+                    ),
+                    KeyId::GlobalBroadcastEncryption => dlms_sec::key::wrap::wrap(
                         &mk_now,
                         &GlobalBroadcastEncryptionKey::from_bytes(k),
                     ),
                     KeyId::Authentication => {
-                        dlms_sec::keywrap::wrap(&mk_now, &AuthenticationKey::from_bytes(k))
+                        dlms_sec::key::wrap::wrap(&mk_now, &AuthenticationKey::from_bytes(k))
                     }
-                    KeyId::Master => dlms_sec::keywrap::wrap(&mk_now, &MasterKey::from_bytes(k)),
+                    KeyId::Master => dlms_sec::key::wrap::wrap(&mk_now, &MasterKey::from_bytes(k)),
                 };
                 if t.get(id).is_none() {
                     expected[usize::from(id.code())] = Some(k);
@@ -779,20 +780,20 @@ fn wrapped_under_meter_mk(id: KeyId, w: &WrappedKey) -> bool {
     let mk = MasterKey::from_bytes(MK);
     match id {
         KeyId::GlobalUnicastEncryption => {
-            dlms_sec::keywrap::unwrap::<GlobalUnicastEncryptionKey>(&mk, w).is_ok()
+            dlms_sec::key::wrap::unwrap::<GlobalUnicastEncryptionKey>(&mk, w).is_ok()
         }
         KeyId::GlobalBroadcastEncryption => {
-            dlms_sec::keywrap::unwrap::<GlobalBroadcastEncryptionKey>(&mk, w).is_ok()
+            dlms_sec::key::wrap::unwrap::<GlobalBroadcastEncryptionKey>(&mk, w).is_ok()
         }
-        KeyId::Authentication => dlms_sec::keywrap::unwrap::<AuthenticationKey>(&mk, w).is_ok(),
-        KeyId::Master => dlms_sec::keywrap::unwrap::<MasterKey>(&mk, w).is_ok(),
+        KeyId::Authentication => dlms_sec::key::wrap::unwrap::<AuthenticationKey>(&mk, w).is_ok(),
+        KeyId::Master => dlms_sec::key::wrap::unwrap::<MasterKey>(&mk, w).is_ok(),
     }
 }
 
 /// The keys after installing `transfer`, each entry unwrapped under the
 /// meter's MK on its own (the old key where the transfer has none).
 fn unwrapped_keys(gbek: bool, transfer: &KeyTransfer) -> (MasterKey, SecuritySetupKeys) {
-    use dlms_sec::keywrap::unwrap;
+    use dlms_sec::key::wrap::unwrap;
     let mk = MasterKey::from_bytes(MK);
     let get = |id: KeyId| transfer.get(id);
     let guek = get(KeyId::GlobalUnicastEncryption).map_or_else(

@@ -166,8 +166,8 @@ pub mod suite;
 /// A packaged AK and GUEK of one client, made by `reference`.
 #[derive(Clone, Copy)]
 pub struct CommandRecords {
-    pub ak: dlms_sec::package::PackagedKey<dlms_sec::key::AuthenticationKey>,
-    pub guek: dlms_sec::package::PackagedKey<dlms_sec::key::GlobalUnicastEncryptionKey>,
+    pub ak: dlms_sec::key::package::PackagedKey<dlms_sec::key::AuthenticationKey>,
+    pub guek: dlms_sec::key::package::PackagedKey<dlms_sec::key::GlobalUnicastEncryptionKey>,
 }
 
 impl CommandRecords {

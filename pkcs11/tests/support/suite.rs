@@ -11,17 +11,17 @@
     clippy::cast_possible_truncation
 )]
 
-use dlms_sec::client::Client;
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{Error, KeyError};
+use dlms_sec::key::package::{PackagedKey, RecordId};
+use dlms_sec::key::wrap::{self, TransferableKey};
 use dlms_sec::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
     KeyRole, MasterKey,
 };
-use dlms_sec::keywrap::{self, TransferableKey};
-use dlms_sec::package::{PackagedKey, RecordId};
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
 use dlms_sec::suite0::{Protect, Unprotect};
+use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 
@@ -85,7 +85,7 @@ pub fn records_cross_check<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     for i in 0..guek.record().as_bytes().len() {
         let mut bytes = *guek.record().as_bytes();
         bytes[i] ^= 0x01;
-        let Ok(parsed) = dlms_sec::package::PackagedRecord::parse(&bytes) else {
+        let Ok(parsed) = dlms_sec::key::package::PackagedRecord::parse(&bytes) else {
             continue;
         };
         let Ok(typed) = parsed.typed::<GlobalUnicastEncryptionKey>() else {
@@ -154,7 +154,7 @@ fn check_generated<P, K>(
         .generate_for_transfer::<K, _>(&mut rng, mk_record, id(K::ROLE, 7))
         .unwrap();
     // What the meter will install is the key the record packages.
-    let key: K = keywrap::unwrap(mk, &wrapped).unwrap();
+    let key: K = wrap::unwrap(mk, &wrapped).unwrap();
     assert_eq!(reference.package(&key, id(K::ROLE, 7)).unwrap(), record);
     assert_eq!(
         reference.wrap_for_transfer(mk_record, &record).unwrap(),

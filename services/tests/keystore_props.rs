@@ -6,7 +6,6 @@
 //! (active, pending and previous records of every slot; both listings) must
 //! match the model.
 
-#![cfg(feature = "std")]
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -18,13 +17,14 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 
 use dlms_sec::SystemTitle;
-use dlms_sec::client::Client;
 use dlms_sec::error::{Error, KeyError};
+use dlms_sec::key::package::{PackagedRecord, Packager};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::keystore::{HeaplessKeyStore, KeySlot, KeyStore, MemoryKeyStore};
-use dlms_sec::package::{PackagedRecord, Packager};
+use dlms_sec::keystore::{HeaplessKeyStore, KeySlot, KeyStore};
+use dlms_sec::types::Client;
+use dlms_sec_services::MemoryKeyStore;
 use proptest::prelude::*;
 
 /// Titles whose byte order differs from the order of their last octet.

@@ -83,7 +83,9 @@ use core::fmt;
 
 use zeroize::Zeroize;
 
-use crate::cipher::Suite0Cipher;
+pub mod cipher;
+pub mod hls5;
+
 use crate::counter::{CounterSource, ReplayProof};
 use crate::error::{AuthError, CounterError, Error, Result, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
@@ -91,7 +93,8 @@ use crate::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
     encryption_key_bytes,
 };
-use crate::policy::{Protection, SecurityPolicy};
+use crate::suite0::cipher::Suite0Cipher;
+use crate::types::{Protection, SecurityPolicy};
 use crate::wire::{
     CipheredForm, FrameKind, FrameLayout, HeaderLayout, InvocationCounter, KeyFamily, KeyKind,
     KeySet, SecurityControl, SystemTitle, iv,
@@ -311,7 +314,7 @@ impl Suite0 {
 /// one-command view the DCO provider builds from unpacked records.
 pub(crate) trait KeySource {
     /// What ciphers under an encryption key: this crate's [`Gcm`], or a
-    /// module's (see [`crate::cipher`]).
+    /// module's (see [`crate::suite0::cipher`]).
     type Cipher: Suite0Cipher;
     /// The encryption key of `kind`.
     fn gcm(&self, kind: KeyKind) -> Result<&Self::Cipher>;
@@ -408,7 +411,12 @@ pub(crate) trait KeySource {
         if ic.value() == InvocationCounter::RESERVED {
             return Err(Error::Counter(CounterError::Replay));
         }
-        req.policy.check(protection)?;
+        if !req.policy.permits(protection) {
+            return Err(Error::PolicyViolation {
+                required: req.policy,
+                received: protection,
+            });
+        }
         let gcm = self.gcm(key)?;
         let peer = match (layout.system_title, req.peer_system_title) {
             (Some(carried), Some(expected)) if carried != expected => {

@@ -48,15 +48,12 @@ use core::fmt;
 
 use subtle::ConstantTimeEq;
 
-use crate::client::Client;
 use crate::error::{Error, Result, WireError};
 use crate::gcm::{Aad, Gcm};
+use crate::key::package::{KeyCheckValue, RecordId};
 use crate::key::{AuditKey, KeyRole};
-use crate::package::{KeyCheckValue, RecordId};
+use crate::types::Client;
 use crate::wire::{InvocationCounter, SystemTitle};
-
-#[cfg(feature = "std")]
-pub mod jsonl;
 
 /// Seconds since the Unix epoch (1970-01-01T00:00:00Z), UTC, as the caller
 /// read them from its clock. The library never reads a clock itself.
@@ -204,7 +201,7 @@ mod flag {
 ///
 /// ```
 /// use dlms_sec::audit::{AuditAction, AuditEvent, Outcome, Timestamp};
-/// use dlms_sec::client::Client;
+/// use dlms_sec::types::Client;
 /// use dlms_sec::key::KeyRole;
 /// use dlms_sec::SystemTitle;
 ///

@@ -21,20 +21,20 @@
 //! Records removed from the end are visible only against a count kept
 //! elsewhere: [`verify_with_head`].
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
+use std::format;
 use std::io::{self, BufRead, Read, Write};
+use std::string::String;
+use std::vec::Vec;
 
-use super::{
+use dlms_sec::audit::{
     AuditAction, AuditChain, AuditEvent, AuditSink, LinkError, MAC_LEN, Outcome, Timestamp,
 };
-use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::key::{AuditKey, KeyRole};
-use crate::package::KeyCheckValue;
-use crate::wire::{InvocationCounter, SystemTitle};
+use dlms_sec::error::{Error, Result};
+use dlms_sec::key::package::KeyCheckValue;
+use dlms_sec::key::{AuditKey, KeyRole};
+use dlms_sec::types::Client;
+use dlms_sec::wire::{InvocationCounter, SystemTitle};
 
 /// Longest line the verifier reads; the sink's lines are under 400 octets.
 const MAX_LINE: u64 = 512;
@@ -294,17 +294,13 @@ fn parse_line(line: &str) -> Option<(u64, AuditEvent, [u8; MAC_LEN])> {
     if !c.0.is_empty() {
         return None;
     }
-    let event = AuditEvent {
-        action,
-        outcome,
-        time,
-        device,
-        client,
-        role,
-        generation,
-        kek,
-        invocation_counter: counter,
-    };
+    let mut event = AuditEvent::new(action, outcome, time);
+    event.device = device;
+    event.client = client;
+    event.role = role;
+    event.generation = generation;
+    event.kek = kek;
+    event.invocation_counter = counter;
     // One text per record: what does not re-emit byte for byte is not ours.
     (format_line(seq, &event, &mac) == line).then_some((seq, event, mac))
 }

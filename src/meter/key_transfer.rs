@@ -74,7 +74,7 @@
 //!
 //! ```
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
-//! use dlms_sec::key_transfer::{NewKeys, SecuritySetupKeys, stage};
+//! use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys, stage};
 //! use dlms_sec::wire::{KeyTransfer, SecuritySetupMethod, parse_key_transfer_request};
 //! # fn main() -> dlms_sec::Result<()> {
 //! // DCO: wrap a new AK under the device's current MK.
@@ -104,10 +104,10 @@
 use core::fmt;
 
 use crate::error::{Error, KeyError, Result};
+use crate::key::wrap::{self, KeyId, TransferableKey};
 use crate::key::{
     AuthenticationKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey, MasterKey,
 };
-use crate::keywrap::{self, KeyId, TransferableKey};
 use crate::suite0::Suite0;
 use crate::wire::KeyTransfer;
 #[cfg(doc)]
@@ -158,7 +158,7 @@ impl KeyTransfer {
     /// [`KeyError::DuplicateKeyId`] when the transfer already carries a key
     /// of this role; the transfer is unchanged.
     pub fn push_key<K: TransferableKey>(&mut self, mk: &MasterKey, key: &K) -> Result<()> {
-        self.push(K::KEY_ID, keywrap::wrap(mk, key))
+        self.push(K::KEY_ID, wrap::wrap(mk, key))
     }
 }
 
@@ -297,16 +297,16 @@ pub fn stage(mk: &MasterKey, transfer: &KeyTransfer) -> Result<StagedKeys> {
         let w = &e.wrapped;
         match e.key_id {
             KeyId::GlobalUnicastEncryption => {
-                fill(&mut staged.guek, keywrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.guek, wrap::unwrap(mk, w)?, e.key_id)?;
             }
             KeyId::GlobalBroadcastEncryption => {
-                fill(&mut staged.gbek, keywrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.gbek, wrap::unwrap(mk, w)?, e.key_id)?;
             }
             KeyId::Authentication => {
-                fill(&mut staged.ak, keywrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.ak, wrap::unwrap(mk, w)?, e.key_id)?;
             }
             KeyId::Master => {
-                fill(&mut staged.mk, keywrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.mk, wrap::unwrap(mk, w)?, e.key_id)?;
             }
         }
     }
@@ -365,7 +365,7 @@ mod tests {
 
     use super::*;
     use crate::key::KEY_LEN;
-    use crate::keywrap::WrappedKey;
+    use crate::key::wrap::WrappedKey;
     use crate::wire::{SecuritySetupMethod, parse_key_transfer_request};
 
     const MK0: [u8; KEY_LEN] = [0x0F; KEY_LEN];

@@ -28,7 +28,7 @@
 //! ```compile_fail
 //! // An S1SP provider has no DCO Key: it cannot check, let alone use, an AK.
 //! use dlms_sec::key::AuthenticationKey;
-//! use dlms_sec::package::PackagedKey;
+//! use dlms_sec::key::package::PackagedKey;
 //! use dlms_sec::provider::{CryptoProvider, SoftwareS1sp};
 //! fn reach_for_the_ak(p: &SoftwareS1sp, ak: &PackagedKey<AuthenticationKey>) {
 //!     let _ = p.verify(ak);
@@ -40,14 +40,14 @@ use zeroize::Zeroize;
 
 use crate::counter::CounterSource;
 use crate::error::{Error, KeyError, Result};
+use crate::key::package::{KeyCheckValue, PackagedKey, Packager, RecordId};
+use crate::key::wrap::{TransferableKey, WrappedKey, wrap_bytes};
 use crate::key::{
     AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalBroadcastEncryptionKey,
     GlobalUnicastEncryptionKey, KEY_LEN, Kek, KeyRole, MasterKey, SharedKey, device_key_bytes,
 };
-use crate::keywrap::{TransferableKey, WrappedKey, wrap_bytes};
-use crate::package::{KeyCheckValue, PackagedKey, Packager, RecordId};
-use crate::policy::SecurityPolicy;
 use crate::suite0::{KeySource, OneKey, Protect, Unprotect, Unprotected};
+use crate::types::SecurityPolicy;
 use crate::wire::{FrameLayout, KeyKind, SystemTitle};
 
 /// Operations under one KEK (`G`).
@@ -468,8 +468,8 @@ where
     SoftwareDco: CryptoProvider<K::Kek>,
 {
     match K::ROLE.kek() {
-        crate::key::KekKind::Dco => unpack_via::<K, DcoKey>(p, record),
-        crate::key::KekKind::Shared => unpack_via::<K, SharedKey>(p, record),
+        crate::types::KekKind::Dco => unpack_via::<K, DcoKey>(p, record),
+        crate::types::KekKind::Shared => unpack_via::<K, SharedKey>(p, record),
     }
 }
 

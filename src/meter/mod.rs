@@ -20,14 +20,16 @@
 //! * A failed transfer installs nothing and is answered with a failure
 //!   result, still protected.
 
-use crate::client::Client;
+pub mod key_transfer;
+
 use crate::counter::{CounterPersistence, ReplayGuard, SendCounter};
 use crate::error::{Error, Result, WireError};
 use crate::key::MasterKey;
-use crate::key_transfer::{SecuritySetupKeys, stage};
-use crate::keywrap::KeyId;
-use crate::policy::SecurityPolicy;
+use crate::key::wrap::KeyId;
+use crate::meter::key_transfer::{SecuritySetupKeys, stage};
 use crate::suite0::{Protect, Suite0, Unprotect};
+use crate::types::Client;
+use crate::types::SecurityPolicy;
 use crate::wire::{CipheredForm, KeyKind, SystemTitle, parse_key_transfer_request};
 
 /// What a device supports.

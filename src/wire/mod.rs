@@ -46,6 +46,7 @@ mod service;
 mod system_title;
 mod tag;
 
+pub use crate::types::{KeyKind, KeySet};
 pub use action_request::{
     KEY_TRANSFER_METHOD, SECURITY_SETUP_CLASS_ID, SECURITY_SETUP_LN, SecuritySetupMethod,
     parse_key_transfer_request,
@@ -55,8 +56,10 @@ pub use ciphered_apdu::{CipheredForm, FrameKind, FrameLayout, GeneralCipheringFi
 pub use general_ciphering::{GeneralCipheringFrame, GeneralCipheringRepr, KeyInfo};
 pub use general_glo_ded::{GeneralGloDedFrame, GeneralGloDedRepr};
 pub use header::{CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader, TAG_LEN};
-pub use key_transfer::{KeyTransfer, KeyTransferEntry, MAX_KEY_TRANSFER_ENTRIES};
-pub use security_control::{KeyKind, KeySet, SecurityControl};
+pub use key_transfer::{
+    KeyTransfer, KeyTransferEntry, MAX_KEY_TRANSFER_ENTRIES, WRAPPED_KEY_LEN, WrappedKey,
+};
+pub use security_control::SecurityControl;
 pub use service::{ServiceFrame, ServiceRepr};
 pub(crate) use system_title::iv;
 pub use system_title::{InvocationCounter, SYSTEM_TITLE_LEN, SystemTitle};

@@ -9,26 +9,28 @@
     reason = "test code: a panic is a failed test"
 )]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use core::num::NonZeroU32;
 
 use common::TestRng;
 use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Timestamp};
-use dlms_sec::client::Client;
 use dlms_sec::counter::{SendCounter, Volatile};
-use dlms_sec::dco::Dco;
 use dlms_sec::error::KeyError;
+use dlms_sec::key::package::{PackagedRecord, RecordId};
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::key_transfer::SecuritySetupKeys;
-use dlms_sec::keystore::{KeySlot, KeyStore, MemoryKeyStore};
+use dlms_sec::keystore::{KeySlot, KeyStore};
+use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::meter::{Capabilities, Meter};
-use dlms_sec::package::{PackagedRecord, RecordId};
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
-use dlms_sec::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
+use dlms_sec::types::Client;
 use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
+use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::dco::Dco;
+use dlms_sec_services::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
 
 const DAY: u64 = 24 * 3600;
 const T0: Timestamp = Timestamp(1_795_000_000);
@@ -647,7 +649,7 @@ fn a_large_set_request_goes_through_and_an_oversized_one_is_a_typed_error() {
         4
     );
     assert_eq!(answer[..4], [0xC5, 0x01, 0xC1, 0x00]);
-    set.resize(dlms_sec::s1sp::MAX_FRAME_LEN, 0x41);
+    set.resize(dlms_sec_services::s1sp::MAX_FRAME_LEN, 0x41);
     let mut cx = cx!(w, T0);
     assert!(matches!(
         w.s1sp
@@ -680,9 +682,9 @@ fn meter_refuses_an_mk_transfer_it_does_not_support() {
 #[test]
 fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
     use dlms_sec::Protection;
-    use dlms_sec::dco::ClientRecords;
     use dlms_sec::key::DedicatedKey;
     use dlms_sec::suite0::{Suite0, Unprotect};
+    use dlms_sec_services::dco::ClientRecords;
     let mut w = world(&[(M1, false)]);
     let (_, guek) = w.s1sp.active_records(M1, Client::Management).unwrap();
     let ak_clear = [0xA1u8; 16];

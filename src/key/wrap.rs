@@ -7,95 +7,18 @@
 //! on the integrity check, and then no key and no partial output is left
 //! behind (the output buffer is zeroed before the error returns).
 
-use core::fmt;
-
 use aes_kw::KwAes128;
 use aes_kw::cipher::KeyInit;
 use zeroize::Zeroize;
 
-use crate::error::{AuthError, Error, KeyError, Result};
+use crate::error::{AuthError, Result};
 use crate::key::{
     AuthenticationKey, DeviceKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
     KEY_LEN, MasterKey, device_key_bytes, device_key_from,
 };
 
-/// Length of a wrapped 128-bit key.
-pub const WRAPPED_KEY_LEN: usize = 24;
-
-/// A key wrapped under a Master Key (RFC 3394). Not secret by itself, but
-/// `Debug` shows only its length: it is key material in transit.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WrappedKey([u8; WRAPPED_KEY_LEN]);
-
-impl WrappedKey {
-    /// Wraps 24 octets.
-    #[must_use]
-    pub const fn new(bytes: [u8; WRAPPED_KEY_LEN]) -> Self {
-        Self(bytes)
-    }
-
-    /// The octets.
-    #[must_use]
-    pub const fn as_bytes(&self) -> &[u8; WRAPPED_KEY_LEN] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for WrappedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WrappedKey(24 octets)")
-    }
-}
-
-/// The key_id of a key_transfer entry (Security Setup, dlms-suite0.md §5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyId {
-    /// 0: global unicast encryption key.
-    GlobalUnicastEncryption,
-    /// 1: global broadcast encryption key.
-    GlobalBroadcastEncryption,
-    /// 2: authentication key.
-    Authentication,
-    /// 3: master key (KEK). Some version-0 Security Setup objects accept
-    /// only 0..=2 (open question Q5): send it only to devices whose
-    /// capabilities say so.
-    Master,
-}
-
-impl KeyId {
-    /// All four, in key_id order.
-    pub const ALL: [Self; 4] = [
-        Self::GlobalUnicastEncryption,
-        Self::GlobalBroadcastEncryption,
-        Self::Authentication,
-        Self::Master,
-    ];
-
-    /// The enum value on the wire.
-    #[must_use]
-    pub const fn code(self) -> u8 {
-        match self {
-            Self::GlobalUnicastEncryption => 0,
-            Self::GlobalBroadcastEncryption => 1,
-            Self::Authentication => 2,
-            Self::Master => 3,
-        }
-    }
-
-    /// The key id of a wire value.
-    ///
-    /// # Errors
-    /// [`KeyError::UnknownKeyId`] outside 0..=3.
-    pub const fn from_code(code: u8) -> Result<Self> {
-        match code {
-            0 => Ok(Self::GlobalUnicastEncryption),
-            1 => Ok(Self::GlobalBroadcastEncryption),
-            2 => Ok(Self::Authentication),
-            3 => Ok(Self::Master),
-            _ => Err(Error::Key(KeyError::UnknownKeyId(code))),
-        }
-    }
-}
+pub use crate::types::KeyId;
+pub use crate::wire::{WRAPPED_KEY_LEN, WrappedKey};
 
 mod sealed {
     pub trait Sealed {}
@@ -132,7 +55,7 @@ pub(crate) fn wrap_bytes(kek: &[u8; KEY_LEN], key: &[u8; KEY_LEN]) -> WrappedKey
     // 16 octets in, 24 out: the sizes are the ones aes-kw accepts.
     let written = kw.wrap_key(key, &mut out).map(<[u8]>::len);
     debug_assert_eq!(written, Ok(WRAPPED_KEY_LEN));
-    WrappedKey(out)
+    WrappedKey::new(out)
 }
 
 /// Unwraps to raw octets (crate-internal); the output is zeros on failure.
@@ -142,7 +65,7 @@ pub(crate) fn unwrap_bytes(
 ) -> core::result::Result<[u8; KEY_LEN], AuthError> {
     let kw = KwAes128::new(&(*kek).into());
     let mut out = [0u8; KEY_LEN];
-    match kw.unwrap_key(&wrapped.0, &mut out) {
+    match kw.unwrap_key(wrapped.as_bytes(), &mut out) {
         Ok(_) => Ok(out),
         Err(_) => {
             out.zeroize();
@@ -172,14 +95,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_ids_round_trip() {
-        for k in KeyId::ALL {
-            assert_eq!(KeyId::from_code(k.code()), Ok(k));
-        }
-        assert_eq!(
-            KeyId::from_code(4),
-            Err(Error::Key(KeyError::UnknownKeyId(4)))
-        );
+    fn key_ids_of_transferable_keys() {
         assert_eq!(GlobalUnicastEncryptionKey::KEY_ID.code(), 0);
         assert_eq!(MasterKey::KEY_ID.code(), 3);
     }

@@ -44,7 +44,7 @@
 //!
 //! ```compile_fail
 //! use dlms_sec::key::{MasterKey, SharedKey};
-//! use dlms_sec::package::{Packager, PackagedKey};
+//! use dlms_sec::key::package::{Packager, PackagedKey};
 //! fn s1sp_reaches_for_the_master_key(p: &Packager<SharedKey>, r: &PackagedKey<MasterKey>) {
 //!     let _ = p.unpackage(r);
 //! }
@@ -52,7 +52,7 @@
 //!
 //! ```compile_fail
 //! use dlms_sec::key::{DcoKey, GlobalUnicastEncryptionKey};
-//! use dlms_sec::package::{Packager, RecordId};
+//! use dlms_sec::key::package::{Packager, RecordId};
 //! fn dco_key_packaging_a_guek(p: &Packager<DcoKey>, k: &GlobalUnicastEncryptionKey, id: RecordId) {
 //!     let _ = p.package(k, id);
 //! }
@@ -66,9 +66,9 @@ use aes::{Aes128, Aes128Enc};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::client::Client;
 use crate::error::{Error, KeyError, Result, WireError};
 use crate::key::{DeviceKey, KEY_LEN, Kek, KeyRole, device_key_bytes, device_key_from, kek_bytes};
+use crate::types::Client;
 use crate::wire::SystemTitle;
 
 /// Length of a packaged-key record.

@@ -1,6 +1,5 @@
 //! The audit plug point and the tamper-evident JSON-lines log: every
 //! kind of tampering is reported at the first bad line with the right kind.
-#![cfg(feature = "std")]
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -10,17 +9,17 @@
 
 use std::io::{self, BufRead, Cursor, Read};
 
-use dlms_sec::audit::jsonl::{
-    BreakKind, ChainBreak, JsonLinesSink, VerifiedLog, verify, verify_with_head,
-};
 use dlms_sec::audit::{
     AuditAction, AuditEvent, AuditSink, MemoryAuditLog, NoAudit, Outcome, Timestamp,
 };
-use dlms_sec::client::Client;
 use dlms_sec::error::Error;
+use dlms_sec::key::package::{KeyCheckValue, RecordId};
 use dlms_sec::key::{AuditKey, KeyRole};
-use dlms_sec::package::{KeyCheckValue, RecordId};
+use dlms_sec::types::Client;
 use dlms_sec::{InvocationCounter, SystemTitle};
+use dlms_sec_services::jsonl::{
+    BreakKind, ChainBreak, JsonLinesSink, VerifiedLog, verify, verify_with_head,
+};
 
 const KEY: [u8; 16] = [0x5A; 16];
 const N: usize = 5;

@@ -17,26 +17,26 @@
 //! keys are replaced by rotation, and the superseded generation is
 //! retired only after the new one is active.
 
-use alloc::collections::BTreeMap;
-use alloc::vec;
-use alloc::vec::Vec;
+use std::collections::BTreeMap;
+use std::vec;
+use std::vec::Vec;
 
 use rand_core::TryCryptoRng;
 
-use crate::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
-use crate::client::Client;
-use crate::counter::{CounterSource, ReplayGuard};
 use crate::dco::{ClientRecords, Dco, RotationScope};
-use crate::error::{Error, KeyError, Result};
-use crate::key::{
+use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
+use dlms_sec::counter::{CounterSource, ReplayGuard};
+use dlms_sec::error::{Error, KeyError, Result};
+use dlms_sec::key::package::{PackagedKey, PackagedRecord};
+use dlms_sec::key::{
     AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
 };
-use crate::keystore::{KeySlot, KeyStore};
-use crate::meter::Capabilities;
-use crate::package::{PackagedKey, PackagedRecord};
-use crate::policy::{Protection, SecurityPolicy};
-use crate::provider::{CryptoProvider, DcoProvider};
-use crate::wire::{KeyKind, SystemTitle};
+use dlms_sec::keystore::{KeySlot, KeyStore};
+use dlms_sec::meter::Capabilities;
+use dlms_sec::provider::{CryptoProvider, DcoProvider};
+use dlms_sec::types::Client;
+use dlms_sec::types::{Protection, SecurityPolicy};
+use dlms_sec::wire::{KeyKind, SystemTitle};
 
 /// The largest frame a command or its answer may take through
 /// [`S1sp::command`] (a DLMS server's usual max-receive-pdu-size).
@@ -360,10 +360,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 .verify(&record.typed::<GlobalUnicastEncryptionKey>()?),
             KeyRole::GlobalBroadcastEncryption => self
                 .provider
-                .verify(&record.typed::<crate::key::GlobalBroadcastEncryptionKey>()?),
+                .verify(&record.typed::<dlms_sec::key::GlobalBroadcastEncryptionKey>()?),
             _ => self
                 .provider
-                .verify(&record.typed::<crate::key::DedicatedKey>()?),
+                .verify(&record.typed::<dlms_sec::key::DedicatedKey>()?),
         };
         match result {
             Ok(()) => Ok(()),
@@ -424,7 +424,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         frame: &'b mut [u8],
         audit: &mut impl AuditSink,
         now: Timestamp,
-    ) -> Result<crate::suite0::Unprotected<'b>> {
+    ) -> Result<dlms_sec::suite0::Unprotected<'b>> {
         let (_, guek) = self.active_records(device, client)?;
         let result = self
             .provider

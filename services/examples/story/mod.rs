@@ -12,20 +12,21 @@
 use core::num::NonZeroU32;
 
 use dlms_sec::audit::Timestamp;
-use dlms_sec::audit::jsonl::{JsonLinesSink, verify};
-use dlms_sec::client::Client;
 use dlms_sec::counter::{SendCounter, Volatile};
-use dlms_sec::dco::Dco;
+use dlms_sec::key::package::{PackagedRecord, RecordId};
 use dlms_sec::key::{
     AuditKey, AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
-use dlms_sec::key_transfer::SecuritySetupKeys;
-use dlms_sec::keystore::{KeySlot, KeyStore, MemoryKeyStore};
+use dlms_sec::keystore::{KeySlot, KeyStore};
+use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::meter::{Capabilities, Meter};
-use dlms_sec::package::{PackagedRecord, RecordId};
 use dlms_sec::provider::{CryptoProvider, DcoProvider, SoftwareDco};
-use dlms_sec::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
+use dlms_sec::types::Client;
 use dlms_sec::{Error, SecurityPolicy, SystemTitle};
+use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::dco::Dco;
+use dlms_sec_services::jsonl::{JsonLinesSink, verify};
+use dlms_sec_services::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
 use rand_core::TryRng;
 
 const DAY: u64 = 24 * 3600;

@@ -29,7 +29,11 @@ use core::fmt;
 use rand_core::TryCryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+pub mod package;
+pub mod wrap;
+
 use crate::error::{Error, Result};
+pub use crate::types::{KekKind, KeyRole};
 use crate::wire::KeyKind;
 
 /// Length of every suite-0 key.
@@ -139,101 +143,6 @@ key_type! {
     /// One key per chain: two chains under the same key would reuse GMAC
     /// nonces.
     AuditKey
-}
-
-/// Every device key role, as a value (for records and audit events).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyRole {
-    /// [`MasterKey`].
-    Master,
-    /// [`AuthenticationKey`].
-    Authentication,
-    /// [`GlobalUnicastEncryptionKey`].
-    GlobalUnicastEncryption,
-    /// [`GlobalBroadcastEncryptionKey`].
-    GlobalBroadcastEncryption,
-    /// [`DedicatedKey`].
-    Dedicated,
-}
-
-impl KeyRole {
-    /// All roles.
-    pub const ALL: [Self; 5] = [
-        Self::Master,
-        Self::Authentication,
-        Self::GlobalUnicastEncryption,
-        Self::GlobalBroadcastEncryption,
-        Self::Dedicated,
-    ];
-
-    /// The code used in packaged-key records.
-    #[must_use]
-    pub const fn code(self) -> u8 {
-        match self {
-            Self::Master => 1,
-            Self::Authentication => 2,
-            Self::GlobalUnicastEncryption => 3,
-            Self::GlobalBroadcastEncryption => 4,
-            Self::Dedicated => 5,
-        }
-    }
-
-    /// The role of a record code.
-    #[must_use]
-    pub const fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::Master),
-            2 => Some(Self::Authentication),
-            3 => Some(Self::GlobalUnicastEncryption),
-            4 => Some(Self::GlobalBroadcastEncryption),
-            5 => Some(Self::Dedicated),
-            _ => None,
-        }
-    }
-
-    /// A short lower-case name (`master`, `authentication`,
-    /// `global-unicast-encryption`, …), stable: audit logs carry it.
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Master => "master",
-            Self::Authentication => "authentication",
-            Self::GlobalUnicastEncryption => "global-unicast-encryption",
-            Self::GlobalBroadcastEncryption => "global-broadcast-encryption",
-            Self::Dedicated => "dedicated",
-        }
-    }
-
-    /// The role of a [`Self::name`].
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.name() == name)
-    }
-
-    /// Which KEK packages this role.
-    #[must_use]
-    pub const fn kek(self) -> KekKind {
-        match self {
-            Self::Master | Self::Authentication => KekKind::Dco,
-            _ => KekKind::Shared,
-        }
-    }
-
-    /// Whether the key belongs to the device as a whole (the MK) rather
-    /// than to one client.
-    #[must_use]
-    pub const fn is_device_wide(self) -> bool {
-        matches!(self, Self::Master)
-    }
-}
-
-/// The two HSM key-encryption keys, as a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KekKind {
-    /// [`DcoKey`].
-    Dco,
-    /// [`SharedKey`].
-    Shared,
 }
 
 mod sealed {

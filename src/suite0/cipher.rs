@@ -31,7 +31,7 @@
 //!   counter block 2 (IV ‖ 0x00000002).
 //!
 //! ```
-//! use dlms_sec::cipher::{Aad, ModuleKeys, Suite0Cipher};
+//! use dlms_sec::suite0::cipher::{Aad, ModuleKeys, Suite0Cipher};
 //! use dlms_sec::counter::SingleUse;
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 //! use dlms_sec::suite0::{Protect, Unprotect};
@@ -55,7 +55,7 @@
 //! let mut a = [0u8; 64];
 //! let n = software.protect(&req, &mut SingleUse::new(InvocationCounter::new(7)), &apdu, &mut a)?;
 //!
-//! let module = dlms_sec::cipher::SoftwareCipher::new(&guek);
+//! let module = dlms_sec::suite0::cipher::SoftwareCipher::new(&guek);
 //! let keys = ModuleKeys::new(KeyKind::GlobalUnicast, &module, &ak);
 //! let mut b = [0u8; 64];
 //! let m = keys.protect(&req, &mut SingleUse::new(InvocationCounter::new(7)), &apdu, &mut b)?;

@@ -46,7 +46,7 @@
 //! # What no store offers, on purpose
 //!
 //! * **No clear-key API** (R-15). Packaging and unpackaging happen in
-//!   [`crate::package`], at the holder of the KEK (an HSM, R-07); a store
+//!   [`crate::key::package`], at the holder of the KEK (an HSM, R-07); a store
 //!   never holds the means to read what it stores.
 //! * **No export, backup or archive** (R-18). There is no function that
 //!   hands out the store's contents in bulk or serialises it, and the stores
@@ -82,15 +82,20 @@
 
 use core::fmt;
 
-use crate::client::Client;
-use crate::error::{Error, KeyError, Result};
-use crate::key::KeyRole;
-use crate::package::{PackagedRecord, RecordId};
+use crate::error::Result;
+use crate::key::package::{PackagedRecord, RecordId};
+use crate::types::Client;
+use crate::types::KeyRole;
 use crate::wire::SystemTitle;
 
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod heapless_store;
+mod slot;
+
+pub use self::heapless_store::HeaplessKeyStore;
+pub use self::slot::{SlotChange, SlotRecords, for_each_device_of};
 
 /// The slot a record lives in: everything in [`RecordId`] except the
 /// generation.
@@ -130,9 +135,10 @@ impl KeySlot {
     }
 
     /// The smallest slot of `device` in the derived order (`client: None`
-    /// sorts first, and `Master` is the first role).
-    #[cfg(feature = "std")]
-    const fn first_of(device: SystemTitle) -> Self {
+    /// sorts first, and `Master` is the first role): where a sorted store
+    /// starts a range over one device's slots.
+    #[must_use]
+    pub const fn first_of(device: SystemTitle) -> Self {
         Self {
             device,
             client: None,
@@ -270,362 +276,6 @@ impl<S: KeyStore + ?Sized> KeyStore for &mut S {
     }
 }
 
-/// The records of one slot, and the rules for changing them.
-///
-/// Every transition is a pure function from the old state to the new one
-/// (or an error), so a store applies it with a single assignment and a
-/// failed transition cannot leave anything half done.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Generations {
-    active: Option<PackagedRecord>,
-    pending: Option<PackagedRecord>,
-    previous: Option<PackagedRecord>,
-}
-
-impl Generations {
-    const fn is_empty(&self) -> bool {
-        self.active.is_none() && self.pending.is_none() && self.previous.is_none()
-    }
-
-    fn put_pending(self, record: PackagedRecord) -> Result<Self> {
-        if let Some(active) = self.active
-            && record.generation() <= active.generation()
-        {
-            return Err(KeyError::StaleGeneration.into());
-        }
-        Ok(Self {
-            pending: Some(record),
-            ..self
-        })
-    }
-
-    fn put_initial(self, record: PackagedRecord) -> Result<Self> {
-        if self.active.is_some() || self.pending.is_some() {
-            return Err(KeyError::StaleGeneration.into());
-        }
-        Ok(Self {
-            active: Some(record),
-            ..self
-        })
-    }
-
-    fn activate(self, generation: u32) -> Result<Self> {
-        match (self.pending, self.active) {
-            (Some(p), _) if p.generation() == generation => Ok(Self {
-                active: Some(p),
-                pending: None,
-                previous: self.active,
-            }),
-            (_, Some(a)) if a.generation() == generation => Ok(self),
-            _ => Err(KeyError::NoPending.into()),
-        }
-    }
-
-    const fn discard_pending(self) -> Self {
-        Self {
-            pending: None,
-            ..self
-        }
-    }
-
-    const fn retire_previous(self) -> Self {
-        Self {
-            previous: None,
-            ..self
-        }
-    }
-
-    fn active(&self) -> Result<PackagedRecord> {
-        self.active.ok_or(Error::Key(KeyError::NotFound))
-    }
-}
-
-/// A transition applied to one slot.
-#[derive(Clone, Copy)]
-enum Op<'a> {
-    PutPending(&'a PackagedRecord),
-    PutInitial(&'a PackagedRecord),
-    Activate(u32),
-    DiscardPending,
-    RetirePrevious,
-}
-
-impl Op<'_> {
-    fn apply(self, g: Generations) -> Result<Generations> {
-        match self {
-            Self::PutPending(r) => g.put_pending(*r),
-            Self::PutInitial(r) => g.put_initial(*r),
-            Self::Activate(generation) => g.activate(generation),
-            Self::DiscardPending => Ok(g.discard_pending()),
-            Self::RetirePrevious => Ok(g.retire_previous()),
-        }
-    }
-}
-
-/// A fixed-capacity store of up to `N` slots in RAM, for no_std devices
-/// and tests. No allocation; `N` slots of three records each (about
-/// 140 octets per slot).
-///
-/// Slots are kept sorted, so lookups are a binary search and listings come
-/// out in order. [`KeyError::StoreFull`] is returned only when a *new* slot
-/// does not fit: existing slots can always be updated, and a slot whose last
-/// record is discarded frees its place.
-///
-/// ```
-/// use dlms_sec::key::{DcoKey, MasterKey};
-/// use dlms_sec::keystore::{HeaplessKeyStore, KeySlot, KeyStore};
-/// use dlms_sec::package::{Packager, RecordId};
-/// use dlms_sec::key::KeyRole;
-/// use dlms_sec::SystemTitle;
-///
-/// # fn main() -> Result<(), dlms_sec::Error> {
-/// let dco = Packager::new(&DcoKey::from_bytes([7; 16]));
-/// let slot = KeySlot {
-///     device: SystemTitle::new(*b"ABC\0\0\0\0\x01"),
-///     client: None,
-///     role: KeyRole::Master,
-/// };
-/// let mk0 = dco.package(&MasterKey::from_bytes([1; 16]), slot.id(0))?;
-/// let mk1 = dco.package(&MasterKey::from_bytes([2; 16]), slot.id(1))?;
-///
-/// let mut store = HeaplessKeyStore::<16>::new();
-/// store.put_initial(mk0.record())?;
-/// store.put_pending(mk1.record())?;
-/// // ... key_transfer of mk1, wrapped under mk0; the meter accepts it ...
-/// store.activate(&slot, 1)?;
-/// assert_eq!(store.active(&slot)?, *mk1.record());
-/// assert_eq!(store.previous(&slot)?, Some(*mk0.record()));
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct HeaplessKeyStore<const N: usize> {
-    /// Sorted by slot, each slot at most once, no empty `Generations`.
-    slots: heapless::Vec<(KeySlot, Generations), N>,
-}
-
-impl<const N: usize> HeaplessKeyStore<N> {
-    /// An empty store.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self {
-            slots: heapless::Vec::new(),
-        }
-    }
-
-    /// The number of slots in use.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether no slot is in use.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// The number of slots the store can hold.
-    #[must_use]
-    pub const fn capacity(&self) -> usize {
-        N
-    }
-
-    fn find(&self, slot: &KeySlot) -> core::result::Result<usize, usize> {
-        self.slots.binary_search_by(|(s, _)| s.cmp(slot))
-    }
-
-    fn get(&self, slot: &KeySlot) -> Generations {
-        self.find(slot)
-            .ok()
-            .and_then(|i| self.slots.get(i))
-            .map(|(_, g)| *g)
-            .unwrap_or_default()
-    }
-
-    fn update(&mut self, slot: &KeySlot, op: Op<'_>) -> Result<()> {
-        match self.find(slot) {
-            Ok(i) => {
-                let Some((_, g)) = self.slots.get_mut(i) else {
-                    return Err(Error::Misuse("key store index out of range"));
-                };
-                let next = op.apply(*g)?;
-                if next.is_empty() {
-                    // `i` came from the search just above, so it is in range.
-                    self.slots.remove(i);
-                } else {
-                    *g = next;
-                }
-                Ok(())
-            }
-            Err(i) => {
-                let next = op.apply(Generations::default())?;
-                if next.is_empty() {
-                    return Ok(());
-                }
-                self.slots
-                    .insert(i, (*slot, next))
-                    .map_err(|_| Error::Key(KeyError::StoreFull))
-            }
-        }
-    }
-}
-
-impl<const N: usize> Default for HeaplessKeyStore<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> KeyStore for HeaplessKeyStore<N> {
-    fn put_pending(&mut self, record: &PackagedRecord) -> Result<()> {
-        self.update(&KeySlot::of(&record.id()), Op::PutPending(record))
-    }
-    fn put_initial(&mut self, record: &PackagedRecord) -> Result<()> {
-        self.update(&KeySlot::of(&record.id()), Op::PutInitial(record))
-    }
-    fn activate(&mut self, slot: &KeySlot, generation: u32) -> Result<()> {
-        self.update(slot, Op::Activate(generation))
-    }
-    fn active(&self, slot: &KeySlot) -> Result<PackagedRecord> {
-        self.get(slot).active()
-    }
-    fn pending(&self, slot: &KeySlot) -> Result<Option<PackagedRecord>> {
-        Ok(self.get(slot).pending)
-    }
-    fn previous(&self, slot: &KeySlot) -> Result<Option<PackagedRecord>> {
-        Ok(self.get(slot).previous)
-    }
-    fn discard_pending(&mut self, slot: &KeySlot) -> Result<()> {
-        self.update(slot, Op::DiscardPending)
-    }
-    fn retire_previous(&mut self, slot: &KeySlot) -> Result<()> {
-        self.update(slot, Op::RetirePrevious)
-    }
-    fn for_each_device(&self, f: &mut dyn FnMut(SystemTitle)) -> Result<()> {
-        each_device(self.slots.iter().map(|(s, _)| s), f);
-        Ok(())
-    }
-    fn for_each_slot(&self, device: &SystemTitle, f: &mut dyn FnMut(KeySlot)) -> Result<()> {
-        let start = self.slots.partition_point(|(s, _)| s.device < *device);
-        self.slots
-            .iter()
-            .skip(start)
-            .take_while(|(s, _)| s.device == *device)
-            .for_each(|(s, _)| f(*s));
-        Ok(())
-    }
-}
-
-/// Calls `f` once per run of equal devices in `slots` (sorted).
-fn each_device<'a>(slots: impl Iterator<Item = &'a KeySlot>, f: &mut dyn FnMut(SystemTitle)) {
-    let mut last = None;
-    for s in slots {
-        if last != Some(s.device) {
-            last = Some(s.device);
-            f(s.device);
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-pub use self::memory::MemoryKeyStore;
-
-#[cfg(feature = "std")]
-mod memory {
-    // `std` implies `alloc`; this is `std::collections::BTreeMap`.
-    use alloc::collections::BTreeMap;
-
-    use super::{
-        Generations, KeySlot, KeyStore, Op, PackagedRecord, Result, SystemTitle, each_device,
-    };
-
-    /// An unbounded store in RAM (feature `std`): a `BTreeMap` from slot to
-    /// records. For services and tests; never returns
-    /// [`KeyError::StoreFull`](crate::error::KeyError::StoreFull).
-    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
-    #[derive(Debug, Default)]
-    pub struct MemoryKeyStore {
-        /// No empty `Generations`.
-        slots: BTreeMap<KeySlot, Generations>,
-    }
-
-    impl MemoryKeyStore {
-        /// An empty store.
-        #[must_use]
-        pub const fn new() -> Self {
-            Self {
-                slots: BTreeMap::new(),
-            }
-        }
-
-        /// The number of slots in use.
-        #[must_use]
-        pub fn len(&self) -> usize {
-            self.slots.len()
-        }
-
-        /// Whether no slot is in use.
-        #[must_use]
-        pub fn is_empty(&self) -> bool {
-            self.slots.is_empty()
-        }
-
-        fn get(&self, slot: &KeySlot) -> Generations {
-            self.slots.get(slot).copied().unwrap_or_default()
-        }
-
-        fn update(&mut self, slot: &KeySlot, op: Op<'_>) -> Result<()> {
-            let next = op.apply(self.get(slot))?;
-            if next.is_empty() {
-                self.slots.remove(slot);
-            } else {
-                self.slots.insert(*slot, next);
-            }
-            Ok(())
-        }
-    }
-
-    impl KeyStore for MemoryKeyStore {
-        fn put_pending(&mut self, record: &PackagedRecord) -> Result<()> {
-            self.update(&KeySlot::of(&record.id()), Op::PutPending(record))
-        }
-        fn put_initial(&mut self, record: &PackagedRecord) -> Result<()> {
-            self.update(&KeySlot::of(&record.id()), Op::PutInitial(record))
-        }
-        fn activate(&mut self, slot: &KeySlot, generation: u32) -> Result<()> {
-            self.update(slot, Op::Activate(generation))
-        }
-        fn active(&self, slot: &KeySlot) -> Result<PackagedRecord> {
-            self.get(slot).active()
-        }
-        fn pending(&self, slot: &KeySlot) -> Result<Option<PackagedRecord>> {
-            Ok(self.get(slot).pending)
-        }
-        fn previous(&self, slot: &KeySlot) -> Result<Option<PackagedRecord>> {
-            Ok(self.get(slot).previous)
-        }
-        fn discard_pending(&mut self, slot: &KeySlot) -> Result<()> {
-            self.update(slot, Op::DiscardPending)
-        }
-        fn retire_previous(&mut self, slot: &KeySlot) -> Result<()> {
-            self.update(slot, Op::RetirePrevious)
-        }
-        fn for_each_device(&self, f: &mut dyn FnMut(SystemTitle)) -> Result<()> {
-            each_device(self.slots.keys(), f);
-            Ok(())
-        }
-        fn for_each_slot(&self, device: &SystemTitle, f: &mut dyn FnMut(KeySlot)) -> Result<()> {
-            self.slots
-                .range(KeySlot::first_of(*device)..)
-                .map(|(s, _)| *s)
-                .take_while(|s| s.device == *device)
-                .for_each(f);
-            Ok(())
-        }
-    }
-}
-
 impl fmt::Display for KeySlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}/", self.device)?;
@@ -640,6 +290,7 @@ impl fmt::Display for KeySlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Error, KeyError};
 
     #[test]
     fn heapless_store_conforms() {
@@ -662,12 +313,6 @@ mod tests {
         );
     }
 
-    #[cfg(feature = "std")]
-    #[test]
-    fn memory_store_conforms() {
-        assert_eq!(conformance::run(MemoryKeyStore::new), Ok(()));
-    }
-
     #[test]
     fn run_capacity_notices_a_store_that_is_too_small() {
         let r = conformance::run_capacity(HeaplessKeyStore::<4>::new(), 5);
@@ -676,7 +321,6 @@ mod tests {
         assert!(r.is_err(), "a store with room beyond `capacity` must fail");
     }
 
-    #[cfg(feature = "std")]
     #[test]
     fn first_of_is_the_smallest_slot_of_its_device() {
         let d = SystemTitle::new([9; 8]);

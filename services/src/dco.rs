@@ -16,20 +16,20 @@
 
 use rand_core::TryCryptoRng;
 
-use crate::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
-use crate::client::Client;
-use crate::counter::{CounterSource, ReplayGuard};
-use crate::error::{CounterError, Error, KeyError, Result};
-use crate::key::{
+use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
+use dlms_sec::counter::{CounterSource, ReplayGuard};
+use dlms_sec::error::{CounterError, Error, KeyError, Result};
+use dlms_sec::key::package::{KeyCheckValue, PackagedKey, RecordId};
+use dlms_sec::key::wrap::{KeyId, TransferableKey, WrappedKey};
+use dlms_sec::key::{
     AuthenticationKey, DcoKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
     SharedKey,
 };
-use crate::keywrap::{KeyId, TransferableKey, WrappedKey};
-use crate::package::{KeyCheckValue, PackagedKey, RecordId};
-use crate::policy::{Protection, SecurityPolicy};
-use crate::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
-use crate::suite0::{Protect, Unprotect, Unprotected};
-use crate::wire::{CipheredForm, KeyKind, KeyTransfer, SecuritySetupMethod, SystemTitle};
+use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
+use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
+use dlms_sec::types::Client;
+use dlms_sec::types::{Protection, SecurityPolicy};
+use dlms_sec::wire::{CipheredForm, KeyKind, KeyTransfer, SecuritySetupMethod, SystemTitle};
 
 /// The keys of one (device, client) as the S1SP hands them to the DCO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,10 +147,10 @@ impl<P: DcoProvider> Dco<P> {
 
     fn kcv(&self, role: KeyRole) -> Option<KeyCheckValue> {
         match role.kek() {
-            crate::key::KekKind::Dco => {
+            dlms_sec::types::KekKind::Dco => {
                 CryptoProvider::<DcoKey>::kek_check_value(&self.provider).ok()
             }
-            crate::key::KekKind::Shared => {
+            dlms_sec::types::KekKind::Shared => {
                 CryptoProvider::<SharedKey>::kek_check_value(&self.provider).ok()
             }
         }
@@ -184,7 +184,7 @@ impl<P: DcoProvider> Dco<P> {
     /// # Errors
     /// Record errors (audited as corruption detected), counter errors,
     /// [`Error::Audit`](crate::Error) when the audit record cannot be written; then as
-    /// [`Suite0::protect`](crate::suite0::Suite0::protect).
+    /// [`Suite0::protect`](dlms_sec::suite0::Suite0::protect).
     #[allow(
         clippy::too_many_arguments,
         reason = "one argument per part of a command"

@@ -1,0 +1,19 @@
+//! The std services built on `dlms-sec`: what a DCO or an S1SP runs.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`dco`] | [`Dco`](dco::Dco): protects commands and prepares key rotations with both KEKs (R-05, R-06) |
+//! | [`s1sp`] | [`S1sp`](s1sp::S1sp): the service provider's key lifecycle over a key store and a DCO |
+//! | [`jsonl`] | the tamper-evident JSON-lines audit log and its verifier (R-20) |
+//! | [`memory_store`] | [`MemoryKeyStore`]: an unbounded key store in RAM |
+//!
+//! The core crate (`dlms-sec`) stays `no_std`; everything that needs an
+//! allocator or `std::io` lives here.
+#![forbid(unsafe_code)]
+
+pub mod dco;
+pub mod jsonl;
+pub mod memory_store;
+pub mod s1sp;
+
+pub use crate::memory_store::MemoryKeyStore;
