@@ -1,0 +1,163 @@
+//! The tamper-evident audit chain: each record MACed over the previous
+//! record's MAC, its canonical bytes and its sequence number.
+
+use core::fmt;
+
+use subtle::ConstantTimeEq;
+
+use crate::audit::AuditEvent;
+use crate::error::{Error, Result};
+use crate::gcm::{Aad, Gcm};
+use crate::key::AuditKey;
+
+/// Length of an audit chain MAC.
+pub const MAC_LEN: usize = 12;
+
+/// One sealed link of an audit chain: the record's sequence number and MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Link {
+    /// Sequence number, 0 for the first record of the chain.
+    pub seq: u64,
+    /// The record's MAC.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// Why a record does not continue the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkError {
+    /// The record's sequence number is not the next one: a record before
+    /// it was removed, or records were reordered or inserted.
+    Sequence {
+        /// The sequence number the chain expects.
+        expected: u64,
+        /// The one the record carries.
+        found: u64,
+    },
+    /// The MAC does not verify: the record was altered or forged.
+    BadMac,
+}
+
+/// A tamper-evident audit chain (R-20), allocation-free.
+///
+/// Record `seq` (from 0) gets the MAC
+///
+/// ```text
+/// MAC = GMAC(audit key, IV = 00 00 00 00 ‖ seq (u64 BE),
+///            AAD = MAC of record seq-1 (zeros for seq 0) ‖ event bytes ‖ seq (u64 BE))
+/// ```
+///
+/// truncated to 12 octets, where the event bytes are
+/// [`AuditEvent::encode`]. Changing, removing, reordering or inserting a
+/// record breaks the chain at that record for anyone holding the
+/// [`AuditKey`]; removing records from the end is only visible against an
+/// expected count kept elsewhere.
+///
+/// The sequence number is the GMAC nonce, so it must never repeat under one
+/// key: use one key per chain, and [`Self::resume`] only from the state a
+/// verification of the whole existing log returned.
+pub struct AuditChain {
+    gcm: Gcm,
+    next_seq: u64,
+    prev_mac: [u8; MAC_LEN],
+}
+
+impl fmt::Debug for AuditChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditChain")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditChain {
+    /// A new chain: the first record gets sequence number 0.
+    #[must_use]
+    pub fn new(key: &AuditKey) -> Self {
+        Self::resume(key, 0, [0; MAC_LEN])
+    }
+
+    /// Continues a chain whose last record had sequence number
+    /// `next_seq - 1` and MAC `prev_mac` (for `next_seq` 0, `prev_mac` is
+    /// zeros). Take both from a verification of the existing log.
+    #[must_use]
+    pub fn resume(key: &AuditKey, next_seq: u64, prev_mac: [u8; MAC_LEN]) -> Self {
+        Self {
+            gcm: Gcm::new(key.as_bytes()),
+            next_seq,
+            prev_mac,
+        }
+    }
+
+    /// The sequence number the next record gets (the number of records so
+    /// far).
+    #[must_use]
+    pub const fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The MAC of the last record (zeros before the first).
+    #[must_use]
+    pub const fn last_mac(&self) -> [u8; MAC_LEN] {
+        self.prev_mac
+    }
+
+    /// Seals `event` as the next record and advances the chain.
+    ///
+    /// # Errors
+    /// [`Error::Audit`] when the sequence numbers are used up (after
+    /// 2⁶⁴ − 1 records); the chain is unchanged.
+    pub fn seal(&mut self, event: &AuditEvent) -> Result<Link> {
+        let seq = self.next_seq;
+        let next = seq.checked_add(1).ok_or(Error::Audit)?;
+        let mac = self.mac(seq, event);
+        self.next_seq = next;
+        self.prev_mac = mac;
+        Ok(Link { seq, mac })
+    }
+
+    /// Checks that `event` with `seq` and `mac` is the next record, and
+    /// advances the chain if it is. The MAC is compared in constant time.
+    ///
+    /// # Errors
+    /// [`LinkError::Sequence`] when `seq` is not [`Self::next_seq`];
+    /// [`LinkError::BadMac`] when the MAC does not verify. The chain is
+    /// unchanged on error.
+    pub fn check(
+        &mut self,
+        seq: u64,
+        event: &AuditEvent,
+        mac: &[u8; MAC_LEN],
+    ) -> Result<(), LinkError> {
+        if seq != self.next_seq {
+            return Err(LinkError::Sequence {
+                expected: self.next_seq,
+                found: seq,
+            });
+        }
+        let next = seq.checked_add(1).ok_or(LinkError::Sequence {
+            expected: self.next_seq,
+            found: seq,
+        })?;
+        let expected = self.mac(seq, event);
+        if bool::from(expected.ct_eq(mac)) {
+            self.next_seq = next;
+            self.prev_mac = expected;
+            Ok(())
+        } else {
+            Err(LinkError::BadMac)
+        }
+    }
+
+    fn mac(&self, seq: u64, event: &AuditEvent) -> [u8; MAC_LEN] {
+        let seq_be = seq.to_be_bytes();
+        let mut iv = [0u8; 12];
+        if let Some((_, tail)) = iv.split_first_chunk_mut::<4>() {
+            tail.copy_from_slice(&seq_be);
+        }
+        let bytes = event.to_bytes();
+        self.gcm.gmac(
+            &iv,
+            Aad::pieces(&[self.prev_mac.as_slice(), bytes.as_slice(), &seq_be]),
+        )
+    }
+}
