@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Meter-firmware footprint check (issue 5, item 3). Run from anywhere; CI runs
+# Meter-firmware footprint check. Run from anywhere; CI runs
 # it from the repository root through .ci/run.
 #
 # Builds footprint/ (a #![no_std] #![no_main] Cortex-M4F image that calls

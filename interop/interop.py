@@ -3,12 +3,13 @@
 
 Oracles (installed by interop/run.sh, never vendored):
   * pyca `cryptography` (OpenSSL): the reference. Frames are assembled here,
-    byte by byte, from dlms-suite0.md sections 2-4; the cryptography is
+    byte by byte, from the suite-0 rules (Green Book Tables 37, 38, 40 and
+    43; docs/design.md); the cryptography is
     `AESGCM`, `modes.GCM` with a 12-octet tag, `modes.CTR` and
     `aes_key_wrap`/`aes_key_unwrap`.
   * gurux-dlms (its own pure-Python AES-GCM): a second sender and receiver.
     Where it disagrees with us and pyca agrees with us, that is recorded as a
-    peer defect (../shared/design/peers.md, interop-notes.md), not as ours.
+    peer defect (interop/README.md lists them), not as ours.
 
 Only OUR mismatches fail the run. The last line is `N passed, M failed`.
 """
@@ -41,9 +42,9 @@ from gurux_dlms.enums.Security import Security
 from gurux_dlms.secure.GXDLMSSecureClient import GXDLMSSecureClient
 
 # ---------------------------------------------------------------------------
-# The protocol facts the reference sender/receiver use (dlms-suite0.md).
+# The protocol facts the reference sender/receiver use.
 
-# plain tag -> (glo tag, ded tag), dlms-suite0.md section 3.1
+# plain tag -> (glo tag, ded tag) of the service-specific ciphered APDUs
 SERVICES = {
     0x01: (0x21, 0x41), 0x05: (0x25, 0x45), 0x06: (0x26, 0x46),
     0x08: (0x28, 0x48), 0x0C: (0x2C, 0x4C), 0x0D: (0x2D, 0x4D),
@@ -62,7 +63,7 @@ TAG_LEN = 12
 
 
 def axdr_len(n):
-    """Minimal A-XDR length (dlms-suite0.md section 3.6)."""
+    """Minimal A-XDR length (one octet below 0x80, else 0x81 nn or 0x82 nn nn)."""
     if n < 0x80:
         return bytes([n])
     if n <= 0xFF:

@@ -93,3 +93,8 @@ pub use crate::error::{AuthError, Error, Result};
 pub use crate::suite0::Suite0;
 pub use crate::types::{Client, KeyKind, KeyRole, Protection, SecurityPolicy};
 pub use crate::wire::{InvocationCounter, SecurityControl, SystemTitle};
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

@@ -47,7 +47,7 @@
 use core::fmt;
 
 use crate::error::{Error, Result, WireError};
-use crate::key::KeyRole;
+use crate::types::KeyRole;
 use crate::key::package::{KeyCheckValue, RecordId};
 use crate::types::Client;
 use crate::wire::{InvocationCounter, SystemTitle};
