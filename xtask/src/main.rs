@@ -192,3 +192,67 @@ fn exit_code(status: ExitStatus) -> ExitCode {
         None => ExitCode::FAILURE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    fn args(c: &Command) -> Vec<&OsStr> {
+        c.get_args().collect()
+    }
+
+    #[test]
+    fn install_commands_run_through_sudo_when_not_root() {
+        let c = as_root(&["apt-get", "install", "-y", "softhsm2"], false).unwrap();
+        assert_eq!(c.get_program(), "sudo");
+        assert_eq!(
+            args(&c),
+            [
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "softhsm2"
+            ]
+        );
+    }
+
+    #[test]
+    fn install_commands_run_directly_as_root_with_a_noninteractive_frontend() {
+        let c = as_root(&["apt-get", "update"], true).unwrap();
+        assert_eq!(c.get_program(), "apt-get");
+        assert_eq!(args(&c), ["update"]);
+        let envs: Vec<_> = c.get_envs().collect();
+        assert_eq!(
+            envs,
+            [(
+                OsStr::new("DEBIAN_FRONTEND"),
+                Some(OsStr::new("noninteractive"))
+            )]
+        );
+    }
+
+    #[test]
+    fn an_empty_command_is_refused() {
+        assert!(as_root(&[], true).is_none());
+        assert!(as_root(&[], false).is_none());
+        assert!(!check(&[]));
+    }
+
+    #[test]
+    fn a_check_is_the_exit_status_of_its_command() {
+        assert!(check(&["true"]));
+        assert!(!check(&["false"]));
+        assert!(!check(&["/nonexistent/command"]));
+    }
+
+    #[test]
+    fn every_service_has_a_check_and_an_install_command() {
+        for service in SERVICES {
+            assert!(!service.check.is_empty(), "{}", service.name);
+            assert!(!service.install.is_empty(), "{}", service.name);
+            assert!(service.install.iter().all(|argv| !argv.is_empty()));
+        }
+    }
+}
