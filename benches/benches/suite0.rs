@@ -2,7 +2,17 @@
 //! ("dlms-sec") and the baseline ("raw") measured in the same run; the
 //! ratios are read off with `python3 benches/ratios.py`.
 
-#![allow(missing_docs, reason = "bench binary")]
+// Benches index fixtures they built and stop on a broken fixture.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::semicolon_if_nothing_returned,
+    clippy::cast_sign_loss,
+    missing_docs
+)]
 
 mod common;
 

@@ -19,7 +19,7 @@ use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
 use dlms_sec::wire::{FrameLayout, KeyKind, SystemTitle};
 use rand_core::TryCryptoRng;
 
-use crate::suite0::cipher::TokenCipher;
+use crate::cipher::TokenCipher;
 use crate::config::Pkcs11Config;
 use crate::error::{Pkcs11Error, bad_output, module_error};
 use crate::token::{Capabilities, KekObject, SessionKey, Token, Usage};

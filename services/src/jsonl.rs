@@ -1,4 +1,4 @@
-//! A tamper-evident JSON-lines audit log (R-20, feature `std`).
+//! A tamper-evident JSON-lines audit log.
 //!
 //! [`JsonLinesSink`] writes one line per event, each sealed into an
 //! [`AuditChain`], and flushes after each line:

@@ -21,7 +21,7 @@
 //!   the key finds the first altered, removed, reordered or inserted
 //!   record. It is allocation-free, so a meter can chain records into its
 //!   own flash log.
-//! * `jsonl` (feature `std`): a sink that writes one JSON line per record,
+//! * `dlms_sec_services::jsonl`: a sink that writes one JSON line per record,
 //!   chained, and the verifier that reads it back.
 //!
 //! The library never reads a clock: the caller passes the time (compare
@@ -47,9 +47,9 @@
 use core::fmt;
 
 use crate::error::{Error, Result, WireError};
-use crate::types::KeyRole;
 use crate::key::package::{KeyCheckValue, RecordId};
 use crate::types::Client;
+use crate::types::KeyRole;
 use crate::wire::{InvocationCounter, SystemTitle};
 
 /// Seconds since the Unix epoch (1970-01-01T00:00:00Z), UTC, as the caller
@@ -478,8 +478,8 @@ impl Take<'_> {
 /// of the action the event records**: a key is not used, sent or activated
 /// when its audit record could not be written.
 ///
-/// Implementations: [`MemoryAuditLog`] (bounded, no heap), `jsonl::JsonLinesSink`
-/// (feature `std`, chained JSON lines), [`NoAudit`] (tests only), or the
+/// Implementations: [`MemoryAuditLog`] (bounded, no heap), `dlms_sec_services::jsonl::JsonLinesSink`
+/// (chained JSON lines), [`NoAudit`] (tests only), or the
 /// operator's own (a database, a syslog forwarder), which can use
 /// [`AuditChain`] to stay tamper-evident.
 pub trait AuditSink {

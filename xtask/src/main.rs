@@ -1,0 +1,258 @@
+//! Project tasks for the dlms-sec workspace, run as `cargo xtask TASK`
+//! (an alias in `.cargo/config.toml`).
+//!
+//! * `test`: installs the services the tests need when they are missing
+//!   ([`SERVICES`]), then runs `cargo test --workspace --all-features` and
+//!   exits with its status.
+//! * `demo`: runs the main demonstration ([`DEMO`]).
+//!
+//! Plain `std::process::Command` only, so the task runner builds in seconds
+//! and needs nothing that the tests themselves would install.
+
+use std::env;
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+
+/// The cargo arguments of the main demonstration (the README's first command).
+const DEMO: &[&str] = &[
+    "run",
+    "-q",
+    "--release",
+    "-p",
+    "dlms-sec-services",
+    "--example",
+    "smets1_lifecycle",
+];
+
+/// The cargo arguments of the test run.
+const TEST: &[&str] = &["test", "--workspace", "--all-features"];
+
+/// Something the tests need from the machine: a check (a command that exits
+/// 0 when the service is in place; for a daemon, when it answers), and the
+/// commands that install (and, for a daemon, start) it when the check fails.
+///
+/// The check runs as this process's user. The install commands run in order
+/// as root (through `sudo` when this process is not root) with
+/// `DEBIAN_FRONTEND=noninteractive`; the check must pass after them.
+struct Service {
+    name: &'static str,
+    check: &'static [&'static str],
+    install: &'static [&'static [&'static str]],
+}
+
+/// The services the tests need, installed in this order. A new one (a
+/// database server, say) is one more entry: a check that it answers, and
+/// the commands that install and start it.
+const SERVICES: &[Service] = &[Service {
+    // The PKCS#11 provider's tests (pkcs11/) run against SoftHSM2; they make
+    // their own token store under target/ (.cargo/config.toml).
+    name: "SoftHSM2",
+    check: &["test", "-e", "/usr/lib/softhsm/libsofthsm2.so"],
+    install: &[
+        &["apt-get", "update", "-qq"],
+        &["apt-get", "install", "-y", "-qq", "softhsm2"],
+    ],
+}];
+
+const USAGE: &str = "\
+usage: cargo xtask TASK
+
+tasks:
+  test    install the services the tests need when missing (SoftHSM2),
+          then run `cargo test --workspace --all-features`
+  demo    run the main demonstration (the smets1_lifecycle example)
+  help    print this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let task = match args.as_slice() {
+        [task] => task.as_str(),
+        _ => "",
+    };
+    let result = match task {
+        "test" => test(),
+        "demo" => cargo(DEMO),
+        "help" | "--help" | "-h" => {
+            // A closed stdout (`| head`) is not an error of this task.
+            let _ = writeln!(io::stdout(), "{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    result.unwrap_or_else(|message| {
+        eprintln!("xtask: {message}");
+        ExitCode::FAILURE
+    })
+}
+
+fn test() -> Result<ExitCode, String> {
+    for service in SERVICES {
+        ensure(service)?;
+    }
+    cargo(TEST)
+}
+
+/// Installs `service` unless its check already passes.
+fn ensure(service: &Service) -> Result<(), String> {
+    if check(service.check) {
+        return Ok(());
+    }
+    eprintln!("xtask: {} is missing; installing it", service.name);
+    let root = is_root();
+    for argv in service.install {
+        let status = as_root(argv, root)
+            .ok_or_else(|| format!("{}: an empty install command", service.name))?
+            .status()
+            .map_err(|e| format!("cannot run `{}`: {e}", argv.join(" ")))?;
+        if !status.success() {
+            return Err(format!(
+                "installing {}: `{}` failed ({status})",
+                service.name,
+                argv.join(" ")
+            ));
+        }
+    }
+    if check(service.check) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is still missing after its install commands (`{}` fails)",
+            service.name,
+            service.check.join(" ")
+        ))
+    }
+}
+
+/// Whether the check command runs and exits 0.
+fn check(argv: &[&str]) -> bool {
+    command(argv).is_some_and(|mut c| c.status().as_ref().is_ok_and(ExitStatus::success))
+}
+
+/// `argv` as a command run as root: directly when this process is root,
+/// otherwise through `sudo`, with `DEBIAN_FRONTEND=noninteractive` either
+/// way (`sudo` takes it as an argument, since it resets the environment).
+fn as_root(argv: &[&str], root: bool) -> Option<Command> {
+    const NONINTERACTIVE: &str = "DEBIAN_FRONTEND=noninteractive";
+    if root {
+        let mut c = command(argv)?;
+        let (key, value) = NONINTERACTIVE.split_once('=')?;
+        c.env(key, value);
+        Some(c)
+    } else {
+        if argv.is_empty() {
+            return None;
+        }
+        let mut c = Command::new("sudo");
+        c.arg(NONINTERACTIVE).args(argv);
+        Some(c)
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.trim_ascii() == b"0")
+}
+
+fn command(argv: &[&str]) -> Option<Command> {
+    let (program, args) = argv.split_first()?;
+    let mut c = Command::new(program);
+    c.args(args);
+    Some(c)
+}
+
+/// Runs cargo (the one that runs this task) with `args` at the workspace
+/// root, and returns its exit status as this process's.
+fn cargo(args: &[&str]) -> Result<ExitCode, String> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    Ok(exit_code(status))
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The child's exit status as ours: its code, or 1 when a signal ended it.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    fn args(c: &Command) -> Vec<&OsStr> {
+        c.get_args().collect()
+    }
+
+    #[test]
+    fn install_commands_run_through_sudo_when_not_root() {
+        let c = as_root(&["apt-get", "install", "-y", "softhsm2"], false).unwrap();
+        assert_eq!(c.get_program(), "sudo");
+        assert_eq!(
+            args(&c),
+            [
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "softhsm2"
+            ]
+        );
+    }
+
+    #[test]
+    fn install_commands_run_directly_as_root_with_a_noninteractive_frontend() {
+        let c = as_root(&["apt-get", "update"], true).unwrap();
+        assert_eq!(c.get_program(), "apt-get");
+        assert_eq!(args(&c), ["update"]);
+        let envs: Vec<_> = c.get_envs().collect();
+        assert_eq!(
+            envs,
+            [(
+                OsStr::new("DEBIAN_FRONTEND"),
+                Some(OsStr::new("noninteractive"))
+            )]
+        );
+    }
+
+    #[test]
+    fn an_empty_command_is_refused() {
+        assert!(as_root(&[], true).is_none());
+        assert!(as_root(&[], false).is_none());
+        assert!(!check(&[]));
+    }
+
+    #[test]
+    fn a_check_is_the_exit_status_of_its_command() {
+        assert!(check(&["true"]));
+        assert!(!check(&["false"]));
+        assert!(!check(&["/nonexistent/command"]));
+    }
+
+    #[test]
+    fn every_service_has_a_check_and_an_install_command() {
+        for service in SERVICES {
+            assert!(!service.check.is_empty(), "{}", service.name);
+            assert!(!service.install.is_empty(), "{}", service.name);
+            assert!(service.install.iter().all(|argv| !argv.is_empty()));
+        }
+    }
+}
