@@ -3,9 +3,9 @@
 //!
 //! Flag values are checked while parsing: hex keys, system titles and
 //! numbers by the [`codec`](crate::codec) rules, word values against their
-//! lists. [`parse`] turns every clap error into a [`Fail`] with today's
-//! one-line message and exit status 2; `--help` and `--version` come back
-//! as text to print, with exit status 0.
+//! lists. [`parse`] turns every clap error into a [`Fail`]: one line in the
+//! tool's own words, exit status 2. `--help` and `--version` come back as
+//! text to print, with exit status 0.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read as _;
@@ -15,7 +15,7 @@ use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use dlms_sec::SystemTitle;
+use dlms_sec::{InvocationCounter, SystemTitle};
 use zeroize::Zeroizing;
 
 use crate::codec::{parse_array, parse_hex, parse_title, parse_u32};
@@ -156,7 +156,7 @@ const HEX: ValueFn<Zeroizing<Vec<u8>>> = ValueFn(parse_hex);
 /// `--ic`: the reserved counter is never sent.
 fn sent_ic(text: &str, what: &str) -> Result<u32, Fail> {
     match parse_u32(text, what)? {
-        u32::MAX => Err(Fail::usage(format_args!(
+        InvocationCounter::RESERVED => Err(Fail::usage(format_args!(
             "{what}: 0xFFFFFFFF is reserved and never sent"
         ))),
         ic => Ok(ic),
