@@ -1,4 +1,5 @@
-//! The subcommands other than `decode`.
+//! The subcommands other than `decode`: each takes its parsed flags and
+//! writes its one line of output to `out`, or fails with a [`Fail`].
 
 use std::io::Write as _;
 
@@ -14,124 +15,103 @@ use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::types::Client;
 use dlms_sec::wire::{CipheredForm, FrameLayout, KeyTransfer};
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
+use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy};
 use zeroize::Zeroizing;
 
-use crate::args::Args;
-use crate::codec::{hex, parse_hex, parse_title, parse_u32};
+use crate::cli::{self, Checks, ClientChoice, Form, KeyChoice, Policy, Require, Role, hex_input};
+use crate::codec::hex;
 use crate::fail::Fail;
 use crate::keys::{KeyBytes, Keys};
 
-/// `--policy`: the protection to apply.
-fn protection(text: &str) -> Result<Protection, Fail> {
-    match text {
-        "auth" => Ok(Protection::Authenticated),
-        "enc" => Ok(Protection::Encrypted),
-        "auth-enc" => Ok(Protection::AuthenticatedEncrypted),
-        _ => Err(Fail::usage(format_args!(
-            "--policy: {text:?} is not auth, enc or auth-enc"
-        ))),
-    }
-}
-
-/// `--require`: the protection a received frame must carry.
-fn policy(text: Option<&str>) -> Result<SecurityPolicy, Fail> {
-    match text {
-        None | Some("none") => Ok(SecurityPolicy::None),
-        Some("auth") => Ok(SecurityPolicy::Authenticated),
-        Some("enc") => Ok(SecurityPolicy::Encrypted),
-        Some("auth-enc") => Ok(SecurityPolicy::AuthenticatedEncrypted),
-        Some(t) => Err(Fail::usage(format_args!(
-            "--require: {t:?} is not auth, enc, auth-enc or none"
-        ))),
-    }
-}
-
-/// `--ic` / `--after-ic`-style counter, refusing nothing.
-fn counter(args: &Args, flag: &str) -> Result<Option<u32>, Fail> {
-    args.value(flag).map(|t| parse_u32(t, flag)).transpose()
-}
-
-/// The suite-0 context of `--ek`/`--ak` (required) and `--bk`/`--dk`.
-pub(crate) fn suite(args: &Args, keys: &Keys) -> Result<Suite0, Fail> {
-    let ek = keys.require(args, "--ek", "EK")?;
-    let ak = keys.require(args, "--ak", "AK")?;
+/// The suite-0 context: EK and AK (required), BK and DK when given.
+pub(crate) fn suite(
+    keys: &Keys,
+    ek: Option<&KeyBytes>,
+    ak: Option<&KeyBytes>,
+    bk: Option<&KeyBytes>,
+    dk: Option<&KeyBytes>,
+) -> Result<Suite0, Fail> {
+    let ek = keys.require(ek, "--ek", "EK")?;
+    let ak = keys.require(ak, "--ak", "AK")?;
     let mut suite = Suite0::new(
         &GlobalUnicastEncryptionKey::from_bytes(*ek),
         &AuthenticationKey::from_bytes(*ak),
     );
-    if let Some(bk) = keys.get(args, "--bk", "BK")? {
+    if let Some(bk) = keys.get(bk, "BK")? {
         suite = suite.with_broadcast_key(&GlobalBroadcastEncryptionKey::from_bytes(*bk));
     }
-    if let Some(dk) = keys.get(args, "--dk", "DK")? {
+    if let Some(dk) = keys.get(dk, "DK")? {
         suite.set_dedicated_key(&DedicatedKey::from_bytes(*dk));
     }
     Ok(suite)
 }
 
+/// The suite-0 context of `--ek`, `--ak`, `--bk`, `--dk` and `--keys`.
+pub(crate) fn suite_of(keys: &Keys, flags: &cli::SuiteKeys) -> Result<Suite0, Fail> {
+    suite(
+        keys,
+        flags.ek.as_ref(),
+        flags.ak.as_ref(),
+        flags.bk.as_ref(),
+        flags.dk.as_ref(),
+    )
+}
+
 /// `--form` and `--key` together.
 fn form_and_key(
-    form: Option<&str>,
-    key: Option<&str>,
+    form: Option<Form>,
+    key: Option<KeyChoice>,
 ) -> Result<(CipheredForm<'static>, KeyKind), Fail> {
-    let key = match key {
-        None => None,
-        Some("unicast") => Some(KeyKind::GlobalUnicast),
-        Some("broadcast") => Some(KeyKind::GlobalBroadcast),
-        Some("dedicated") => Some(KeyKind::Dedicated),
-        Some(k) => {
-            return Err(Fail::usage(format_args!(
-                "--key: {k:?} is not unicast, broadcast or dedicated"
-            )));
-        }
-    };
+    let key = key.map(|k| match k {
+        KeyChoice::Unicast => KeyKind::GlobalUnicast,
+        KeyChoice::Broadcast => KeyKind::GlobalBroadcast,
+        KeyChoice::Dedicated => KeyKind::Dedicated,
+    });
     let general = CipheredForm::General {
         with_system_title: true,
     };
-    match (form.unwrap_or("service"), key) {
-        ("service", key) => Ok((
+    match (form.unwrap_or(Form::Service), key) {
+        (Form::Service, key) => Ok((
             CipheredForm::ServiceSpecific,
             key.unwrap_or(KeyKind::GlobalUnicast),
         )),
-        ("general-glo", None | Some(KeyKind::GlobalUnicast)) => {
+        (Form::GeneralGlo, None | Some(KeyKind::GlobalUnicast)) => {
             Ok((general, KeyKind::GlobalUnicast))
         }
-        ("general-glo", Some(KeyKind::GlobalBroadcast)) => Ok((general, KeyKind::GlobalBroadcast)),
-        ("general-glo", Some(KeyKind::Dedicated)) => Err(Fail::usage(
+        (Form::GeneralGlo, Some(KeyKind::GlobalBroadcast)) => {
+            Ok((general, KeyKind::GlobalBroadcast))
+        }
+        (Form::GeneralGlo, Some(KeyKind::Dedicated)) => Err(Fail::usage(
             "--form general-glo takes a global key: use --form general-ded for the dedicated key",
         )),
-        ("general-ded", None | Some(KeyKind::Dedicated)) => Ok((general, KeyKind::Dedicated)),
-        ("general-ded", Some(_)) => Err(Fail::usage(
+        (Form::GeneralDed, None | Some(KeyKind::Dedicated)) => Ok((general, KeyKind::Dedicated)),
+        (Form::GeneralDed, Some(_)) => Err(Fail::usage(
             "--form general-ded takes the dedicated key: use --form general-glo for a global key",
         )),
-        (f, _) => Err(Fail::usage(format_args!(
-            "--form: {f:?} is not service, general-glo or general-ded"
-        ))),
     }
 }
 
 /// `protect`.
-pub(crate) fn protect(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let protection = protection(args.required("--policy")?)?;
-    let system_title = parse_title(args.required("--system-title")?, "--system-title")?;
-    let ic = parse_u32(args.required("--ic")?, "--ic")?;
-    if ic == InvocationCounter::RESERVED {
-        return Err(Fail::usage("--ic: 0xFFFFFFFF is reserved and never sent"));
-    }
-    let (form, key) = form_and_key(args.value("--form"), args.value("--key"))?;
-    let apdu = args.hex_input("APDU_HEX")?;
-    let suite = suite(args, &keys)?;
+pub(crate) fn protect(a: &cli::Protect, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.keys.file.path.as_deref())?;
+    let protection = match a.policy {
+        Policy::Auth => Protection::Authenticated,
+        Policy::Enc => Protection::Encrypted,
+        Policy::AuthEnc => Protection::AuthenticatedEncrypted,
+    };
+    let (form, key) = form_and_key(a.form, a.key)?;
+    let apdu = hex_input(&a.apdu, "APDU_HEX")?;
+    let suite = suite_of(&keys, &a.keys)?;
     let req = Protect {
         protection,
         key,
         form,
-        system_title,
+        system_title: a.system_title,
     };
     let mut frame = vec![0u8; suite.frame_len(&req, &apdu)?];
     let n = suite.protect(
         &req,
-        &mut SingleUse::new(InvocationCounter::new(ic)),
+        &mut SingleUse::new(InvocationCounter::new(a.ic)),
         &apdu,
         &mut frame,
     )?;
@@ -148,36 +128,37 @@ pub(crate) struct Opened {
     pub(crate) authenticated: bool,
 }
 
-/// Verifies and decrypts `frame` with the keys and checks of `args`
+/// Verifies and decrypts `frame` with the keys and `checks`
 /// (`--system-title`, `--require`, `--after-ic`): what `unprotect` and
 /// `decode` share.
 pub(crate) fn open(
-    args: &Args,
+    checks: &Checks,
     keys: &Keys,
+    flags: &cli::SuiteKeys,
     frame: &[u8],
     layout: &FrameLayout,
 ) -> Result<Opened, Fail> {
-    let peer = args
-        .value("--system-title")
-        .map(|t| parse_title(t, "--system-title"))
-        .transpose()?;
-    if layout.system_title.is_none() && peer.is_none() {
+    if layout.system_title.is_none() && checks.system_title.is_none() {
         return Err(Fail::usage(
             "this frame carries no system title: give the sender's with --system-title",
         ));
     }
-    let policy = policy(args.value("--require"))?;
-    let after = counter(args, "--after-ic")?;
-    let suite = suite(args, keys)?;
+    let policy = match checks.require {
+        None | Some(Require::None) => SecurityPolicy::None,
+        Some(Require::Auth) => SecurityPolicy::Authenticated,
+        Some(Require::Enc) => SecurityPolicy::Encrypted,
+        Some(Require::AuthEnc) => SecurityPolicy::AuthenticatedEncrypted,
+    };
+    let suite = suite_of(keys, flags)?;
     let mut buf = Zeroizing::new(frame.to_vec());
     let received = suite.unprotect(
         &mut buf,
         &Unprotect {
-            peer_system_title: peer,
+            peer_system_title: checks.system_title,
             policy,
         },
     )?;
-    if let Some(last) = after {
+    if let Some(last) = checks.after_ic {
         let mut guard = ReplayGuard::resume(
             received.system_title(),
             received.key(),
@@ -203,11 +184,11 @@ pub(crate) fn open(
 }
 
 /// `unprotect`.
-pub(crate) fn unprotect(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let frame = args.hex_input("FRAME_HEX")?;
+pub(crate) fn unprotect(a: &cli::Unprotect, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.keys.file.path.as_deref())?;
+    let frame = hex_input(&a.frame, "FRAME_HEX")?;
     let layout = FrameLayout::parse(&frame)?;
-    let opened = open(args, &keys, &frame, &layout)?;
+    let opened = open(&a.checks, &keys, &a.keys, &frame, &layout)?;
     if !opened.authenticated {
         // Succeeds, but say so: nothing vouches for this plaintext.
         let _ = writeln!(
@@ -220,8 +201,8 @@ pub(crate) fn unprotect(args: &Args, out: &mut String) -> Result<(), Fail> {
 }
 
 /// The positional `KEY_HEX`: 16 octets.
-fn key_input(args: &Args) -> Result<KeyBytes, Fail> {
-    let input = args.hex_input("KEY_HEX")?;
+fn key_input(words: &[String]) -> Result<KeyBytes, Fail> {
+    let input = hex_input(words, "KEY_HEX")?;
     let mut key = KeyBytes::default();
     if input.len() != key.len() {
         return Err(Fail::usage(format_args!(
@@ -234,10 +215,10 @@ fn key_input(args: &Args) -> Result<KeyBytes, Fail> {
 }
 
 /// `wrap`: RFC 3394 of a 128-bit key under a 128-bit KEK.
-pub(crate) fn wrap(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let kek = MasterKey::from_bytes(*keys.require(args, "--kek", "KEK")?);
-    let key = key_input(args)?;
+pub(crate) fn wrap(a: &cli::Wrap, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.file.path.as_deref())?;
+    let kek = MasterKey::from_bytes(*keys.require(a.kek.as_ref(), "--kek", "KEK")?);
+    let key = key_input(&a.key)?;
     // The wrap does not depend on the key's role; any transferable type does.
     let wrapped = wrap::wrap(&kek, &GlobalUnicastEncryptionKey::from_bytes(*key));
     out.push_str(&hex(wrapped.as_bytes()));
@@ -245,10 +226,10 @@ pub(crate) fn wrap(args: &Args, out: &mut String) -> Result<(), Fail> {
 }
 
 /// `unwrap`.
-pub(crate) fn unwrap(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let kek = MasterKey::from_bytes(*keys.require(args, "--kek", "KEK")?);
-    let input = args.hex_input("WRAPPED_HEX")?;
+pub(crate) fn unwrap(a: &cli::Unwrap, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.file.path.as_deref())?;
+    let kek = MasterKey::from_bytes(*keys.require(a.kek.as_ref(), "--kek", "KEK")?);
+    let input = hex_input(&a.wrapped, "WRAPPED_HEX")?;
     let wrapped: [u8; WRAPPED_KEY_LEN] = input.as_slice().try_into().map_err(|_| {
         Fail::usage(format_args!(
             "WRAPPED_HEX: {} octets, expected {WRAPPED_KEY_LEN} (a wrapped 128-bit key)",
@@ -264,20 +245,20 @@ pub(crate) fn unwrap(args: &Args, out: &mut String) -> Result<(), Fail> {
 }
 
 /// `key-transfer`.
-pub(crate) fn key_transfer(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let mk = MasterKey::from_bytes(*keys.require(args, "--mk", "MK")?);
+pub(crate) fn key_transfer(a: &cli::KeyTransfer, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.file.path.as_deref())?;
+    let mk = MasterKey::from_bytes(*keys.require(a.mk.as_ref(), "--mk", "MK")?);
     let guek = keys
-        .get(args, "--guek", "NEW_GUEK")?
+        .get(a.guek.as_ref(), "NEW_GUEK")?
         .map(|k| GlobalUnicastEncryptionKey::from_bytes(*k));
     let gbek = keys
-        .get(args, "--gbek", "NEW_GBEK")?
+        .get(a.gbek.as_ref(), "NEW_GBEK")?
         .map(|k| GlobalBroadcastEncryptionKey::from_bytes(*k));
     let ak = keys
-        .get(args, "--ak", "NEW_AK")?
+        .get(a.ak.as_ref(), "NEW_AK")?
         .map(|k| AuthenticationKey::from_bytes(*k));
     let new_mk = keys
-        .get(args, "--new-mk", "NEW_MK")?
+        .get(a.new_mk.as_ref(), "NEW_MK")?
         .map(|k| MasterKey::from_bytes(*k));
     if guek.is_none() && gbek.is_none() && ak.is_none() && new_mk.is_none() {
         return Err(Fail::usage(
@@ -300,19 +281,14 @@ pub(crate) fn key_transfer(args: &Args, out: &mut String) -> Result<(), Fail> {
 }
 
 /// `hls5`: f(challenge) with our title and counter.
-pub(crate) fn hls5(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let title = parse_title(args.required("--system-title")?, "--system-title")?;
-    let ic = parse_u32(args.required("--ic")?, "--ic")?;
-    if ic == InvocationCounter::RESERVED {
-        return Err(Fail::usage("--ic: 0xFFFFFFFF is reserved and never sent"));
-    }
-    let challenge = args.hex_input("CHALLENGE_HEX")?;
-    let suite = suite(args, &keys)?;
+pub(crate) fn hls5(a: &cli::Hls5, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.keys.file.path.as_deref())?;
+    let challenge = hex_input(&a.challenge, "CHALLENGE_HEX")?;
+    let suite = suite(&keys, a.keys.ek.as_ref(), a.keys.ak.as_ref(), None, None)?;
     let response = hls5::respond(
         &suite,
-        &title,
-        &mut SingleUse::new(InvocationCounter::new(ic)),
+        &a.system_title,
+        &mut SingleUse::new(InvocationCounter::new(a.ic)),
         &challenge,
     )?;
     out.push_str(&hex(response.as_bytes()));
@@ -320,46 +296,25 @@ pub(crate) fn hls5(args: &Args, out: &mut String) -> Result<(), Fail> {
 }
 
 /// `hls5-verify`: checks the peer's f(our challenge).
-pub(crate) fn hls5_verify(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let title = parse_title(args.required("--system-title")?, "--system-title")?;
-    let challenge = parse_hex(args.required("--challenge")?, "--challenge")?;
-    let response = args.hex_input("RESPONSE_HEX")?;
-    let suite = suite(args, &keys)?;
-    let verified = hls5::verify(&suite, &title, &challenge, &response)?;
+pub(crate) fn hls5_verify(a: &cli::Hls5Verify, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.keys.file.path.as_deref())?;
+    let response = hex_input(&a.response, "RESPONSE_HEX")?;
+    let suite = suite(&keys, a.keys.ek.as_ref(), a.keys.ak.as_ref(), None, None)?;
+    let verified = hls5::verify(&suite, &a.system_title, &a.challenge, &response)?;
     let ic = verified.invocation_counter().value();
     out.push_str(&format!("verified (invocation counter {ic:08X})"));
     Ok(())
 }
 
-/// `--role`.
-fn role(text: &str) -> Result<KeyRole, Fail> {
-    match text {
-        "mk" => Ok(KeyRole::Master),
-        "ak" => Ok(KeyRole::Authentication),
-        "guek" => Ok(KeyRole::GlobalUnicastEncryption),
-        "gbek" => Ok(KeyRole::GlobalBroadcastEncryption),
-        "dk" => Ok(KeyRole::Dedicated),
-        _ => Err(Fail::usage(format_args!(
-            "--role: {text:?} is not mk, ak, guek, gbek or dk"
-        ))),
-    }
-}
-
-/// `--client`: a client name, or `device` (or nothing) for the MK.
-fn client(text: Option<&str>, role: KeyRole) -> Result<Option<Client>, Fail> {
-    let client = match text {
-        None | Some("device") => None,
-        Some(name) => Some(
-            Client::ALL
-                .into_iter()
-                .find(|c| c.name() == name)
-                .ok_or_else(|| {
-                    Fail::usage(format_args!(
-                        "--client: {name:?} is not data-collection, extended-data-collection, management, firmware or device"
-                    ))
-                })?,
-        ),
+/// `--client` for a key of `role`: none for the MK, a keyed client otherwise.
+fn client(choice: Option<ClientChoice>, role: KeyRole) -> Result<Option<Client>, Fail> {
+    let client = match choice {
+        None | Some(ClientChoice::Device) => None,
+        Some(ClientChoice::DataCollection) => Some(Client::DataCollection),
+        Some(ClientChoice::ExtendedDataCollection) => Some(Client::ExtendedDataCollection),
+        Some(ClientChoice::Management) => Some(Client::Management),
+        Some(ClientChoice::Firmware) => Some(Client::Firmware),
+        Some(ClientChoice::Public) => Some(Client::Public),
     };
     match (role, client) {
         (KeyRole::Master, None) => Ok(None),
@@ -375,19 +330,23 @@ fn client(text: Option<&str>, role: KeyRole) -> Result<Option<Client>, Fail> {
 }
 
 /// `package`.
-pub(crate) fn package(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let role = role(args.required("--role")?)?;
-    let device: SystemTitle = parse_title(args.required("--device")?, "--device")?;
-    let client = client(args.value("--client"), role)?;
-    let generation = parse_u32(args.required("--generation")?, "--generation")?;
-    let key = key_input(args)?;
-    let kek = keys.require(args, "--kek", "KEK")?;
+pub(crate) fn package(a: &cli::Package, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.file.path.as_deref())?;
+    let role = match a.role {
+        Role::Mk => KeyRole::Master,
+        Role::Ak => KeyRole::Authentication,
+        Role::Guek => KeyRole::GlobalUnicastEncryption,
+        Role::Gbek => KeyRole::GlobalBroadcastEncryption,
+        Role::Dk => KeyRole::Dedicated,
+    };
+    let client = client(a.client, role)?;
+    let key = key_input(&a.key)?;
+    let kek = keys.require(a.kek.as_ref(), "--kek", "KEK")?;
     let id = RecordId {
-        device,
+        device: a.device,
         client,
         role,
-        generation,
+        generation: a.generation,
     };
     let dco = || Packager::new(&DcoKey::from_bytes(*kek));
     let shared = || Packager::new(&SharedKey::from_bytes(*kek));
@@ -411,10 +370,10 @@ pub(crate) fn package(args: &Args, out: &mut String) -> Result<(), Fail> {
 }
 
 /// `unpackage`: the key inside a record, after its check.
-pub(crate) fn unpackage(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let record = PackagedRecord::parse(&args.hex_input("RECORD_HEX")?)?;
-    let kek = keys.require(args, "--kek", "KEK")?;
+pub(crate) fn unpackage(a: &cli::Unpackage, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.file.path.as_deref())?;
+    let record = PackagedRecord::parse(&hex_input(&a.record, "RECORD_HEX")?)?;
+    let kek = keys.require(a.kek.as_ref(), "--kek", "KEK")?;
     let dco = || Packager::new(&DcoKey::from_bytes(*kek));
     let shared = || Packager::new(&SharedKey::from_bytes(*kek));
     let key: Zeroizing<[u8; 16]> = Zeroizing::new(match record.role() {

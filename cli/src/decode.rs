@@ -1,29 +1,83 @@
 //! `decode`: a readable breakdown of a ciphered APDU, and with keys the
-//! verified plaintext, as text lines or one JSON object.
+//! verified plaintext, as text lines or one JSON object. Both render the
+//! same [`Breakdown`]; the JSON keeps its fields in declaration order.
 
 use dlms_sec::wire::{FrameKind, FrameLayout, GeneralCipheringFrame, KeyFamily, KeySet};
-use dlms_sec::{KeyKind, SecurityControl};
+use dlms_sec::{KeyKind, SecurityControl, SystemTitle};
+use serde::{Serialize, Serializer};
 
-use crate::args::Args;
+use crate::cli;
 use crate::cmd::open;
 use crate::codec::hex;
 use crate::fail::{EXIT_CHECK, Fail};
-use crate::json::Json;
 use crate::keys::Keys;
 use crate::names;
 
-/// The breakdown, kept twice: text lines and JSON fields.
-#[derive(Debug, Default)]
-struct Doc {
-    lines: Vec<String>,
-    fields: Vec<(&'static str, Json)>,
+/// What `decode` found in a frame.
+#[derive(Debug, Serialize)]
+struct Breakdown {
+    /// The outer tag, as hex.
+    tag: String,
+    tag_name: String,
+    form: &'static str,
+    /// SC, IC, payload and tag, in octets.
+    content_length: usize,
+    security_control: Sc,
+    /// The key's name, or (`null` in JSON) why the frame names none.
+    #[serde(serialize_with = "ok_or_null")]
+    key: Result<&'static str, &'static str>,
+    invocation_counter: Ic,
+    system_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    general_ciphering: Option<GeneralCiphering>,
+    payload_length: usize,
+    payload: String,
+    auth_tag: Option<String>,
+    /// `not-attempted`, `ok`, `decrypted-only`, `failed` or `error`.
+    verification: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+    /// The plaintext's tag, as hex and name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext_tag: Option<String>,
+    /// Why verification failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
-impl Doc {
-    fn add(&mut self, key: &'static str, json: Json, line: String) {
-        self.fields.push((key, json));
-        self.lines.push(line);
-    }
+/// The security control octet.
+#[derive(Debug, Serialize)]
+struct Sc {
+    byte: String,
+    suite: u8,
+    authenticated: bool,
+    encrypted: bool,
+    broadcast: bool,
+    compressed: bool,
+}
+
+/// The invocation counter.
+#[derive(Debug, Serialize)]
+struct Ic {
+    hex: String,
+    value: u32,
+}
+
+/// The general-ciphering header fields (empty octet strings as `""`).
+#[derive(Debug, Serialize)]
+struct GeneralCiphering {
+    transaction_id: String,
+    originator_system_title: Option<String>,
+    recipient_system_title: Option<String>,
+    date_time: String,
+    other_information: String,
+}
+
+fn ok_or_null<S: Serializer>(
+    key: &Result<&'static str, &'static str>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    key.ok().serialize(s)
 }
 
 /// The key a frame names, or why it names none (the rule of
@@ -48,234 +102,212 @@ fn key_kind(kind: &FrameKind, sc: SecurityControl) -> Result<KeyKind, &'static s
     }
 }
 
-fn sc_words(sc: SecurityControl) -> String {
-    let mut words = vec![format!("suite {}", sc.suite_id())];
-    if sc.authenticated() {
-        words.push("authenticated".to_owned());
+fn title_hex(t: Option<SystemTitle>) -> Option<String> {
+    t.map(|t| hex(t.as_bytes()))
+}
+
+impl Breakdown {
+    /// Everything but the verification: what the frame itself says.
+    fn of(frame: &[u8], layout: &FrameLayout) -> Result<Self, Fail> {
+        let sc = layout.security_control;
+        let tag = frame.first().copied().unwrap_or_default();
+        let general_ciphering = match layout.kind {
+            FrameKind::GeneralCiphering { .. } => {
+                let f = GeneralCipheringFrame::new_checked(frame).map_err(dlms_sec::Error::from)?;
+                Some(GeneralCiphering {
+                    transaction_id: hex(f.transaction_id()),
+                    originator_system_title: title_hex(f.originator_system_title()),
+                    recipient_system_title: title_hex(f.recipient_system_title()),
+                    date_time: hex(f.date_time()),
+                    other_information: hex(f.other_information()),
+                })
+            }
+            _ => None,
+        };
+        let payload = frame.get(layout.payload.clone()).unwrap_or_default();
+        let auth_tag = frame.get(layout.auth_tag.clone()).unwrap_or_default();
+        Ok(Self {
+            tag: hex(&[tag]),
+            tag_name: names::ciphered_tag(&layout.kind),
+            form: names::form(&layout.kind),
+            // SC ‖ IC ‖ payload ‖ tag.
+            content_length: layout
+                .auth_tag
+                .end
+                .saturating_sub(layout.payload.start)
+                .saturating_add(5),
+            security_control: Sc {
+                byte: hex(&[sc.bits()]),
+                suite: sc.suite_id(),
+                authenticated: sc.authenticated(),
+                encrypted: sc.encrypted(),
+                broadcast: sc.key_set() == KeySet::Broadcast,
+                compressed: sc.compressed(),
+            },
+            key: key_kind(&layout.kind, sc).map(names::key),
+            invocation_counter: Ic {
+                hex: hex(&layout.invocation_counter.to_be_bytes()),
+                value: layout.invocation_counter.value(),
+            },
+            system_title: title_hex(layout.system_title),
+            general_ciphering,
+            payload_length: payload.len(),
+            payload: hex(payload),
+            auth_tag: (!auth_tag.is_empty()).then(|| hex(auth_tag)),
+            verification: "not-attempted",
+            plaintext: None,
+            plaintext_tag: None,
+            error: None,
+        })
     }
-    if sc.encrypted() {
-        words.push("encrypted".to_owned());
-    }
-    if !sc.authenticated() && !sc.encrypted() {
-        words.push("no protection".to_owned());
-    }
-    words.push(
-        match sc.key_set() {
-            KeySet::Unicast => "unicast",
-            KeySet::Broadcast => "broadcast",
+
+    /// The text lines.
+    fn text(&self) -> String {
+        let empty = |s: &str| {
+            if s.is_empty() {
+                "(empty)".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        let sc = &self.security_control;
+        let mut lines = vec![
+            format!("tag: {} {}", self.tag, self.tag_name),
+            format!("form: {}", self.form),
+            format!(
+                "content: {} octets (security header, payload, auth tag)",
+                self.content_length
+            ),
+            format!("security-control: {} ({})", sc.byte, sc.words()),
+            format!("key: {}", self.key.unwrap_or_else(|why| why)),
+            format!(
+                "invocation-counter: {} ({})",
+                self.invocation_counter.hex, self.invocation_counter.value
+            ),
+            match &self.system_title {
+                Some(t) => format!("system-title: {t}"),
+                None => "system-title: not carried (the receiver supplies it)".to_owned(),
+            },
+        ];
+        if let Some(g) = &self.general_ciphering {
+            let title = |t: &Option<String>| empty(t.as_deref().unwrap_or_default());
+            lines.extend([
+                format!("transaction-id: {}", empty(&g.transaction_id)),
+                format!(
+                    "originator-system-title: {}",
+                    title(&g.originator_system_title)
+                ),
+                format!(
+                    "recipient-system-title: {}",
+                    title(&g.recipient_system_title)
+                ),
+                format!("date-time: {}", empty(&g.date_time)),
+                format!("other-information: {}", empty(&g.other_information)),
+            ]);
         }
-        .to_owned(),
-    );
-    if sc.compressed() {
-        words.push("compressed".to_owned());
+        let payload_name = if sc.encrypted { "ciphertext" } else { "apdu" };
+        lines.extend([
+            format!("payload: {} octets", self.payload_length),
+            format!("{payload_name}: {}", self.payload),
+            format!("auth-tag: {}", self.auth_tag.as_deref().unwrap_or("none")),
+        ]);
+        lines.push(match (self.verification, &self.error) {
+            ("not-attempted", _) => "verification: not attempted (no keys given)".to_owned(),
+            ("decrypted-only", _) => {
+                "verification: none possible (encryption only: decrypted, not authenticated)"
+                    .to_owned()
+            }
+            (word, Some(why)) => format!("verification: {word} ({why})"),
+            (word, None) => format!("verification: {word}"),
+        });
+        if let (Some(plaintext), Some(tag)) = (&self.plaintext, &self.plaintext_tag) {
+            lines.push(format!("plaintext: {plaintext}"));
+            lines.push(format!("plaintext-tag: {tag}"));
+        }
+        lines.join("\n")
     }
-    words.join(", ")
 }
 
-fn opt_hex(bytes: &[u8]) -> (Json, String) {
-    if bytes.is_empty() {
-        (Json::str(""), "(empty)".to_owned())
-    } else {
-        (Json::str(hex(bytes)), hex(bytes))
+impl Sc {
+    /// "suite 0, authenticated, encrypted, unicast" and the like.
+    fn words(&self) -> String {
+        let mut words = vec![format!("suite {}", self.suite)];
+        if self.authenticated {
+            words.push("authenticated".to_owned());
+        }
+        if self.encrypted {
+            words.push("encrypted".to_owned());
+        }
+        if !self.authenticated && !self.encrypted {
+            words.push("no protection".to_owned());
+        }
+        words.push(
+            if self.broadcast {
+                "broadcast"
+            } else {
+                "unicast"
+            }
+            .to_owned(),
+        );
+        if self.compressed {
+            words.push("compressed".to_owned());
+        }
+        words.join(", ")
     }
-}
-
-/// The general-ciphering header fields.
-fn general_ciphering(frame: &[u8], doc: &mut Doc) -> Result<(), Fail> {
-    let f = GeneralCipheringFrame::new_checked(frame).map_err(dlms_sec::Error::from)?;
-    let title = |t: Option<dlms_sec::SystemTitle>| match t {
-        Some(t) => (Json::str(hex(t.as_bytes())), hex(t.as_bytes())),
-        None => (Json::Null, "(empty)".to_owned()),
-    };
-    let (tid, tid_t) = opt_hex(f.transaction_id());
-    let (orig, orig_t) = title(f.originator_system_title());
-    let (recip, recip_t) = title(f.recipient_system_title());
-    let (dt, dt_t) = opt_hex(f.date_time());
-    let (oi, oi_t) = opt_hex(f.other_information());
-    doc.fields.push((
-        "general_ciphering",
-        Json::Obj(vec![
-            ("transaction_id", tid),
-            ("originator_system_title", orig),
-            ("recipient_system_title", recip),
-            ("date_time", dt),
-            ("other_information", oi),
-        ]),
-    ));
-    doc.lines.extend([
-        format!("transaction-id: {tid_t}"),
-        format!("originator-system-title: {orig_t}"),
-        format!("recipient-system-title: {recip_t}"),
-        format!("date-time: {dt_t}"),
-        format!("other-information: {oi_t}"),
-    ]);
-    Ok(())
 }
 
 /// `decode`.
-pub(crate) fn decode(args: &Args, out: &mut String) -> Result<(), Fail> {
-    let keys = Keys::load(args)?;
-    let frame = args.hex_input("FRAME_HEX")?;
+pub(crate) fn decode(a: &cli::Decode, out: &mut String) -> Result<(), Fail> {
+    let keys = Keys::load(a.keys.file.path.as_deref())?;
+    let frame = cli::hex_input(&a.frame, "FRAME_HEX")?;
     let layout = FrameLayout::parse(&frame)?;
-    let sc = layout.security_control;
-    let mut doc = Doc::default();
+    let mut doc = Breakdown::of(&frame, &layout)?;
 
-    let tag = frame.first().copied().unwrap_or_default();
-    let tag_name = names::ciphered_tag(&layout.kind);
-    doc.add(
-        "tag",
-        Json::str(hex(&[tag])),
-        format!("tag: {} {tag_name}", hex(&[tag])),
-    );
-    doc.fields.push(("tag_name", Json::str(tag_name)));
-    let form = names::form(&layout.kind);
-    doc.add("form", Json::str(form), format!("form: {form}"));
-    // SC ‖ IC ‖ payload ‖ tag.
-    let content_len = layout
-        .auth_tag
-        .end
-        .saturating_sub(layout.payload.start)
-        .saturating_add(5);
-    doc.add(
-        "content_length",
-        Json::Num(u64::try_from(content_len).unwrap_or(u64::MAX)),
-        format!("content: {content_len} octets (security header, payload, auth tag)"),
-    );
-    doc.add(
-        "security_control",
-        Json::Obj(vec![
-            ("byte", Json::str(hex(&[sc.bits()]))),
-            ("suite", Json::Num(sc.suite_id().into())),
-            ("authenticated", Json::Bool(sc.authenticated())),
-            ("encrypted", Json::Bool(sc.encrypted())),
-            ("broadcast", Json::Bool(sc.key_set() == KeySet::Broadcast)),
-            ("compressed", Json::Bool(sc.compressed())),
-        ]),
-        format!("security-control: {} ({})", hex(&[sc.bits()]), sc_words(sc)),
-    );
-    match key_kind(&layout.kind, sc) {
-        Ok(k) => doc.add(
-            "key",
-            Json::str(names::key(k)),
-            format!("key: {}", names::key(k)),
-        ),
-        Err(why) => doc.add("key", Json::Null, format!("key: {why}")),
-    }
-    let ic = layout.invocation_counter;
-    doc.add(
-        "invocation_counter",
-        Json::Obj(vec![
-            ("hex", Json::str(hex(&ic.to_be_bytes()))),
-            ("value", Json::Num(ic.value().into())),
-        ]),
-        format!(
-            "invocation-counter: {} ({})",
-            hex(&ic.to_be_bytes()),
-            ic.value()
-        ),
-    );
-    match layout.system_title {
-        Some(t) => doc.add(
-            "system_title",
-            Json::str(hex(t.as_bytes())),
-            format!("system-title: {}", hex(t.as_bytes())),
-        ),
-        None => doc.add(
-            "system_title",
-            Json::Null,
-            "system-title: not carried (the receiver supplies it)".to_owned(),
-        ),
-    }
-    if matches!(layout.kind, FrameKind::GeneralCiphering { .. }) {
-        general_ciphering(&frame, &mut doc)?;
-    }
-    let payload = frame.get(layout.payload.clone()).unwrap_or_default();
-    doc.add(
-        "payload_length",
-        Json::Num(u64::try_from(payload.len()).unwrap_or(u64::MAX)),
-        format!("payload: {} octets", payload.len()),
-    );
-    let payload_name = if sc.encrypted() { "ciphertext" } else { "apdu" };
-    doc.add(
-        "payload",
-        Json::str(hex(payload)),
-        format!("{payload_name}: {}", hex(payload)),
-    );
-    let auth_tag = frame.get(layout.auth_tag.clone()).unwrap_or_default();
-    if auth_tag.is_empty() {
-        doc.add("auth_tag", Json::Null, "auth-tag: none".to_owned());
+    let flags = &a.keys;
+    let keys_given = [
+        (&flags.ek, "EK"),
+        (&flags.ak, "AK"),
+        (&flags.dk, "DK"),
+        (&flags.bk, "BK"),
+    ]
+    .into_iter()
+    .try_fold(false, |any, (flag, name)| {
+        Ok::<_, Fail>(any || keys.get(flag.as_ref(), name)?.is_some())
+    })?;
+    let result = if keys_given {
+        match open(&a.checks, &keys, flags, &frame, &layout) {
+            Ok(opened) => {
+                doc.verification = if opened.authenticated {
+                    "ok"
+                } else {
+                    "decrypted-only"
+                };
+                let inner = opened.apdu.first().copied().unwrap_or_default();
+                let inner_name = names::plain_tag(inner).unwrap_or("unknown");
+                doc.plaintext = Some(hex(&opened.apdu));
+                doc.plaintext_tag = Some(format!("{} {inner_name}", hex(&[inner])));
+                Ok(())
+            }
+            Err(fail) => {
+                doc.verification = if fail.code == EXIT_CHECK {
+                    "failed"
+                } else {
+                    "error"
+                };
+                doc.error = Some(fail.message.clone());
+                Err(fail)
+            }
+        }
     } else {
-        doc.add(
-            "auth_tag",
-            Json::str(hex(auth_tag)),
-            format!("auth-tag: {}", hex(auth_tag)),
-        );
-    }
-
-    let keys_given = ["--ek", "--ak", "--dk", "--bk"]
-        .iter()
-        .zip(["EK", "AK", "DK", "BK"])
-        .try_fold(false, |any, (flag, name)| {
-            Ok::<_, Fail>(any || keys.get(args, flag, name)?.is_some())
-        })?;
-    let outcome = if keys_given {
-        open(args, &keys, &frame, &layout).map(Some)
-    } else {
-        Ok(None)
-    };
-    let result = match outcome {
-        Ok(None) => {
-            doc.add(
-                "verification",
-                Json::str("not-attempted"),
-                "verification: not attempted (no keys given)".to_owned(),
-            );
-            Ok(())
-        }
-        Ok(Some(opened)) => {
-            let (word, line) = if opened.authenticated {
-                ("ok", "verification: ok")
-            } else {
-                (
-                    "decrypted-only",
-                    "verification: none possible (encryption only: decrypted, not authenticated)",
-                )
-            };
-            doc.add("verification", Json::str(word), line.to_owned());
-            doc.add(
-                "plaintext",
-                Json::str(hex(&opened.apdu)),
-                format!("plaintext: {}", hex(&opened.apdu)),
-            );
-            let inner = opened.apdu.first().copied().unwrap_or_default();
-            let inner_name = names::plain_tag(inner).unwrap_or("unknown");
-            doc.add(
-                "plaintext_tag",
-                Json::str(format!("{} {inner_name}", hex(&[inner]))),
-                format!("plaintext-tag: {} {inner_name}", hex(&[inner])),
-            );
-            Ok(())
-        }
-        Err(fail) => {
-            let word = if fail.code == EXIT_CHECK {
-                "failed"
-            } else {
-                "error"
-            };
-            doc.add(
-                "verification",
-                Json::str(word),
-                format!("verification: {word} ({})", fail.message),
-            );
-            doc.fields.push(("error", Json::str(fail.message.clone())));
-            Err(fail)
-        }
+        Ok(())
     };
 
-    if args.switch("--json") {
-        out.push_str(&Json::Obj(doc.fields).render());
+    if a.json {
+        let json = serde_json::to_string(&doc)
+            .map_err(|e| Fail::usage(format_args!("cannot render JSON: {e}")))?;
+        out.push_str(&json);
     } else {
-        out.push_str(&doc.lines.join("\n"));
+        out.push_str(&doc.text());
     }
     result
 }

@@ -12,7 +12,7 @@ pub(crate) const EXIT_CHECK: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// A failed command: one line for stderr and an exit status.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Fail {
     /// [`EXIT_CHECK`] or [`EXIT_USAGE`].
     pub(crate) code: u8,
@@ -37,6 +37,15 @@ impl Fail {
         }
     }
 }
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// So that a flag's value parser can hand a `Fail` through clap.
+impl core::error::Error for Fail {}
 
 /// Folds a message onto one line.
 fn one_line(message: impl fmt::Display) -> String {

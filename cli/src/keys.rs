@@ -7,9 +7,10 @@
 //! `key-transfer` the keys being sent, `NEW_GUEK`, `NEW_GBEK`, `NEW_AK`,
 //! `NEW_MK`. The environment variables are the same names after `DLMS_`.
 
+use std::path::Path;
+
 use zeroize::Zeroizing;
 
-use crate::args::Args;
 use crate::codec::parse_array;
 use crate::fail::Fail;
 
@@ -29,14 +30,14 @@ pub(crate) struct Keys {
 
 impl Keys {
     /// Reads `--keys FILE` when given.
-    pub(crate) fn load(args: &Args) -> Result<Self, Fail> {
-        let Some(path) = args.value("--keys") else {
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self, Fail> {
+        let Some(path) = path else {
             return Ok(Self { file: Vec::new() });
         };
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| Fail::usage(format_args!("cannot read --keys {path}: {e}")))?,
-        );
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            Fail::usage(format_args!("cannot read --keys {}: {e}", path.display()))
+        })?);
+        let path = path.display();
         let mut file: Vec<(&'static str, Zeroizing<String>)> = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let at = n.saturating_add(1);
@@ -65,16 +66,15 @@ impl Keys {
         Ok(Self { file })
     }
 
-    /// The key given by `flag`, else `name` in the keys file, else the
+    /// The key given by its flag, else `name` in the keys file, else the
     /// environment variable `DLMS_<name>` (an empty one counts as unset).
     pub(crate) fn get(
         &self,
-        args: &Args,
-        flag: &str,
+        flag: Option<&KeyBytes>,
         name: &str,
     ) -> Result<Option<KeyBytes>, Fail> {
-        if let Some(v) = args.value(flag) {
-            return parse_array::<16>(v, flag).map(Some);
+        if let Some(key) = flag {
+            return Ok(Some(key.clone()));
         }
         if let Some((_, v)) = self.file.iter().find(|(k, _)| *k == name) {
             return parse_array::<16>(v, &format!("{name} in --keys")).map(Some);
@@ -92,9 +92,15 @@ impl Keys {
         }
     }
 
-    /// As [`Self::get`], for a key that must be given.
-    pub(crate) fn require(&self, args: &Args, flag: &str, name: &str) -> Result<KeyBytes, Fail> {
-        self.get(args, flag, name)?.ok_or_else(|| {
+    /// As [`Self::get`], for a key that must be given; `flag` names the
+    /// flag in the message.
+    pub(crate) fn require(
+        &self,
+        given: Option<&KeyBytes>,
+        flag: &str,
+        name: &str,
+    ) -> Result<KeyBytes, Fail> {
+        self.get(given, name)?.ok_or_else(|| {
             Fail::usage(format_args!(
                 "missing key {name}: give {flag}, {name}= in --keys FILE, or DLMS_{name}"
             ))

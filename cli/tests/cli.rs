@@ -778,6 +778,131 @@ fn help_and_version() {
     assert!(ok(&["--version"]).starts_with("dlms-sec "));
 }
 
+#[test]
+fn version_subcommand_help_and_completions() {
+    assert_eq!(
+        ok(&["--version"]),
+        concat!("dlms-sec ", env!("CARGO_PKG_VERSION"))
+    );
+    let help = ok_out(&run(&["decode", "--help"]));
+    for part in [
+        "usage: dlms-sec decode",
+        "--json",
+        "--after-ic <N>",
+        "--require <POLICY>",
+        "auth-enc",
+        "<FRAME_HEX>",
+    ] {
+        assert!(help.contains(part), "{part}\n{help}");
+    }
+    assert_eq!(ok_out(&run(&["help", "decode"])), help);
+    // bash: the top-level word list holds every subcommand, and the
+    // script registers itself for the binary's name.
+    let script = ok_out(&run(&["completions", "bash"]));
+    assert!(
+        script
+            .lines()
+            .any(|l| l.trim_start().starts_with("complete ") && l.ends_with(" dlms-sec")),
+        "{script}"
+    );
+    let top: Vec<&str> = script
+        .lines()
+        .find(|l| l.contains("opts=\"-h -V --help --version"))
+        .expect("top-level word list")
+        .split(['"', ' '])
+        .collect();
+    for sub in [
+        "protect",
+        "unprotect",
+        "decode",
+        "wrap",
+        "unwrap",
+        "key-transfer",
+        "hls5",
+        "hls5-verify",
+        "package",
+        "unpackage",
+        "completions",
+    ] {
+        assert!(top.contains(&sub), "{sub}: {top:?}");
+    }
+    assert!(fails(&["completions", "ksh"], 2).contains("bash"));
+}
+
+#[test]
+fn malformed_command_lines_say_what_is_wrong() {
+    let protect = |extra: &[&'static str]| {
+        let mut a = vec!["protect", "--system-title", ST, "--ek", EK, "--ak", AK];
+        a.extend_from_slice(extra);
+        a
+    };
+    for (args, message) in [
+        (vec![], "missing command (try --help)"),
+        (vec!["frob"], "unknown command \"frob\" (try --help)"),
+        (
+            vec!["unprotect", "--nope=1", GB_30],
+            "unknown flag --nope (try --help)",
+        ),
+        (
+            unprotect_args(GB_30, &["--system-title", ST]),
+            "--system-title given twice",
+        ),
+        (
+            vec!["unprotect", "--system-title"],
+            "--system-title needs a value",
+        ),
+        (vec!["decode", "--json=yes", GB_30], "--json takes no value"),
+        (protect(&["--ic", "1", PLAIN]), "missing --policy"),
+        (
+            protect(&["--policy", "auth", "--ic", "1"]),
+            "missing APDU_HEX",
+        ),
+        (
+            protect(&["--policy", "strong", "--ic", "1", PLAIN]),
+            "--policy: \"strong\" is not auth, enc or auth-enc",
+        ),
+        (
+            protect(&["--policy", "auth", "--ic", "0xFFFFFFFF", PLAIN]),
+            "--ic: 0xFFFFFFFF is reserved and never sent",
+        ),
+        (
+            unprotect_args(GB_30, &["--after-ic", "-1"]),
+            "--after-ic: \"-1\" is not a 32-bit number (decimal, or hex after 0x)",
+        ),
+        (
+            unprotect_args(GB_30, &["--require", "strong"]),
+            "--require: \"strong\" is not auth, enc, auth-enc or none",
+        ),
+        (
+            vec!["unprotect", "--ek", "0011", GB_30],
+            "--ek: 2 octets, expected 16",
+        ),
+        (
+            vec![
+                "package",
+                "--kek",
+                EK,
+                "--role",
+                "ak",
+                "--client",
+                "public",
+                "--device",
+                ST,
+                "--generation",
+                "0",
+                DK,
+            ],
+            "--client: the public client has no keys",
+        ),
+    ] {
+        assert_eq!(
+            fails(&args, 2),
+            format!("dlms-sec: {message}\n"),
+            "{args:?}"
+        );
+    }
+}
+
 // ---- keys from the environment and from --keys FILE ----
 
 fn keys_file(name: &str, text: &str) -> std::path::PathBuf {
@@ -1361,7 +1486,7 @@ fn decode_general_ciphering() {
 
 #[test]
 fn readme_shows_real_decode_output() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../README.md");
     let text = ok_out(&run(&[
         "decode",
         "--system-title",
