@@ -4,24 +4,31 @@
 //! Why not call `aes-gcm`: its API takes the AAD as one contiguous slice,
 //! and the suite-0 AAD under authentication only is SC ‖ AK ‖ APDU, pieces
 //! that never sit side by side in memory. Here the AAD is streamed through
-//! GHASH piece by piece, with no copy. The same composition is also faster
-//! (see `../shared/design/performance-notes.md`):
+//! GHASH piece by piece, with no copy.
 //!
-//! * E(K, J0), the tag mask, is computed in the same `encrypt_blocks` call
-//!   as the first keystream blocks, so a short message costs one AES call.
-//! * GHASH input is staged in whole blocks and handed to `ghash` in as few
-//!   `update` calls as possible (polyval aggregates 4 blocks only within
-//!   one call).
-//! * The GHASH key powers are computed once per key; each message clones
-//!   the prepared state.
+//! Two paths, chosen by length:
+//!
+//! * Short: a message whose whole GHASH input (AAD, payload, length block)
+//!   fits in [`STAGE`] blocks. E(K, J0), the tag mask, and the keystream
+//!   come from one `encrypt_blocks` call; the GHASH input is laid out in
+//!   one buffer and hashed in one `update` call.
+//! * Streaming: everything longer. GHASH input is staged in whole blocks
+//!   and handed to `ghash` in as few `update` calls as possible (polyval
+//!   aggregates 4 blocks only within one call). Counter mode is the `ctr`
+//!   crate's on 64-bit hosts (the one aes-gcm runs) and a loop over
+//!   `encrypt_blocks` in batches on 32-bit targets (a meter: less flash).
+//!
+//! The GHASH key powers are computed once per key; each message clones
+//! the prepared state.
 //!
 //! Verify, then decrypt: [`Gcm::open`] hashes the ciphertext, computes the
 //! tag and compares it in constant time before it writes a single byte of
 //! the buffer. On failure the buffer is exactly as received.
 //!
-//! Checked against the NIST GCM vectors with 96-bit tags (tests/gcm_nist.rs,
-//! with the AAD split at every position) and against `aes-gcm` 0.11 on
-//! random inputs (tests/gcm_cross.rs).
+//! Checked against the NIST GCM vectors with 96-bit tags (with the AAD
+//! split at every position) and against `aes-gcm` 0.11 at both paths'
+//! boundaries and on random inputs (the tests below; tests/suite0.rs and
+//! tests/suite0_props.rs through the suite-0 API).
 
 use core::borrow::Borrow;
 use core::fmt;
@@ -40,57 +47,16 @@ type Block = aes::Block;
 /// Length of the suite-0 tag.
 pub const TAG_LEN: usize = 12;
 
-/// Keystream batch for the shortest messages on hosts: J0 plus 3 blocks
-/// (48 octets of payload), so a short APDU initialises 64 octets, not 256.
-/// On small targets it is the small batch (one copy of the code, less flash).
-#[cfg(target_pointer_width = "64")]
-const TINY_BATCH: usize = 4;
-#[cfg(not(target_pointer_width = "64"))]
-const TINY_BATCH: usize = SMALL_BATCH;
-
-/// Keystream batch for short messages: J0 plus 16 blocks (256 octets of
-/// payload) in one AES call, 272 octets of stack.
-const SMALL_BATCH: usize = 17;
-
-/// Keystream batches for longer messages. On 64-bit hosts J0 plus 64
-/// blocks (a 1 KiB APDU in one AES call) and J0 plus 128 blocks for longer
-/// ones: each batch is zeroed before use, so a batch much larger than the
-/// message costs more than the AES backend's per-call overhead it saves
-/// (a 4 KiB batch made a 1 KiB APDU 20 % slower). On small targets (a
-/// Cortex-M meter) every batch stays at 272 octets.
-#[cfg(target_pointer_width = "64")]
-const MEDIUM_BATCH: usize = 65;
-#[cfg(target_pointer_width = "64")]
-const LARGE_BATCH: usize = 129;
-#[cfg(not(target_pointer_width = "64"))]
-const MEDIUM_BATCH: usize = SMALL_BATCH;
-#[cfg(not(target_pointer_width = "64"))]
-const LARGE_BATCH: usize = SMALL_BATCH;
-
-/// On 64-bit hosts, messages longer than this take the `ctr` crate's
-/// counter mode, in chunks of `BULK_CHUNK` octets.
-#[cfg(target_pointer_width = "64")]
-const BULK_FROM: usize = 512;
-#[cfg(target_pointer_width = "64")]
-const BULK_CHUNK: usize = 16384;
-
 /// Whether a GHASH stream takes a piece's partial blocks as 16-octet
 /// windows (one shift each) rather than octet by octet: on 64-bit hosts
 /// only, where the shift is two instructions; on a 32-bit meter the
-/// `u128` shifts cost 344 bytes of flash.
+/// `u128` shifts are library code and cost flash.
 const WINDOWED: bool = cfg!(target_pointer_width = "64");
 
-/// Blocks GHASH stages before one `update` call.
+/// Blocks of the short path's buffer (a message whose GHASH input fits in
+/// 128 octets: with the 17-octet SC ‖ AK as the whole AAD, a payload of up
+/// to 80 octets) and blocks a GHASH stream stages before one `update` call.
 const STAGE: usize = 8;
-
-/// Blocks of the short path's buffer: a message whose whole GHASH input
-/// (AAD, payload, length block) fits is hashed in one `update` call. On
-/// 64-bit hosts 512 octets (an authenticated-encryption APDU of up to 464
-/// octets); on small targets 128.
-#[cfg(target_pointer_width = "64")]
-const SHORT_STAGE: usize = 32;
-#[cfg(not(target_pointer_width = "64"))]
-const SHORT_STAGE: usize = STAGE;
 
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
@@ -168,9 +134,8 @@ impl<'a> Aad<'a> {
 ///
 /// The schedule is held as `S`: owned (`Gcm`, the default: a [`Suite0`]'s
 /// keys) or borrowed (`Gcm<&Aes128Enc>`: the DCO command path, which
-/// expands a key it has just unpacked and ciphers one message under it;
-/// moving the 176-octet schedule into an owned context cost a `memcpy`
-/// whose wide loads stalled on the expansion's stores).
+/// expands a key it has just unpacked and ciphers one message under it,
+/// so the 176-octet schedule is used where it was expanded, never copied).
 ///
 /// Both halves wipe themselves on drop (`aes` and `ghash` are built with
 /// their `zeroize` features); a borrowed schedule is wiped by its owner.
@@ -227,8 +192,9 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         self.seal_from(iv, aad, None, data)
     }
 
-    /// As [`Self::seal`], reading the plaintext from `src` (same length as
-    /// `data`) when given: the copy into `data` is part of the XOR pass.
+    /// As `seal` (the tests' shorthand), reading the plaintext from `src`
+    /// (same length as `data`) when given: the copy into `data` is part of
+    /// the XOR pass.
     pub(crate) fn seal_from(
         &self,
         iv: &[u8; 12],
@@ -323,7 +289,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     }
 
     /// [`Self::seal_from`] for a message whose whole GHASH input fits in
-    /// one staged batch (`None` otherwise, with nothing done): one AES
+    /// [`STAGE`] blocks (`None` otherwise, with nothing done): one AES
     /// call, one GHASH `update`, no streaming state.
     fn seal_short(
         &self,
@@ -332,60 +298,23 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
-        // The buffers are zeroed before use: the smallest that fits.
         let size = ShortSize::of(aad, data.len())?;
-        if needs_large_stage(size.blocks) {
-            return self.seal_large(size, iv, aad, src, data);
-        }
         let mut stage = [Block::default(); STAGE];
         let mut batch = [Block::default(); STAGE - 1];
-        self.seal_in(&mut stage, &mut batch, size, iv, aad, src, data)
-    }
-
-    #[inline(never)]
-    fn seal_large(
-        &self,
-        size: ShortSize,
-        iv: &[u8; 12],
-        aad: &Aad<'_>,
-        src: Option<&[u8]>,
-        data: &mut [u8],
-    ) -> Option<[u8; TAG_LEN]> {
-        let mut stage = [Block::default(); SHORT_STAGE];
-        let mut batch = [Block::default(); SHORT_STAGE - 1];
-        self.seal_in(&mut stage, &mut batch, size, iv, aad, src, data)
-    }
-
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the two buffers, their layout, then the GCM call's own arguments"
-    )]
-    fn seal_in(
-        &self,
-        stage: &mut [Block],
-        batch: &mut [Block],
-        size: ShortSize,
-        iv: &[u8; 12],
-        aad: &Aad<'_>,
-        src: Option<&[u8]>,
-        data: &mut [u8],
-    ) -> Option<[u8; TAG_LEN]> {
-        let mut input = ShortInput::new(stage, size, aad, data.len())?;
-        let ks = self.keystream_batch(iv, batch, data.len());
+        let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
+        let ks = self.keystream_batch(iv, &mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         // Plaintext into the staged payload, the keystream over it in
         // whole blocks, the ciphertext out, the padding back to zero.
         input.seal_payload(keystream, src, data);
         let tag = input.hash_tag(&self.ghash, mask);
-        let used = ks.len();
-        wipe_blocks(batch, used);
+        wipe(&mut batch);
         input.wipe();
         Some(tag)
     }
 
-    /// [`Self::open`] for a message whose whole GHASH input fits in one
-    /// staged batch (`None` otherwise, with nothing done).
+    /// [`Self::open`] for a message whose whole GHASH input fits in
+    /// [`STAGE`] blocks (`None` otherwise, with nothing done).
     fn open_short(
         &self,
         iv: &[u8; 12],
@@ -394,47 +323,11 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         tag: &[u8; TAG_LEN],
     ) -> Option<Result<(), AuthError>> {
         let size = ShortSize::of(aad, data.len())?;
-        if needs_large_stage(size.blocks) {
-            return self.open_large(size, iv, aad, data, tag);
-        }
         let mut stage = [Block::default(); STAGE];
         let mut batch = [Block::default(); STAGE - 1];
-        self.open_in(&mut stage, &mut batch, size, iv, aad, data, tag)
-    }
-
-    #[inline(never)]
-    fn open_large(
-        &self,
-        size: ShortSize,
-        iv: &[u8; 12],
-        aad: &Aad<'_>,
-        data: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Option<Result<(), AuthError>> {
-        let mut stage = [Block::default(); SHORT_STAGE];
-        let mut batch = [Block::default(); SHORT_STAGE - 1];
-        self.open_in(&mut stage, &mut batch, size, iv, aad, data, tag)
-    }
-
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the two buffers, their layout, then the GCM call's own arguments"
-    )]
-    fn open_in(
-        &self,
-        stage: &mut [Block],
-        batch: &mut [Block],
-        size: ShortSize,
-        iv: &[u8; 12],
-        aad: &Aad<'_>,
-        data: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Option<Result<(), AuthError>> {
-        let mut input = ShortInput::new(stage, size, aad, data.len())?;
+        let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
         input.load_payload(data);
-        let ks = self.keystream_batch(iv, batch, data.len());
-        let used = ks.len();
+        let ks = self.keystream_batch(iv, &mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         let mut expected = input.hash_tag(&self.ghash, mask);
         let ok = bool::from(tag_eq(&expected, tag));
@@ -445,30 +338,16 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         } else {
             Err(AuthError)
         };
-        wipe_blocks(batch, used);
+        wipe(&mut batch);
         input.wipe();
         Some(result)
     }
 
-    /// [`Self::gmac`] for an AAD that fits in one staged batch.
+    /// [`Self::gmac`] for an AAD that fits in [`STAGE`] blocks.
     fn gmac_short(&self, iv: &[u8; 12], aad: &Aad<'_>) -> Option<[u8; TAG_LEN]> {
         let size = ShortSize::of(aad, 0)?;
-        if !needs_large_stage(size.blocks) {
-            self.gmac_in(&mut [Block::default(); STAGE], size, iv, aad)
-        } else {
-            self.gmac_in(&mut [Block::default(); SHORT_STAGE], size, iv, aad)
-        }
-    }
-
-    #[inline(always)]
-    fn gmac_in(
-        &self,
-        stage: &mut [Block],
-        size: ShortSize,
-        iv: &[u8; 12],
-        aad: &Aad<'_>,
-    ) -> Option<[u8; TAG_LEN]> {
-        let mut input = ShortInput::new(stage, size, aad, 0)?;
+        let mut stage = [Block::default(); STAGE];
+        let mut input = ShortInput::new(&mut stage, size, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
         self.aes().encrypt_blocks(&mut j0);
         let [mut mask] = j0;
@@ -506,55 +385,28 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         self.apply_keystream_from(iv, None, data);
     }
 
-    /// As [`Self::apply_keystream`], reading the input from `src` when given.
+    /// As `apply_keystream` (the tests' shorthand), reading the input from
+    /// `src` when given.
     pub(crate) fn apply_keystream_from(&self, iv: &[u8; 12], src: Option<&[u8]>, data: &mut [u8]) {
         let result = self.ctr(iv, src, data, |_| Ok(()), |_| {});
         debug_assert!(result.is_ok(), "the keystream hook never fails");
     }
 
-    /// Runs counter mode over `data` from counter block 2 on. The first AES
-    /// call also encrypts J0 (counter block 1); `before_xor` sees E(K, J0)
-    /// before any byte of `data` changes and may abort the pass.
-    /// `after_xor` sees each chunk once it has been XORed. With `src`, the
-    /// input is read from it (it must be as long as `data`) and `data` is
-    /// only written.
+    /// Counter mode over `data` from counter block 2 on, after E(K, J0)
+    /// (counter block 1): `before_xor` sees E(K, J0) before any byte of
+    /// `data` changes and may abort the pass; `after_xor` sees the output
+    /// once it has been XORed. With `src`, the input is read from it (it
+    /// must be as long as `data`) and `data` is only written.
+    ///
+    /// On 64-bit hosts this is the `ctr` crate's counter mode (the one
+    /// aes-gcm runs: counters kept in the AES backend's registers, the XOR
+    /// inside its 8-block loop), in one pass over the whole message. Its
+    /// 8-block keystream buffer on the stack is not wiped afterwards (as in
+    /// aes-gcm); the tag mask and the last partial block here are.
+    #[cfg(target_pointer_width = "64")]
     fn ctr(
         &self,
         iv: &[u8; 12],
-        src: Option<&[u8]>,
-        data: &mut [u8],
-        before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
-        after_xor: impl FnMut(&[u8]),
-    ) -> Result<(), AuthError> {
-        // What fits in the small batch (J0 + 15 blocks) takes 256 octets
-        // of stack; longer messages take a larger batch.
-        let base = iv_base(iv);
-        #[cfg(target_pointer_width = "64")]
-        if data.len() > BULK_FROM {
-            return self.ctr_bulk(base, src, data, before_xor, after_xor);
-        }
-        if data.len() <= (TINY_BATCH - 1) * 16 {
-            self.ctr_batched::<TINY_BATCH>(base, src, data, before_xor, after_xor)
-        } else if data.len() <= (SMALL_BATCH - 1) * 16 {
-            self.ctr_batched::<SMALL_BATCH>(base, src, data, before_xor, after_xor)
-        } else if data.len() <= (MEDIUM_BATCH - 1) * 16 {
-            self.ctr_batched::<MEDIUM_BATCH>(base, src, data, before_xor, after_xor)
-        } else {
-            self.ctr_batched::<LARGE_BATCH>(base, src, data, before_xor, after_xor)
-        }
-    }
-
-    /// Long messages on 64-bit hosts: E(K, J0) first, then the `ctr`
-    /// crate's counter mode (the one aes-gcm runs: counters kept in the AES
-    /// backend's registers, the XOR inside its 8-block loop) from counter
-    /// block 2 over `data` in chunks (`after_xor` sees each chunk while it
-    /// is still in cache). Unlike the batched path, `ctr`'s 8-block
-    /// keystream buffer on the stack is not wiped afterwards (as in
-    /// aes-gcm); the tag mask and the last partial block here are.
-    #[cfg(target_pointer_width = "64")]
-    fn ctr_bulk(
-        &self,
-        base: u128,
         src: Option<&[u8]>,
         data: &mut [u8],
         before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
@@ -562,6 +414,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Result<(), AuthError> {
         use aes::cipher::inout::InOutBuf;
         use aes::cipher::{InnerIvInit, StreamCipherCore};
+        let base = iv_base(iv);
         let mut j0 = [counter_block(base, 1)];
         self.aes().encrypt_blocks(&mut j0);
         let [mut mask] = j0;
@@ -572,62 +425,115 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             self.aes(),
             &counter_block(base, 2),
         );
-        let mut input = src;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let take = rest.len().min(BULK_CHUNK);
-            let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(take);
-            let (out_blocks, out_tail) = Block::slice_as_chunks_mut(chunk);
-            let mut last = Block::default();
-            match input.take() {
-                Some(s) => {
-                    let (head, tail_in) = s.split_at(take.min(s.len()));
-                    input = Some(tail_in);
-                    let (in_blocks, in_tail) = Block::slice_as_chunks(head);
-                    // Same lengths by construction; a mismatch is a bug
-                    // caught by the tests, never a wrong output.
-                    if let Ok(buf) = InOutBuf::new(in_blocks, out_blocks) {
-                        ctr.apply_keystream_blocks_inout(buf);
-                    }
-                    if !out_tail.is_empty() {
-                        ctr.write_keystream_block(&mut last);
-                        for ((o, i), k) in out_tail.iter_mut().zip(in_tail).zip(last.iter()) {
-                            *o = i ^ k;
-                        }
-                    }
+        let len = data.len();
+        let (out_blocks, out_tail) = Block::slice_as_chunks_mut(data);
+        let mut last = Block::default();
+        match src {
+            Some(s) => {
+                let (in_blocks, in_tail) = Block::slice_as_chunks(s.get(..len).unwrap_or(s));
+                // Same lengths by the caller's contract; a mismatch is a
+                // bug caught by the tests, never a wrong output.
+                if let Ok(buf) = InOutBuf::new(in_blocks, out_blocks) {
+                    ctr.apply_keystream_blocks_inout(buf);
                 }
-                None => {
-                    ctr.apply_keystream_blocks(out_blocks);
-                    if !out_tail.is_empty() {
-                        ctr.write_keystream_block(&mut last);
-                        for (o, k) in out_tail.iter_mut().zip(last.iter()) {
-                            *o ^= k;
-                        }
+                if !out_tail.is_empty() {
+                    ctr.write_keystream_block(&mut last);
+                    for ((o, i), k) in out_tail.iter_mut().zip(in_tail).zip(last.iter()) {
+                        *o = i ^ k;
                     }
                 }
             }
-            last.as_mut_slice().zeroize();
-            after_xor(chunk);
-            rest = tail;
+            None => {
+                ctr.apply_keystream_blocks(out_blocks);
+                if !out_tail.is_empty() {
+                    ctr.write_keystream_block(&mut last);
+                    for (o, k) in out_tail.iter_mut().zip(last.iter()) {
+                        *o ^= k;
+                    }
+                }
+            }
         }
+        last.as_mut_slice().zeroize();
+        after_xor(data);
         Ok(())
     }
 
+    /// Counter mode as above; on 32-bit targets (a meter), the batched
+    /// loop: less flash than the `ctr` crate.
+    #[cfg(not(target_pointer_width = "64"))]
+    #[inline(always)]
+    fn ctr(
+        &self,
+        iv: &[u8; 12],
+        src: Option<&[u8]>,
+        data: &mut [u8],
+        before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
+        after_xor: impl FnMut(&[u8]),
+    ) -> Result<(), AuthError> {
+        self.ctr_batched(iv, src, data, before_xor, after_xor)
+    }
+
+    /// Counter mode as [`Self::ctr`], in batches of `BATCH` blocks per AES
+    /// call (the first batch starts with J0), each XORed and handed to
+    /// `after_xor` in turn. The batch, 272 octets of stack, is wiped as far
+    /// as it was used. The meter's counter mode; on hosts built for the
+    /// tests only, which check it against aes-gcm.
+    #[cfg(any(test, not(target_pointer_width = "64")))]
     #[allow(
         clippy::arithmetic_side_effects,
         clippy::indexing_slicing,
-        reason = "block counts are bounded by N (a small constant) and by data.len(); \
-                  `used <= N` is kept by construction"
+        reason = "block counts are bounded by BATCH (a small constant) and by data.len(); \
+                  `used <= BATCH` is kept by construction"
     )]
-    fn ctr_batched<const N: usize>(
+    fn ctr_batched(
         &self,
-        base: u128,
+        iv: &[u8; 12],
         mut src: Option<&[u8]>,
         data: &mut [u8],
         before_xor: impl FnOnce(&Block) -> Result<(), AuthError>,
         mut after_xor: impl FnMut(&[u8]),
     ) -> Result<(), AuthError> {
-        let mut ks = [Block::default(); N];
+        /// J0 plus 16 blocks: 256 octets of payload per AES call.
+        const BATCH: usize = 17;
+
+        /// `dst = src ⊕ ks` over `dst`'s length, 16 octets at a time (`src` and
+        /// `ks` are at least as long as `dst`).
+        fn xor_from(dst: &mut [u8], src: &[u8], ks: &[u8]) {
+            let mut d = dst.chunks_exact_mut(16);
+            let mut s = src.chunks_exact(16);
+            let mut k = ks.chunks_exact(16);
+            for ((d, s), k) in d.by_ref().zip(s.by_ref()).zip(k.by_ref()) {
+                d.copy_from_slice(&(u128_of(s) ^ u128_of(k)).to_ne_bytes());
+            }
+            // The tail's keystream: the next whole chunk, or the remainder.
+            let k = k.next().unwrap_or_else(|| k.remainder());
+            for ((d, s), k) in d.into_remainder().iter_mut().zip(s.remainder()).zip(k) {
+                *d = s ^ k;
+            }
+        }
+
+        /// `dst ^= ks` over `dst`'s length, 16 octets at a time.
+        fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
+            let mut d = dst.chunks_exact_mut(16);
+            let mut k = ks.chunks_exact(16);
+            for (d, k) in d.by_ref().zip(k.by_ref()) {
+                let x = u128_of(d) ^ u128_of(k);
+                d.copy_from_slice(&x.to_ne_bytes());
+            }
+            // The tail's keystream: the next whole chunk, or the remainder.
+            let k = k.next().unwrap_or_else(|| k.remainder());
+            for (d, k) in d.into_remainder().iter_mut().zip(k) {
+                *d ^= k;
+            }
+        }
+
+        /// A 16-octet chunk as a `u128` (native order: only XORed).
+        fn u128_of(chunk: &[u8]) -> u128 {
+            u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]))
+        }
+
+        let base = iv_base(iv);
+        let mut ks = [Block::default(); BATCH];
         let mut before = Some(before_xor);
         // Counter block 1 is J0; the keystream starts at block 2.
         let mut counter: u32 = 1;
@@ -635,7 +541,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         let mut max_used = 0;
         let result = loop {
             let skip = usize::from(before.is_some());
-            let take = rest.len().min((N - skip) * 16);
+            let take = rest.len().min((BATCH - skip) * 16);
             let used = skip + take.div_ceil(16);
             for b in &mut ks[..used] {
                 *b = counter_block(base, counter);
@@ -669,7 +575,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     }
 }
 
-/// The whole GHASH input of a short message in one buffer of `SHORT_STAGE`
+/// The whole GHASH input of a short message in one buffer of [`STAGE`]
 /// blocks: the AAD, zero-padded; the ciphertext, zero-padded; the length
 /// block. Holds the AK and plaintext-derived data: [`ShortInput::wipe`]
 /// clears it.
@@ -739,9 +645,9 @@ impl<'s> ShortInput<'s> {
     /// Encrypts into the staged input and into `data` at once: each
     /// ciphertext block `p ⊕ k` is stored in both (the plaintext read from
     /// `src` when given, else from `data`); the padding after the payload
-    /// stays zero. Moves of 16 octets only: copying the staged ciphertext
-    /// out with `memcpy` reloaded the blocks just stored in wider words
-    /// (a store-forwarding stall per load).
+    /// stays zero. Moves of 16 octets only, so no wider load reads back a
+    /// block just stored (a store-forwarding stall), as a `memcpy` of the
+    /// staged ciphertext would.
     #[inline(always)]
     fn seal_payload(&mut self, keystream: &[Block], src: Option<&[u8]>, data: &mut [u8]) {
         let stage = self.payload_blocks();
@@ -821,53 +727,15 @@ impl<'s> ShortInput<'s> {
 
     #[inline(always)]
     fn wipe(&mut self) {
-        wipe_blocks(self.stage, self.blocks);
+        wipe(self.stage);
     }
 }
 
-/// `dst = src ⊕ ks` over `dst`'s length, 16 octets at a time (`src` and
-/// `ks` are at least as long as `dst`).
-fn xor_from(dst: &mut [u8], src: &[u8], ks: &[u8]) {
-    let mut d = dst.chunks_exact_mut(16);
-    let mut s = src.chunks_exact(16);
-    let mut k = ks.chunks_exact(16);
-    for ((d, s), k) in d.by_ref().zip(s.by_ref()).zip(k.by_ref()) {
-        d.copy_from_slice(&(u128_of(s) ^ u128_of(k)).to_ne_bytes());
-    }
-    // The tail's keystream: the next whole chunk, or the remainder.
-    let k = k.next().unwrap_or_else(|| k.remainder());
-    for ((d, s), k) in d.into_remainder().iter_mut().zip(s.remainder()).zip(k) {
-        *d = s ^ k;
-    }
-}
-
-/// `dst ^= ks` over `dst`'s length, 16 octets at a time.
-fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
-    let mut d = dst.chunks_exact_mut(16);
-    let mut k = ks.chunks_exact(16);
-    for (d, k) in d.by_ref().zip(k.by_ref()) {
-        let x = u128_of(d) ^ u128_of(k);
-        d.copy_from_slice(&x.to_ne_bytes());
-    }
-    // The tail's keystream: the next whole chunk, or the remainder.
-    let k = k.next().unwrap_or_else(|| k.remainder());
-    for (d, k) in d.into_remainder().iter_mut().zip(k) {
-        *d ^= k;
-    }
-}
-
-/// Wipes the first `used` blocks of a short-path buffer, the only ones
-/// written. A small buffer is wiped whole instead: fixed-size stores once
-/// inlined, no `memset` call; a large one (on hosts, up to 512 octets)
-/// only as far as the message reached.
+/// Wipes a short-path buffer whole: it is small, so once inlined this is
+/// fixed-size stores, no `memset` call.
 #[inline(always)]
-fn wipe_blocks(buf: &mut [Block], used: usize) {
-    let end = if buf.len() > STAGE {
-        used.min(buf.len())
-    } else {
-        buf.len()
-    };
-    Block::slice_as_flattened_mut(buf.get_mut(..end).unwrap_or_default()).zeroize();
+fn wipe(buf: &mut [Block]) {
+    Block::slice_as_flattened_mut(buf).zeroize();
 }
 
 /// `a ⊕ b` for one block, as one 16-octet word.
@@ -894,11 +762,6 @@ fn u128_be(window: &[u8]) -> u128 {
     u128::from_be_bytes(window.try_into().unwrap_or([0; 16]))
 }
 
-/// A 16-octet chunk as a `u128` (native order: only XORed).
-fn u128_of(chunk: &[u8]) -> u128 {
-    u128::from_ne_bytes(chunk.try_into().unwrap_or([0; 16]))
-}
-
 /// The size of a short message's GHASH input, computed once per message.
 #[derive(Clone, Copy)]
 struct ShortSize {
@@ -910,7 +773,7 @@ struct ShortSize {
 
 impl ShortSize {
     /// The size of a message with `aad` and `payload_len` octets of
-    /// payload, when its GHASH input fits the short path's largest buffer.
+    /// payload, when its GHASH input fits the short path's buffer.
     #[inline(always)]
     fn of(aad: &Aad<'_>, payload_len: usize) -> Option<Self> {
         let aad_len = aad.len();
@@ -918,19 +781,13 @@ impl ShortSize {
             .div_ceil(16)
             .checked_add(payload_len.div_ceil(16))?
             .checked_add(1)?;
-        (blocks <= SHORT_STAGE).then_some(Self { aad_len, blocks })
+        (blocks <= STAGE).then_some(Self { aad_len, blocks })
     }
 }
 
-/// Whether a short message of `blocks` GHASH blocks needs the larger
-/// buffer. Never on small targets, where the code for it is not kept.
-const fn needs_large_stage(blocks: usize) -> bool {
-    cfg!(target_pointer_width = "64") && blocks > STAGE
-}
-
 /// Constant-time equality of two 96-bit tags, compared as two machine
-/// words (XOR and OR, then one `subtle` comparison) rather than octet by
-/// octet (twelve optimisation barriers, about 140 instructions).
+/// words (XOR and OR, then one `subtle` comparison, one optimisation
+/// barrier) rather than octet by octet (twelve barriers).
 pub(crate) fn tag_eq(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> subtle::Choice {
     let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11] = *a;
     let [b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11] = *b;
@@ -974,8 +831,7 @@ struct GhashStream<'g> {
     /// The octets of an unfinished block, held in a register-sized value
     /// (big-endian, first octet highest) so that assembling a block from
     /// short pieces never stores bytes and reloads them as a block (a
-    /// store-forwarding stall measured at a quarter of a short message's
-    /// GHASH time). Octets past `partial_len` are zero.
+    /// store-forwarding stall). Octets past `partial_len` are zero.
     partial: u128,
     partial_len: usize,
 }
@@ -1254,6 +1110,54 @@ mod tests {
                 gcm.open(&iv, Aad::pieces(&[&aad]), &mut ours, &t1).unwrap();
                 assert_eq!(ours, pt);
             }
+        }
+    }
+
+    /// The meter's batched counter mode, which hosts build for this test
+    /// only, against aes-gcm at its batch boundaries: in place and from a
+    /// source, the hooks seeing E(K, J0) first and the output after, and a
+    /// refusing first hook leaving the buffer as it was.
+    #[test]
+    fn batched_counter_mode_matches_aes_gcm() {
+        let key = [7u8; 16];
+        let iv = [9u8; 12];
+        let gcm = Gcm::new(&key);
+        // With an empty AAD and plaintext the tag is E(K, J0)'s first 96 bits.
+        let ek_j0 = reference(&key, &iv, &[], &mut []);
+        for n in [
+            0, 1, 15, 16, 17, 255, 256, 257, 271, 272, 273, 512, 4096, 4097,
+        ] {
+            let pt: Vec<u8> = (0..n).map(|i| (i * 5) as u8).collect();
+            let mut theirs = pt.clone();
+            reference(&key, &iv, &[], &mut theirs);
+            let mut ours = pt.clone();
+            let mut mask = None;
+            let mut seen = Vec::new();
+            gcm.ctr_batched(
+                &iv,
+                None,
+                &mut ours,
+                |m| {
+                    mask = Some(truncated_xor(m, &ZERO_BLOCK));
+                    Ok(())
+                },
+                |chunk| seen.extend_from_slice(chunk),
+            )
+            .unwrap();
+            assert_eq!(ours, theirs, "n={n}");
+            assert_eq!(seen, theirs, "n={n}");
+            assert_eq!(mask, Some(ek_j0), "n={n}");
+            let mut from = vec![0xEEu8; n];
+            gcm.ctr_batched(&iv, Some(&pt), &mut from, |_| Ok(()), |_| {})
+                .unwrap();
+            assert_eq!(from, theirs, "n={n}");
+            let mut kept = pt.clone();
+            let mut calls = 0;
+            assert!(
+                gcm.ctr_batched(&iv, None, &mut kept, |_| Err(AuthError), |_| calls += 1)
+                    .is_err()
+            );
+            assert_eq!((kept, calls), (pt, 0), "n={n}");
         }
     }
 
