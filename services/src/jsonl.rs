@@ -22,10 +22,7 @@
 //! elsewhere: [`verify_with_head`].
 
 use core::fmt;
-use std::format;
 use std::io::{self, BufRead, Read, Write};
-use std::string::String;
-use std::vec::Vec;
 
 use dlms_sec::audit::{
     AuditAction, AuditChain, AuditEvent, AuditSink, LinkError, MAC_LEN, Outcome, Timestamp,
@@ -35,6 +32,7 @@ use dlms_sec::key::package::KeyCheckValue;
 use dlms_sec::key::{AuditKey, KeyRole};
 use dlms_sec::types::Client;
 use dlms_sec::wire::{InvocationCounter, SystemTitle};
+use serde::{Deserialize, Serialize};
 
 /// Longest line the verifier reads; the sink's lines are under 400 octets.
 const MAX_LINE: u64 = 512;
@@ -120,12 +118,15 @@ impl<W: Write> AuditSink for JsonLinesSink<W> {
             return Err(Error::Audit);
         }
         let link = self.chain.seal(event)?;
-        let line = format_line(link.seq, event, &link.mac);
-        let written = self
-            .writer
-            .write_all(line.as_bytes())
-            .and_then(|()| self.writer.flush());
-        if written.is_err() {
+        // The chain has moved on: a record that cannot be written leaves a
+        // gap, so the sink stops here whichever step fails.
+        let written = format_line(link.seq, event, &link.mac).is_some_and(|line| {
+            self.writer
+                .write_all(line.as_bytes())
+                .and_then(|()| self.writer.flush())
+                .is_ok()
+        });
+        if !written {
             self.poisoned = true;
             return Err(Error::Audit);
         }
@@ -133,107 +134,52 @@ impl<W: Write> AuditSink for JsonLinesSink<W> {
     }
 }
 
+/// One line of the log. serde_json writes the fields in declaration order,
+/// which is the line's key order. Names are borrowed from the line, so a name
+/// written with escapes does not parse; hex stays text until [`unhex`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    seq: u64,
+    action: &'a str,
+    outcome: &'a str,
+    time: u64,
+    device: Option<String>,
+    client: Option<&'a str>,
+    role: Option<&'a str>,
+    generation: Option<u32>,
+    kek: Option<String>,
+    counter: Option<u32>,
+    mac: String,
+}
+
 /// Lower-case hex.
-struct Hex<'a>(&'a [u8]);
-
-impl fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-/// A JSON string (only ever names and hex: nothing to escape).
-struct Quoted<T>(T);
-
-impl<T: fmt::Display> fmt::Display for Quoted<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", self.0)
-    }
-}
-
-/// A value or `null`.
-struct Nullable<T>(Option<T>);
-
-impl<T: fmt::Display> fmt::Display for Nullable<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("null"),
-        }
-    }
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0x0F])
+        .filter_map(|d| char::from_digit(u32::from(d), 16))
+        .collect()
 }
 
 /// One record as a line, newline included.
-fn format_line(seq: u64, e: &AuditEvent, mac: &[u8; MAC_LEN]) -> String {
-    let device = e.device.map(|d| *d.as_bytes());
-    let kek = e.kek.map(|k| k.0);
-    format!(
-        "{{\"seq\":{seq},\"action\":\"{}\",\"outcome\":\"{}\",\"time\":{},\"device\":{},\"client\":{},\"role\":{},\"generation\":{},\"kek\":{},\"counter\":{},\"mac\":\"{}\"}}\n",
-        e.action.as_str(),
-        e.outcome.as_str(),
-        e.time.0,
-        Nullable(device.as_ref().map(|d| Quoted(Hex(d)))),
-        Nullable(e.client.map(|c| Quoted(c.name()))),
-        Nullable(e.role.map(|r| Quoted(r.name()))),
-        Nullable(e.generation),
-        Nullable(kek.as_ref().map(|k| Quoted(Hex(k)))),
-        Nullable(e.invocation_counter.map(InvocationCounter::value)),
-        Hex(mac),
-    )
-}
-
-/// A cursor over one line of the sink's own format.
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn lit(&mut self, lit: &str) -> Option<()> {
-        self.0 = self.0.strip_prefix(lit.as_bytes())?;
-        Some(())
-    }
-
-    /// `"key":`
-    fn key(&mut self, key: &str) -> Option<()> {
-        self.lit("\"")?;
-        self.lit(key)?;
-        self.lit("\":")
-    }
-
-    /// A decimal number without sign or leading zeros.
-    fn uint(&mut self) -> Option<u64> {
-        let digits = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
-        let (number, rest) = self.0.split_at_checked(digits)?;
-        if number.is_empty() || (number.len() > 1 && number.starts_with(b"0")) {
-            return None;
-        }
-        self.0 = rest;
-        number.iter().try_fold(0u64, |acc, d| {
-            acc.checked_mul(10)?
-                .checked_add(u64::from(d.checked_sub(b'0')?))
-        })
-    }
-
-    /// A string of `[a-z0-9-]`.
-    fn string(&mut self) -> Option<&'a str> {
-        self.lit("\"")?;
-        let len = self
-            .0
-            .iter()
-            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'-')
-            .count();
-        let (s, rest) = self.0.split_at_checked(len)?;
-        self.0 = rest;
-        self.lit("\"")?;
-        core::str::from_utf8(s).ok()
-    }
-
-    /// `null`, or a value `read` parses.
-    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        if self.lit("null").is_some() {
-            Some(None)
-        } else {
-            read(self).map(Some)
-        }
-    }
+fn format_line(seq: u64, e: &AuditEvent, mac: &[u8; MAC_LEN]) -> Option<String> {
+    let line = Line {
+        seq,
+        action: e.action.as_str(),
+        outcome: e.outcome.as_str(),
+        time: e.time.0,
+        device: e.device.map(|d| hex(d.as_bytes())),
+        client: e.client.map(Client::name),
+        role: e.role.map(KeyRole::name),
+        generation: e.generation,
+        kek: e.kek.map(|k| hex(&k.0)),
+        counter: e.invocation_counter.map(InvocationCounter::value),
+        mac: hex(mac),
+    };
+    let mut text = serde_json::to_string(&line).ok()?;
+    text.push('\n');
+    Some(text)
 }
 
 /// Exactly `2 * N` lower-case hex digits.
@@ -255,54 +201,34 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 /// Parses one line (newline included) of the sink's format.
-fn parse_line(line: &str) -> Option<(u64, AuditEvent, [u8; MAC_LEN])> {
-    let mut c = Cursor(line.as_bytes());
-    c.lit("{")?;
-    c.key("seq")?;
-    let seq = c.uint()?;
-    c.lit(",")?;
-    c.key("action")?;
-    let action = AuditAction::from_name(c.string()?)?;
-    c.lit(",")?;
-    c.key("outcome")?;
-    let outcome = Outcome::from_name(c.string()?)?;
-    c.lit(",")?;
-    c.key("time")?;
-    let time = Timestamp(c.uint()?);
-    c.lit(",")?;
-    c.key("device")?;
-    let device = c.nullable(|c| unhex::<8>(c.string()?).map(SystemTitle::new))?;
-    c.lit(",")?;
-    c.key("client")?;
-    let client = c.nullable(|c| Client::from_name(c.string()?))?;
-    c.lit(",")?;
-    c.key("role")?;
-    let role = c.nullable(|c| KeyRole::from_name(c.string()?))?;
-    c.lit(",")?;
-    c.key("generation")?;
-    let generation = c.nullable(|c| u32::try_from(c.uint()?).ok())?;
-    c.lit(",")?;
-    c.key("kek")?;
-    let kek = c.nullable(|c| unhex::<3>(c.string()?).map(KeyCheckValue))?;
-    c.lit(",")?;
-    c.key("counter")?;
-    let counter = c.nullable(|c| u32::try_from(c.uint()?).ok().map(InvocationCounter::new))?;
-    c.lit(",")?;
-    c.key("mac")?;
-    let mac = unhex::<MAC_LEN>(c.string()?)?;
-    c.lit("}\n")?;
-    if !c.0.is_empty() {
-        return None;
-    }
-    let mut event = AuditEvent::new(action, outcome, time);
-    event.device = device;
-    event.client = client;
-    event.role = role;
-    event.generation = generation;
-    event.kek = kek;
-    event.invocation_counter = counter;
+fn parse_line(text: &str) -> Option<(u64, AuditEvent, [u8; MAC_LEN])> {
+    let line: Line<'_> = serde_json::from_str(text).ok()?;
+    let mut event = AuditEvent::new(
+        AuditAction::from_name(line.action)?,
+        Outcome::from_name(line.outcome)?,
+        Timestamp(line.time),
+    );
+    event.device = match &line.device {
+        Some(d) => Some(SystemTitle::new(unhex(d)?)),
+        None => None,
+    };
+    event.client = match line.client {
+        Some(c) => Some(Client::from_name(c)?),
+        None => None,
+    };
+    event.role = match line.role {
+        Some(r) => Some(KeyRole::from_name(r)?),
+        None => None,
+    };
+    event.generation = line.generation;
+    event.kek = match &line.kek {
+        Some(k) => Some(KeyCheckValue(unhex(k)?)),
+        None => None,
+    };
+    event.invocation_counter = line.counter.map(InvocationCounter::new);
+    let mac = unhex(&line.mac)?;
     // One text per record: what does not re-emit byte for byte is not ours.
-    (format_line(seq, &event, &mac) == line).then_some((seq, event, mac))
+    (format_line(line.seq, &event, &mac)? == text).then_some((line.seq, event, mac))
 }
 
 /// A log that verified: how many records and the last MAC, which is what
@@ -483,7 +409,7 @@ mod tests {
 
     #[test]
     fn r20_line_format_is_stable() {
-        let line = format_line(3, &event(), &[0xAB; MAC_LEN]);
+        let line = format_line(3, &event(), &[0xAB; MAC_LEN]).unwrap();
         assert_eq!(
             line,
             "{\"seq\":3,\"action\":\"unpacked\",\"outcome\":\"success\",\"time\":1700000000,\
@@ -499,7 +425,7 @@ mod tests {
 
     #[test]
     fn r20_parser_rejects_what_the_sink_never_writes() {
-        let line = format_line(3, &event(), &[0xAB; MAC_LEN]);
+        let line = format_line(3, &event(), &[0xAB; MAC_LEN]).unwrap();
         for bad in [
             line.replace("\"seq\":3", "\"seq\":03"),
             line.replace("\"seq\":3", "\"seq\": 3"),
@@ -512,6 +438,27 @@ mod tests {
             String::from(line.trim_end()),
             format!("{line}\n"),
         ] {
+            assert_eq!(parse_line(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn r20_parser_rejects_json_that_reads_as_a_record_but_is_not_one() {
+        let line = format_line(3, &event(), &[0xAB; MAC_LEN]).unwrap();
+        for bad in [
+            // A key left out reads as `null` to serde, and is still refused.
+            line.replace("\"counter\":null,", ""),
+            line.replace("\"seq\":3,", "\"seq\":3,\"seq\":3,"),
+            line.replace("\"seq\":3,", "\"seq\":3,\"note\":null,"),
+            line.replace(
+                "\"seq\":3,\"action\":\"unpacked\",",
+                "\"action\":\"unpacked\",\"seq\":3,",
+            ),
+            line.replace("unpacked", "unp\\u0061cked"),
+            line.replace("\"generation\":7", "\"generation\":7.0"),
+            line.replace("\"counter\":null", "\"counter\":-1"),
+        ] {
+            assert_ne!(bad, line);
             assert_eq!(parse_line(&bad), None, "{bad}");
         }
     }
