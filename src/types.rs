@@ -313,7 +313,7 @@ pub enum KekKind {
     Shared,
 }
 
-/// The key_id of a key_transfer entry (Security Setup, dlms-suite0.md §5.3).
+/// The key_id of a key_transfer entry (Security Setup, GB 9.2.3.3.7.7 and 9.2.5.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyId {
     /// 0: global unicast encryption key.

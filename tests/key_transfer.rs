@@ -30,7 +30,7 @@ const TITLE: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0x00, 0x00, 0xBC,
 /// The meter's own title, for its responses.
 const METER: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0x00, 0x00, 0x00, 0x00, 0x02]);
 const IC: InvocationCounter = InvocationCounter::new(0x0123_4567);
-/// GB Table 40's get-request (dlms-suite0.md §11).
+/// GB Table 40's get-request (vectors/README.md).
 const GET: [u8; 13] = [
     0xC0, 0x01, 0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
 ];
@@ -284,7 +284,7 @@ fn unknown_and_duplicate_key_ids_are_refused() {
     );
 }
 
-/// dlms-suite0.md §11 both ways. After install, the new AK with GUEK
+/// vectors/README.md both ways. After install, the new AK with GUEK
 /// 000102…0F reproduces GB Table 40 (A+E) from §11, which checks the
 /// installed AK against an independent vector.
 #[test]

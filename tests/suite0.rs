@@ -72,7 +72,7 @@ fn any_policy() -> Unprotect {
 
 #[test]
 fn broadcast_bit_is_inside_the_aad() {
-    // dlms-suite0.md §11: SC 0x70 over the Table 40 inputs gives tag A5527490…
+    // vectors/README.md: SC 0x70 over the Table 40 inputs gives tag A5527490…
     let s = suite();
     let f = protect(
         &s,

@@ -20,9 +20,9 @@ use core::panic::PanicInfo;
 use cortex_m_rt::entry;
 use dlms_sec::counter::{CounterPersistence, ReplayGuard, SendCounter};
 use dlms_sec::error::CounterError;
-use dlms_sec::suite0::hls5;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
+use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
@@ -142,9 +142,9 @@ fn main() -> ! {
 mod api {
     use dlms_sec::Result;
     use dlms_sec::counter::{CounterSource, ReplayGuard, ReplayProof};
-    use dlms_sec::suite0::hls5::{self, Hls5Response};
     use dlms_sec::key::MasterKey;
     use dlms_sec::meter::key_transfer::{SecuritySetupKeys, StagedKeys, stage};
+    use dlms_sec::suite0::hls5::{self, Hls5Response};
     use dlms_sec::suite0::{Protect, Suite0, Unprotect, Unprotected};
     use dlms_sec::wire::{
         KeyTransfer, SecuritySetupMethod, SystemTitle, parse_key_transfer_request,

@@ -6,7 +6,7 @@
 //! [`HsmS1sp`] implement the core's
 //! [`CryptoProvider`](dlms_sec::provider::CryptoProvider) and
 //! [`DcoProvider`](dlms_sec::provider::DcoProvider), so the core's
-//! [`Dco`](dlms_sec_services::dco::Dco) and [`S1sp`](dlms_sec_services::s1sp::S1sp) run on
+//! `dlms_sec_services::dco::Dco` and `dlms_sec_services::s1sp::S1sp` run on
 //! them unchanged; an S1SP's provider has no DCO Key at all.
 //!
 //! # What stays inside the module, per operation

@@ -183,7 +183,7 @@ impl<P: DcoProvider> Dco<P> {
     ///
     /// # Errors
     /// Record errors (audited as corruption detected), counter errors,
-    /// [`Error::Audit`](crate::Error) when the audit record cannot be written; then as
+    /// [`Error::Audit`](dlms_sec::Error) when the audit record cannot be written; then as
     /// [`Suite0::protect`](dlms_sec::suite0::Suite0::protect).
     #[allow(
         clippy::too_many_arguments,

@@ -11,7 +11,7 @@ use dlms_sec::wire::SystemTitle;
 
 /// An unbounded key store in RAM: a `BTreeMap` from slot to
 /// records. For services and tests; never returns
-/// [`KeyError::StoreFull`](crate::error::KeyError::StoreFull).
+/// [`KeyError::StoreFull`](dlms_sec::error::KeyError::StoreFull).
 #[derive(Debug, Default)]
 pub struct MemoryKeyStore {
     /// No empty `SlotRecords`.

@@ -15,7 +15,7 @@
 //!   action it records: an action that cannot be logged does not happen
 //!   (fail closed).
 //! * [`AuditChain`]: the tamper-evident chain. Each record gets a 96-bit
-//!   GMAC under an [`AuditKey`] over the previous record's MAC, the
+//!   GMAC under an [`AuditKey`](crate::key::AuditKey) over the previous record's MAC, the
 //!   record's canonical bytes ([`AuditEvent::encode`]) and its sequence
 //!   number, with the sequence number as the nonce. A verifier that holds
 //!   the key finds the first altered, removed, reordered or inserted

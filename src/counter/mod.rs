@@ -18,28 +18,28 @@
 //!   stored, and only after the store returns `Ok` is the value issued. A
 //!   restarted counter resumes at the persisted reservation, so values that
 //!   were reserved but not used before the restart are skipped, never reused
-//!   (dlms-suite0.md §6, "Persistence").
+//!   (GB 9.2.3.3.7.3; docs/design.md, "Invocation counters").
 //! * **Values strictly increase.** A sender never moves its counter
-//!   backwards, not even after a key change (dlms-suite0.md §5.5): a
+//!   backwards, not even after a key change (GB 9.2.3.3.7.3; docs/design.md, "After a key change"): a
 //!   monotonic counter is still unique under every new key.
 //! * **Fail closed.** If the store cannot load or persist, nothing is
-//!   issued ([`CounterError::Persistence`]); a retry is safe and issues the
+//!   issued ([`CounterError::Persistence`](crate::error::CounterError::Persistence)); a retry is safe and issues the
 //!   same value the failed call would have.
 //! * **Exhaustion is an error, never a wrap.** `0xFFFFFFFE` is the last value
-//!   issued; from then on [`CounterError::Exhausted`] is returned for good
-//!   and the key must be replaced (GB 9.2.3.3.7.3 as quoted in
-//!   dlms-suite0.md §6, rules 3 and 5). [`SendCounter::near_exhaustion`]
+//!   issued; from then on [`CounterError::Exhausted`](crate::error::CounterError::Exhausted) is returned for good
+//!   and the key must be replaced (GB 9.2.3.3.7.3).
+//!   [`SendCounter::near_exhaustion`]
 //!   warns ahead of time.
 //!
 //! Take every IC from one counter, including the one for an HLS-5
 //! f(StoC)/f(CtoS) response: sharing an IC between the HLS response and the
-//! APDU that carries it is a nonce reuse (dlms-suite0.md §4.3).
+//! APDU that carries it is a nonce reuse (docs/design.md, "HLS-5 counters").
 //!
 //! # Receive side: [`ReplayGuard`], [`ReplayProof`]
 //!
 //! One [`ReplayGuard`] per (peer system title, key). It rejects an IC at or
 //! below the last accepted one, and the reserved `0xFFFFFFFF`; gaps are
-//! allowed (dlms-suite0.md §6, rule 4: the lowest acceptable value is the
+//! allowed (GB 9.2.3.3.7.3: the lowest acceptable value is the
 //! last good IC + 1). The check ([`ReplayGuard::check`]) never changes
 //! state, so it can run before any AES work. The guard only advances
 //! ([`ReplayGuard::accept`]) with a [`ReplayProof`], which only this crate's
@@ -49,7 +49,7 @@
 //! When a key is (re-)established, start a fresh guard for it with
 //! [`ReplayGuard::new`], which accepts any first IC including 0, so a peer
 //! that resets its counters on a key change is still accepted
-//! (dlms-suite0.md §5.5). To survive a restart, persist
+//! (GB 9.2.3.3.7.3; docs/design.md, "After a key change"). To survive a restart, persist
 //! [`ReplayGuard::last_accepted`] and rebuild with [`ReplayGuard::resume`].
 
 mod replay;

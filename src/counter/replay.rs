@@ -128,7 +128,7 @@ impl ReplayGuard {
     ///
     /// # Errors
     /// [`CounterError::Replay`] if `ic` is at or below the last accepted
-    /// IC, or is `0xFFFFFFFF` (GB 9.2.3.3.7.3, rule 4 in dlms-suite0.md §6).
+    /// IC, or is `0xFFFFFFFF` (GB 9.2.3.3.7.3).
     pub const fn check(&self, ic: InvocationCounter) -> Result<(), CounterError> {
         if ic.value() == InvocationCounter::RESERVED {
             return Err(CounterError::Replay);

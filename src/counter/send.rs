@@ -76,7 +76,7 @@ impl<P: CounterPersistence + ?Sized> CounterPersistence for &mut P {
 
 /// A sender's invocation counter with block reservation.
 ///
-/// See the [module docs](self) for what it guarantees. With a
+/// See the [module docs](crate::counter) for what it guarantees. With a
 /// `reserve_ahead` of `n`, the store is written once every `n` values, plus
 /// once after every restart; a restart skips at most `n` values.
 ///

@@ -558,9 +558,8 @@ impl<G: Kek> Packager<G> {
         let mut block = aes::Block::from(r.field::<KEY_LEN>(field::CIPHERTEXT));
         self.aes.decrypt_block(&mut block);
         // The schedule straight from the decrypted block, and the key's
-        // octets copied out of it only once it checks: copying them first
-        // and wiping the block in between made the compiler move them
-        // octet by octet (32 stores) and stall the schedule's 16-octet load.
+        // octets copied out of it only once it checks, so the schedule's
+        // 16-octet load never waits on octet-wide stores.
         let schedule = Aes128Enc::new(&block);
         let mut expected = check_value(&schedule, r.stored_check_block());
         let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);

@@ -83,7 +83,7 @@ pub fn wrap<K: TransferableKey>(mk: &MasterKey, key: &K) -> WrappedKey {
 /// Unwraps a key of role `K` under the current Master Key.
 ///
 /// # Errors
-/// [`Error::Auth`] when the RFC 3394 integrity check fails (wrong MK or a
+/// [`Error::Auth`](crate::Error::Auth) when the RFC 3394 integrity check fails (wrong MK or a
 /// corrupted value); no key octets survive.
 pub fn unwrap<K: TransferableKey>(mk: &MasterKey, wrapped: &WrappedKey) -> Result<K> {
     let bytes = unwrap_bytes(device_key_bytes(mk), wrapped)?;

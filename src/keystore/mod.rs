@@ -34,7 +34,7 @@
 //!   reader sees either the whole old state or the whole new one. Activating the generation that is already active is a
 //!   no-op that succeeds, so a retry after a lost response is safe.
 //! * **Generations only move forward.** A pending record must be newer
-//!   than the slot's active record ([`KeyError::StaleGeneration`]), so an
+//!   than the slot's active record ([`KeyError::StaleGeneration`](crate::error::KeyError::StaleGeneration)), so an
 //!   old record offered again can never roll a slot back.
 //! * **A failed operation changes nothing.** Every error leaves every slot
 //!   exactly as it was; in particular no stored record is lost.
@@ -156,7 +156,7 @@ impl KeySlot {
 /// them.
 ///
 /// Every method may also fail with an implementation's own backend error
-/// (for example [`KeyError::Provider`]); a failed call changes nothing.
+/// (for example [`KeyError::Provider`](crate::error::KeyError::Provider)); a failed call changes nothing.
 pub trait KeyStore {
     /// Stores `record` as the pending generation of its slot, replacing any
     /// pending record already there. The active record is not touched.
@@ -166,8 +166,8 @@ pub trait KeyStore {
     /// broadcast key).
     ///
     /// # Errors
-    /// [`KeyError::StaleGeneration`] if the record's generation is not
-    /// newer than the slot's active one; [`KeyError::StoreFull`] if the
+    /// [`KeyError::StaleGeneration`](crate::error::KeyError::StaleGeneration) if the record's generation is not
+    /// newer than the slot's active one; [`KeyError::StoreFull`](crate::error::KeyError::StoreFull) if the
     /// slot is new and there is no room for it.
     fn put_pending(&mut self, record: &PackagedRecord) -> Result<()>;
 
@@ -175,9 +175,9 @@ pub trait KeyStore {
     /// import of the keys a meter was manufactured with.
     ///
     /// # Errors
-    /// [`KeyError::StaleGeneration`] if the slot already holds an active or
+    /// [`KeyError::StaleGeneration`](crate::error::KeyError::StaleGeneration) if the slot already holds an active or
     /// a pending record (replace keys with [`Self::put_pending`] and
-    /// [`Self::activate`]); [`KeyError::StoreFull`] if there is no room for
+    /// [`Self::activate`]); [`KeyError::StoreFull`](crate::error::KeyError::StoreFull) if there is no room for
     /// a new slot.
     fn put_initial(&mut self, record: &PackagedRecord) -> Result<()>;
 
@@ -190,14 +190,14 @@ pub trait KeyStore {
     /// after a lost response).
     ///
     /// # Errors
-    /// [`KeyError::NoPending`] if there is no pending record with that
+    /// [`KeyError::NoPending`](crate::error::KeyError::NoPending) if there is no pending record with that
     /// generation and it is not the active one; nothing changes.
     fn activate(&mut self, slot: &KeySlot, generation: u32) -> Result<()>;
 
     /// The active record of `slot`.
     ///
     /// # Errors
-    /// [`KeyError::NotFound`] if the slot has no active record.
+    /// [`KeyError::NotFound`](crate::error::KeyError::NotFound) if the slot has no active record.
     fn active(&self, slot: &KeySlot) -> Result<PackagedRecord>;
 
     /// The pending record of `slot`, if any.

@@ -2,14 +2,14 @@
 //!
 //! * **Sender** (DCO, software tools): [`KeyTransfer::wrap_new_keys`] wraps
 //!   each new key under the device's *current* Master Key (RFC 3394,
-//!   dlms-suite0.md §5.3), a new Master Key included, and
+//!   GB 9.2.3.3.7.7 and 9.2.5.1), a new Master Key included, and
 //!   [`SecuritySetupMethod::emit_key_transfer_request`] lays out the
 //!   action-request, which then goes through [`Suite0::protect`].
 //! * **Meter**: after [`Suite0::unprotect`] and
 //!   [`parse_key_transfer_request`], [`stage`] unwraps every entry and
 //!   [`StagedKeys::install`] puts them in place.
 //!
-//! # When the new keys take effect (dlms-suite0.md §5.4, open question Q6)
+//! # When the new keys take effect (docs/design.md, "When new keys apply", Q6)
 //!
 //! Installation has two phases, so that the keys change at one defined
 //! point and only if every entry is good:
@@ -19,7 +19,7 @@
 //!    check the result is [`Error::Auth`], the keys unwrapped so far are
 //!    wiped, and nothing changes: all or nothing (D-06).
 //! 2. The meter builds its action-response and protects it under the
-//!    **old** keys, as Gurux's servers do and the digest recommends
+//!    **old** keys, as Gurux's servers do
 //!    (§5.4, §14 item 7): the client, which still holds both generations,
 //!    can read the answer.
 //! 3. [`StagedKeys::install`] then replaces exactly the keys the transfer
@@ -36,11 +36,11 @@
 //! A new Master Key is itself wrapped under the current one, and applies to
 //! **later** transfers. All entries of one transfer are unwrapped under the
 //! Master Key current when it arrived, whatever their order, even when the
-//! same transfer carries a new Master Key. The digest recommends rotating the
-//! Master Key last and one key per exchange (§5.4); key id 3 may be refused
+//! same transfer carries a new Master Key. Rotating the Master Key last, one key
+//! per exchange, is the safer order (docs/design.md, "When new keys apply"); key id 3 may be refused
 //! by version-0 objects (Q5).
 //!
-//! # Invocation counters after a key change (dlms-suite0.md §5.5, Q1)
+//! # Invocation counters after a key change (GB 9.2.3.3.7.3; docs/design.md, "After a key change", Q1)
 //!
 //! * A **sender** keeps counting: its [`SendCounter`](crate::counter::SendCounter)
 //!   is never reset or moved backwards by a key change. A monotonic counter
@@ -550,7 +550,7 @@ mod tests {
         hex::decode("0101020216020918C498429FF0B8E698352B17AFFAC7CA6C708D61062E82B6D4").unwrap()
     }
 
-    /// dlms-suite0.md §11 (self-built): AK D0D1…DF under KEK 000102…0F.
+    /// vectors/README.md (self-built): AK D0D1…DF under KEK 000102…0F.
     #[test]
     fn section_11_vector_both_ways() {
         let kek: [u8; 16] = hex_key("000102030405060708090A0B0C0D0E0F");

@@ -13,7 +13,7 @@
 //!   so the head-end can read the answer; from the next request on the new
 //!   keys are the only ones accepted (R-14: active at once). A new
 //!   encryption or authentication key starts a fresh replay guard; the
-//!   meter's own send counter keeps counting (dlms-suite0.md §5.4, §5.5).
+//!   meter's own send counter keeps counting (docs/design.md, "When new keys apply" and "After a key change").
 //! * A key_transfer carrying a new MK is refused unless the device's
 //!   [`Capabilities`] say it supports MK rotation ("where supported by that
 //!   Device", R-12), and nothing is installed.

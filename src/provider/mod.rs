@@ -23,7 +23,7 @@
 //! import) and reports module failures as [`KeyError::Provider`].
 //!
 //! [`SoftwareDco`] and [`SoftwareS1sp`] are the software providers (meters
-//! have no KEK; tests and development use these), built on [`Packager`].
+//! have no KEK; tests and development use these), built on [`Packager`](crate::key::package::Packager).
 //!
 //! ```compile_fail
 //! // An S1SP provider has no DCO Key: it cannot check, let alone use, an AK.

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The client answers the meter's StoC with f(StoC); the meter answers the
-//! client's CtoS with f(CtoS) (dlms-suite0.md §4.2, Green Book Table 43).
+//! client's CtoS with f(CtoS) (GB Tables 42 and 43).
 //! [`respond`] draws a fresh counter value for every response, so the IV is
 //! never shared with the APDU that carries it (the nonce reuse of §4.3).
 //! [`verify`] recomputes the tag with the peer's title and the counter it

@@ -16,7 +16,7 @@
 //!   only. The SC byte enters the AAD exactly as sent or received, so the
 //!   broadcast bit is authenticated. For general-ciphering the header fields
 //!   transaction-id … other-information (each as length ‖ value) follow
-//!   SC ‖ AK, as the Green Book is quoted (open question Q3 in the digest).
+//!   SC ‖ AK, as the Green Book is quoted (docs/design.md, Q3).
 //!   The AAD is streamed through GHASH; the APDU is never copied into an
 //!   AAD buffer.
 //! * Verify, then decrypt: on any failure the frame buffer holds what was
@@ -528,10 +528,9 @@ pub(crate) struct Plan {
 }
 
 /// The frame's layout for a request, a plain tag and an APDU length.
-// Inlined on hosts: returned through memory, the layout's fields were
-// reloaded as 16-octet words before their 8-octet stores had retired (a
-// store-forwarding stall, a tenth of a 256-octet authentication-only
-// protect). Not on the meter, where the copies would cost flash.
+// Inlined on hosts: returned through memory, the layout's fields are
+// reloaded as 16-octet words over their 8-octet stores (a store-forwarding
+// stall). Not on the meter, where the copies would cost flash.
 #[cfg_attr(target_pointer_width = "64", inline)]
 fn layout(req: &Protect<'_>, plain_tag: u8, apdu_len: usize) -> Result<HeaderLayout> {
     HeaderLayout::new(

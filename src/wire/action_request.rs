@@ -1,5 +1,5 @@
 //! The xDLMS action-request that invokes Security Setup key_transfer
-//! (class 64, method 2; dlms-suite0.md §5.2, §5.3).
+//! (class 64, method 2; GB 9.2.3.3.7.7 and 9.2.5.1).
 //!
 //! Logical-name referencing, action-request-normal, with parameters:
 //!
@@ -27,7 +27,7 @@ pub const SECURITY_SETUP_CLASS_ID: u16 = 64;
 /// Method id of key_transfer (version 1) / global_key_transfer (version 0).
 pub const KEY_TRANSFER_METHOD: u8 = 2;
 /// Logical name 0-0:43.0.0.255, the Security Setup instance jDLMS treats as
-/// current (dlms-suite0.md §5.2).
+/// current (GB 9.2.3.3.7.7, Security setup methods).
 pub const SECURITY_SETUP_LN: [u8; 6] = [0x00, 0x00, 0x2B, 0x00, 0x00, 0xFF];
 
 /// APDU tag of action-request.
@@ -173,7 +173,7 @@ mod tests {
     use crate::error::KeyError;
     use crate::wire::key_transfer::tests::vector;
 
-    /// The §11 key_transfer (dlms-suite0.md) invoked on 0-0:43.0.0.255
+    /// The key_transfer of vectors/README.md invoked on 0-0:43.0.0.255
     /// with the default invoke-id-and-priority.
     fn request() -> Vec<u8> {
         let mut v = hex::decode("C301C100400000 2B0000FF 0201".replace(' ', "")).unwrap();

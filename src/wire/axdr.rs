@@ -1,4 +1,4 @@
-//! A-XDR lengths and octet strings (dlms-suite0.md §3.6).
+//! A-XDR lengths and octet strings (IEC 62056-6-2, A-XDR).
 //!
 //! ```text
 //! first octet   meaning

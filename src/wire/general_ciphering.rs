@@ -1,4 +1,4 @@
-//! general-ciphering (`0xDD`) (dlms-suite0.md §3.3).
+//! general-ciphering (`0xDD`) (GB 9.5, Table 38 and Figure 84).
 //!
 //! ```text
 //! DD
@@ -546,7 +546,7 @@ mod tests {
     const RECIP: [u8; 8] = [0x4D, 0x4D, 0x4D, 0x00, 0x00, 0x00, 0x00, 0x01];
 
     /// An identified-key (global unicast) frame around GB Table 40 A+E
-    /// content (self-built, structure per dlms-suite0.md §3.3).
+    /// content (self-built, structure per GB 9.5, Table 38 and Figure 84).
     fn frame() -> Vec<u8> {
         let mut f = alloc::vec![0xDD, 0x08];
         f.extend_from_slice(&TID);
@@ -573,8 +573,7 @@ mod tests {
         }
     }
 
-    /// The agreed-key header quoted from GB Table 41 (dlms-suite0.md §3.3,
-    /// [gb-q NOTES-4 §20.6]): `DD 08 0102030405060708 08 4D4D4D0000BC614E
+    /// The agreed-key header of GB Table 41 (GB 9.5): `DD 08 0102030405060708 08 4D4D4D0000BC614E
     /// 08 4D4D4D0000000001 00 00 01 02 01 01 81 80 <128> 81 EB 30 00000000 …`.
     /// The 128 key octets and the 0xEB content octets after SC ‖ IC are
     /// made up here.

@@ -1,5 +1,5 @@
 //! general-glo-ciphering (`0xDB`) and general-ded-ciphering (`0xDC`)
-//! (dlms-suite0.md §3.2).
+//! (GB 9.2.7.2.4, general-glo/ded-ciphering).
 //!
 //! ```text
 //! +-------+------------------------------+------------------------------------------+
@@ -238,7 +238,7 @@ mod tests {
 
     const TITLE: [u8; 8] = [0x4D, 0x4D, 0x4D, 0x00, 0x00, 0xBC, 0x61, 0x4E];
 
-    /// dlms-suite0.md §3.2 / §11: general-glo-ciphering of GB Table 40 (A+E).
+    /// GB 9.2.7.2.4, general-glo/ded-ciphering; vectors/README.md: general-glo-ciphering of GB Table 40 (A+E).
     fn frame() -> Vec<u8> {
         hex::decode(
             "DB084D4D4D0000BC614E1E3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC056B6B",

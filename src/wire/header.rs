@@ -5,7 +5,7 @@
 //! | SC | IC (4, BE) | payload (C, or clear APDU)  | T (12) iff A=1  |
 //! +----+------------+----------------------------+-----------------+
 //! ```
-//! (dlms-suite0.md §1, §2.5.) Every ciphered form carries this as its last
+//! (GB Table 40.) Every ciphered form carries this as its last
 //! field; the outer length counts all of it. Whether the tag is there
 //! follows from the A bit of the SC byte alone.
 

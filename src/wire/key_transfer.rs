@@ -1,5 +1,5 @@
 //! The parameter of Security Setup key_transfer (method 2: global_key_transfer
-//! in class version 0, key_transfer in version 1; dlms-suite0.md §5.2, §5.3).
+//! in class version 0, key_transfer in version 1; GB 9.2.3.3.7.7 and 9.2.5.1).
 //!
 //! ```text
 //! 01 <n>                      array of n entries, 1 <= n <= 4 (A-XDR length)
@@ -270,7 +270,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// dlms-suite0.md §11 (self-built): AK `D0D1…DF` wrapped under KEK
+    /// vectors/README.md (self-built): AK `D0D1…DF` wrapped under KEK
     /// `000102…0F`, as a one-entry key_transfer.
     pub(crate) const VECTOR_11: &str =
         "0101020216020918C498429FF0B8E698352B17AFFAC7CA6C708D61062E82B6D4";

@@ -6,7 +6,7 @@
 //!               0 unicast
 //!               1 broadcast
 //! ```
-//! (dlms-suite0.md §1.) All four suite-id bits are read: Gurux masks two and
+//! (GB 9.2.7.2.4.2, Table 37.) All four suite-id bits are read: Gurux masks two and
 //! jDLMS three, which lets suite 4 pass as suite 0.
 
 use core::fmt;

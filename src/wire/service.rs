@@ -1,4 +1,4 @@
-//! Service-specific glo- and ded- ciphered APDUs (dlms-suite0.md §2.5, §3.1).
+//! Service-specific glo- and ded- ciphered APDUs (GB Table 40; GB 9.2.7.2.4, the ciphered APDU tags).
 //!
 //! ```text
 //! +-----+------------+---------------------------------------------+
@@ -177,7 +177,7 @@ mod tests {
     use crate::wire::KeyFamily;
     use crate::wire::header::tests::{CONTENT_AE, CONTENT_E, repr_ae};
 
-    /// GB Table 40 A+E as a glo-get-request (dlms-suite0.md §11).
+    /// GB Table 40 A+E as a glo-get-request (vectors/README.md).
     static FRAME_AE: [u8; 32] = {
         let mut f = [0u8; 32];
         f[0] = 0xC8;

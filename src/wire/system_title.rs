@@ -49,7 +49,7 @@ impl fmt::Debug for SystemTitle {
 /// A 32-bit invocation counter, big-endian on the wire and in the IV.
 ///
 /// `0xFFFFFFFF` is never usable: a sender stops before it and a receiver
-/// rejects it (dlms-suite0.md §6).
+/// rejects it (GB 9.2.3.3.7.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InvocationCounter(u32);
 

@@ -1,5 +1,5 @@
 //! APDU tags, and the mapping between a plain xDLMS tag and its glo- and
-//! ded- ciphered tags (dlms-suite0.md §3.1).
+//! ded- ciphered tags (GB 9.2.7.2.4, the ciphered APDU tags).
 //!
 //! ```text
 //! service                    plain  glo-   ded-
@@ -245,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn pattern_matches_the_digest() {
+    fn pattern_matches_the_tag_table() {
         // glo = plain + 0x20 / ded = plain + 0x40 below 0x80; +0x08 / +0x10 for LN.
         for &s in Service::ALL {
             let p = s.plain_tag();

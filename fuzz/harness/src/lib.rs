@@ -15,14 +15,6 @@
 //! | [`key_transfer_install`] | the meter installs every key of a transfer or none |
 //! | [`replay_guard`] | arbitrary counter sequences, through real protected frames: a counter at or below the last accepted is never accepted |
 
-// A harness states invariants by panicking, and indexes buffers it sized itself.
-#![allow(
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::missing_panics_doc,
-    clippy::arithmetic_side_effects,
-    clippy::panic
-)]
 #![forbid(unsafe_code)]
 
 use dlms_sec::counter::{ReplayGuard, SingleUse};
