@@ -2,59 +2,60 @@
 //! spaces or colons; hex output is upper-case on one line; numbers are
 //! decimal or `0x`-prefixed hex.
 
-use core::fmt::Write as _;
-
 use dlms_sec::SystemTitle;
 use zeroize::Zeroizing;
 
 use crate::fail::Fail;
 
-/// Upper-case hex, no separators.
+/// Upper-case hex, no separators. Constant time in the octets' values
+/// (`base16ct`): the output may be a clear key.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len().saturating_mul(2));
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02X}");
-    }
-    s
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => c.checked_sub(b'0'),
-        b'a'..=b'f' => c.checked_sub(b'a' - 10),
-        b'A'..=b'F' => c.checked_sub(b'A' - 10),
-        _ => None,
-    }
+    base16ct::upper::encode_string(bytes)
 }
 
 /// Reads hex, skipping whitespace and colons. `what` names the input in
 /// error messages. The result is wiped on drop: it may be key material.
+///
+/// The digits are decoded by `base16ct`, with no branch or table index on
+/// their values. Skipping separators compares each character with them,
+/// and a hex digit is never one, so no branch depends on which digit it is;
+/// only on a malformed input does the error message look for the culprit.
 pub(crate) fn parse_hex(text: &str, what: &str) -> Result<Zeroizing<Vec<u8>>, Fail> {
-    let mut out = Zeroizing::new(Vec::with_capacity(text.len() / 2));
-    let mut high: Option<u8> = None;
+    let mut digits = Zeroizing::new(Vec::with_capacity(text.len()));
     for c in text.chars() {
         if c.is_whitespace() || c == ':' {
             continue;
         }
-        let v = u8::try_from(c)
-            .ok()
-            .and_then(nibble)
-            .ok_or_else(|| Fail::usage(format_args!("{what}: {c:?} is not a hex digit")))?;
-        match high.take() {
-            None => high = Some(v),
-            Some(h) => out.push((h << 4) | v),
+        match u8::try_from(c) {
+            Ok(b) if c.is_ascii() => digits.push(b),
+            _ => return Err(not_a_digit(what, c)),
         }
     }
-    if high.is_some() {
+    if digits.is_empty() {
+        return Err(Fail::usage(format_args!("{what}: no hex digits")));
+    }
+    if digits.len() % 2 != 0 {
+        if let Some(c) = digits.iter().copied().find(|b| !b.is_ascii_hexdigit()) {
+            return Err(not_a_digit(what, char::from(c)));
+        }
         return Err(Fail::usage(format_args!(
             "{what}: odd number of hex digits"
         )));
     }
-    if out.is_empty() {
-        return Err(Fail::usage(format_args!("{what}: no hex digits")));
+    let mut out = Zeroizing::new(vec![0u8; digits.len() / 2]);
+    if base16ct::mixed::decode(&digits[..], &mut out[..]).is_err() {
+        let c = digits
+            .iter()
+            .copied()
+            .find(|b| !b.is_ascii_hexdigit())
+            .map_or('?', char::from);
+        return Err(not_a_digit(what, c));
     }
     Ok(out)
+}
+
+fn not_a_digit(what: &str, c: char) -> Fail {
+    Fail::usage(format_args!("{what}: {c:?} is not a hex digit"))
 }
 
 /// Reads exactly `N` octets of hex.
@@ -112,6 +113,19 @@ mod tests {
         assert!(parse_hex("GG", "x").is_err());
         assert!(parse_hex(" : ", "x").is_err());
         assert!(parse_hex("é0", "x").is_err());
+    }
+
+    #[test]
+    fn every_octet_both_ways_in_either_case() {
+        for b in 0..=u8::MAX {
+            let upper = format!("{b:02X}");
+            assert_eq!(hex(&[b]), upper);
+            assert_eq!(*parse_hex(&upper, "x").unwrap(), vec![b]);
+            assert_eq!(*parse_hex(&format!("{b:02x}"), "x").unwrap(), vec![b]);
+        }
+        for bad in ["0G", "G0", "0g", " 0x", "-1", "0\u{0}"] {
+            assert!(parse_hex(bad, "x").is_err(), "{bad}");
+        }
     }
 
     #[test]
