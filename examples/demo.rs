@@ -98,9 +98,7 @@ fn main() -> Result<(), dlms_sec::Error> {
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let got = meter.unprotect(&mut frame[..n], &policy)?;
-    if let Some(proof) = got.replay_proof() {
-        meter_guard.accept(proof)?;
-    }
+    got.admit_into(&mut meter_guard)?;
     println!(
         "meter read      {} (IC {})",
         hex(got.apdu()),
@@ -123,18 +121,14 @@ fn main() -> Result<(), dlms_sec::Error> {
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let got = client.unprotect(&mut rframe[..rn], &back)?;
-    if let Some(proof) = got.replay_proof() {
-        client_guard.accept(proof)?;
-    }
+    got.admit_into(&mut client_guard)?;
     println!("client read     {}", hex(got.apdu()));
 
     println!("\n== what the meter refuses");
     let mut replay = sent.clone();
-    let verdict = meter.unprotect(&mut replay, &policy).and_then(|g| {
-        g.replay_proof().map_or(Ok(InvocationCounter::new(0)), |p| {
-            meter_guard.accept(p).map_err(Into::into)
-        })
-    });
+    let verdict = meter
+        .unprotect(&mut replay, &policy)
+        .and_then(|g| g.admit_into(&mut meter_guard).map_err(Into::into));
     println!("replayed frame:   {:?}", verdict.err());
     let mut tampered = sent.clone();
     tampered[9] ^= 0x01;

@@ -57,9 +57,7 @@
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
 //! };
 //! let received = meter.unprotect(&mut frame[..n], &params)?;
-//! if let Some(proof) = received.replay_proof() {
-//!     guard.accept(proof)?;
-//! }
+//! received.admit_into(&mut guard)?;
 //! assert_eq!(received.apdu(), &apdu);
 //! # Ok(()) }
 //! ```

@@ -249,11 +249,7 @@ impl<P: DcoProvider> Dco<P> {
             .provider
             .unprotect(&records.command_keys(), frame, &params)
             .and_then(|got| {
-                if let Some(proof) = got.replay_proof() {
-                    guard.accept(proof)?;
-                } else {
-                    guard.check(got.invocation_counter())?;
-                }
+                got.admit_into(guard)?;
                 Ok(got)
             });
         self.audit_result(

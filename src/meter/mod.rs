@@ -189,12 +189,7 @@ impl<P: CounterPersistence> Meter<P> {
             policy: session.policy,
         };
         let got = session.suite.unprotect(request, &params)?;
-        match got.replay_proof() {
-            Some(proof) => {
-                session.guard.accept(proof)?;
-            }
-            None => session.guard.check(got.invocation_counter())?,
-        }
+        got.admit_into(&mut session.guard)?;
         let protection = got
             .protection()
             .ok_or(Error::Wire(WireError::NoProtection))?;

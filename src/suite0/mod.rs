@@ -72,9 +72,7 @@
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
 //! };
 //! let received = meter.unprotect(&mut frame[..n], &params)?;
-//! if let Some(proof) = received.replay_proof() {
-//!     guard.accept(proof)?;
-//! }
+//! received.admit_into(&mut guard)?;
 //! assert_eq!(received.apdu(), &apdu);
 //! # Ok(()) }
 //! ```
@@ -86,7 +84,7 @@ use zeroize::Zeroize;
 pub mod cipher;
 pub mod hls5;
 
-use crate::counter::{CounterSource, ReplayProof};
+use crate::counter::{CounterSource, ReplayGuard, ReplayProof};
 use crate::error::{AuthError, CounterError, Error, Result, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
 use crate::key::{
@@ -634,13 +632,30 @@ impl<'b> Unprotected<'b> {
     }
 
     /// Proof that the frame authenticated, for
-    /// [`ReplayGuard::accept`](crate::counter::ReplayGuard::accept). `None`
-    /// under encryption only: an unauthenticated frame cannot advance a
-    /// guard (check it with `ReplayGuard::check`, or require
-    /// authentication by policy).
+    /// [`ReplayGuard::accept`]. `None` under encryption only: an
+    /// unauthenticated frame cannot advance a guard (check it with
+    /// [`ReplayGuard::check`], or require authentication by policy).
+    /// [`admit_into`](Self::admit_into) does either, as the frame allows.
     #[must_use]
     pub const fn replay_proof(&self) -> Option<&ReplayProof> {
         self.proof.as_ref()
+    }
+
+    /// Offers the frame to `guard`: an authenticated frame advances it
+    /// ([`ReplayGuard::accept`]); a frame under encryption only, which
+    /// carries no proof, is only checked ([`ReplayGuard::check`]) and
+    /// leaves it where it was.
+    ///
+    /// # Errors
+    /// [`CounterError::Replay`] if the counter is not above the guard's
+    /// last accepted one; [`CounterError::WrongGuard`] if the frame is
+    /// from another peer or under another key than the guard's. The guard
+    /// is unchanged on error.
+    pub fn admit_into(&self, guard: &mut ReplayGuard) -> core::result::Result<(), CounterError> {
+        match &self.proof {
+            Some(proof) => guard.accept(proof).map(|_| ()),
+            None => guard.check(self.invocation_counter),
+        }
     }
 }
 
