@@ -82,12 +82,7 @@ fn main() -> Result<(), dlms_sec::Error> {
     let get_clock = [
         0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
     ];
-    let request = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: client_title,
-    };
+    let request = Protect::unicast(Protection::AuthenticatedEncrypted, client_title);
     let mut frame = [0u8; 128];
     let n = client.protect(&request, &mut client_ic, &get_clock, &mut frame)?;
     let sent = frame[..n].to_vec();

@@ -26,7 +26,6 @@ use dlms_sec::provider::{
 };
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::types::Client;
-use dlms_sec::wire::CipheredForm;
 use dlms_sec::{
     AuthError, Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle,
 };
@@ -388,12 +387,7 @@ fn dco_command_path_matches_clear_keys() {
         ak: &ak,
         encryption: EncryptionRecord::GlobalUnicast(&guek),
     };
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: DEVICE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, DEVICE);
     let apdu = [
         0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
     ];
@@ -476,12 +470,7 @@ fn dco_refuses_records_of_different_devices() {
 #[test]
 fn dco_command_path_detects_corrupt_records() {
     let (dco, ak, guek) = command_fixture();
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: DEVICE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, DEVICE);
     let apdu = [
         0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
     ];

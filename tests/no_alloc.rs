@@ -129,12 +129,7 @@ fn hot_paths_do_not_allocate() {
         ak: &pak,
         encryption: EncryptionRecord::GlobalUnicast(&pguek),
     };
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: TITLE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, TITLE);
     assert_eq!(
         allocations(|| {
             let n = dco

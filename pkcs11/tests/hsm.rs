@@ -343,12 +343,10 @@ fn threads_share_a_provider() {
             std::thread::spawn(move || {
                 let keys = records.keys();
                 for i in 0..50u32 {
-                    let req = Protect {
-                        protection: Protection::AuthenticatedEncrypted,
-                        key: KeyKind::GlobalUnicast,
-                        form: CipheredForm::ServiceSpecific,
-                        system_title: support::suite::CLIENT_TITLE,
-                    };
+                    let req = Protect::unicast(
+                        Protection::AuthenticatedEncrypted,
+                        support::suite::CLIENT_TITLE,
+                    );
                     let apdu = [0xC0, 0x01, t as u8, i as u8, 0xFF];
                     let ic = SingleUse::new(InvocationCounter::new(t * 1000 + i + 1));
                     let mut out = [0u8; 64];

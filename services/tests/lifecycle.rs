@@ -12,8 +12,6 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use core::num::NonZeroU32;
-
 use common::TestRng;
 use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
@@ -160,8 +158,7 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             .unwrap()
             .record(),
         ];
-        let counter =
-            SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile).unwrap();
+        let counter = SendCounter::volatile(InvocationCounter::new(1));
         let mut meter = Meter::new(
             device,
             DCO_TITLE,
@@ -216,7 +213,7 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             meters,
             fault: Fault::None,
         },
-        counter: SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile).unwrap(),
+        counter: SendCounter::volatile(InvocationCounter::new(1)),
         audit: MemoryAuditLog::new(),
         rng,
     }
@@ -611,9 +608,7 @@ fn r20_every_rotation_step_is_audited_without_secrets() {
 #[test]
 fn r20_a_counter_near_its_end_is_audited() {
     let mut w = world(&[(M1, false)]);
-    w.counter = SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile)
-        .unwrap()
-        .with_warning_threshold(u32::MAX);
+    w.counter = SendCounter::volatile(InvocationCounter::new(1)).with_warning_threshold(u32::MAX);
     assert!(reachable(&mut w, M1, Client::Management));
     assert!(
         w.audit
@@ -835,8 +830,8 @@ fn r16_r18_r19_keys_are_replaced_never_removed() {
 fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
     use dlms_sec::counter::SingleUse;
     use dlms_sec::suite0::{Protect, Suite0};
-    use dlms_sec::wire::CipheredForm;
-    use dlms_sec::{KeyKind, Protection};
+
+    use dlms_sec::Protection;
     let mut w = world(&[(M1, false)]);
     // A meter answer under a GUEK the test knows: replace the client's
     // records with known keys.
@@ -867,12 +862,7 @@ fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
         (Protection::AuthenticatedEncrypted, false),
         (Protection::Authenticated, false),
     ] {
-        let req = Protect {
-            protection,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: M1,
-        };
+        let req = Protect::unicast(protection, M1);
         let mut frame = [0u8; 64];
         let n = meter
             .protect(

@@ -30,7 +30,7 @@ use crate::meter::key_transfer::{SecuritySetupKeys, stage};
 use crate::suite0::{Protect, Suite0, Unprotect};
 use crate::types::Client;
 use crate::types::SecurityPolicy;
-use crate::wire::{CipheredForm, KeyKind, SystemTitle, parse_key_transfer_request};
+use crate::wire::{KeyKind, SystemTitle, parse_key_transfer_request};
 
 /// What a device supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -194,12 +194,7 @@ impl<P: CounterPersistence> Meter<P> {
             .protection()
             .ok_or(Error::Wire(WireError::NoProtection))?;
         let apdu = got.into_apdu();
-        let reply = Protect {
-            protection,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: title,
-        };
+        let reply = Protect::unicast(protection, title);
         let [tag, _, invoke, ..] = *apdu else {
             return Err(WireError::Truncated.into());
         };

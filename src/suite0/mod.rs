@@ -36,7 +36,7 @@
 //! # Example
 //!
 //! ```
-//! use dlms_sec::counter::{ReplayGuard, SendCounter, Volatile};
+//! use dlms_sec::counter::{ReplayGuard, SendCounter};
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 //! use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
@@ -49,17 +49,8 @@
 //! let client_title = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01");
 //!
 //! // Client: protect a get-request under authenticated encryption.
-//! let mut counter = SendCounter::new(
-//!     InvocationCounter::new(1),
-//!     core::num::NonZeroU32::MIN,
-//!     Volatile,
-//! )?;
-//! let request = Protect {
-//!     protection: Protection::AuthenticatedEncrypted,
-//!     key: KeyKind::GlobalUnicast,
-//!     form: CipheredForm::ServiceSpecific,
-//!     system_title: client_title,
-//! };
+//! let mut counter = SendCounter::volatile(InvocationCounter::new(1));
+//! let request = Protect::unicast(Protection::AuthenticatedEncrypted, client_title);
 //! let apdu = [0xC0, 0x01, 0x00, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00];
 //! let mut frame = [0u8; 64];
 //! let n = client.protect(&request, &mut counter, &apdu, &mut frame)?;
@@ -110,6 +101,20 @@ pub struct Protect<'a> {
     pub form: CipheredForm<'a>,
     /// The sender's own system title: it goes into the IV.
     pub system_title: SystemTitle,
+}
+
+impl Protect<'_> {
+    /// A service-specific request under the global unicast key: the common
+    /// case (a glo-get-request, a glo-set-response, …).
+    #[must_use]
+    pub const fn unicast(protection: Protection, system_title: SystemTitle) -> Self {
+        Self {
+            protection,
+            key: KeyKind::GlobalUnicast,
+            form: CipheredForm::ServiceSpecific,
+            system_title,
+        }
+    }
 }
 
 /// How to unprotect received frames.

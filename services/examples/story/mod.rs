@@ -9,8 +9,6 @@
     reason = "a demonstration: fixed buffers and small counts"
 )]
 
-use core::num::NonZeroU32;
-
 use dlms_sec::audit::Timestamp;
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::key::package::{PackagedRecord, RecordId};
@@ -109,11 +107,7 @@ where
     records.push(
         *CryptoProvider::<DcoKey>::package(factory, &mk, id(None, KeyRole::Master))?.record(),
     );
-    let meter_counter = SendCounter::new(
-        dlms_sec::InvocationCounter::new(1),
-        NonZeroU32::MIN,
-        Volatile,
-    )?;
+    let meter_counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
     let mut meter = Meter::new(
         device,
         dco_title,
@@ -180,11 +174,7 @@ where
         lose_next_answer: false,
         last_request: Vec::new(),
     };
-    let mut counter = SendCounter::new(
-        dlms_sec::InvocationCounter::new(1),
-        NonZeroU32::MIN,
-        Volatile,
-    )?;
+    let mut counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
 
     println!("\n== R-09: the 7-day commissioning rotation");
     let due = s1sp.due(Timestamp(t0.0 + 6 * DAY), DAY);
