@@ -13,7 +13,7 @@
 mod common;
 
 use common::TestRng;
-use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Timestamp};
+use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::error::KeyError;
 use dlms_sec::key::package::{PackagedRecord, RecordId};
@@ -225,9 +225,8 @@ macro_rules! cx {
             dco: &$w.dco,
             link: &mut $w.link,
             counter: &mut $w.counter,
-            audit: &mut $w.audit,
+            audit: Recorder::new(&mut $w.audit, $now),
             rng: &mut $w.rng,
-            now: $now,
         }
     };
 }
@@ -536,7 +535,9 @@ fn r05_s1sp_cannot_open_dco_key_records_and_it_is_audited() {
             })
             .unwrap();
         assert_eq!(
-            w.s1sp.check_record(&rec, &mut w.audit, T0).unwrap_err(),
+            w.s1sp
+                .check_record(&rec, &mut Recorder::new(&mut w.audit, T0))
+                .unwrap_err(),
             Error::Key(KeyError::Refused)
         );
     }
@@ -556,13 +557,19 @@ fn r05_s1sp_cannot_open_dco_key_records_and_it_is_audited() {
             role: KeyRole::GlobalUnicastEncryption,
         })
         .unwrap();
-    assert!(w.s1sp.check_record(&guek, &mut w.audit, T0).is_ok());
+    assert!(
+        w.s1sp
+            .check_record(&guek, &mut Recorder::new(&mut w.audit, T0))
+            .is_ok()
+    );
     // a corrupt GUEK record is detected and audited.
     let mut bad = *guek.as_bytes();
     bad[30] ^= 0x40;
     let bad = PackagedRecord::parse(&bad).unwrap();
     assert_eq!(
-        w.s1sp.check_record(&bad, &mut w.audit, T0).unwrap_err(),
+        w.s1sp
+            .check_record(&bad, &mut Recorder::new(&mut w.audit, T0))
+            .unwrap_err(),
         Error::Key(KeyError::Corrupted)
     );
     assert!(
@@ -679,7 +686,7 @@ fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
     use dlms_sec::Protection;
     use dlms_sec::key::DedicatedKey;
     use dlms_sec::suite0::{Suite0, Unprotect};
-    use dlms_sec_services::dco::ClientRecords;
+    use dlms_sec_services::dco::{ClientRecords, Command};
     let mut w = world(&[(M1, false)]);
     let (_, guek) = w.s1sp.active_records(M1, Client::Management).unwrap();
     let ak_clear = [0xA1u8; 16];
@@ -707,21 +714,22 @@ fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
     )
     .unwrap();
     let mut out = [0u8; 64];
-    let bundle = ClientRecords {
-        ak: &ak,
-        guek: &guek,
-        dk: Some(&dk),
+    let command = Command {
+        records: ClientRecords {
+            ak: &ak,
+            guek: &guek,
+            dk: Some(&dk),
+        },
+        protection: Protection::AuthenticatedEncrypted,
+        apdu: &GET,
     };
     let n = w
         .dco
         .protect(
-            bundle,
-            Protection::AuthenticatedEncrypted,
+            &command,
             &mut w.counter,
-            &GET,
             &mut out,
-            &mut w.audit,
-            T0,
+            &mut Recorder::new(&mut w.audit, T0),
         )
         .unwrap();
     assert_eq!(out[0], 0xD0, "ded-get-request under the dedicated key");
@@ -787,7 +795,7 @@ fn r17_a_sweep_finds_corrupt_records_and_a_campaign_replaces_them() {
             .unwrap();
     }
     *w.s1sp.store_mut() = fresh;
-    let corrupt = w.s1sp.sweep(&mut w.audit, T0).unwrap();
+    let corrupt = w.s1sp.sweep(&mut Recorder::new(&mut w.audit, T0)).unwrap();
     assert_eq!(corrupt, vec![(M2, Some(Client::Firmware))]);
     assert!(
         w.audit
@@ -876,8 +884,7 @@ fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
             M1,
             Client::Management,
             &mut frame[..n],
-            &mut w.audit,
-            T0,
+            &mut Recorder::new(&mut w.audit, T0),
         );
         match got {
             Ok(u) => {

@@ -497,6 +497,60 @@ impl<S: AuditSink + ?Sized> AuditSink for &mut S {
     }
 }
 
+/// An audit sink and the time its events are stamped with: what every
+/// audited operation takes, as one argument.
+///
+/// ```
+/// use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Recorder, Timestamp};
+/// # fn main() -> dlms_sec::Result<()> {
+/// let mut log = MemoryAuditLog::<4>::new();
+/// let mut audit = Recorder::new(&mut log, Timestamp(1_700_000_000));
+/// let event = audit.event(AuditAction::Generated, Outcome::Success);
+/// audit.record(&event)?;
+/// assert_eq!(log.events()[0].time, Timestamp(1_700_000_000));
+/// # Ok(()) }
+/// ```
+pub struct Recorder<'a, S: AuditSink + ?Sized> {
+    sink: &'a mut S,
+    now: Timestamp,
+}
+
+impl<'a, S: AuditSink + ?Sized> Recorder<'a, S> {
+    /// Events recorded through it go to `sink`, stamped `now`.
+    pub const fn new(sink: &'a mut S, now: Timestamp) -> Self {
+        Self { sink, now }
+    }
+
+    /// The time events are stamped with.
+    #[must_use]
+    pub const fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// A new event stamped [`now`](Self::now).
+    #[must_use]
+    pub const fn event(&self, action: AuditAction, outcome: Outcome) -> AuditEvent {
+        AuditEvent::new(action, outcome, self.now)
+    }
+
+    /// Records `event` in the sink.
+    ///
+    /// # Errors
+    /// As [`AuditSink::record`]: the action the event records must then
+    /// fail.
+    pub fn record(&mut self, event: &AuditEvent) -> Result<()> {
+        self.sink.record(event)
+    }
+}
+
+impl<S: AuditSink + ?Sized> fmt::Debug for Recorder<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Discards every event.
 ///
 /// **For tests only**: R-20 needs a real sink, and a product that plugs

@@ -85,8 +85,8 @@ use crate::key::{
 use crate::suite0::cipher::Suite0Cipher;
 use crate::types::{Protection, SecurityPolicy};
 use crate::wire::{
-    CipheredForm, FrameKind, FrameLayout, HeaderLayout, InvocationCounter, KeyFamily, KeyKind,
-    KeySet, SecurityControl, SystemTitle, iv,
+    CipheredForm, FrameKind, FrameLayout, HeaderFields, HeaderLayout, InvocationCounter, KeyFamily,
+    KeyKind, KeySet, SecurityControl, SystemTitle, iv,
 };
 
 /// How to protect one APDU.
@@ -356,7 +356,14 @@ pub(crate) trait KeySource {
         })?;
         let sc = security_control(req);
         // The layout `plan` computed; the header goes out in one pass.
-        let fields = layout.emit(&req.form, req.key, &req.system_title, sc, ic, frame)?;
+        let header = HeaderFields {
+            form: &req.form,
+            key: req.key,
+            own_title: &req.system_title,
+            sc,
+            ic,
+        };
+        let fields = layout.emit(&header, frame)?;
         let (head, body) = frame.split_at_mut(layout.header_len);
         let (payload, tag_out) = body.split_at_mut(plan.apdu_len);
         let iv = iv(&req.system_title, ic);

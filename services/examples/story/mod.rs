@@ -9,7 +9,7 @@
     reason = "a demonstration: fixed buffers and small counts"
 )]
 
-use dlms_sec::audit::Timestamp;
+use dlms_sec::audit::{Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::key::package::{PackagedRecord, RecordId};
 use dlms_sec::key::{
@@ -188,9 +188,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, Timestamp(t0.0 + 6 * DAY)),
             rng: &mut rng,
-            now: Timestamp(t0.0 + 6 * DAY),
         };
         for client in Client::KEYED {
             let outcome = s1sp.rotate(&mut cx, device, client)?;
@@ -222,9 +221,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
-            now,
         };
         for client in Client::KEYED {
             let mut answer = [0u8; 64];
@@ -301,7 +299,8 @@ where
         role: KeyRole::Authentication,
     })?;
     step(
-        s1sp.check_record(&ak_record, &mut audit, now).is_err(),
+        s1sp.check_record(&ak_record, &mut Recorder::new(&mut audit, now))
+            .is_err(),
         "the S1SP cannot open an AK record: refused and audited",
         &mut failures,
     );
@@ -311,7 +310,8 @@ where
         role: KeyRole::GlobalUnicastEncryption,
     })?;
     step(
-        s1sp.check_record(&guek_record, &mut audit, now).is_ok(),
+        s1sp.check_record(&guek_record, &mut Recorder::new(&mut audit, now))
+            .is_ok(),
         "it can check a GUEK record",
         &mut failures,
     );
@@ -322,9 +322,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
-            now,
         };
         cx.link.lose_next_answer = true;
         let outcome = s1sp.rotate(&mut cx, device, Client::DataCollection)?;
@@ -357,9 +356,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, Timestamp(now.0 + 30 * DAY)),
             rng: &mut rng,
-            now: Timestamp(now.0 + 30 * DAY),
         };
         let report = s1sp.campaign(&mut cx, Scope::All)?;
         println!(
