@@ -23,8 +23,7 @@ use dlms_sec::error::{CounterError, Error, KeyError, Result};
 use dlms_sec::key::package::{KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::key::wrap::{KeyId, TransferableKey, WrappedKey};
 use dlms_sec::key::{
-    AuthenticationKey, DcoKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
-    SharedKey,
+    AuthenticationKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
 };
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
@@ -183,12 +182,8 @@ impl<P: DcoProvider> Dco<P> {
 
     fn kcv(&self, role: KeyRole) -> Option<KeyCheckValue> {
         match role.kek() {
-            dlms_sec::types::KekKind::Dco => {
-                CryptoProvider::<DcoKey>::kek_check_value(&self.provider).ok()
-            }
-            dlms_sec::types::KekKind::Shared => {
-                CryptoProvider::<SharedKey>::kek_check_value(&self.provider).ok()
-            }
+            dlms_sec::types::KekKind::Dco => self.provider.dco_key_check_value().ok(),
+            dlms_sec::types::KekKind::Shared => self.provider.shared_key_check_value().ok(),
         }
     }
 

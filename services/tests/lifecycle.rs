@@ -150,13 +150,10 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             generation: 0,
         };
         let mut records = vec![
-            *CryptoProvider::<DcoKey>::package(
-                dco.provider(),
-                &MasterKey::from_bytes(b),
-                id(None, KeyRole::Master),
-            )
-            .unwrap()
-            .record(),
+            *dco.provider()
+                .package(&MasterKey::from_bytes(b), id(None, KeyRole::Master))
+                .unwrap()
+                .record(),
         ];
         let counter = SendCounter::volatile(InvocationCounter::new(1));
         let mut meter = Meter::new(
@@ -174,22 +171,22 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             rand_core::TryRng::try_fill_bytes(&mut rng, &mut a).unwrap();
             rand_core::TryRng::try_fill_bytes(&mut rng, &mut g).unwrap();
             records.push(
-                *CryptoProvider::<DcoKey>::package(
-                    dco.provider(),
-                    &AuthenticationKey::from_bytes(a),
-                    id(Some(client), KeyRole::Authentication),
-                )
-                .unwrap()
-                .record(),
+                *dco.provider()
+                    .package(
+                        &AuthenticationKey::from_bytes(a),
+                        id(Some(client), KeyRole::Authentication),
+                    )
+                    .unwrap()
+                    .record(),
             );
             records.push(
-                *CryptoProvider::<SharedKey>::package(
-                    dco.provider(),
-                    &GlobalUnicastEncryptionKey::from_bytes(g),
-                    id(Some(client), KeyRole::GlobalUnicastEncryption),
-                )
-                .unwrap()
-                .record(),
+                *dco.provider()
+                    .package(
+                        &GlobalUnicastEncryptionKey::from_bytes(g),
+                        id(Some(client), KeyRole::GlobalUnicastEncryption),
+                    )
+                    .unwrap()
+                    .record(),
             );
             meter
                 .provision(
@@ -690,29 +687,33 @@ fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
     let mut w = world(&[(M1, false)]);
     let (_, guek) = w.s1sp.active_records(M1, Client::Management).unwrap();
     let ak_clear = [0xA1u8; 16];
-    let ak = CryptoProvider::<DcoKey>::package(
-        w.dco.provider(),
-        &AuthenticationKey::from_bytes(ak_clear),
-        RecordId {
-            device: M1,
-            client: Some(Client::Management),
-            role: KeyRole::Authentication,
-            generation: 5,
-        },
-    )
-    .unwrap();
+    let ak = w
+        .dco
+        .provider()
+        .package(
+            &AuthenticationKey::from_bytes(ak_clear),
+            RecordId {
+                device: M1,
+                client: Some(Client::Management),
+                role: KeyRole::Authentication,
+                generation: 5,
+            },
+        )
+        .unwrap();
     let dk_clear = [0x5Du8; 16];
-    let dk = CryptoProvider::<SharedKey>::package(
-        w.dco.provider(),
-        &DedicatedKey::from_bytes(dk_clear),
-        RecordId {
-            device: M1,
-            client: Some(Client::Management),
-            role: KeyRole::Dedicated,
-            generation: 0,
-        },
-    )
-    .unwrap();
+    let dk = w
+        .dco
+        .provider()
+        .package(
+            &DedicatedKey::from_bytes(dk_clear),
+            RecordId {
+                device: M1,
+                client: Some(Client::Management),
+                role: KeyRole::Dedicated,
+                generation: 0,
+            },
+        )
+        .unwrap();
     let mut out = [0u8; 64];
     let command = Command {
         records: ClientRecords {
@@ -844,17 +845,19 @@ fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
     // A meter answer under a GUEK the test knows: replace the client's
     // records with known keys.
     let guek_clear = [0x6Cu8; 16];
-    let rec = CryptoProvider::<SharedKey>::package(
-        w.dco.provider(),
-        &GlobalUnicastEncryptionKey::from_bytes(guek_clear),
-        RecordId {
-            device: M1,
-            client: Some(Client::Management),
-            role: KeyRole::GlobalUnicastEncryption,
-            generation: 1,
-        },
-    )
-    .unwrap();
+    let rec = w
+        .dco
+        .provider()
+        .package(
+            &GlobalUnicastEncryptionKey::from_bytes(guek_clear),
+            RecordId {
+                device: M1,
+                client: Some(Client::Management),
+                role: KeyRole::GlobalUnicastEncryption,
+                generation: 1,
+            },
+        )
+        .unwrap();
     w.s1sp.store_mut().put_pending(rec.record()).unwrap();
     w.s1sp
         .store_mut()

@@ -102,18 +102,18 @@ pub fn dco() -> Dco {
         role,
         generation: 1,
     };
-    let ak = CryptoProvider::<DcoKey>::package(
-        &provider,
-        &AuthenticationKey::from_bytes(AK),
-        id(KeyRole::Authentication),
-    )
-    .expect("ak");
-    let guek = CryptoProvider::<SharedKey>::package(
-        &provider,
-        &GlobalUnicastEncryptionKey::from_bytes(EK),
-        id(KeyRole::GlobalUnicastEncryption),
-    )
-    .expect("guek");
+    let ak = provider
+        .package(
+            &AuthenticationKey::from_bytes(AK),
+            id(KeyRole::Authentication),
+        )
+        .expect("ak");
+    let guek = provider
+        .package(
+            &GlobalUnicastEncryptionKey::from_bytes(EK),
+            id(KeyRole::GlobalUnicastEncryption),
+        )
+        .expect("guek");
     Dco {
         provider,
         ak,

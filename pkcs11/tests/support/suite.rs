@@ -55,12 +55,12 @@ pub fn master(reference: &SoftwareDco) -> (MasterKey, PackagedKey<MasterKey>) {
 pub fn records_cross_check<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     let mut rng = getrandom::SysRng;
     assert_eq!(
-        CryptoProvider::<dlms_sec::key::DcoKey>::kek_check_value(p).unwrap(),
-        CryptoProvider::<dlms_sec::key::DcoKey>::kek_check_value(reference).unwrap()
+        p.dco_key_check_value().unwrap(),
+        reference.dco_key_check_value().unwrap()
     );
     assert_eq!(
-        CryptoProvider::<dlms_sec::key::SharedKey>::kek_check_value(p).unwrap(),
-        CryptoProvider::<dlms_sec::key::SharedKey>::kek_check_value(reference).unwrap()
+        p.shared_key_check_value().unwrap(),
+        reference.shared_key_check_value().unwrap()
     );
     let ak: PackagedKey<AuthenticationKey> = p
         .generate(&mut rng, id(KeyRole::Authentication, 1))

@@ -13,7 +13,7 @@ use dlms_sec::audit::{Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::key::package::{PackagedRecord, RecordId};
 use dlms_sec::key::{
-    AuditKey, AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
+    AuditKey, AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
@@ -104,9 +104,7 @@ where
         role,
         generation: 0,
     };
-    records.push(
-        *CryptoProvider::<DcoKey>::package(factory, &mk, id(None, KeyRole::Master))?.record(),
-    );
+    records.push(*factory.package(&mk, id(None, KeyRole::Master))?.record());
     let meter_counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
     let mut meter = Meter::new(
         device,
@@ -121,20 +119,14 @@ where
         let ak = AuthenticationKey::generate(&mut rng)?;
         let guek = GlobalUnicastEncryptionKey::generate(&mut rng)?;
         records.push(
-            *CryptoProvider::<DcoKey>::package(
-                factory,
-                &ak,
-                id(Some(client), KeyRole::Authentication),
-            )?
-            .record(),
+            *factory
+                .package(&ak, id(Some(client), KeyRole::Authentication))?
+                .record(),
         );
         records.push(
-            *CryptoProvider::<SharedKey>::package(
-                factory,
-                &guek,
-                id(Some(client), KeyRole::GlobalUnicastEncryption),
-            )?
-            .record(),
+            *factory
+                .package(&guek, id(Some(client), KeyRole::GlobalUnicastEncryption))?
+                .record(),
         );
         meter.provision(
             client,
