@@ -32,7 +32,7 @@ use dlms_sec::key::{
     AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::Capabilities;
+use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::provider::{CryptoProvider, DcoProvider};
 use dlms_sec::types::Client;
 use dlms_sec::types::{Protection, SecurityPolicy};
@@ -51,7 +51,7 @@ pub struct DeviceRecord {
     /// When it was commissioned.
     pub commissioned_at: Timestamp,
     /// What it supports.
-    pub capabilities: Capabilities,
+    pub capabilities: DeviceCapabilities,
     /// Per keyed client (in [`Client::KEYED`] order): rotated since
     /// commissioning.
     pub rotated: [bool; 4],
@@ -206,7 +206,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     pub fn set_capabilities(
         &mut self,
         device: SystemTitle,
-        capabilities: Capabilities,
+        capabilities: DeviceCapabilities,
     ) -> Result<()> {
         let d = self
             .devices
@@ -230,7 +230,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     pub fn commission(
         &mut self,
         device: SystemTitle,
-        capabilities: Capabilities,
+        capabilities: DeviceCapabilities,
         records: &[PackagedRecord],
         now: Timestamp,
     ) -> Result<()> {
@@ -562,16 +562,16 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             current: ClientRecords::new(&ak, &guek),
             scope,
         };
-        let plan = cx
-            .dco
-            .prepare_rotation(rotation, cx.counter, &mut request, &mut cx.audit)?;
+        let prepared =
+            cx.dco
+                .prepare_rotation(rotation, cx.counter, &mut request, &mut cx.audit)?;
         // The new keys are pending before anything leaves; if the
         // store refuses one, none stays pending and nothing is sent.
         let stored = self
             .store
-            .put_pending(plan.ak.record())
-            .and_then(|()| self.store.put_pending(plan.guek.record()))
-            .and_then(|()| match &plan.mk {
+            .put_pending(prepared.ak.record())
+            .and_then(|()| self.store.put_pending(prepared.guek.record()))
+            .and_then(|()| match &prepared.mk {
                 Some(new_mk) => self.store.put_pending(new_mk.record()),
                 None => Ok(()),
             });
@@ -579,7 +579,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             self.abandon(device, client)?;
             return Err(e);
         }
-        let generation = plan.ak.id().generation;
+        let generation = prepared.ak.id().generation;
         let now = cx.audit.now();
         let client_event = |action, outcome| {
             AuditEvent::new(action, outcome, now)
@@ -591,7 +591,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let sent = cx.link.exchange(
             device,
             client,
-            request.get_mut(..plan.frame_len).unwrap_or_default(),
+            request.get_mut(..prepared.frame_len).unwrap_or_default(),
             &mut frame,
         );
         let Ok(m) = sent else {
@@ -620,7 +620,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 AuditAction::TransferAccepted,
                 Outcome::Success,
             ))?;
-            self.activate(&mut cx.audit, device, client, plan.mk.is_some())?;
+            self.activate(&mut cx.audit, device, client, prepared.mk.is_some())?;
             Ok(RotationOutcome::Activated)
         } else {
             self.abandon(device, client)?;

@@ -22,7 +22,7 @@ use dlms_sec::key::{
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{Capabilities, Meter};
+use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
@@ -161,7 +161,7 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             DCO_TITLE,
             MasterKey::from_bytes(b),
             counter,
-            Capabilities {
+            DeviceCapabilities {
                 master_key_rotation: mk_rotation,
             },
         );
@@ -932,7 +932,7 @@ impl World {
         self.s1sp
             .set_capabilities(
                 device,
-                Capabilities {
+                DeviceCapabilities {
                     master_key_rotation: true,
                 },
             )

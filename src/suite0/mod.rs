@@ -720,6 +720,9 @@ fn key_kind(kind: &FrameKind, sc: SecurityControl) -> Result<KeyKind> {
     }
 }
 
+// The frame's tag field and the cipher's tag are one length.
+const _: () = assert!(crate::wire::AUTH_TAG_LEN == TAG_LEN);
+
 fn received_tag(tag: &[u8]) -> Result<&[u8; TAG_LEN]> {
     <&[u8; TAG_LEN]>::try_from(tag).map_err(|_| Error::Wire(WireError::Truncated))
 }

@@ -13,9 +13,9 @@ use crate::error::{Error, Result, Unsupported, WireError};
 use crate::wire::axdr::{self, Writer};
 use crate::wire::general_ciphering;
 use crate::wire::{
-    ApduTag, CipheredContentFrame, CipheredService, GeneralCipheringFrame, GeneralGloDedFrame,
-    HEADER_LEN, InvocationCounter, KeyFamily, KeyInfo, KeyKind, KeySet, SYSTEM_TITLE_LEN,
-    SecurityControl, Service, ServiceFrame, SystemTitle, TAG_LEN,
+    AUTH_TAG_LEN, ApduTag, CipheredContentFrame, CipheredService, GeneralCipheringFrame,
+    GeneralGloDedFrame, HEADER_LEN, InvocationCounter, KeyFamily, KeyInfo, KeyKind, KeySet,
+    SYSTEM_TITLE_LEN, SecurityControl, Service, ServiceFrame, SystemTitle,
 };
 
 /// Which ciphered form a sender uses (chosen by the caller of `protect`).
@@ -161,7 +161,7 @@ impl FrameLayout {
         let tag_start = if security_control.authenticated() {
             content
                 .end
-                .checked_sub(TAG_LEN)
+                .checked_sub(AUTH_TAG_LEN)
                 .ok_or(WireError::Truncated)?
         } else {
             content.end
@@ -200,7 +200,7 @@ impl FrameLayout {
         payload_len: usize,
         with_tag: bool,
     ) -> Result<usize> {
-        Ok(Plan::new(form, key, plain_tag, payload_len, with_tag)?.total)
+        Ok(FrameSizes::new(form, key, plain_tag, payload_len, with_tag)?.total)
     }
 
     /// Writes everything before the payload: outer tag, lengths, titles,
@@ -275,18 +275,18 @@ impl HeaderLayout {
         payload_len: usize,
         with_tag: bool,
     ) -> Result<Self> {
-        let plan = Plan::new(form, key, plain_tag, payload_len, with_tag)?;
-        let tag_len = if with_tag { TAG_LEN } else { 0 };
-        let header_len = plan
+        let sizes = FrameSizes::new(form, key, plain_tag, payload_len, with_tag)?;
+        let tag_len = if with_tag { AUTH_TAG_LEN } else { 0 };
+        let header_len = sizes
             .total
             .checked_sub(payload_len)
             .and_then(|n| n.checked_sub(tag_len))
             .ok_or(WireError::InvalidLength)?;
         Ok(Self {
-            tag: plan.tag,
-            content_len: plan.content_len,
+            tag: sizes.tag,
+            content_len: sizes.content_len,
             header_len,
-            total: plan.total,
+            total: sizes.total,
         })
     }
 
@@ -395,7 +395,7 @@ fn put<const N: usize>(out: &mut [u8], bytes: [u8; N]) -> Option<usize> {
 
 /// The sizes of a frame to be laid out.
 #[derive(Debug)]
-struct Plan {
+struct FrameSizes {
     /// The outer tag.
     tag: u8,
     /// SC ‖ IC ‖ payload ‖ \[T\].
@@ -404,7 +404,7 @@ struct Plan {
     total: usize,
 }
 
-impl Plan {
+impl FrameSizes {
     #[cfg_attr(target_pointer_width = "64", inline(always))]
     fn new(
         form: &CipheredForm<'_>,
@@ -413,7 +413,7 @@ impl Plan {
         payload_len: usize,
         with_tag: bool,
     ) -> Result<Self> {
-        let tag_len = if with_tag { TAG_LEN } else { 0 };
+        let tag_len = if with_tag { AUTH_TAG_LEN } else { 0 };
         let content_len = HEADER_LEN
             .checked_add(payload_len)
             .and_then(|n| n.checked_add(tag_len))
@@ -565,7 +565,7 @@ mod tests {
         }
         assert_eq!(
             out.len() - header_len,
-            payload_len + if with_tag { TAG_LEN } else { 0 }
+            payload_len + if with_tag { AUTH_TAG_LEN } else { 0 }
         );
         (out, header_len, aad)
     }

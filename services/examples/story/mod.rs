@@ -17,7 +17,7 @@ use dlms_sec::key::{
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{Capabilities, Meter};
+use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, DcoProvider, SoftwareDco};
 use dlms_sec::types::Client;
 use dlms_sec::{Error, SecurityPolicy, SystemTitle};
@@ -111,7 +111,7 @@ where
         dco_title,
         meter_mk,
         meter_counter,
-        Capabilities {
+        DeviceCapabilities {
             master_key_rotation: true,
         },
     );
