@@ -261,9 +261,13 @@ impl Suite0 {
                 required: layout.total,
             });
         }
-        let plan = Plan { layout, apdu_len };
+        let plan = Plan {
+            req,
+            layout,
+            apdu_len,
+        };
         let ic = counter.next_counter()?;
-        self.finish(req, &plan, ic, None, buf)
+        self.finish(&plan, ic, None, buf)
     }
 
     /// Protects the APDU held in `buf[..apdu_len]` in place: it is moved
@@ -286,7 +290,7 @@ impl Suite0 {
         let plan = self.plan(req, apdu, buf.len())?;
         let ic = counter.next_counter()?;
         buf.copy_within(..apdu_len, plan.layout.header_len);
-        self.finish(req, &plan, ic, None, buf)
+        self.finish(&plan, ic, None, buf)
     }
 
     /// Verifies and decrypts the ciphered APDU that fills `frame`, in place.
@@ -325,7 +329,7 @@ pub(crate) trait KeySource {
     fn ak(&self) -> &[u8; 16];
 
     /// Every check that can fail before a counter value is drawn.
-    fn plan(&self, req: &Protect<'_>, apdu: &[u8], room: usize) -> Result<Plan> {
+    fn plan<'r>(&self, req: &'r Protect<'r>, apdu: &[u8], room: usize) -> Result<Plan<'r>> {
         self.gcm(req.key)?;
         let layout = layout(req, plain_tag(req, apdu)?, apdu.len())?;
         if room < layout.total {
@@ -334,6 +338,7 @@ pub(crate) trait KeySource {
             });
         }
         Ok(Plan {
+            req,
             layout,
             apdu_len: apdu.len(),
         })
@@ -343,12 +348,12 @@ pub(crate) trait KeySource {
     /// (read from `src` when given, else already there) and writes the tag.
     fn finish(
         &self,
-        req: &Protect<'_>,
-        plan: &Plan,
+        plan: &Plan<'_>,
         ic: InvocationCounter,
         src: Option<&[u8]>,
         buf: &mut [u8],
     ) -> Result<usize> {
+        let req = plan.req;
         let gcm = self.gcm(req.key)?;
         let layout = &plan.layout;
         let frame = buf.get_mut(..layout.total).ok_or(Error::BufferTooSmall {
@@ -408,7 +413,7 @@ pub(crate) trait KeySource {
     ) -> Result<usize> {
         let plan = self.plan(req, apdu, out.len())?;
         let ic = counter.next_counter()?;
-        self.finish(req, &plan, ic, Some(apdu), out)
+        self.finish(&plan, ic, Some(apdu), out)
     }
 
     /// The body of [`Suite0::unprotect`].
@@ -531,8 +536,9 @@ impl<'a> KeySource for OneKey<'a> {
     }
 }
 
-/// What `plan` settled before a counter value is drawn.
-pub(crate) struct Plan {
+/// What `plan` settled for a request before a counter value is drawn.
+pub(crate) struct Plan<'r> {
+    req: &'r Protect<'r>,
     layout: HeaderLayout,
     apdu_len: usize,
 }
