@@ -466,19 +466,15 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         R: TryCryptoRng + ?Sized,
     {
         let (ak, guek) = self.active_records(device, client)?;
-        self.exchange(cx, device, client, (&ak, &guek), apdu, answer)
+        self.exchange(cx, ClientRecords::new(&ak, &guek), apdu, answer)
     }
 
-    #[allow(clippy::type_complexity, reason = "a pair of typed records")]
+    /// Sends `apdu` under `records` to the (device, client) the AK record
+    /// names and returns the verified answer.
     fn exchange<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
-        device: SystemTitle,
-        client: Client,
-        keys: (
-            &PackagedKey<AuthenticationKey>,
-            &PackagedKey<GlobalUnicastEncryptionKey>,
-        ),
+        records: ClientRecords<'_>,
         apdu: &[u8],
         answer: &mut [u8],
     ) -> Result<usize>
@@ -489,7 +485,12 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
-        let records = ClientRecords::new(keys.0, keys.1);
+        let id = records.ak.id();
+        let (device, client) = (
+            id.device,
+            id.client
+                .ok_or(Error::Misuse("an AK record always names a client"))?,
+        );
         let mut request = [0u8; MAX_FRAME_LEN];
         let command = Command {
             records,
@@ -660,7 +661,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let mut answer = [0u8; 64];
         // The meter's answers under new keys start a fresh guard.
         let saved = self.guards.remove(&(device, client));
-        let under_new = self.exchange(cx, device, client, (&ak, &guek), &probe, &mut answer);
+        let under_new = self.exchange(cx, ClientRecords::new(&ak, &guek), &probe, &mut answer);
         if under_new.is_ok() {
             let mk_pending = self
                 .store
