@@ -82,12 +82,7 @@ fn main() -> Result<(), dlms_sec::Error> {
     let get_clock = [
         0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
     ];
-    let request = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: client_title,
-    };
+    let request = Protect::unicast(Protection::AuthenticatedEncrypted, client_title);
     let mut frame = [0u8; 128];
     let n = client.protect(&request, &mut client_ic, &get_clock, &mut frame)?;
     let sent = frame[..n].to_vec();
@@ -98,9 +93,7 @@ fn main() -> Result<(), dlms_sec::Error> {
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let got = meter.unprotect(&mut frame[..n], &policy)?;
-    if let Some(proof) = got.replay_proof() {
-        meter_guard.accept(proof)?;
-    }
+    got.admit_into(&mut meter_guard)?;
     println!(
         "meter read      {} (IC {})",
         hex(got.apdu()),
@@ -123,18 +116,14 @@ fn main() -> Result<(), dlms_sec::Error> {
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let got = client.unprotect(&mut rframe[..rn], &back)?;
-    if let Some(proof) = got.replay_proof() {
-        client_guard.accept(proof)?;
-    }
+    got.admit_into(&mut client_guard)?;
     println!("client read     {}", hex(got.apdu()));
 
     println!("\n== what the meter refuses");
     let mut replay = sent.clone();
-    let verdict = meter.unprotect(&mut replay, &policy).and_then(|g| {
-        g.replay_proof().map_or(Ok(InvocationCounter::new(0)), |p| {
-            meter_guard.accept(p).map_err(Into::into)
-        })
-    });
+    let verdict = meter
+        .unprotect(&mut replay, &policy)
+        .and_then(|g| g.admit_into(&mut meter_guard).map_err(Into::into));
     println!("replayed frame:   {:?}", verdict.err());
     let mut tampered = sent.clone();
     tampered[9] ^= 0x01;

@@ -24,7 +24,7 @@
 //! # Example
 //!
 //! ```
-//! use dlms_sec::counter::{ReplayGuard, SendCounter, Volatile};
+//! use dlms_sec::counter::{ReplayGuard, SendCounter};
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 //! use dlms_sec::suite0::{Protect, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
@@ -36,17 +36,8 @@
 //! let meter = Suite0::new(&guek, &ak);
 //! let client_title = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01");
 //!
-//! let mut counter = SendCounter::new(
-//!     InvocationCounter::new(1),
-//!     core::num::NonZeroU32::MIN,
-//!     Volatile,
-//! )?;
-//! let request = Protect {
-//!     protection: Protection::AuthenticatedEncrypted,
-//!     key: KeyKind::GlobalUnicast,
-//!     form: CipheredForm::ServiceSpecific,
-//!     system_title: client_title,
-//! };
+//! let mut counter = SendCounter::volatile(InvocationCounter::new(1));
+//! let request = Protect::unicast(Protection::AuthenticatedEncrypted, client_title);
 //! let apdu = [0xC0, 0x01, 0x00, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00];
 //! let mut frame = [0u8; 64];
 //! let n = client.protect(&request, &mut counter, &apdu, &mut frame)?;
@@ -57,9 +48,7 @@
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
 //! };
 //! let received = meter.unprotect(&mut frame[..n], &params)?;
-//! if let Some(proof) = received.replay_proof() {
-//!     guard.accept(proof)?;
-//! }
+//! received.admit_into(&mut guard)?;
 //! assert_eq!(received.apdu(), &apdu);
 //! # Ok(()) }
 //! ```

@@ -26,7 +26,6 @@ use dlms_sec::provider::{
 };
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::types::Client;
-use dlms_sec::wire::CipheredForm;
 use dlms_sec::{
     AuthError, Error, InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle,
 };
@@ -343,12 +342,8 @@ fn generation_draws_from_the_rng_and_fails_closed() {
         &SharedKey::from_bytes([2; 16]),
     );
     assert_eq!(
-        CryptoProvider::<DcoKey>::generate::<MasterKey, _>(
-            &dco,
-            &mut BrokenRng,
-            id(KeyRole::Master, None, 1)
-        )
-        .unwrap_err(),
+        dco.generate::<MasterKey, _>(&mut BrokenRng, id(KeyRole::Master, None, 1))
+            .unwrap_err(),
         Error::Rng
     );
 }
@@ -362,22 +357,22 @@ fn command_fixture() -> (
         &DcoKey::from_bytes([1; 16]),
         &SharedKey::from_bytes([2; 16]),
     );
-    let ak = CryptoProvider::<DcoKey>::package(
-        &dco,
-        &AuthenticationKey::from_bytes([0xD0; 16]),
-        id(KeyRole::Authentication, Some(Client::Management), 1),
-    )
-    .unwrap();
-    let guek = CryptoProvider::<SharedKey>::package(
-        &dco,
-        &GlobalUnicastEncryptionKey::from_bytes([0x0E; 16]),
-        id(
-            KeyRole::GlobalUnicastEncryption,
-            Some(Client::Management),
-            1,
-        ),
-    )
-    .unwrap();
+    let ak = dco
+        .package(
+            &AuthenticationKey::from_bytes([0xD0; 16]),
+            id(KeyRole::Authentication, Some(Client::Management), 1),
+        )
+        .unwrap();
+    let guek = dco
+        .package(
+            &GlobalUnicastEncryptionKey::from_bytes([0x0E; 16]),
+            id(
+                KeyRole::GlobalUnicastEncryption,
+                Some(Client::Management),
+                1,
+            ),
+        )
+        .unwrap();
     (dco, ak, guek)
 }
 
@@ -388,12 +383,7 @@ fn dco_command_path_matches_clear_keys() {
         ak: &ak,
         encryption: EncryptionRecord::GlobalUnicast(&guek),
     };
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: DEVICE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, DEVICE);
     let apdu = [
         0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
     ];
@@ -451,17 +441,17 @@ fn dco_command_path_matches_clear_keys() {
 #[test]
 fn dco_refuses_records_of_different_devices() {
     let (dco, ak, _) = command_fixture();
-    let other = CryptoProvider::<SharedKey>::package(
-        &dco,
-        &GlobalUnicastEncryptionKey::from_bytes([0x0E; 16]),
-        RecordId {
-            device: SystemTitle::new([1; 8]),
-            client: Some(Client::Management),
-            role: KeyRole::GlobalUnicastEncryption,
-            generation: 1,
-        },
-    )
-    .unwrap();
+    let other = dco
+        .package(
+            &GlobalUnicastEncryptionKey::from_bytes([0x0E; 16]),
+            RecordId {
+                device: SystemTitle::new([1; 8]),
+                client: Some(Client::Management),
+                role: KeyRole::GlobalUnicastEncryption,
+                generation: 1,
+            },
+        )
+        .unwrap();
     let keys = CommandKeys {
         ak: &ak,
         encryption: EncryptionRecord::GlobalUnicast(&other),
@@ -476,12 +466,7 @@ fn dco_refuses_records_of_different_devices() {
 #[test]
 fn dco_command_path_detects_corrupt_records() {
     let (dco, ak, guek) = command_fixture();
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: DEVICE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, DEVICE);
     let apdu = [
         0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
     ];
@@ -553,12 +538,12 @@ fn dco_command_path_detects_corrupt_records() {
 #[test]
 fn wrap_for_transfer_matches_clear_wrap() {
     let (dco, ak, guek) = command_fixture();
-    let mk = CryptoProvider::<DcoKey>::package(
-        &dco,
-        &MasterKey::from_bytes([0x33; 16]),
-        id(KeyRole::Master, None, 0),
-    )
-    .unwrap();
+    let mk = dco
+        .package(
+            &MasterKey::from_bytes([0x33; 16]),
+            id(KeyRole::Master, None, 0),
+        )
+        .unwrap();
     let clear_mk = MasterKey::from_bytes([0x33; 16]);
     assert_eq!(
         dco.wrap_for_transfer(&mk, &guek).unwrap(),
@@ -579,8 +564,8 @@ fn wrap_for_transfer_matches_clear_wrap() {
     let s1sp = SoftwareS1sp::new(&SharedKey::from_bytes([2; 16]));
     assert!(s1sp.verify(&guek).is_ok());
     assert_eq!(
-        CryptoProvider::<SharedKey>::kek_check_value(&s1sp).unwrap(),
-        CryptoProvider::<SharedKey>::kek_check_value(&dco).unwrap()
+        s1sp.kek_check_value().unwrap(),
+        dco.shared_key_check_value().unwrap()
     );
 }
 
@@ -617,12 +602,11 @@ fn generated_keys_are_distinct_per_client_and_device() {
                 role: KeyRole::GlobalUnicastEncryption,
                 generation: 1,
             };
-            let rec = CryptoProvider::<SharedKey>::generate::<GlobalUnicastEncryptionKey, _>(
-                &dco, &mut rng, rid,
-            )
-            .unwrap();
+            let rec = dco
+                .generate::<GlobalUnicastEncryptionKey, _>(&mut rng, rid)
+                .unwrap();
             assert!(seen.insert(rec.record().as_bytes()[18..34].to_vec()));
-            assert!(CryptoProvider::<SharedKey>::verify(&dco, &rec).is_ok());
+            assert!(dco.verify(&rec).is_ok());
         }
     }
 }

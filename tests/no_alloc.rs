@@ -115,26 +115,21 @@ fn hot_paths_do_not_allocate() {
         &DcoKey::from_bytes([2; 16]),
         &SharedKey::from_bytes([1; 16]),
     );
-    let pak = CryptoProvider::<DcoKey>::package(
-        &dco,
-        &ak,
-        RecordId {
-            role: KeyRole::Authentication,
-            ..id
-        },
-    )
-    .unwrap();
-    let pguek = CryptoProvider::<SharedKey>::package(&dco, &guek, id).unwrap();
+    let pak = dco
+        .package(
+            &ak,
+            RecordId {
+                role: KeyRole::Authentication,
+                ..id
+            },
+        )
+        .unwrap();
+    let pguek = dco.package(&guek, id).unwrap();
     let keys = CommandKeys {
         ak: &pak,
         encryption: EncryptionRecord::GlobalUnicast(&pguek),
     };
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: TITLE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, TITLE);
     assert_eq!(
         allocations(|| {
             let n = dco

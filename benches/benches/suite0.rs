@@ -121,12 +121,7 @@ fn protect_prepared(c: &mut Criterion) {
     for size in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         let a = apdu(size);
-        let req = Protect {
-            protection,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: TITLE,
-        };
+        let req = Protect::unicast(protection, TITLE);
         let header = s.header_len(&req, a.len()).expect("header");
         let mut buf = vec![0u8; s.frame_len(&req, &a).expect("len")];
         buf[header..header + a.len()].copy_from_slice(&a);
@@ -231,12 +226,7 @@ fn unprotect_bad_tag(c: &mut Criterion) {
     let mut g = c.benchmark_group("unprotect-bad-tag/auth-enc/service");
     for size in [64usize, 1024] {
         let a = apdu(size);
-        let req = Protect {
-            protection: Protection::AuthenticatedEncrypted,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: TITLE,
-        };
+        let req = Protect::unicast(Protection::AuthenticatedEncrypted, TITLE);
         let mut frame = vec![0u8; s.frame_len(&req, &a).expect("len")];
         s.protect(
             &req,

@@ -165,12 +165,7 @@ pub(crate) fn open(
             Some(InvocationCounter::new(last)),
         );
         let ic = received.invocation_counter();
-        let result = match received.replay_proof() {
-            Some(proof) => guard.accept(proof).map(|_| ()),
-            // Encryption only: no proof, so only the counter is checked.
-            None => guard.check(ic),
-        };
-        if result.is_err() {
+        if received.admit_into(&mut guard).is_err() {
             return Err(Fail::check(format_args!(
                 "replay: invocation counter {} is not above --after-ic {last}",
                 ic.value()

@@ -24,7 +24,6 @@ use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Unprotect};
-use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 
 /// Frame buffers: one received frame, one response.
@@ -107,12 +106,7 @@ fn main() -> ! {
         }
         let apdu = received.into_apdu();
 
-        let req = black_box(Protect {
-            protection: Protection::AuthenticatedEncrypted,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: own_title,
-        });
+        let req = black_box(Protect::unicast(Protection::AuthenticatedEncrypted, own_title));
         match api::key_transfer_parse(apdu) {
             Ok((method, transfer)) => {
                 // key_transfer: stage under the current MK, answer under the

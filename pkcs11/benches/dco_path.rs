@@ -23,16 +23,10 @@ use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::key::{GlobalUnicastEncryptionKey, KeyRole};
 use dlms_sec::provider::DcoProvider;
 use dlms_sec::suite0::Protect;
-use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection};
+use dlms_sec::{InvocationCounter, Protection};
 use support::suite::{CLIENT_TITLE, id, master};
 
-const REQ: Protect<'static> = Protect {
-    protection: Protection::AuthenticatedEncrypted,
-    key: KeyKind::GlobalUnicast,
-    form: CipheredForm::ServiceSpecific,
-    system_title: CLIENT_TITLE,
-};
+const REQ: Protect<'static> = Protect::unicast(Protection::AuthenticatedEncrypted, CLIENT_TITLE);
 
 fn counter() -> SendCounter<Volatile> {
     SendCounter::new(

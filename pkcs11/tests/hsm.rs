@@ -90,11 +90,11 @@ fn kek_check_values_are_computed_in_the_token_and_match_software() {
     let dco = Packager::new(&DcoKey::from_bytes(pair.dco_key));
     let shared = Packager::new(&SharedKey::from_bytes(pair.shared_key));
     assert_eq!(
-        CryptoProvider::<DcoKey>::kek_check_value(&pair.hsm).unwrap(),
+        pair.hsm.dco_key_check_value().unwrap(),
         dco.kek_check_value()
     );
     assert_eq!(
-        CryptoProvider::<SharedKey>::kek_check_value(&pair.hsm).unwrap(),
+        pair.hsm.shared_key_check_value().unwrap(),
         shared.kek_check_value()
     );
     assert_ne!(dco.kek_check_value(), shared.kek_check_value());
@@ -111,10 +111,7 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
     let kcv = token.create_kek(&dco).unwrap();
     token.create_kek(&shared).unwrap();
     let hsm = HsmDco::on_token(Arc::clone(&token), &dco, &shared).unwrap();
-    assert_eq!(
-        CryptoProvider::<DcoKey>::kek_check_value(&hsm).unwrap(),
-        kcv
-    );
+    assert_eq!(hsm.dco_key_check_value().unwrap(), kcv);
     let mut rng = getrandom::SysRng;
     let ak: PackagedKey<AuthenticationKey> = hsm
         .generate(&mut rng, id(KeyRole::Authentication, 0))
@@ -343,12 +340,10 @@ fn threads_share_a_provider() {
             std::thread::spawn(move || {
                 let keys = records.keys();
                 for i in 0..50u32 {
-                    let req = Protect {
-                        protection: Protection::AuthenticatedEncrypted,
-                        key: KeyKind::GlobalUnicast,
-                        form: CipheredForm::ServiceSpecific,
-                        system_title: support::suite::CLIENT_TITLE,
-                    };
+                    let req = Protect::unicast(
+                        Protection::AuthenticatedEncrypted,
+                        support::suite::CLIENT_TITLE,
+                    );
                     let apdu = [0xC0, 0x01, t as u8, i as u8, 0xFF];
                     let ic = SingleUse::new(InvocationCounter::new(t * 1000 + i + 1));
                     let mut out = [0u8; 64];

@@ -16,8 +16,7 @@ use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{Error, KeyError};
 use dlms_sec::provider::DcoProvider;
 use dlms_sec::suite0::Protect;
-use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection};
+use dlms_sec::{InvocationCounter, Protection};
 use dlms_sec_pkcs11::{Pin, Pkcs11Error, Token};
 
 /// One test, in order: a wrong PIN before anyone logged in, then the
@@ -41,12 +40,10 @@ fn a_token_failing_underneath_gives_errors_never_wrong_results() {
     let _rng = getrandom::SysRng;
     let records = support::CommandRecords::new(&pair.software);
     let keys = records.keys();
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: support::suite::CLIENT_TITLE,
-    };
+    let req = Protect::unicast(
+        Protection::AuthenticatedEncrypted,
+        support::suite::CLIENT_TITLE,
+    );
     let apdu = [0xC0, 0x01, 0x02, 0x03];
     let run = |ic: u32| {
         let mut out = [0u8; 64];

@@ -11,19 +11,19 @@
 //! returns the new packaged records for the S1SP to hold as pending.
 //!
 //! Every key-management action is written to the caller's
-//! [`AuditSink`] before the result is returned; an audit failure fails the
-//! action. Time is passed in.
+//! [`AuditSink`], through a [`Recorder`] that also carries the time,
+//! before the result is returned; an audit failure fails the action
+//!
 
 use rand_core::TryCryptoRng;
 
-use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
+use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
 use dlms_sec::counter::{CounterSource, ReplayGuard};
 use dlms_sec::error::{CounterError, Error, KeyError, Result};
 use dlms_sec::key::package::{KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::key::wrap::{KeyId, TransferableKey, WrappedKey};
 use dlms_sec::key::{
-    AuthenticationKey, DcoKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
-    SharedKey,
+    AuthenticationKey, DedicatedKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
 };
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord};
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
@@ -72,6 +72,41 @@ impl<'a> ClientRecords<'a> {
     }
 }
 
+/// One command for [`Dco::protect`]: an APDU, the client's keys and the
+/// protection to put it under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// The client's keys.
+    pub records: ClientRecords<'a>,
+    /// Authentication, encryption, or both.
+    pub protection: Protection,
+    /// The xDLMS APDU to protect.
+    pub apdu: &'a [u8],
+}
+
+/// What a response must pass in [`Dco::unprotect`].
+#[derive(Debug)]
+pub struct ResponseCheck<'g> {
+    /// The minimum protection accepted.
+    pub policy: SecurityPolicy,
+    /// The meter's counter, for this client: the response must be above
+    /// it, and advances it.
+    pub guard: &'g mut ReplayGuard,
+}
+
+/// What [`Dco::prepare_rotation`] starts from.
+#[derive(Debug)]
+pub struct Rotation<'a, R: ?Sized> {
+    /// Randomness for the new keys (software providers).
+    pub rng: &'a mut R,
+    /// The device's current MK, which the new keys are wrapped under.
+    pub mk: &'a PackagedKey<MasterKey>,
+    /// The client's current keys, which the request is protected under.
+    pub current: ClientRecords<'a>,
+    /// What the rotation replaces.
+    pub scope: RotationScope,
+}
+
 /// What a rotation replaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RotationScope {
@@ -103,13 +138,13 @@ pub struct Dco<P: DcoProvider> {
 }
 
 fn event(
+    audit: &Recorder<'_, impl AuditSink + ?Sized>,
     action: AuditAction,
     outcome: Outcome,
-    now: Timestamp,
     id: &RecordId,
     kek: Option<KeyCheckValue>,
 ) -> AuditEvent {
-    let mut e = AuditEvent::new(action, outcome, now).with_record(*id);
+    let mut e = audit.event(action, outcome).with_record(*id);
     if let Some(k) = kek {
         e = e.with_kek(k);
     }
@@ -147,19 +182,14 @@ impl<P: DcoProvider> Dco<P> {
 
     fn kcv(&self, role: KeyRole) -> Option<KeyCheckValue> {
         match role.kek() {
-            dlms_sec::types::KekKind::Dco => {
-                CryptoProvider::<DcoKey>::kek_check_value(&self.provider).ok()
-            }
-            dlms_sec::types::KekKind::Shared => {
-                CryptoProvider::<SharedKey>::kek_check_value(&self.provider).ok()
-            }
+            dlms_sec::types::KekKind::Dco => self.provider.dco_key_check_value().ok(),
+            dlms_sec::types::KekKind::Shared => self.provider.shared_key_check_value().ok(),
         }
     }
 
     fn audit_result<T>(
         &self,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
         id: &RecordId,
         ok_action: AuditAction,
         result: Result<T>,
@@ -167,11 +197,12 @@ impl<P: DcoProvider> Dco<P> {
         let kcv = self.kcv(id.role);
         match result {
             Ok(v) => {
-                audit.record(&event(ok_action, Outcome::Success, now, id, kcv))?;
+                audit.record(&event(audit, ok_action, Outcome::Success, id, kcv))?;
                 Ok(v)
             }
             Err(e) => {
-                audit.record(&event(failure_action(&e), Outcome::Failure, now, id, kcv))?;
+                let failure = event(audit, failure_action(&e), Outcome::Failure, id, kcv);
+                audit.record(&failure)?;
                 Err(e)
             }
         }
@@ -185,20 +216,18 @@ impl<P: DcoProvider> Dco<P> {
     /// Record errors (audited as corruption detected), counter errors,
     /// [`Error::Audit`](dlms_sec::Error) when the audit record cannot be written; then as
     /// [`Suite0::protect`](dlms_sec::suite0::Suite0::protect).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one argument per part of a command"
-    )]
     pub fn protect(
         &self,
-        records: ClientRecords<'_>,
-        protection: Protection,
+        command: &Command<'_>,
         counter: &mut impl CounterSource,
-        apdu: &[u8],
         out: &mut [u8],
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<usize> {
+        let Command {
+            records,
+            protection,
+            apdu,
+        } = *command;
         let req = Protect {
             protection,
             key: records.key_kind(),
@@ -212,22 +241,24 @@ impl<P: DcoProvider> Dco<P> {
             Some(dk) => dk.id(),
             None => records.guek.id(),
         };
-        let n = self.audit_result(audit, now, &id, AuditAction::Unpacked, result)?;
+        let n = self.audit_result(audit, &id, AuditAction::Unpacked, result)?;
         if counter.near_exhaustion() {
             // The DCO's counter nears its last value: re-key soon.
-            audit.record(&event(
+            let near = event(
+                audit,
                 AuditAction::CounterNearExhaustion,
                 Outcome::Success,
-                now,
                 &id,
                 None,
-            ))?;
+            );
+            audit.record(&near)?;
         }
         Ok(n)
     }
 
-    /// Verifies and decrypts a meter's response under the client's keys and
-    /// advances `guard` (the meter's counter, for this client).
+    /// Verifies and decrypts a meter's response under the client's keys,
+    /// requires `check.policy` and advances `check.guard` (the meter's
+    /// counter, for this client).
     ///
     /// # Errors
     /// As [`DcoProvider::unprotect`]; [`Error::Counter`] for a replayed
@@ -236,11 +267,10 @@ impl<P: DcoProvider> Dco<P> {
         &self,
         records: ClientRecords<'_>,
         frame: &'b mut [u8],
-        policy: SecurityPolicy,
-        guard: &mut ReplayGuard,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        check: ResponseCheck<'_>,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<Unprotected<'b>> {
+        let ResponseCheck { policy, guard } = check;
         let params = Unprotect {
             peer_system_title: Some(guard.peer()),
             policy,
@@ -249,20 +279,10 @@ impl<P: DcoProvider> Dco<P> {
             .provider
             .unprotect(&records.command_keys(), frame, &params)
             .and_then(|got| {
-                if let Some(proof) = got.replay_proof() {
-                    guard.accept(proof)?;
-                } else {
-                    guard.check(got.invocation_counter())?;
-                }
+                got.admit_into(guard)?;
                 Ok(got)
             });
-        self.audit_result(
-            audit,
-            now,
-            &records.guek.id(),
-            AuditAction::Unpacked,
-            result,
-        )
+        self.audit_result(audit, &records.guek.id(), AuditAction::Unpacked, result)
     }
 
     /// Generates one key of role `K` inside the provider, packaged as `id`
@@ -273,8 +293,7 @@ impl<P: DcoProvider> Dco<P> {
         rng: &mut R,
         mk: &PackagedKey<MasterKey>,
         id: RecordId,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<(PackagedKey<K>, WrappedKey)>
     where
         K: TransferableKey,
@@ -282,15 +301,10 @@ impl<P: DcoProvider> Dco<P> {
         P: CryptoProvider<K::Kek>,
     {
         let result = self.provider.generate_for_transfer::<K, R>(rng, mk, id);
-        let (rec, wrapped) = self.audit_result(audit, now, &id, AuditAction::Generated, result)?;
+        let (rec, wrapped) = self.audit_result(audit, &id, AuditAction::Generated, result)?;
         for action in [AuditAction::Packaged, AuditAction::Wrapped] {
-            audit.record(&event(
-                action,
-                Outcome::Success,
-                now,
-                &id,
-                self.kcv(id.role),
-            ))?;
+            let done = event(audit, action, Outcome::Success, &id, self.kcv(id.role));
+            audit.record(&done)?;
         }
         Ok((rec, wrapped))
     }
@@ -305,21 +319,19 @@ impl<P: DcoProvider> Dco<P> {
     /// # Errors
     /// [`Error::Misuse`] when the records belong to different devices or
     /// the client has no keys; provider, RNG, counter and audit errors.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one argument per part of a rotation"
-    )]
     pub fn prepare_rotation<R: TryCryptoRng + ?Sized>(
         &self,
-        rng: &mut R,
-        mk: &PackagedKey<MasterKey>,
-        current: ClientRecords<'_>,
-        scope: RotationScope,
+        rotation: Rotation<'_, R>,
         counter: &mut impl CounterSource,
         out: &mut [u8],
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<PreparedRotation> {
+        let Rotation {
+            rng,
+            mk,
+            current,
+            scope,
+        } = rotation;
         let ak_id = current.ak.id();
         let client: Client = ak_id
             .client
@@ -332,11 +344,11 @@ impl<P: DcoProvider> Dco<P> {
             ..id
         };
         let (ak, wrapped_ak): (PackagedKey<AuthenticationKey>, _) =
-            self.generate_wrapped(rng, mk, next(ak_id), audit, now)?;
+            self.generate_wrapped(rng, mk, next(ak_id), audit)?;
         let (guek, wrapped_guek): (PackagedKey<GlobalUnicastEncryptionKey>, _) =
-            self.generate_wrapped(rng, mk, next(current.guek.id()), audit, now)?;
+            self.generate_wrapped(rng, mk, next(current.guek.id()), audit)?;
         let new_mk: Option<(PackagedKey<MasterKey>, WrappedKey)> = if scope.master_key {
-            Some(self.generate_wrapped(rng, mk, next(mk.id()), audit, now)?)
+            Some(self.generate_wrapped(rng, mk, next(mk.id()), audit)?)
         } else {
             None
         };
@@ -353,16 +365,14 @@ impl<P: DcoProvider> Dco<P> {
         let mut request = [0u8; 160];
         let len = method.emit_key_transfer_request(&transfer, &mut request)?;
         let apdu = request.get(..len).unwrap_or_default();
-        let frame_len = self.protect(
-            current,
-            Protection::AuthenticatedEncrypted,
-            counter,
+        let command = Command {
+            records: current,
+            protection: Protection::AuthenticatedEncrypted,
             apdu,
-            out,
-            audit,
-            now,
-        )?;
-        let mut sent = AuditEvent::new(AuditAction::TransferSent, Outcome::Success, now)
+        };
+        let frame_len = self.protect(&command, counter, out, audit)?;
+        let mut sent = audit
+            .event(AuditAction::TransferSent, Outcome::Success)
             .with_device(ak_id.device)
             .with_client(client)
             .with_generation(ak.id().generation);

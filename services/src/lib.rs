@@ -10,6 +10,10 @@
 //! The core crate (`dlms-sec`) stays `no_std`; everything that needs an
 //! allocator or `std::io` lives here.
 #![forbid(unsafe_code)]
+#![allow(
+    clippy::std_instead_of_alloc,
+    reason = "a std crate: `std` is where its collections come from"
+)]
 
 pub mod dco;
 pub mod jsonl;

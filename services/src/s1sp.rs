@@ -23,8 +23,8 @@ use std::vec::Vec;
 
 use rand_core::TryCryptoRng;
 
-use crate::dco::{ClientRecords, Dco, RotationScope};
-use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
+use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
+use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{CounterSource, ReplayGuard};
 use dlms_sec::error::{Error, KeyError, Result};
 use dlms_sec::key::package::{PackagedKey, PackagedRecord};
@@ -32,7 +32,7 @@ use dlms_sec::key::{
     AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::Capabilities;
+use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::provider::{CryptoProvider, DcoProvider};
 use dlms_sec::types::Client;
 use dlms_sec::types::{Protection, SecurityPolicy};
@@ -51,7 +51,7 @@ pub struct DeviceRecord {
     /// When it was commissioned.
     pub commissioned_at: Timestamp,
     /// What it supports.
-    pub capabilities: Capabilities,
+    pub capabilities: DeviceCapabilities,
     /// Per keyed client (in [`Client::KEYED`] order): rotated since
     /// commissioning.
     pub rotated: [bool; 4],
@@ -144,12 +144,10 @@ pub struct RotationContext<
     pub link: &'a mut L,
     /// The DCO's send counter.
     pub counter: &'a mut C,
-    /// The audit sink.
-    pub audit: &'a mut A,
+    /// The audit sink, and now.
+    pub audit: Recorder<'a, A>,
     /// Randomness for new keys (software providers).
     pub rng: &'a mut R,
-    /// Now.
-    pub now: Timestamp,
 }
 
 impl<P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> core::fmt::Debug
@@ -157,7 +155,7 @@ impl<P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> co
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RotationContext")
-            .field("now", &self.now)
+            .field("now", &self.audit.now())
             .finish_non_exhaustive()
     }
 }
@@ -208,7 +206,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     pub fn set_capabilities(
         &mut self,
         device: SystemTitle,
-        capabilities: Capabilities,
+        capabilities: DeviceCapabilities,
     ) -> Result<()> {
         let d = self
             .devices
@@ -232,7 +230,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     pub fn commission(
         &mut self,
         device: SystemTitle,
-        capabilities: Capabilities,
+        capabilities: DeviceCapabilities,
         records: &[PackagedRecord],
         now: Timestamp,
     ) -> Result<()> {
@@ -343,11 +341,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     pub fn check_record(
         &self,
         record: &PackagedRecord,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<()> {
         let id = record.id();
-        let e = AuditEvent::new(AuditAction::AccessRefused, Outcome::Refused, now)
+        let e = audit
+            .event(AuditAction::AccessRefused, Outcome::Refused)
             .with_record(id)
             .with_kek(record.kek_check_value());
         if id.role.kek() == KekKind::Dco {
@@ -385,8 +383,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     /// Store and audit errors.
     pub fn sweep(
         &self,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<Vec<(SystemTitle, Option<Client>)>> {
         let mut slots = Vec::new();
         for device in self.devices.keys() {
@@ -398,7 +395,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 continue;
             }
             let record = self.store.active(&s)?;
-            match self.check_record(&record, audit, now) {
+            match self.check_record(&record, audit) {
                 Ok(()) => {}
                 Err(Error::Key(KeyError::Corrupted | KeyError::WrongKek)) => {
                     corrupt.push((s.device, s.client));
@@ -422,8 +419,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         device: SystemTitle,
         client: Client,
         frame: &'b mut [u8],
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<dlms_sec::suite0::Unprotected<'b>> {
         let (_, guek) = self.active_records(device, client)?;
         let result = self
@@ -435,11 +431,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         } else {
             Outcome::Refused
         };
-        audit.record(
-            &AuditEvent::new(AuditAction::Unpacked, outcome, now)
-                .with_record(id)
-                .with_kek(guek.record().kek_check_value()),
-        )?;
+        let unpacked = audit
+            .event(AuditAction::Unpacked, outcome)
+            .with_record(id)
+            .with_kek(guek.record().kek_check_value());
+        audit.record(&unpacked)?;
         result
     }
 
@@ -470,19 +466,15 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         R: TryCryptoRng + ?Sized,
     {
         let (ak, guek) = self.active_records(device, client)?;
-        self.exchange(cx, device, client, (&ak, &guek), apdu, answer)
+        self.exchange(cx, ClientRecords::new(&ak, &guek), apdu, answer)
     }
 
-    #[allow(clippy::type_complexity, reason = "a pair of typed records")]
+    /// Sends `apdu` under `records` to the (device, client) the AK record
+    /// names and returns the verified answer.
     fn exchange<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
-        device: SystemTitle,
-        client: Client,
-        keys: (
-            &PackagedKey<AuthenticationKey>,
-            &PackagedKey<GlobalUnicastEncryptionKey>,
-        ),
+        records: ClientRecords<'_>,
         apdu: &[u8],
         answer: &mut [u8],
     ) -> Result<usize>
@@ -493,17 +485,21 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
-        let records = ClientRecords::new(keys.0, keys.1);
+        let id = records.ak.id();
+        let (device, client) = (
+            id.device,
+            id.client
+                .ok_or(Error::Misuse("an AK record always names a client"))?,
+        );
         let mut request = [0u8; MAX_FRAME_LEN];
-        let n = cx.dco.protect(
+        let command = Command {
             records,
-            Protection::AuthenticatedEncrypted,
-            cx.counter,
+            protection: Protection::AuthenticatedEncrypted,
             apdu,
-            &mut request,
-            cx.audit,
-            cx.now,
-        )?;
+        };
+        let n = cx
+            .dco
+            .protect(&command, cx.counter, &mut request, &mut cx.audit)?;
         let mut frame = [0u8; MAX_FRAME_LEN];
         let m = cx.link.exchange(
             device,
@@ -511,13 +507,15 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             request.get_mut(..n).unwrap_or_default(),
             &mut frame,
         )?;
+        let check = ResponseCheck {
+            policy: SecurityPolicy::AuthenticatedEncrypted,
+            guard: self.guard(device, client),
+        };
         let got = cx.dco.unprotect(
             records,
             frame.get_mut(..m).unwrap_or_default(),
-            SecurityPolicy::AuthenticatedEncrypted,
-            self.guard(device, client),
-            cx.audit,
-            cx.now,
+            check,
+            &mut cx.audit,
         )?;
         let plain = got.apdu();
         let out = answer.get_mut(..plain.len()).ok_or(Error::BufferTooSmall {
@@ -525,23 +523,6 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         })?;
         out.copy_from_slice(plain);
         Ok(plain.len())
-    }
-
-    fn audit_client(
-        audit: &mut impl AuditSink,
-        action: AuditAction,
-        outcome: Outcome,
-        now: Timestamp,
-        device: SystemTitle,
-        client: Client,
-        generation: u32,
-    ) -> Result<()> {
-        audit.record(
-            &AuditEvent::new(action, outcome, now)
-                .with_device(device)
-                .with_client(client)
-                .with_generation(generation),
-        )
     }
 
     /// Rotates one client's AK and GUEK (and the device MK, where the
@@ -576,23 +557,22 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             master_key: record.capabilities.master_key_rotation && !record.master_key_rotated,
         };
         let mut request = [0u8; 256];
-        let plan = cx.dco.prepare_rotation(
-            cx.rng,
-            &mk,
-            ClientRecords::new(&ak, &guek),
+        let rotation = Rotation {
+            rng: &mut *cx.rng,
+            mk: &mk,
+            current: ClientRecords::new(&ak, &guek),
             scope,
-            cx.counter,
-            &mut request,
-            cx.audit,
-            cx.now,
-        )?;
+        };
+        let prepared =
+            cx.dco
+                .prepare_rotation(rotation, cx.counter, &mut request, &mut cx.audit)?;
         // The new keys are pending before anything leaves; if the
         // store refuses one, none stays pending and nothing is sent.
         let stored = self
             .store
-            .put_pending(plan.ak.record())
-            .and_then(|()| self.store.put_pending(plan.guek.record()))
-            .and_then(|()| match &plan.mk {
+            .put_pending(prepared.ak.record())
+            .and_then(|()| self.store.put_pending(prepared.guek.record()))
+            .and_then(|()| match &prepared.mk {
                 Some(new_mk) => self.store.put_pending(new_mk.record()),
                 None => Ok(()),
             });
@@ -600,34 +580,36 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             self.abandon(device, client)?;
             return Err(e);
         }
-        let generation = plan.ak.id().generation;
+        let generation = prepared.ak.id().generation;
+        let now = cx.audit.now();
+        let client_event = |action, outcome| {
+            AuditEvent::new(action, outcome, now)
+                .with_device(device)
+                .with_client(client)
+                .with_generation(generation)
+        };
         let mut frame = [0u8; 256];
         let sent = cx.link.exchange(
             device,
             client,
-            request.get_mut(..plan.frame_len).unwrap_or_default(),
+            request.get_mut(..prepared.frame_len).unwrap_or_default(),
             &mut frame,
         );
         let Ok(m) = sent else {
-            Self::audit_client(
-                cx.audit,
-                AuditAction::RotationFailed,
-                Outcome::Failure,
-                cx.now,
-                device,
-                client,
-                generation,
-            )?;
+            cx.audit
+                .record(&client_event(AuditAction::RotationFailed, Outcome::Failure))?;
             return Ok(RotationOutcome::Pending);
         };
         // The answer comes under the old keys.
+        let check = ResponseCheck {
+            policy: SecurityPolicy::AuthenticatedEncrypted,
+            guard: self.guard(device, client),
+        };
         let answer = cx.dco.unprotect(
             ClientRecords::new(&ak, &guek),
             frame.get_mut(..m).unwrap_or_default(),
-            SecurityPolicy::AuthenticatedEncrypted,
-            self.guard(device, client),
-            cx.audit,
-            cx.now,
+            check,
+            &mut cx.audit,
         );
         let accepted = matches!(
             answer.as_ref().map(|a| a.apdu()),
@@ -635,28 +617,16 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         );
         drop(answer);
         if accepted {
-            Self::audit_client(
-                cx.audit,
+            cx.audit.record(&client_event(
                 AuditAction::TransferAccepted,
                 Outcome::Success,
-                cx.now,
-                device,
-                client,
-                generation,
-            )?;
-            self.activate(cx.audit, cx.now, device, client, plan.mk.is_some())?;
+            ))?;
+            self.activate(&mut cx.audit, device, client, prepared.mk.is_some())?;
             Ok(RotationOutcome::Activated)
         } else {
             self.abandon(device, client)?;
-            Self::audit_client(
-                cx.audit,
-                AuditAction::RotationFailed,
-                Outcome::Refused,
-                cx.now,
-                device,
-                client,
-                generation,
-            )?;
+            cx.audit
+                .record(&client_event(AuditAction::RotationFailed, Outcome::Refused))?;
             Ok(RotationOutcome::Refused)
         }
     }
@@ -691,13 +661,13 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let mut answer = [0u8; 64];
         // The meter's answers under new keys start a fresh guard.
         let saved = self.guards.remove(&(device, client));
-        let under_new = self.exchange(cx, device, client, (&ak, &guek), &probe, &mut answer);
+        let under_new = self.exchange(cx, ClientRecords::new(&ak, &guek), &probe, &mut answer);
         if under_new.is_ok() {
             let mk_pending = self
                 .store
                 .pending(&slot(device, None, KeyRole::Master))?
                 .is_some();
-            self.activate(cx.audit, cx.now, device, client, mk_pending)?;
+            self.activate(&mut cx.audit, device, client, mk_pending)?;
             return Ok(RotationOutcome::Activated);
         }
         if let Some(g) = saved {
@@ -710,8 +680,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
 
     fn activate(
         &mut self,
-        audit: &mut impl AuditSink,
-        now: Timestamp,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
         device: SystemTitle,
         client: Client,
         with_mk: bool,
@@ -733,11 +702,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 .ok_or(Error::Key(KeyError::NoPending))?;
             self.store.activate(&s, pending.generation())?;
             self.store.retire_previous(&s)?;
-            audit.record(
-                &AuditEvent::new(AuditAction::Activated, Outcome::Success, now)
-                    .with_record(pending.id())
-                    .with_kek(pending.kek_check_value()),
-            )?;
+            let activated = audit
+                .event(AuditAction::Activated, Outcome::Success)
+                .with_record(pending.id())
+                .with_kek(pending.kek_check_value());
+            audit.record(&activated)?;
         }
         // New keys: the meter's answers start a fresh guard.
         self.guards.remove(&(device, client));

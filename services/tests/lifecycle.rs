@@ -12,10 +12,8 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use core::num::NonZeroU32;
-
 use common::TestRng;
-use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Timestamp};
+use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::error::KeyError;
 use dlms_sec::key::package::{PackagedRecord, RecordId};
@@ -24,7 +22,7 @@ use dlms_sec::key::{
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{Capabilities, Meter};
+use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
@@ -152,22 +150,18 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             generation: 0,
         };
         let mut records = vec![
-            *CryptoProvider::<DcoKey>::package(
-                dco.provider(),
-                &MasterKey::from_bytes(b),
-                id(None, KeyRole::Master),
-            )
-            .unwrap()
-            .record(),
+            *dco.provider()
+                .package(&MasterKey::from_bytes(b), id(None, KeyRole::Master))
+                .unwrap()
+                .record(),
         ];
-        let counter =
-            SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile).unwrap();
+        let counter = SendCounter::volatile(InvocationCounter::new(1));
         let mut meter = Meter::new(
             device,
             DCO_TITLE,
             MasterKey::from_bytes(b),
             counter,
-            Capabilities {
+            DeviceCapabilities {
                 master_key_rotation: mk_rotation,
             },
         );
@@ -177,22 +171,22 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             rand_core::TryRng::try_fill_bytes(&mut rng, &mut a).unwrap();
             rand_core::TryRng::try_fill_bytes(&mut rng, &mut g).unwrap();
             records.push(
-                *CryptoProvider::<DcoKey>::package(
-                    dco.provider(),
-                    &AuthenticationKey::from_bytes(a),
-                    id(Some(client), KeyRole::Authentication),
-                )
-                .unwrap()
-                .record(),
+                *dco.provider()
+                    .package(
+                        &AuthenticationKey::from_bytes(a),
+                        id(Some(client), KeyRole::Authentication),
+                    )
+                    .unwrap()
+                    .record(),
             );
             records.push(
-                *CryptoProvider::<SharedKey>::package(
-                    dco.provider(),
-                    &GlobalUnicastEncryptionKey::from_bytes(g),
-                    id(Some(client), KeyRole::GlobalUnicastEncryption),
-                )
-                .unwrap()
-                .record(),
+                *dco.provider()
+                    .package(
+                        &GlobalUnicastEncryptionKey::from_bytes(g),
+                        id(Some(client), KeyRole::GlobalUnicastEncryption),
+                    )
+                    .unwrap()
+                    .record(),
             );
             meter
                 .provision(
@@ -216,7 +210,7 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             meters,
             fault: Fault::None,
         },
-        counter: SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile).unwrap(),
+        counter: SendCounter::volatile(InvocationCounter::new(1)),
         audit: MemoryAuditLog::new(),
         rng,
     }
@@ -228,9 +222,8 @@ macro_rules! cx {
             dco: &$w.dco,
             link: &mut $w.link,
             counter: &mut $w.counter,
-            audit: &mut $w.audit,
+            audit: Recorder::new(&mut $w.audit, $now),
             rng: &mut $w.rng,
-            now: $now,
         }
     };
 }
@@ -539,7 +532,9 @@ fn r05_s1sp_cannot_open_dco_key_records_and_it_is_audited() {
             })
             .unwrap();
         assert_eq!(
-            w.s1sp.check_record(&rec, &mut w.audit, T0).unwrap_err(),
+            w.s1sp
+                .check_record(&rec, &mut Recorder::new(&mut w.audit, T0))
+                .unwrap_err(),
             Error::Key(KeyError::Refused)
         );
     }
@@ -559,13 +554,19 @@ fn r05_s1sp_cannot_open_dco_key_records_and_it_is_audited() {
             role: KeyRole::GlobalUnicastEncryption,
         })
         .unwrap();
-    assert!(w.s1sp.check_record(&guek, &mut w.audit, T0).is_ok());
+    assert!(
+        w.s1sp
+            .check_record(&guek, &mut Recorder::new(&mut w.audit, T0))
+            .is_ok()
+    );
     // a corrupt GUEK record is detected and audited.
     let mut bad = *guek.as_bytes();
     bad[30] ^= 0x40;
     let bad = PackagedRecord::parse(&bad).unwrap();
     assert_eq!(
-        w.s1sp.check_record(&bad, &mut w.audit, T0).unwrap_err(),
+        w.s1sp
+            .check_record(&bad, &mut Recorder::new(&mut w.audit, T0))
+            .unwrap_err(),
         Error::Key(KeyError::Corrupted)
     );
     assert!(
@@ -611,9 +612,7 @@ fn r20_every_rotation_step_is_audited_without_secrets() {
 #[test]
 fn r20_a_counter_near_its_end_is_audited() {
     let mut w = world(&[(M1, false)]);
-    w.counter = SendCounter::new(InvocationCounter::new(1), NonZeroU32::MIN, Volatile)
-        .unwrap()
-        .with_warning_threshold(u32::MAX);
+    w.counter = SendCounter::volatile(InvocationCounter::new(1)).with_warning_threshold(u32::MAX);
     assert!(reachable(&mut w, M1, Client::Management));
     assert!(
         w.audit
@@ -684,49 +683,54 @@ fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
     use dlms_sec::Protection;
     use dlms_sec::key::DedicatedKey;
     use dlms_sec::suite0::{Suite0, Unprotect};
-    use dlms_sec_services::dco::ClientRecords;
+    use dlms_sec_services::dco::{ClientRecords, Command};
     let mut w = world(&[(M1, false)]);
     let (_, guek) = w.s1sp.active_records(M1, Client::Management).unwrap();
     let ak_clear = [0xA1u8; 16];
-    let ak = CryptoProvider::<DcoKey>::package(
-        w.dco.provider(),
-        &AuthenticationKey::from_bytes(ak_clear),
-        RecordId {
-            device: M1,
-            client: Some(Client::Management),
-            role: KeyRole::Authentication,
-            generation: 5,
-        },
-    )
-    .unwrap();
+    let ak = w
+        .dco
+        .provider()
+        .package(
+            &AuthenticationKey::from_bytes(ak_clear),
+            RecordId {
+                device: M1,
+                client: Some(Client::Management),
+                role: KeyRole::Authentication,
+                generation: 5,
+            },
+        )
+        .unwrap();
     let dk_clear = [0x5Du8; 16];
-    let dk = CryptoProvider::<SharedKey>::package(
-        w.dco.provider(),
-        &DedicatedKey::from_bytes(dk_clear),
-        RecordId {
-            device: M1,
-            client: Some(Client::Management),
-            role: KeyRole::Dedicated,
-            generation: 0,
-        },
-    )
-    .unwrap();
+    let dk = w
+        .dco
+        .provider()
+        .package(
+            &DedicatedKey::from_bytes(dk_clear),
+            RecordId {
+                device: M1,
+                client: Some(Client::Management),
+                role: KeyRole::Dedicated,
+                generation: 0,
+            },
+        )
+        .unwrap();
     let mut out = [0u8; 64];
-    let bundle = ClientRecords {
-        ak: &ak,
-        guek: &guek,
-        dk: Some(&dk),
+    let command = Command {
+        records: ClientRecords {
+            ak: &ak,
+            guek: &guek,
+            dk: Some(&dk),
+        },
+        protection: Protection::AuthenticatedEncrypted,
+        apdu: &GET,
     };
     let n = w
         .dco
         .protect(
-            bundle,
-            Protection::AuthenticatedEncrypted,
+            &command,
             &mut w.counter,
-            &GET,
             &mut out,
-            &mut w.audit,
-            T0,
+            &mut Recorder::new(&mut w.audit, T0),
         )
         .unwrap();
     assert_eq!(out[0], 0xD0, "ded-get-request under the dedicated key");
@@ -792,7 +796,7 @@ fn r17_a_sweep_finds_corrupt_records_and_a_campaign_replaces_them() {
             .unwrap();
     }
     *w.s1sp.store_mut() = fresh;
-    let corrupt = w.s1sp.sweep(&mut w.audit, T0).unwrap();
+    let corrupt = w.s1sp.sweep(&mut Recorder::new(&mut w.audit, T0)).unwrap();
     assert_eq!(corrupt, vec![(M2, Some(Client::Firmware))]);
     assert!(
         w.audit
@@ -835,23 +839,25 @@ fn r16_r18_r19_keys_are_replaced_never_removed() {
 fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
     use dlms_sec::counter::SingleUse;
     use dlms_sec::suite0::{Protect, Suite0};
-    use dlms_sec::wire::CipheredForm;
-    use dlms_sec::{KeyKind, Protection};
+
+    use dlms_sec::Protection;
     let mut w = world(&[(M1, false)]);
     // A meter answer under a GUEK the test knows: replace the client's
     // records with known keys.
     let guek_clear = [0x6Cu8; 16];
-    let rec = CryptoProvider::<SharedKey>::package(
-        w.dco.provider(),
-        &GlobalUnicastEncryptionKey::from_bytes(guek_clear),
-        RecordId {
-            device: M1,
-            client: Some(Client::Management),
-            role: KeyRole::GlobalUnicastEncryption,
-            generation: 1,
-        },
-    )
-    .unwrap();
+    let rec = w
+        .dco
+        .provider()
+        .package(
+            &GlobalUnicastEncryptionKey::from_bytes(guek_clear),
+            RecordId {
+                device: M1,
+                client: Some(Client::Management),
+                role: KeyRole::GlobalUnicastEncryption,
+                generation: 1,
+            },
+        )
+        .unwrap();
     w.s1sp.store_mut().put_pending(rec.record()).unwrap();
     w.s1sp
         .store_mut()
@@ -867,12 +873,7 @@ fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
         (Protection::AuthenticatedEncrypted, false),
         (Protection::Authenticated, false),
     ] {
-        let req = Protect {
-            protection,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: M1,
-        };
+        let req = Protect::unicast(protection, M1);
         let mut frame = [0u8; 64];
         let n = meter
             .protect(
@@ -886,8 +887,7 @@ fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
             M1,
             Client::Management,
             &mut frame[..n],
-            &mut w.audit,
-            T0,
+            &mut Recorder::new(&mut w.audit, T0),
         );
         match got {
             Ok(u) => {
@@ -932,7 +932,7 @@ impl World {
         self.s1sp
             .set_capabilities(
                 device,
-                Capabilities {
+                DeviceCapabilities {
                     master_key_rotation: true,
                 },
             )

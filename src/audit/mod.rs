@@ -50,6 +50,7 @@ use crate::error::{Error, Result, WireError};
 use crate::key::package::{KeyCheckValue, RecordId};
 use crate::types::Client;
 use crate::types::KeyRole;
+use crate::wire::axdr::{Reader, Writer};
 use crate::wire::{InvocationCounter, SystemTitle};
 
 /// Seconds since the Unix epoch (1970-01-01T00:00:00Z), UTC, as the caller
@@ -335,22 +336,27 @@ impl AuditEvent {
         set(self.kek.is_some(), flag::KEK);
         set(self.invocation_counter.is_some(), flag::COUNTER);
 
-        let mut w = Put(out.as_mut_slice());
-        w.put([EVENT_VERSION, self.action.code(), self.outcome.code()]);
-        w.put(self.time.0.to_be_bytes());
-        w.put([flags]);
-        w.put(self.device.map_or([0; 8], |d| *d.as_bytes()));
-        w.put([
-            self.client.map_or(0, client_code),
-            self.role.map_or(0, KeyRole::code),
-        ]);
-        w.put(self.generation.unwrap_or(0).to_be_bytes());
-        w.put(self.kek.map_or([0; 3], |k| k.0));
-        w.put(
-            self.invocation_counter
+        let mut w = Writer::new(out.as_mut_slice());
+        let written = [
+            &[EVENT_VERSION, self.action.code(), self.outcome.code()][..],
+            &self.time.0.to_be_bytes(),
+            &[flags],
+            &self.device.map_or([0; 8], |d| *d.as_bytes()),
+            &[
+                self.client.map_or(0, client_code),
+                self.role.map_or(0, KeyRole::code),
+            ],
+            &self.generation.unwrap_or(0).to_be_bytes(),
+            &self.kek.map_or([0; 3], |k| k.0),
+            &self
+                .invocation_counter
                 .map_or(0, InvocationCounter::value)
                 .to_be_bytes(),
-        );
+        ]
+        .into_iter()
+        .try_for_each(|field| w.put(field));
+        debug_assert!(written.is_ok(), "the canonical layout fits EVENT_LEN");
+        debug_assert_eq!(w.position(), EVENT_LEN);
     }
 
     /// The canonical encoding as a value.
@@ -368,15 +374,15 @@ impl AuditEvent {
     /// flag, or a non-zero absent field (so each event has exactly one
     /// encoding).
     pub fn decode(bytes: &[u8; EVENT_LEN]) -> Result<Self, WireError> {
-        let mut r = Take(bytes.as_slice());
-        let [version, action, outcome] = r.take()?;
-        let time = u64::from_be_bytes(r.take()?);
-        let [flags] = r.take()?;
-        let device: [u8; 8] = r.take()?;
-        let [client, role] = r.take()?;
-        let generation: [u8; 4] = r.take()?;
-        let kek: [u8; 3] = r.take()?;
-        let counter: [u8; 4] = r.take()?;
+        let mut r = Reader::new(bytes.as_slice());
+        let [version, action, outcome] = r.array()?;
+        let time = u64::from_be_bytes(r.array()?);
+        let [flags] = r.array()?;
+        let device: [u8; 8] = r.array()?;
+        let [client, role] = r.array()?;
+        let generation: [u8; 4] = r.array()?;
+        let kek: [u8; 3] = r.array()?;
+        let counter: [u8; 4] = r.array()?;
         if version != EVENT_VERSION || flags & !flag::ALL != 0 {
             return Err(WireError::InvalidField);
         }
@@ -441,35 +447,6 @@ const fn client_from_code(code: u8) -> Option<Client> {
     }
 }
 
-/// Writes fixed-size pieces one after another into a slice.
-struct Put<'a>(&'a mut [u8]);
-
-impl Put<'_> {
-    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
-        let rest = core::mem::take(&mut self.0);
-        if let Some((head, tail)) = rest.split_first_chunk_mut::<N>() {
-            *head = bytes;
-            self.0 = tail;
-        } else {
-            debug_assert!(false, "the canonical layout fits EVENT_LEN");
-        }
-    }
-}
-
-/// Reads fixed-size pieces one after another from a slice.
-struct Take<'a>(&'a [u8]);
-
-impl Take<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let (head, tail) = self
-            .0
-            .split_first_chunk::<N>()
-            .ok_or(WireError::Truncated)?;
-        self.0 = tail;
-        Ok(*head)
-    }
-}
-
 /// The audit plug point (R-20): receives a typed event for every
 /// key-management action.
 ///
@@ -494,6 +471,60 @@ pub trait AuditSink {
 impl<S: AuditSink + ?Sized> AuditSink for &mut S {
     fn record(&mut self, event: &AuditEvent) -> Result<()> {
         (**self).record(event)
+    }
+}
+
+/// An audit sink and the time its events are stamped with: what every
+/// audited operation takes, as one argument.
+///
+/// ```
+/// use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Recorder, Timestamp};
+/// # fn main() -> dlms_sec::Result<()> {
+/// let mut log = MemoryAuditLog::<4>::new();
+/// let mut audit = Recorder::new(&mut log, Timestamp(1_700_000_000));
+/// let event = audit.event(AuditAction::Generated, Outcome::Success);
+/// audit.record(&event)?;
+/// assert_eq!(log.events()[0].time, Timestamp(1_700_000_000));
+/// # Ok(()) }
+/// ```
+pub struct Recorder<'a, S: AuditSink + ?Sized> {
+    sink: &'a mut S,
+    now: Timestamp,
+}
+
+impl<'a, S: AuditSink + ?Sized> Recorder<'a, S> {
+    /// Events recorded through it go to `sink`, stamped `now`.
+    pub const fn new(sink: &'a mut S, now: Timestamp) -> Self {
+        Self { sink, now }
+    }
+
+    /// The time events are stamped with.
+    #[must_use]
+    pub const fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// A new event stamped [`now`](Self::now).
+    #[must_use]
+    pub const fn event(&self, action: AuditAction, outcome: Outcome) -> AuditEvent {
+        AuditEvent::new(action, outcome, self.now)
+    }
+
+    /// Records `event` in the sink.
+    ///
+    /// # Errors
+    /// As [`AuditSink::record`]: the action the event records must then
+    /// fail.
+    pub fn record(&mut self, event: &AuditEvent) -> Result<()> {
+        self.sink.record(event)
+    }
+}
+
+impl<S: AuditSink + ?Sized> fmt::Debug for Recorder<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 

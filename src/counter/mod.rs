@@ -107,6 +107,21 @@ mod tests {
     }
 
     #[test]
+    fn volatile_is_new_over_volatile() {
+        for first in [0, 5, 0xFFFF_FFFE, u32::MAX] {
+            let mut short = SendCounter::volatile(ic(first));
+            let mut long = SendCounter::new(ic(first), NonZeroU32::MAX, Volatile).unwrap();
+            assert_eq!(short.peek(), long.peek(), "{first}");
+            assert_eq!(short.reserve_ahead(), long.reserve_ahead());
+            assert_eq!(short.warning_threshold(), long.warning_threshold());
+            for _ in 0..3 {
+                assert_eq!(short.next_counter(), long.next_counter(), "{first}");
+                assert_eq!(short.reserved_up_to(), long.reserved_up_to(), "{first}");
+            }
+        }
+    }
+
+    #[test]
     fn starts_at_zero() {
         let mut c = SendCounter::new(ic(0), nz(1), Volatile).unwrap();
         assert_eq!(c.next_counter(), Ok(ic(0)));

@@ -219,6 +219,23 @@ impl<P: CounterPersistence> SendCounter<P> {
     }
 }
 
+impl SendCounter<Volatile> {
+    /// A counter with no persistence, starting at `first`: for tests,
+    /// examples and keys that die with the process (see [`Volatile`] for
+    /// why nothing else may use one). Cannot fail: there is nothing to
+    /// load.
+    #[must_use]
+    pub const fn volatile(first: InvocationCounter) -> Self {
+        Self {
+            next: first.value(),
+            reserved_up_to: 0,
+            reserve_ahead: NonZeroU32::MAX,
+            warning_threshold: DEFAULT_WARNING_THRESHOLD,
+            store: Volatile,
+        }
+    }
+}
+
 impl<P: CounterPersistence> CounterSource for SendCounter<P> {
     fn near_exhaustion(&self) -> bool {
         Self::near_exhaustion(self)

@@ -15,7 +15,7 @@
 //!   encryption or authentication key starts a fresh replay guard; the
 //!   meter's own send counter keeps counting (docs/design.md, "When new keys apply" and "After a key change").
 //! * A key_transfer carrying a new MK is refused unless the device's
-//!   [`Capabilities`] say it supports MK rotation ("where supported by that
+//!   [`DeviceCapabilities`] say it supports MK rotation ("where supported by that
 //!   Device", R-12), and nothing is installed.
 //! * A failed transfer installs nothing and is answered with a failure
 //!   result, still protected.
@@ -30,11 +30,11 @@ use crate::meter::key_transfer::{SecuritySetupKeys, stage};
 use crate::suite0::{Protect, Suite0, Unprotect};
 use crate::types::Client;
 use crate::types::SecurityPolicy;
-use crate::wire::{CipheredForm, KeyKind, SystemTitle, parse_key_transfer_request};
+use crate::wire::{KeyKind, SystemTitle, parse_key_transfer_request};
 
 /// What a device supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Capabilities {
+pub struct DeviceCapabilities {
     /// key_transfer may replace the Master Key (key_id 3).
     pub master_key_rotation: bool,
 }
@@ -59,7 +59,7 @@ pub struct Meter<P: CounterPersistence> {
     mk: MasterKey,
     clients: [Option<ClientSession>; 4],
     counter: SendCounter<P>,
-    capabilities: Capabilities,
+    capabilities: DeviceCapabilities,
     installs: u32,
 }
 
@@ -95,7 +95,7 @@ impl<P: CounterPersistence> Meter<P> {
         head_end: SystemTitle,
         mk: MasterKey,
         counter: SendCounter<P>,
-        capabilities: Capabilities,
+        capabilities: DeviceCapabilities,
     ) -> Self {
         Self {
             title,
@@ -116,7 +116,7 @@ impl<P: CounterPersistence> Meter<P> {
 
     /// Its capabilities.
     #[must_use]
-    pub const fn capabilities(&self) -> Capabilities {
+    pub const fn capabilities(&self) -> DeviceCapabilities {
         self.capabilities
     }
 
@@ -189,22 +189,12 @@ impl<P: CounterPersistence> Meter<P> {
             policy: session.policy,
         };
         let got = session.suite.unprotect(request, &params)?;
-        match got.replay_proof() {
-            Some(proof) => {
-                session.guard.accept(proof)?;
-            }
-            None => session.guard.check(got.invocation_counter())?,
-        }
+        got.admit_into(&mut session.guard)?;
         let protection = got
             .protection()
             .ok_or(Error::Wire(WireError::NoProtection))?;
         let apdu = got.into_apdu();
-        let reply = Protect {
-            protection,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: title,
-        };
+        let reply = Protect::unicast(protection, title);
         let [tag, _, invoke, ..] = *apdu else {
             return Err(WireError::Truncated.into());
         };

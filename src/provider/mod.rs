@@ -201,6 +201,24 @@ impl CommandKeys<'_> {
 /// What only the DCO can do: everything that needs an MK or an AK
 /// together with a Shared-Key record.
 pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
+    /// The DCO Key's check value: [`CryptoProvider::kek_check_value`]
+    /// under the KEK this name gives.
+    ///
+    /// # Errors
+    /// As [`CryptoProvider::kek_check_value`].
+    fn dco_key_check_value(&self) -> Result<KeyCheckValue> {
+        CryptoProvider::<DcoKey>::kek_check_value(self)
+    }
+
+    /// The Shared Key's check value: [`CryptoProvider::kek_check_value`]
+    /// under the KEK this name gives.
+    ///
+    /// # Errors
+    /// As [`CryptoProvider::kek_check_value`].
+    fn shared_key_check_value(&self) -> Result<KeyCheckValue> {
+        CryptoProvider::<SharedKey>::kek_check_value(self)
+    }
+
     /// Wraps the key in `key` under the MK in `mk` (RFC 3394) for
     /// key_transfer; the key octets never leave the provider.
     ///
@@ -237,7 +255,7 @@ pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
         Self: CryptoProvider<K::Kek>,
     {
         check_transfer_device(&mk.id(), &id)?;
-        let record = CryptoProvider::<K::Kek>::generate::<K, R>(self, rng, id)?;
+        let record = self.generate::<K, R>(rng, id)?;
         let wrapped = self.wrap_for_transfer(mk, &record)?;
         Ok((record, wrapped))
     }

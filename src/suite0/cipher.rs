@@ -43,12 +43,7 @@
 //! let guek = GlobalUnicastEncryptionKey::from_bytes([0x11; 16]);
 //! let ak = AuthenticationKey::from_bytes([0x22; 16]);
 //! let title = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01");
-//! let req = Protect {
-//!     protection: Protection::AuthenticatedEncrypted,
-//!     key: KeyKind::GlobalUnicast,
-//!     form: CipheredForm::ServiceSpecific,
-//!     system_title: title,
-//! };
+//! let req = Protect::unicast(Protection::AuthenticatedEncrypted, title);
 //! let apdu = [0xC0, 0x01, 0x81, 0x00, 0x01];
 //!
 //! let software = Suite0::new(&guek, &ak);

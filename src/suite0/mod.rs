@@ -36,7 +36,7 @@
 //! # Example
 //!
 //! ```
-//! use dlms_sec::counter::{ReplayGuard, SendCounter, Volatile};
+//! use dlms_sec::counter::{ReplayGuard, SendCounter};
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 //! use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
@@ -49,17 +49,8 @@
 //! let client_title = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01");
 //!
 //! // Client: protect a get-request under authenticated encryption.
-//! let mut counter = SendCounter::new(
-//!     InvocationCounter::new(1),
-//!     core::num::NonZeroU32::MIN,
-//!     Volatile,
-//! )?;
-//! let request = Protect {
-//!     protection: Protection::AuthenticatedEncrypted,
-//!     key: KeyKind::GlobalUnicast,
-//!     form: CipheredForm::ServiceSpecific,
-//!     system_title: client_title,
-//! };
+//! let mut counter = SendCounter::volatile(InvocationCounter::new(1));
+//! let request = Protect::unicast(Protection::AuthenticatedEncrypted, client_title);
 //! let apdu = [0xC0, 0x01, 0x00, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00];
 //! let mut frame = [0u8; 64];
 //! let n = client.protect(&request, &mut counter, &apdu, &mut frame)?;
@@ -72,9 +63,7 @@
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
 //! };
 //! let received = meter.unprotect(&mut frame[..n], &params)?;
-//! if let Some(proof) = received.replay_proof() {
-//!     guard.accept(proof)?;
-//! }
+//! received.admit_into(&mut guard)?;
 //! assert_eq!(received.apdu(), &apdu);
 //! # Ok(()) }
 //! ```
@@ -86,7 +75,7 @@ use zeroize::Zeroize;
 pub mod cipher;
 pub mod hls5;
 
-use crate::counter::{CounterSource, ReplayProof};
+use crate::counter::{CounterSource, ReplayGuard, ReplayProof};
 use crate::error::{AuthError, CounterError, Error, Result, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
 use crate::key::{
@@ -96,8 +85,8 @@ use crate::key::{
 use crate::suite0::cipher::Suite0Cipher;
 use crate::types::{Protection, SecurityPolicy};
 use crate::wire::{
-    CipheredForm, FrameKind, FrameLayout, HeaderLayout, InvocationCounter, KeyFamily, KeyKind,
-    KeySet, SecurityControl, SystemTitle, iv,
+    CipheredForm, FrameKind, FrameLayout, HeaderFields, HeaderLayout, InvocationCounter, KeyFamily,
+    KeyKind, KeySet, SecurityControl, SystemTitle, iv,
 };
 
 /// How to protect one APDU.
@@ -112,6 +101,20 @@ pub struct Protect<'a> {
     pub form: CipheredForm<'a>,
     /// The sender's own system title: it goes into the IV.
     pub system_title: SystemTitle,
+}
+
+impl Protect<'_> {
+    /// A service-specific request under the global unicast key: the common
+    /// case (a glo-get-request, a glo-set-response, …).
+    #[must_use]
+    pub const fn unicast(protection: Protection, system_title: SystemTitle) -> Self {
+        Self {
+            protection,
+            key: KeyKind::GlobalUnicast,
+            form: CipheredForm::ServiceSpecific,
+            system_title,
+        }
+    }
 }
 
 /// How to unprotect received frames.
@@ -258,9 +261,13 @@ impl Suite0 {
                 required: layout.total,
             });
         }
-        let plan = Plan { layout, apdu_len };
+        let plan = Plan {
+            req,
+            layout,
+            apdu_len,
+        };
         let ic = counter.next_counter()?;
-        self.finish(req, &plan, ic, None, buf)
+        self.finish(&plan, ic, None, buf)
     }
 
     /// Protects the APDU held in `buf[..apdu_len]` in place: it is moved
@@ -283,7 +290,7 @@ impl Suite0 {
         let plan = self.plan(req, apdu, buf.len())?;
         let ic = counter.next_counter()?;
         buf.copy_within(..apdu_len, plan.layout.header_len);
-        self.finish(req, &plan, ic, None, buf)
+        self.finish(&plan, ic, None, buf)
     }
 
     /// Verifies and decrypts the ciphered APDU that fills `frame`, in place.
@@ -322,7 +329,7 @@ pub(crate) trait KeySource {
     fn ak(&self) -> &[u8; 16];
 
     /// Every check that can fail before a counter value is drawn.
-    fn plan(&self, req: &Protect<'_>, apdu: &[u8], room: usize) -> Result<Plan> {
+    fn plan<'r>(&self, req: &'r Protect<'r>, apdu: &[u8], room: usize) -> Result<Plan<'r>> {
         self.gcm(req.key)?;
         let layout = layout(req, plain_tag(req, apdu)?, apdu.len())?;
         if room < layout.total {
@@ -331,6 +338,7 @@ pub(crate) trait KeySource {
             });
         }
         Ok(Plan {
+            req,
             layout,
             apdu_len: apdu.len(),
         })
@@ -340,12 +348,12 @@ pub(crate) trait KeySource {
     /// (read from `src` when given, else already there) and writes the tag.
     fn finish(
         &self,
-        req: &Protect<'_>,
-        plan: &Plan,
+        plan: &Plan<'_>,
         ic: InvocationCounter,
         src: Option<&[u8]>,
         buf: &mut [u8],
     ) -> Result<usize> {
+        let req = plan.req;
         let gcm = self.gcm(req.key)?;
         let layout = &plan.layout;
         let frame = buf.get_mut(..layout.total).ok_or(Error::BufferTooSmall {
@@ -353,7 +361,14 @@ pub(crate) trait KeySource {
         })?;
         let sc = security_control(req);
         // The layout `plan` computed; the header goes out in one pass.
-        let fields = layout.emit(&req.form, req.key, &req.system_title, sc, ic, frame)?;
+        let header = HeaderFields {
+            form: &req.form,
+            key: req.key,
+            own_title: &req.system_title,
+            sc,
+            ic,
+        };
+        let fields = layout.emit(&header, frame)?;
         let (head, body) = frame.split_at_mut(layout.header_len);
         let (payload, tag_out) = body.split_at_mut(plan.apdu_len);
         let iv = iv(&req.system_title, ic);
@@ -398,7 +413,7 @@ pub(crate) trait KeySource {
     ) -> Result<usize> {
         let plan = self.plan(req, apdu, out.len())?;
         let ic = counter.next_counter()?;
-        self.finish(req, &plan, ic, Some(apdu), out)
+        self.finish(&plan, ic, Some(apdu), out)
     }
 
     /// The body of [`Suite0::unprotect`].
@@ -521,8 +536,9 @@ impl<'a> KeySource for OneKey<'a> {
     }
 }
 
-/// What `plan` settled before a counter value is drawn.
-pub(crate) struct Plan {
+/// What `plan` settled for a request before a counter value is drawn.
+pub(crate) struct Plan<'r> {
+    req: &'r Protect<'r>,
     layout: HeaderLayout,
     apdu_len: usize,
 }
@@ -633,13 +649,30 @@ impl<'b> Unprotected<'b> {
     }
 
     /// Proof that the frame authenticated, for
-    /// [`ReplayGuard::accept`](crate::counter::ReplayGuard::accept). `None`
-    /// under encryption only: an unauthenticated frame cannot advance a
-    /// guard (check it with `ReplayGuard::check`, or require
-    /// authentication by policy).
+    /// [`ReplayGuard::accept`]. `None` under encryption only: an
+    /// unauthenticated frame cannot advance a guard (check it with
+    /// [`ReplayGuard::check`], or require authentication by policy).
+    /// [`admit_into`](Self::admit_into) does either, as the frame allows.
     #[must_use]
     pub const fn replay_proof(&self) -> Option<&ReplayProof> {
         self.proof.as_ref()
+    }
+
+    /// Offers the frame to `guard`: an authenticated frame advances it
+    /// ([`ReplayGuard::accept`]); a frame under encryption only, which
+    /// carries no proof, is only checked ([`ReplayGuard::check`]) and
+    /// leaves it where it was.
+    ///
+    /// # Errors
+    /// [`CounterError::Replay`] if the counter is not above the guard's
+    /// last accepted one; [`CounterError::WrongGuard`] if the frame is
+    /// from another peer or under another key than the guard's. The guard
+    /// is unchanged on error.
+    pub fn admit_into(&self, guard: &mut ReplayGuard) -> core::result::Result<(), CounterError> {
+        match &self.proof {
+            Some(proof) => guard.accept(proof).map(|_| ()),
+            None => guard.check(self.invocation_counter),
+        }
     }
 }
 
@@ -691,6 +724,9 @@ fn key_kind(kind: &FrameKind, sc: SecurityControl) -> Result<KeyKind> {
         (false, _) => Ok(global),
     }
 }
+
+// The frame's tag field and the cipher's tag are one length.
+const _: () = assert!(crate::wire::AUTH_TAG_LEN == TAG_LEN);
 
 fn received_tag(tag: &[u8]) -> Result<&[u8; TAG_LEN]> {
     <&[u8; TAG_LEN]>::try_from(tag).map_err(|_| Error::Wire(WireError::Truncated))

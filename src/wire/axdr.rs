@@ -273,6 +273,16 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    /// Reads the next `N` octets.
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let (head, rest) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(WireError::Truncated)?;
+        self.rest = rest;
+        Ok(*head)
+    }
+
     /// Reads an A-XDR length without consuming it.
     pub(crate) fn peek_length(&self) -> Result<usize, WireError> {
         decode_length(self.rest).map(|(len, _)| len)

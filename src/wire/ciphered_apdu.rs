@@ -13,9 +13,9 @@ use crate::error::{Error, Result, Unsupported, WireError};
 use crate::wire::axdr::{self, Writer};
 use crate::wire::general_ciphering;
 use crate::wire::{
-    ApduTag, CipheredContentFrame, CipheredService, GeneralCipheringFrame, GeneralGloDedFrame,
-    HEADER_LEN, InvocationCounter, KeyFamily, KeyInfo, KeyKind, KeySet, SYSTEM_TITLE_LEN,
-    SecurityControl, Service, ServiceFrame, SystemTitle, TAG_LEN,
+    AUTH_TAG_LEN, ApduTag, CipheredContentFrame, CipheredService, GeneralCipheringFrame,
+    GeneralGloDedFrame, HEADER_LEN, InvocationCounter, KeyFamily, KeyInfo, KeyKind, KeySet,
+    SYSTEM_TITLE_LEN, SecurityControl, Service, ServiceFrame, SystemTitle,
 };
 
 /// Which ciphered form a sender uses (chosen by the caller of `protect`).
@@ -161,7 +161,7 @@ impl FrameLayout {
         let tag_start = if security_control.authenticated() {
             content
                 .end
-                .checked_sub(TAG_LEN)
+                .checked_sub(AUTH_TAG_LEN)
                 .ok_or(WireError::Truncated)?
         } else {
             content.end
@@ -200,7 +200,7 @@ impl FrameLayout {
         payload_len: usize,
         with_tag: bool,
     ) -> Result<usize> {
-        Ok(Plan::new(form, key, plain_tag, payload_len, with_tag)?.total)
+        Ok(FrameSizes::new(form, key, plain_tag, payload_len, with_tag)?.total)
     }
 
     /// Writes everything before the payload: outer tag, lengths, titles,
@@ -208,8 +208,8 @@ impl FrameLayout {
     /// length (the payload goes at `out[header_len..]`, the tag right after
     /// it) and the range of the AAD fields (general-ciphering only).
     ///
-    /// A 12-octet tag is laid out when `sc` has the A bit. For
-    /// general-ciphering the originator title is `own_title` and the AAD
+    /// A 12-octet tag is laid out when `fields.sc` has the A bit. For
+    /// general-ciphering the originator title is `fields.own_title` and the AAD
     /// fields range covers transaction-id … other-information as written;
     /// for the other forms it is `0..0`.
     ///
@@ -219,22 +219,35 @@ impl FrameLayout {
     /// [`Error::Misuse`] when the key-set bit of `sc` does not select `key`
     /// (it must be set exactly for [`KeyKind::GlobalBroadcast`], and is
     /// always clear under the dedicated key and in general-ciphering).
-    #[allow(clippy::too_many_arguments, reason = "one argument per frame field")]
     pub fn emit_header(
-        form: &CipheredForm<'_>,
-        key: KeyKind,
+        fields: &HeaderFields<'_>,
         plain_tag: u8,
-        own_title: &SystemTitle,
-        sc: SecurityControl,
-        ic: InvocationCounter,
         payload_len: usize,
         out: &mut [u8],
     ) -> Result<(usize, Range<usize>)> {
+        let HeaderFields { form, key, sc, .. } = *fields;
         check_key_set(form, key, sc)?;
         let layout = HeaderLayout::new(form, key, plain_tag, payload_len, sc.authenticated())?;
-        let aad_fields = layout.emit(form, key, own_title, sc, ic, out)?;
+        let aad_fields = layout.emit(fields, out)?;
         Ok((layout.header_len, aad_fields))
     }
+}
+
+/// The fields a frame header carries besides its lengths, as
+/// [`FrameLayout::emit_header`] writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderFields<'a> {
+    /// Service-specific, general-glo/ded, or general-ciphering.
+    pub form: &'a CipheredForm<'a>,
+    /// The key: picks the glo- or ded- tag and general-ciphering's key-info.
+    pub key: KeyKind,
+    /// The sender's own system title (general-glo/ded with a title, and
+    /// general-ciphering's originator).
+    pub own_title: &'a SystemTitle,
+    /// The security control byte.
+    pub sc: SecurityControl,
+    /// The invocation counter.
+    pub ic: InvocationCounter,
 }
 
 /// The sizes of a frame to be laid out, computed once: what a sender
@@ -262,18 +275,18 @@ impl HeaderLayout {
         payload_len: usize,
         with_tag: bool,
     ) -> Result<Self> {
-        let plan = Plan::new(form, key, plain_tag, payload_len, with_tag)?;
-        let tag_len = if with_tag { TAG_LEN } else { 0 };
-        let header_len = plan
+        let sizes = FrameSizes::new(form, key, plain_tag, payload_len, with_tag)?;
+        let tag_len = if with_tag { AUTH_TAG_LEN } else { 0 };
+        let header_len = sizes
             .total
             .checked_sub(payload_len)
             .and_then(|n| n.checked_sub(tag_len))
             .ok_or(WireError::InvalidLength)?;
         Ok(Self {
-            tag: plan.tag,
-            content_len: plan.content_len,
+            tag: sizes.tag,
+            content_len: sizes.content_len,
             header_len,
-            total: plan.total,
+            total: sizes.total,
         })
     }
 
@@ -304,15 +317,14 @@ impl HeaderLayout {
     /// # Errors
     /// [`Error::BufferTooSmall`] when `out` is shorter than the whole frame.
     #[cfg_attr(target_pointer_width = "64", inline(always))]
-    pub(crate) fn emit(
-        &self,
-        form: &CipheredForm<'_>,
-        key: KeyKind,
-        own_title: &SystemTitle,
-        sc: SecurityControl,
-        ic: InvocationCounter,
-        out: &mut [u8],
-    ) -> Result<Range<usize>> {
+    pub(crate) fn emit(&self, fields: &HeaderFields<'_>, out: &mut [u8]) -> Result<Range<usize>> {
+        let HeaderFields {
+            form,
+            key,
+            own_title,
+            sc,
+            ic,
+        } = *fields;
         if out.len() < self.total {
             return Err(Error::BufferTooSmall {
                 required: self.total,
@@ -348,14 +360,7 @@ impl HeaderLayout {
             }
             CipheredForm::GeneralCiphering(fields) => {
                 let start = w.position();
-                general_ciphering::write_aad_fields(
-                    &mut w,
-                    fields.transaction_id,
-                    Some(own_title),
-                    fields.recipient_system_title.as_ref(),
-                    fields.date_time,
-                    fields.other_information,
-                )?;
+                general_ciphering::write_aad_fields(&mut w, Some(own_title), fields)?;
                 aad_fields = start..w.position();
                 general_ciphering::write_identified_key(&mut w, key)?;
             }
@@ -390,7 +395,7 @@ fn put<const N: usize>(out: &mut [u8], bytes: [u8; N]) -> Option<usize> {
 
 /// The sizes of a frame to be laid out.
 #[derive(Debug)]
-struct Plan {
+struct FrameSizes {
     /// The outer tag.
     tag: u8,
     /// SC ‖ IC ‖ payload ‖ \[T\].
@@ -399,7 +404,7 @@ struct Plan {
     total: usize,
 }
 
-impl Plan {
+impl FrameSizes {
     #[cfg_attr(target_pointer_width = "64", inline(always))]
     fn new(
         form: &CipheredForm<'_>,
@@ -408,7 +413,7 @@ impl Plan {
         payload_len: usize,
         with_tag: bool,
     ) -> Result<Self> {
-        let tag_len = if with_tag { TAG_LEN } else { 0 };
+        let tag_len = if with_tag { AUTH_TAG_LEN } else { 0 };
         let content_len = HEADER_LEN
             .checked_add(payload_len)
             .and_then(|n| n.checked_add(tag_len))
@@ -540,30 +545,27 @@ mod tests {
         let len = FrameLayout::frame_len(form, key, plain_tag, payload_len, with_tag).unwrap();
         let mut out = alloc::vec![0xEEu8; len];
         let ic = InvocationCounter::new(0x0123_4567);
+        let fields = HeaderFields {
+            form,
+            key,
+            own_title: &OWN,
+            sc,
+            ic,
+        };
         if len > 0 {
             assert_eq!(
-                FrameLayout::emit_header(
-                    form,
-                    key,
-                    plain_tag,
-                    &OWN,
-                    sc,
-                    ic,
-                    payload_len,
-                    &mut out[..len - 1]
-                ),
+                FrameLayout::emit_header(&fields, plain_tag, payload_len, &mut out[..len - 1]),
                 Err(Error::BufferTooSmall { required: len })
             );
         }
         let (header_len, aad) =
-            FrameLayout::emit_header(form, key, plain_tag, &OWN, sc, ic, payload_len, &mut out)
-                .unwrap();
+            FrameLayout::emit_header(&fields, plain_tag, payload_len, &mut out).unwrap();
         for (i, b) in out[header_len..].iter_mut().enumerate() {
             *b = (i as u8) ^ 0x3C;
         }
         assert_eq!(
             out.len() - header_len,
-            payload_len + if with_tag { TAG_LEN } else { 0 }
+            payload_len + if with_tag { AUTH_TAG_LEN } else { 0 }
         );
         (out, header_len, aad)
     }
@@ -682,12 +684,14 @@ mod tests {
             };
             let mut out = alloc::vec![0u8; f.len()];
             let (h, _) = FrameLayout::emit_header(
-                &form,
-                key,
+                &HeaderFields {
+                    form: &form,
+                    key,
+                    own_title: &OWN,
+                    sc: l.security_control,
+                    ic: l.invocation_counter,
+                },
                 plain,
-                &OWN,
-                l.security_control,
-                l.invocation_counter,
                 l.payload.len(),
                 &mut out,
             )
@@ -718,12 +722,14 @@ mod tests {
         let f = hex("C81E3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC056B6B");
         let mut out = [0u8; 32];
         let (h, aad) = FrameLayout::emit_header(
-            &CipheredForm::ServiceSpecific,
-            KeyKind::GlobalUnicast,
+            &HeaderFields {
+                form: &CipheredForm::ServiceSpecific,
+                key: KeyKind::GlobalUnicast,
+                own_title: &OWN,
+                sc: SecurityControl::from_bits(0x30),
+                ic: InvocationCounter::new(0x0123_4567),
+            },
             0xC0,
-            &OWN,
-            SecurityControl::from_bits(0x30),
-            InvocationCounter::new(0x0123_4567),
             13,
             &mut out,
         )
@@ -744,12 +750,14 @@ mod tests {
         );
         let mut out = [0u8; 41];
         let (h, _) = FrameLayout::emit_header(
-            &form,
-            KeyKind::GlobalUnicast,
+            &HeaderFields {
+                form: &form,
+                key: KeyKind::GlobalUnicast,
+                own_title: &OWN,
+                sc: SecurityControl::from_bits(0x30),
+                ic: InvocationCounter::new(0x0123_4567),
+            },
             0xC0,
-            &OWN,
-            SecurityControl::from_bits(0x30),
-            InvocationCounter::new(0x0123_4567),
             13,
             &mut out,
         )
@@ -984,14 +992,16 @@ mod tests {
         ] {
             assert!(matches!(
                 FrameLayout::emit_header(
-                    &form,
-                    key,
+                    &HeaderFields {
+                        form: &form,
+                        key,
+                        own_title: &OWN,
+                        sc: SecurityControl::from_bits(sc),
+                        ic: InvocationCounter::new(1),
+                    },
                     0xC0,
-                    &OWN,
-                    SecurityControl::from_bits(sc),
-                    InvocationCounter::new(1),
                     10,
-                    &mut out
+                    &mut out,
                 ),
                 Err(Error::Misuse(_))
             ));

@@ -25,7 +25,7 @@ use crate::error::{Error, WireError};
 use crate::wire::axdr::{self, Reader, Writer};
 use crate::wire::general_glo_ded::title_from_field;
 use crate::wire::header::{CipheredContentFrame, CipheredContentRepr};
-use crate::wire::{KeyKind, SYSTEM_TITLE_LEN, SystemTitle};
+use crate::wire::{GeneralCipheringFields, KeyKind, SYSTEM_TITLE_LEN, SystemTitle};
 
 /// Tag of general-ciphering.
 pub(crate) const TAG: u8 = 0xDD;
@@ -453,14 +453,13 @@ impl<'a> GeneralCipheringRepr<'a> {
             .ok_or(Error::BufferTooSmall { required: total })?;
         let mut w = Writer::new(dst);
         w.put_u8(TAG)?;
-        write_aad_fields(
-            &mut w,
-            self.transaction_id,
-            self.originator_system_title.as_ref(),
-            self.recipient_system_title.as_ref(),
-            self.date_time,
-            self.other_information,
-        )?;
+        let fields = GeneralCipheringFields {
+            transaction_id: self.transaction_id,
+            recipient_system_title: self.recipient_system_title,
+            date_time: self.date_time,
+            other_information: self.other_information,
+        };
+        write_aad_fields(&mut w, self.originator_system_title.as_ref(), &fields)?;
         KeyInfo::write_optional(self.key_info.as_ref(), &mut w)?;
         w.put_length(self.content.buffer_len())?;
         let start = w.position();
@@ -508,20 +507,23 @@ pub(crate) fn aad_fields_len(
     Ok(total)
 }
 
-/// Writes the five AAD fields, each as length ‖ value.
+/// Writes the five AAD fields, each as length ‖ value: `originator`
+/// between transaction-id and the recipient's title.
 pub(crate) fn write_aad_fields(
     w: &mut Writer<'_>,
-    transaction_id: &[u8],
     originator: Option<&SystemTitle>,
-    recipient: Option<&SystemTitle>,
-    date_time: &[u8],
-    other_information: &[u8],
+    fields: &GeneralCipheringFields<'_>,
 ) -> Result<(), Error> {
-    w.put_octet_string(transaction_id)?;
+    w.put_octet_string(fields.transaction_id)?;
     w.put_octet_string(originator.map_or(&[][..], |t| &t.as_bytes()[..]))?;
-    w.put_octet_string(recipient.map_or(&[][..], |t| &t.as_bytes()[..]))?;
-    w.put_octet_string(date_time)?;
-    w.put_octet_string(other_information)
+    w.put_octet_string(
+        fields
+            .recipient_system_title
+            .as_ref()
+            .map_or(&[][..], |t| &t.as_bytes()[..]),
+    )?;
+    w.put_octet_string(fields.date_time)?;
+    w.put_octet_string(fields.other_information)
 }
 
 /// Writes identified-key key-info for `key` (presence, choice, key-id).

@@ -16,7 +16,7 @@ use crate::wire::{InvocationCounter, SecurityControl};
 pub const HEADER_LEN: usize = 5;
 
 /// Length of the suite-0 authentication tag (GCM tag truncated to 96 bits).
-pub const TAG_LEN: usize = 12;
+pub const AUTH_TAG_LEN: usize = 12;
 
 mod field {
     use core::ops::Range;
@@ -112,7 +112,7 @@ impl<T: AsRef<[u8]>> CipheredContentFrame<T> {
     pub fn check_len(&self) -> Result<(), WireError> {
         let header = SecurityHeader::parse(self.buffer.as_ref())?;
         let min = if header.security_control.authenticated() {
-            HEADER_LEN.saturating_add(TAG_LEN)
+            HEADER_LEN.saturating_add(AUTH_TAG_LEN)
         } else {
             HEADER_LEN
         };
@@ -166,7 +166,7 @@ impl<T: AsRef<[u8]>> CipheredContentFrame<T> {
     /// authentication only).
     pub fn payload_len(&self) -> usize {
         let tag = if self.security_control().authenticated() {
-            TAG_LEN
+            AUTH_TAG_LEN
         } else {
             0
         };
@@ -180,7 +180,7 @@ impl<T: AsRef<[u8]>> CipheredContentFrame<T> {
 }
 
 /// Splits checked content into payload and tag.
-fn split_content(bytes: &[u8]) -> (&[u8], Option<&[u8; TAG_LEN]>) {
+fn split_content(bytes: &[u8]) -> (&[u8], Option<&[u8; AUTH_TAG_LEN]>) {
     let body = bytes.get(field::PAYLOAD_START..).unwrap_or_default();
     let authenticated = bytes
         .get(field::SC)
@@ -188,7 +188,7 @@ fn split_content(bytes: &[u8]) -> (&[u8], Option<&[u8; TAG_LEN]>) {
     if !authenticated {
         return (body, None);
     }
-    match body.split_last_chunk::<TAG_LEN>() {
+    match body.split_last_chunk::<AUTH_TAG_LEN>() {
         Some((payload, tag)) => (payload, Some(tag)),
         None => (&[], None),
     }
@@ -204,7 +204,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> CipheredContentFrame<&'a T> {
     /// The 12-octet tag; `Some` exactly when the A bit is set (after
     /// [`Self::check_len`]).
     #[must_use]
-    pub fn auth_tag(&self) -> Option<&'a [u8; TAG_LEN]> {
+    pub fn auth_tag(&self) -> Option<&'a [u8; AUTH_TAG_LEN]> {
         split_content(self.buffer.as_ref()).1
     }
 }
@@ -227,7 +227,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CipheredContentFrame<T> {
 
     /// The payload and the tag (when the A bit is set), mutably: where a
     /// payload is encrypted or decrypted in place and a tag written.
-    pub fn payload_and_tag_mut(&mut self) -> (&mut [u8], Option<&mut [u8; TAG_LEN]>) {
+    pub fn payload_and_tag_mut(&mut self) -> (&mut [u8], Option<&mut [u8; AUTH_TAG_LEN]>) {
         let authenticated = self.security_control().authenticated();
         let body = self
             .buffer
@@ -237,7 +237,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CipheredContentFrame<T> {
         if !authenticated {
             return (body, None);
         }
-        match body.split_last_chunk_mut::<TAG_LEN>() {
+        match body.split_last_chunk_mut::<AUTH_TAG_LEN>() {
             Some((payload, tag)) => (payload, Some(tag)),
             None => (&mut [], None),
         }
@@ -252,7 +252,7 @@ pub struct CipheredContentRepr<'a> {
     /// Ciphertext, or the clear APDU under authentication only.
     pub payload: &'a [u8],
     /// The tag; present exactly when the header's A bit is set.
-    pub auth_tag: Option<&'a [u8; TAG_LEN]>,
+    pub auth_tag: Option<&'a [u8; AUTH_TAG_LEN]>,
 }
 
 impl<'a> CipheredContentRepr<'a> {
@@ -285,7 +285,11 @@ impl<'a> CipheredContentRepr<'a> {
     /// Cannot saturate: a slice holds at most `isize::MAX` octets.
     #[must_use]
     pub const fn buffer_len(&self) -> usize {
-        let tag = if self.auth_tag.is_some() { TAG_LEN } else { 0 };
+        let tag = if self.auth_tag.is_some() {
+            AUTH_TAG_LEN
+        } else {
+            0
+        };
         HEADER_LEN
             .saturating_add(self.payload.len())
             .saturating_add(tag)

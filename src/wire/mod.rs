@@ -52,10 +52,14 @@ pub use action_request::{
     parse_key_transfer_request,
 };
 pub(crate) use ciphered_apdu::HeaderLayout;
-pub use ciphered_apdu::{CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields};
+pub use ciphered_apdu::{
+    CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields, HeaderFields,
+};
 pub use general_ciphering::{GeneralCipheringFrame, GeneralCipheringRepr, KeyInfo};
 pub use general_glo_ded::{GeneralGloDedFrame, GeneralGloDedRepr};
-pub use header::{CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader, TAG_LEN};
+pub use header::{
+    AUTH_TAG_LEN, CipheredContentFrame, CipheredContentRepr, HEADER_LEN, SecurityHeader,
+};
 pub use key_transfer::{
     KeyTransfer, KeyTransferEntry, MAX_KEY_TRANSFER_ENTRIES, WRAPPED_KEY_LEN, WrappedKey,
 };

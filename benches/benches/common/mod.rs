@@ -5,7 +5,6 @@
 #![allow(dead_code, reason = "each bench target uses part of this module")]
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 
 use aes::Aes128;
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
@@ -17,8 +16,7 @@ use dlms_sec::key::{AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRo
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
 use dlms_sec::suite0::{Protect, Suite0};
 use dlms_sec::types::Client;
-use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SystemTitle};
+use dlms_sec::{InvocationCounter, Protection, SystemTitle};
 
 pub type RawGcm = aes_gcm::AesGcm<Aes128, U12, U12>;
 
@@ -27,7 +25,7 @@ pub const AK: [u8; 16] = [0xD0; 16];
 pub const TITLE: SystemTitle = SystemTitle::new([0x4D, 0x4D, 0x4D, 0, 0, 0xBC, 0x61, 0x4E]);
 
 pub fn counter() -> SendCounter<Volatile> {
-    SendCounter::new(InvocationCounter::new(1), NonZeroU32::MAX, Volatile).expect("counter")
+    SendCounter::volatile(InvocationCounter::new(1))
 }
 
 pub fn apdu(len: usize) -> Vec<u8> {
@@ -54,12 +52,7 @@ pub fn iv(ic: u32) -> [u8; 12] {
 
 /// A service-specific request under the global unicast key.
 pub fn request(protection: Protection) -> Protect<'static> {
-    Protect {
-        protection,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: TITLE,
-    }
+    Protect::unicast(protection, TITLE)
 }
 
 /// The raw baseline's AAD, already contiguous: SC ‖ AK (‖ APDU under authentication only).
@@ -109,18 +102,18 @@ pub fn dco() -> Dco {
         role,
         generation: 1,
     };
-    let ak = CryptoProvider::<DcoKey>::package(
-        &provider,
-        &AuthenticationKey::from_bytes(AK),
-        id(KeyRole::Authentication),
-    )
-    .expect("ak");
-    let guek = CryptoProvider::<SharedKey>::package(
-        &provider,
-        &GlobalUnicastEncryptionKey::from_bytes(EK),
-        id(KeyRole::GlobalUnicastEncryption),
-    )
-    .expect("guek");
+    let ak = provider
+        .package(
+            &AuthenticationKey::from_bytes(AK),
+            id(KeyRole::Authentication),
+        )
+        .expect("ak");
+    let guek = provider
+        .package(
+            &GlobalUnicastEncryptionKey::from_bytes(EK),
+            id(KeyRole::GlobalUnicastEncryption),
+        )
+        .expect("guek");
     Dco {
         provider,
         ak,

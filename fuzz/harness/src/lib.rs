@@ -58,11 +58,11 @@ pub const MK: [u8; 16] = [0x0F; 16];
 /// A small reader over fuzz input: every read succeeds, yielding zeros
 /// once the input is used up, so every input decodes to something.
 #[derive(Debug)]
-pub struct Reader<'a> {
+pub struct FuzzInput<'a> {
     data: &'a [u8],
 }
 
-impl<'a> Reader<'a> {
+impl<'a> FuzzInput<'a> {
     /// A reader over `data`.
     #[must_use]
     pub const fn new(data: &'a [u8]) -> Self {
@@ -252,7 +252,7 @@ pub fn axdr_length(data: &[u8]) {
             "a decoded length re-encodes byte for byte"
         );
     }
-    let mut r = Reader::new(data);
+    let mut r = FuzzInput::new(data);
     let value = r.u32() as usize;
     let mut out = [0u8; axdr::MAX_ENCODED_LENGTH_LEN];
     let n = axdr::encode_length(value, &mut out).expect("every u32 has an encoding");
@@ -436,7 +436,7 @@ pub fn unprotect(data: &[u8]) {
 /// general-ciphering four field lengths and fields, one tamper octet, and
 /// the APDU (the rest).
 pub fn round_trip(data: &[u8]) {
-    let mut r = Reader::new(data);
+    let mut r = FuzzInput::new(data);
     let guek = r.array::<16>();
     let gbek = r.array::<16>();
     let dk = r.array::<16>();
@@ -654,7 +654,7 @@ fn meter_keys(gbek: bool) -> (MasterKey, SecuritySetupKeys) {
 /// On success the fingerprint under the new keys equals the one computed
 /// from the expected keys; on any error it equals the one from before.
 pub fn key_transfer_install(data: &[u8]) {
-    let mut r = Reader::new(data);
+    let mut r = FuzzInput::new(data);
     let ctl = r.u8();
     let (mut mk, mut keys) = meter_keys(ctl & 0x04 != 0);
     let before = fingerprint(&mk, &keys);
@@ -857,7 +857,7 @@ fn expected_keys(
 /// Input: a sequence of operations, one octet each (low 3 bits), with a
 /// 4-octet operand for "absolute counter".
 pub fn replay_guard(data: &[u8]) {
-    let mut r = Reader::new(data);
+    let mut r = FuzzInput::new(data);
     let peer = SystemTitle::new(TITLE);
     let other_peer = SystemTitle::new(*b"OTHERST\x02");
     let suite = fixed_suite();

@@ -23,7 +23,7 @@ use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRec
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
+use dlms_sec::{InvocationCounter, Protection, SecurityPolicy, SystemTitle};
 
 pub const DEVICE: SystemTitle = SystemTitle::new(*b"\x00\x11\x22\x33\x44\x55\x66\x77");
 pub const CLIENT_TITLE: SystemTitle = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
@@ -55,12 +55,12 @@ pub fn master(reference: &SoftwareDco) -> (MasterKey, PackagedKey<MasterKey>) {
 pub fn records_cross_check<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
     let mut rng = getrandom::SysRng;
     assert_eq!(
-        CryptoProvider::<dlms_sec::key::DcoKey>::kek_check_value(p).unwrap(),
-        CryptoProvider::<dlms_sec::key::DcoKey>::kek_check_value(reference).unwrap()
+        p.dco_key_check_value().unwrap(),
+        reference.dco_key_check_value().unwrap()
     );
     assert_eq!(
-        CryptoProvider::<dlms_sec::key::SharedKey>::kek_check_value(p).unwrap(),
-        CryptoProvider::<dlms_sec::key::SharedKey>::kek_check_value(reference).unwrap()
+        p.shared_key_check_value().unwrap(),
+        reference.shared_key_check_value().unwrap()
     );
     let ak: PackagedKey<AuthenticationKey> = p
         .generate(&mut rng, id(KeyRole::Authentication, 1))
@@ -278,12 +278,7 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
         ak: &ak,
         encryption: EncryptionRecord::GlobalUnicast(&other),
     };
-    let req = Protect {
-        protection: Protection::AuthenticatedEncrypted,
-        key: KeyKind::GlobalUnicast,
-        form: CipheredForm::ServiceSpecific,
-        system_title: CLIENT_TITLE,
-    };
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, CLIENT_TITLE);
     let mut out = [0u8; 64];
     assert!(matches!(
         p.protect(
@@ -317,12 +312,7 @@ pub fn decrypt_unauthenticated_matches<P: CryptoProvider<dlms_sec::key::SharedKe
     let mut apdu = apdu;
     apdu[0] = 0xC4; // get-response
     for protection in [Protection::Encrypted, Protection::AuthenticatedEncrypted] {
-        let req = Protect {
-            protection,
-            key: KeyKind::GlobalUnicast,
-            form: CipheredForm::ServiceSpecific,
-            system_title: DEVICE,
-        };
+        let req = Protect::unicast(protection, DEVICE);
         let mut frame = [0u8; 160];
         let n = reference
             .protect(

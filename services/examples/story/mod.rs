@@ -9,17 +9,15 @@
     reason = "a demonstration: fixed buffers and small counts"
 )]
 
-use core::num::NonZeroU32;
-
-use dlms_sec::audit::Timestamp;
+use dlms_sec::audit::{Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::key::package::{PackagedRecord, RecordId};
 use dlms_sec::key::{
-    AuditKey, AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
+    AuditKey, AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{Capabilities, Meter};
+use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, DcoProvider, SoftwareDco};
 use dlms_sec::types::Client;
 use dlms_sec::{Error, SecurityPolicy, SystemTitle};
@@ -106,20 +104,14 @@ where
         role,
         generation: 0,
     };
-    records.push(
-        *CryptoProvider::<DcoKey>::package(factory, &mk, id(None, KeyRole::Master))?.record(),
-    );
-    let meter_counter = SendCounter::new(
-        dlms_sec::InvocationCounter::new(1),
-        NonZeroU32::MIN,
-        Volatile,
-    )?;
+    records.push(*factory.package(&mk, id(None, KeyRole::Master))?.record());
+    let meter_counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
     let mut meter = Meter::new(
         device,
         dco_title,
         meter_mk,
         meter_counter,
-        Capabilities {
+        DeviceCapabilities {
             master_key_rotation: true,
         },
     );
@@ -127,20 +119,14 @@ where
         let ak = AuthenticationKey::generate(&mut rng)?;
         let guek = GlobalUnicastEncryptionKey::generate(&mut rng)?;
         records.push(
-            *CryptoProvider::<DcoKey>::package(
-                factory,
-                &ak,
-                id(Some(client), KeyRole::Authentication),
-            )?
-            .record(),
+            *factory
+                .package(&ak, id(Some(client), KeyRole::Authentication))?
+                .record(),
         );
         records.push(
-            *CryptoProvider::<SharedKey>::package(
-                factory,
-                &guek,
-                id(Some(client), KeyRole::GlobalUnicastEncryption),
-            )?
-            .record(),
+            *factory
+                .package(&guek, id(Some(client), KeyRole::GlobalUnicastEncryption))?
+                .record(),
         );
         meter.provision(
             client,
@@ -180,11 +166,7 @@ where
         lose_next_answer: false,
         last_request: Vec::new(),
     };
-    let mut counter = SendCounter::new(
-        dlms_sec::InvocationCounter::new(1),
-        NonZeroU32::MIN,
-        Volatile,
-    )?;
+    let mut counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
 
     println!("\n== R-09: the 7-day commissioning rotation");
     let due = s1sp.due(Timestamp(t0.0 + 6 * DAY), DAY);
@@ -198,9 +180,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, Timestamp(t0.0 + 6 * DAY)),
             rng: &mut rng,
-            now: Timestamp(t0.0 + 6 * DAY),
         };
         for client in Client::KEYED {
             let outcome = s1sp.rotate(&mut cx, device, client)?;
@@ -232,9 +213,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
-            now,
         };
         for client in Client::KEYED {
             let mut answer = [0u8; 64];
@@ -311,7 +291,8 @@ where
         role: KeyRole::Authentication,
     })?;
     step(
-        s1sp.check_record(&ak_record, &mut audit, now).is_err(),
+        s1sp.check_record(&ak_record, &mut Recorder::new(&mut audit, now))
+            .is_err(),
         "the S1SP cannot open an AK record: refused and audited",
         &mut failures,
     );
@@ -321,7 +302,8 @@ where
         role: KeyRole::GlobalUnicastEncryption,
     })?;
     step(
-        s1sp.check_record(&guek_record, &mut audit, now).is_ok(),
+        s1sp.check_record(&guek_record, &mut Recorder::new(&mut audit, now))
+            .is_ok(),
         "it can check a GUEK record",
         &mut failures,
     );
@@ -332,9 +314,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
-            now,
         };
         cx.link.lose_next_answer = true;
         let outcome = s1sp.rotate(&mut cx, device, Client::DataCollection)?;
@@ -367,9 +348,8 @@ where
             dco: &dco,
             link: &mut link,
             counter: &mut counter,
-            audit: &mut audit,
+            audit: Recorder::new(&mut audit, Timestamp(now.0 + 30 * DAY)),
             rng: &mut rng,
-            now: Timestamp(now.0 + 30 * DAY),
         };
         let report = s1sp.campaign(&mut cx, Scope::All)?;
         println!(
