@@ -58,6 +58,11 @@ const WINDOWED: bool = cfg!(target_pointer_width = "64");
 /// to 80 octets) and blocks a GHASH stream stages before one `update` call.
 const STAGE: usize = 8;
 
+/// Blocks of the short path's AES call: E(K, J0) and the keystream. With
+/// an empty AAD a short message's payload fills every [`STAGE`] block but
+/// the length block, `STAGE - 1`, so with E(K, J0) that is `STAGE`.
+const SHORT_KEYSTREAM: usize = STAGE;
+
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
 /// The additional authenticated data of one GCM call: optionally the
@@ -300,7 +305,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<[u8; TAG_LEN]> {
         let size = ShortSize::of(aad, data.len())?;
         let mut stage = [Block::default(); STAGE];
-        let mut batch = [Block::default(); STAGE - 1];
+        let mut batch = [Block::default(); SHORT_KEYSTREAM];
         let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
         let ks = self.keystream_batch(iv, &mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
@@ -324,7 +329,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<Result<(), AuthError>> {
         let size = ShortSize::of(aad, data.len())?;
         let mut stage = [Block::default(); STAGE];
-        let mut batch = [Block::default(); STAGE - 1];
+        let mut batch = [Block::default(); SHORT_KEYSTREAM];
         let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
         input.load_payload(data);
         let ks = self.keystream_batch(iv, &mut batch, data.len());
@@ -366,7 +371,12 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         batch: &'b mut [Block],
         len: usize,
     ) -> &'b mut [Block] {
-        let used = len.div_ceil(16).saturating_add(1).min(batch.len());
+        let used = len.div_ceil(16).saturating_add(1);
+        debug_assert!(
+            used <= batch.len(),
+            "a short payload's keystream fits the batch"
+        );
+        let used = used.min(batch.len());
         let ks = batch.get_mut(..used).unwrap_or_default();
         let base = iv_base(iv);
         let mut counter: u32 = 1;
