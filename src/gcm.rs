@@ -1308,6 +1308,118 @@ mod tests {
         );
     }
 
+    /// Wycheproof's AES-GCM vectors (vectors/aes_gcm_test.json; source,
+    /// version and licence in vectors/README.md) with a 128-bit key and a
+    /// 96-bit IV, through the host's and the meter's counter modes. The
+    /// file's tags are 128 bits; suite 0's is their leftmost 96 (SP 800-38D
+    /// §5.2.1.2). Valid cases: seal, in place and from a source, with the
+    /// AAD whole and in two pieces, gives the ciphertext and the tag's first
+    /// 96 bits, and open gives the plaintext. Invalid cases whose first 96
+    /// tag bits or ciphertext differ from aes-gcm's: open refuses and the
+    /// buffer holds the ciphertext as received. Invalid cases that change
+    /// only tag bits 96..128 carry a correct 96-bit tag: open accepts them,
+    /// and they are counted apart. Other key and IV sizes are counted as
+    /// not applicable.
+    #[test]
+    fn wycheproof_aes_gcm_128_bit_key_96_bit_iv() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../vectors/aes_gcm_test.json")).unwrap();
+        assert_eq!(file["algorithm"], "AES-GCM");
+        let (mut valid, mut refused, mut beyond_96_bits, mut not_applicable) = (0, 0, 0, 0);
+        let mut total = 0;
+        for group in file["testGroups"].as_array().unwrap() {
+            let cases = group["tests"].as_array().unwrap();
+            total += cases.len();
+            if group["keySize"] != 128 || group["ivSize"] != 96 {
+                not_applicable += cases.len();
+                continue;
+            }
+            assert!(group["tagSize"].as_u64().unwrap() >= 96);
+            for case in cases {
+                let id = &case["tcId"];
+                let field = |f: &str| hex(case[f].as_str().unwrap());
+                let key: [u8; 16] = field("key").try_into().unwrap();
+                let iv: [u8; 12] = field("iv").try_into().unwrap();
+                let (aad, msg, ct) = (field("aad"), field("msg"), field("ct"));
+                let tag: [u8; TAG_LEN] = field("tag")[..TAG_LEN].try_into().unwrap();
+                let gcm = Gcm::new(&key);
+                let (a1, a2) = aad.split_at(aad.len() / 2);
+                match case["result"].as_str().unwrap() {
+                    "valid" => {
+                        for meter in [false, true] {
+                            with_meter_ctr(meter, || {
+                                let mut buf = msg.clone();
+                                assert_eq!(
+                                    gcm.seal(&iv, Aad::pieces(&[&aad]), &mut buf),
+                                    tag,
+                                    "{id}"
+                                );
+                                assert_eq!(buf, ct, "{id}");
+                                let mut from = vec![0xEEu8; msg.len()];
+                                let t = gcm.seal_from(
+                                    &iv,
+                                    Aad::pieces(&[a1, a2]),
+                                    Some(&msg),
+                                    &mut from,
+                                );
+                                assert_eq!((t, &from), (tag, &ct), "{id}");
+                                gcm.open(&iv, Aad::pieces(&[&aad]), &mut buf, &tag).unwrap();
+                                assert_eq!(buf, msg, "{id}");
+                                let mut buf = ct.clone();
+                                gcm.open(&iv, Aad::pieces(&[a1, a2]), &mut buf, &tag)
+                                    .unwrap();
+                                assert_eq!(buf, msg, "{id}");
+                            });
+                        }
+                        valid += 1;
+                    }
+                    "invalid" => {
+                        // aes-gcm's full 128-bit tag over the same inputs
+                        // says whether the change reaches the first 96 bits.
+                        let mut expected_ct = msg.clone();
+                        let full = aes_gcm::Aes128Gcm::new(&key.into())
+                            .encrypt_inout_detached(
+                                &iv.into(),
+                                &aad,
+                                expected_ct.as_mut_slice().into(),
+                            )
+                            .unwrap();
+                        let must_refuse = expected_ct != ct || full[..TAG_LEN] != tag;
+                        for meter in [false, true] {
+                            with_meter_ctr(meter, || {
+                                let mut buf = ct.clone();
+                                let opened = gcm.open(&iv, Aad::pieces(&[&aad]), &mut buf, &tag);
+                                if must_refuse {
+                                    assert!(opened.is_err(), "{id}: accepted");
+                                    assert_eq!(buf, ct, "{id}: buffer changed");
+                                } else {
+                                    assert!(opened.is_ok(), "{id}");
+                                    assert_eq!(buf, msg, "{id}");
+                                }
+                            });
+                        }
+                        if must_refuse {
+                            refused += 1;
+                        } else {
+                            beyond_96_bits += 1;
+                        }
+                    }
+                    other => panic!("{id}: unexpected result {other}"),
+                }
+            }
+        }
+        std::println!(
+            "Wycheproof aes_gcm_test.json: {valid} valid run, {refused} invalid refused, \
+             {beyond_96_bits} invalid only past the 96-bit tag (accepted), \
+             {not_applicable} not applicable (key or IV size), of {total}"
+        );
+        assert_eq!(total as u64, file["numberOfTests"].as_u64().unwrap());
+        assert_eq!(
+            (valid, refused, beyond_96_bits, not_applicable),
+            (40, 20, 7, 249)
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
