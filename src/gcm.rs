@@ -58,6 +58,11 @@ const WINDOWED: bool = cfg!(target_pointer_width = "64");
 /// to 80 octets) and blocks a GHASH stream stages before one `update` call.
 const STAGE: usize = 8;
 
+/// Blocks of the short path's AES call: E(K, J0) and the keystream. With
+/// an empty AAD a short message's payload fills every [`STAGE`] block but
+/// the length block, `STAGE - 1`, so with E(K, J0) that is `STAGE`.
+const SHORT_KEYSTREAM: usize = STAGE;
+
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
 /// The additional authenticated data of one GCM call: optionally the
@@ -300,7 +305,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<[u8; TAG_LEN]> {
         let size = ShortSize::of(aad, data.len())?;
         let mut stage = [Block::default(); STAGE];
-        let mut batch = [Block::default(); STAGE - 1];
+        let mut batch = [Block::default(); SHORT_KEYSTREAM];
         let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
         let ks = self.keystream_batch(iv, &mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
@@ -324,7 +329,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<Result<(), AuthError>> {
         let size = ShortSize::of(aad, data.len())?;
         let mut stage = [Block::default(); STAGE];
-        let mut batch = [Block::default(); STAGE - 1];
+        let mut batch = [Block::default(); SHORT_KEYSTREAM];
         let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
         input.load_payload(data);
         let ks = self.keystream_batch(iv, &mut batch, data.len());
@@ -366,7 +371,12 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         batch: &'b mut [Block],
         len: usize,
     ) -> &'b mut [Block] {
-        let used = len.div_ceil(16).saturating_add(1).min(batch.len());
+        let used = len.div_ceil(16).saturating_add(1);
+        debug_assert!(
+            used <= batch.len(),
+            "a short payload's keystream fits the batch"
+        );
+        let used = used.min(batch.len());
         let ks = batch.get_mut(..used).unwrap_or_default();
         let base = iv_base(iv);
         let mut counter: u32 = 1;
@@ -413,6 +423,12 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         mut after_xor: impl FnMut(&[u8]),
     ) -> Result<(), AuthError> {
         use aes::cipher::inout::InOutBuf;
+        // Tests run seal, open and the keystream through the meter's
+        // batched counter mode as well (`tests::with_meter_ctr`).
+        #[cfg(test)]
+        if tests::METER_CTR.with(core::cell::Cell::get) {
+            return self.ctr_batched(iv, src, data, before_xor, after_xor);
+        }
         use aes::cipher::{InnerIvInit, StreamCipherCore};
         let base = iv_base(iv);
         let mut j0 = [counter_block(base, 1)];
@@ -1159,6 +1175,249 @@ mod tests {
             );
             assert_eq!((kept, calls), (pt, 0), "n={n}");
         }
+    }
+
+    std::thread_local! {
+        /// Whether [`Gcm::ctr`] runs the meter's batched counter mode on
+        /// this thread (64-bit hosts; 32-bit targets always do).
+        pub(super) static METER_CTR: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    /// Runs `f` with the meter's counter mode (`meter`) or the host's.
+    fn with_meter_ctr<R>(meter: bool, f: impl FnOnce() -> R) -> R {
+        METER_CTR.with(|m| m.set(meter));
+        let r = f();
+        METER_CTR.with(|m| m.set(false));
+        r
+    }
+
+    /// `lengths` (sorted) as inclusive ranges, "481-496, 1000".
+    fn ranges(lengths: &[usize]) -> std::string::String {
+        let mut out: Vec<std::string::String> = Vec::new();
+        let mut i = 0;
+        while i < lengths.len() {
+            let mut j = i;
+            while j + 1 < lengths.len() && lengths[j + 1] == lengths[j] + 1 {
+                j += 1;
+            }
+            out.push(if i == j {
+                std::format!("{}", lengths[i])
+            } else {
+                std::format!("{}-{}", lengths[i], lengths[j])
+            });
+            i = j + 1;
+        }
+        out.join(", ")
+    }
+
+    /// Every payload length from 0 to 1100 octets, with an empty AAD and
+    /// with AADs of 1, 16, 17 (as pieces and as suite 0's SC ‖ AK), 31 and
+    /// 33 octets, through the short path and both counter modes (the
+    /// host's and the meter's batched one), against aes-gcm both ways:
+    /// seal in place and from a separate source equals aes-gcm's
+    /// ciphertext and tag; open takes aes-gcm's output back to the
+    /// plaintext, and aes-gcm opens ours; a flipped tag bit is refused with
+    /// the buffer left as it was. Lists every failing length.
+    #[test]
+    fn every_length_to_1100_with_and_without_aad_matches_aes_gcm() {
+        let key = [0x3Cu8; 16];
+        let iv = [0xA5u8; 12];
+        let gcm = Gcm::new(&key);
+        let r = Reference::new(&key.into());
+        let sc = 0x30u8;
+        let ak = [0xD0u8; 16];
+        let bytes: Vec<u8> = (0..33).map(|i| (i * 29 + 3) as u8).collect();
+        let mut suite0_aad = vec![sc];
+        suite0_aad.extend_from_slice(&ak);
+        // (label, AAD octets, whether to pass them as SC ‖ AK)
+        let aads: [(&str, &[u8], bool); 7] = [
+            ("empty", &[], false),
+            ("1", &bytes[..1], false),
+            ("16", &bytes[..16], false),
+            ("17", &bytes[..17], false),
+            ("SC||AK", &suite0_aad, true),
+            ("31", &bytes[..31], false),
+            ("33", &bytes[..33], false),
+        ];
+        let mut failing = Vec::new();
+        let mut cases = 0usize;
+        for meter in [false, true] {
+            with_meter_ctr(meter, || {
+                for &(label, aad_bytes, as_suite0) in &aads {
+                    let pieces: [&[u8]; 1] = [aad_bytes];
+                    let aad = if as_suite0 {
+                        Aad::suite0(sc, &ak, &[])
+                    } else {
+                        Aad::pieces(&pieces)
+                    };
+                    let mut bad_lengths = Vec::new();
+                    for n in 0..=1100usize {
+                        cases += 1;
+                        let pt: Vec<u8> = (0..n).map(|i| (i * 13 + n) as u8).collect();
+                        let mut want = pt.clone();
+                        let want_tag: [u8; 12] = r
+                            .encrypt_inout_detached(
+                                &iv.into(),
+                                aad_bytes,
+                                want.as_mut_slice().into(),
+                            )
+                            .unwrap()
+                            .into();
+                        let mut ok = true;
+                        let mut ours = pt.clone();
+                        let tag = gcm.seal(&iv, aad, &mut ours);
+                        ok &= tag == want_tag && ours == want;
+                        let mut from = vec![0xEEu8; n];
+                        let tag_from = gcm.seal_from(&iv, aad, Some(&pt), &mut from);
+                        ok &= tag_from == want_tag && from == want;
+                        let mut opened = want.clone();
+                        ok &= gcm.open(&iv, aad, &mut opened, &want_tag).is_ok() && opened == pt;
+                        let mut back = ours.clone();
+                        ok &= r
+                            .decrypt_inout_detached(
+                                &iv.into(),
+                                aad_bytes,
+                                back.as_mut_slice().into(),
+                                &tag.into(),
+                            )
+                            .is_ok()
+                            && back == pt;
+                        let mut bad = want_tag;
+                        bad[n % TAG_LEN] ^= 1 << (n % 8);
+                        let mut kept = want.clone();
+                        ok &= gcm.open(&iv, aad, &mut kept, &bad).is_err() && kept == want;
+                        if !ok {
+                            bad_lengths.push(n);
+                        }
+                    }
+                    if !bad_lengths.is_empty() {
+                        let path = if meter { "meter" } else { "host" };
+                        failing.push(std::format!(
+                            "{path} counter mode, AAD {label}: payload lengths {}",
+                            ranges(&bad_lengths)
+                        ));
+                    }
+                }
+            });
+        }
+        assert_eq!(cases, 2 * 7 * 1101);
+        assert!(
+            failing.is_empty(),
+            "differs from aes-gcm:\n{}",
+            failing.join("\n")
+        );
+    }
+
+    /// Wycheproof's AES-GCM vectors (vectors/aes_gcm_test.json; source,
+    /// version and licence in vectors/README.md) with a 128-bit key and a
+    /// 96-bit IV, through the host's and the meter's counter modes. The
+    /// file's tags are 128 bits; suite 0's is their leftmost 96 (SP 800-38D
+    /// §5.2.1.2). Valid cases: seal, in place and from a source, with the
+    /// AAD whole and in two pieces, gives the ciphertext and the tag's first
+    /// 96 bits, and open gives the plaintext. Invalid cases whose first 96
+    /// tag bits or ciphertext differ from aes-gcm's: open refuses and the
+    /// buffer holds the ciphertext as received. Invalid cases that change
+    /// only tag bits 96..128 carry a correct 96-bit tag: open accepts them,
+    /// and they are counted apart. Other key and IV sizes are counted as
+    /// not applicable.
+    #[test]
+    fn wycheproof_aes_gcm_128_bit_key_96_bit_iv() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../vectors/aes_gcm_test.json")).unwrap();
+        assert_eq!(file["algorithm"], "AES-GCM");
+        let (mut valid, mut refused, mut beyond_96_bits, mut not_applicable) = (0, 0, 0, 0);
+        let mut total = 0;
+        for group in file["testGroups"].as_array().unwrap() {
+            let cases = group["tests"].as_array().unwrap();
+            total += cases.len();
+            if group["keySize"] != 128 || group["ivSize"] != 96 {
+                not_applicable += cases.len();
+                continue;
+            }
+            assert!(group["tagSize"].as_u64().unwrap() >= 96);
+            for case in cases {
+                let id = &case["tcId"];
+                let field = |f: &str| hex(case[f].as_str().unwrap());
+                let key: [u8; 16] = field("key").try_into().unwrap();
+                let iv: [u8; 12] = field("iv").try_into().unwrap();
+                let (aad, msg, ct) = (field("aad"), field("msg"), field("ct"));
+                let tag: [u8; TAG_LEN] = field("tag")[..TAG_LEN].try_into().unwrap();
+                let gcm = Gcm::new(&key);
+                let (a1, a2) = aad.split_at(aad.len() / 2);
+                match case["result"].as_str().unwrap() {
+                    "valid" => {
+                        for meter in [false, true] {
+                            with_meter_ctr(meter, || {
+                                let mut buf = msg.clone();
+                                assert_eq!(
+                                    gcm.seal(&iv, Aad::pieces(&[&aad]), &mut buf),
+                                    tag,
+                                    "{id}"
+                                );
+                                assert_eq!(buf, ct, "{id}");
+                                let mut from = vec![0xEEu8; msg.len()];
+                                let t = gcm.seal_from(
+                                    &iv,
+                                    Aad::pieces(&[a1, a2]),
+                                    Some(&msg),
+                                    &mut from,
+                                );
+                                assert_eq!((t, &from), (tag, &ct), "{id}");
+                                gcm.open(&iv, Aad::pieces(&[&aad]), &mut buf, &tag).unwrap();
+                                assert_eq!(buf, msg, "{id}");
+                                let mut buf = ct.clone();
+                                gcm.open(&iv, Aad::pieces(&[a1, a2]), &mut buf, &tag)
+                                    .unwrap();
+                                assert_eq!(buf, msg, "{id}");
+                            });
+                        }
+                        valid += 1;
+                    }
+                    "invalid" => {
+                        // aes-gcm's full 128-bit tag over the same inputs
+                        // says whether the change reaches the first 96 bits.
+                        let mut expected_ct = msg.clone();
+                        let full = aes_gcm::Aes128Gcm::new(&key.into())
+                            .encrypt_inout_detached(
+                                &iv.into(),
+                                &aad,
+                                expected_ct.as_mut_slice().into(),
+                            )
+                            .unwrap();
+                        let must_refuse = expected_ct != ct || full[..TAG_LEN] != tag;
+                        for meter in [false, true] {
+                            with_meter_ctr(meter, || {
+                                let mut buf = ct.clone();
+                                let opened = gcm.open(&iv, Aad::pieces(&[&aad]), &mut buf, &tag);
+                                if must_refuse {
+                                    assert!(opened.is_err(), "{id}: accepted");
+                                    assert_eq!(buf, ct, "{id}: buffer changed");
+                                } else {
+                                    assert!(opened.is_ok(), "{id}");
+                                    assert_eq!(buf, msg, "{id}");
+                                }
+                            });
+                        }
+                        if must_refuse {
+                            refused += 1;
+                        } else {
+                            beyond_96_bits += 1;
+                        }
+                    }
+                    other => panic!("{id}: unexpected result {other}"),
+                }
+            }
+        }
+        std::println!(
+            "Wycheproof aes_gcm_test.json: {valid} valid run, {refused} invalid refused, \
+             {beyond_96_bits} invalid only past the 96-bit tag (accepted), \
+             {not_applicable} not applicable (key or IV size), of {total}"
+        );
+        assert_eq!(total as u64, file["numberOfTests"].as_u64().unwrap());
+        assert_eq!(
+            (valid, refused, beyond_96_bits, not_applicable),
+            (40, 20, 7, 249)
+        );
     }
 
     proptest! {
