@@ -3,14 +3,15 @@
 
 use core::fmt;
 
+use aes::Aes128;
+use cmac::{Cmac, KeyInit, Mac};
 use subtle::ConstantTimeEq;
 
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
-use crate::gcm::{Aad, Gcm};
 use crate::key::AuditKey;
 
-/// Length of an audit chain MAC.
+/// Length of an audit chain MAC: the first 12 octets of the AES-CMAC.
 pub const MAC_LEN: usize = 12;
 
 /// One sealed link of an audit chain: the record's sequence number and MAC.
@@ -42,21 +43,19 @@ pub enum LinkError {
 /// Record `seq` (from 0) gets the MAC
 ///
 /// ```text
-/// MAC = GMAC(audit key, IV = 00 00 00 00 ‖ seq (u64 BE),
-///            AAD = MAC of record seq-1 (zeros for seq 0) ‖ event bytes ‖ seq (u64 BE))
+/// MAC = AES-CMAC(audit key, seq (u64 BE) ‖ MAC of record seq-1 (zeros for seq 0) ‖ event bytes)
 /// ```
 ///
-/// truncated to 12 octets, where the event bytes are
+/// truncated to its first 12 octets (SP 800-38B), where the event bytes are
 /// [`AuditEvent::encode`]. Changing, removing, reordering or inserting a
 /// record breaks the chain at that record for anyone holding the
 /// [`AuditKey`]; removing records from the end is only visible against an
 /// expected count kept elsewhere.
 ///
-/// The sequence number is the GMAC nonce, so it must never repeat under one
-/// key: use one key per chain, and [`Self::resume`] only from the state a
-/// verification of the whole existing log returned.
+/// CMAC takes no nonce: MACs of any number of records under one key, at
+/// any sequence numbers, give nothing towards the MAC of another record.
 pub struct AuditChain {
-    gcm: Gcm,
+    cmac: Cmac<Aes128>,
     next_seq: u64,
     prev_mac: [u8; MAC_LEN],
 }
@@ -82,7 +81,7 @@ impl AuditChain {
     #[must_use]
     pub fn resume(key: &AuditKey, next_seq: u64, prev_mac: [u8; MAC_LEN]) -> Self {
         Self {
-            gcm: Gcm::new(key.as_bytes()),
+            cmac: Cmac::new(key.as_bytes().into()),
             next_seq,
             prev_mac,
         }
@@ -149,15 +148,15 @@ impl AuditChain {
     }
 
     fn mac(&self, seq: u64, event: &AuditEvent) -> [u8; MAC_LEN] {
-        let seq_be = seq.to_be_bytes();
-        let mut iv = [0u8; 12];
-        if let Some((_, tail)) = iv.split_first_chunk_mut::<4>() {
-            tail.copy_from_slice(&seq_be);
+        let mut cmac = self.cmac.clone();
+        cmac.update(&seq.to_be_bytes());
+        cmac.update(&self.prev_mac);
+        cmac.update(&event.to_bytes());
+        let tag = cmac.finalize().into_bytes();
+        let mut mac = [0; MAC_LEN];
+        if let Some(head) = tag.first_chunk::<MAC_LEN>() {
+            mac.copy_from_slice(head);
         }
-        let bytes = event.to_bytes();
-        self.gcm.gmac(
-            &iv,
-            Aad::pieces(&[self.prev_mac.as_slice(), bytes.as_slice(), &seq_be]),
-        )
+        mac
     }
 }

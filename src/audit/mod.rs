@@ -14,10 +14,10 @@
 //!   fallible, and a caller treats a failed record as a failure of the
 //!   action it records: an action that cannot be logged does not happen
 //!   (fail closed).
-//! * [`AuditChain`]: the tamper-evident chain. Each record gets a 96-bit
-//!   GMAC under an [`AuditKey`](crate::key::AuditKey) over the previous record's MAC, the
-//!   record's canonical bytes ([`AuditEvent::encode`]) and its sequence
-//!   number, with the sequence number as the nonce. A verifier that holds
+//! * [`AuditChain`]: the tamper-evident chain. Each record gets an AES-CMAC,
+//!   truncated to 96 bits, under an [`AuditKey`](crate::key::AuditKey) over its sequence
+//!   number, the previous record's MAC and the record's canonical bytes
+//!   ([`AuditEvent::encode`]). A verifier that holds
 //!   the key finds the first altered, removed, reordered or inserted
 //!   record. It is allocation-free, so a meter can chain records into its
 //!   own flash log.
