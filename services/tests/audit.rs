@@ -594,3 +594,22 @@ fn r20_logs_under_one_key_do_not_give_away_the_mac_key() {
     forged = set(&forged, "mac", &format!("\"{forged_mac}\""));
     assert_eq!(verify(forged.as_bytes(), &key()), brk(1, BreakKind::BadMac));
 }
+
+/// Two logs under one key share no MAC input: each chain has an identity
+/// of its own, so a record of one log does not verify in another, even
+/// after the same records.
+#[test]
+fn r20_a_record_of_one_log_does_not_verify_in_another_under_the_same_key() {
+    let all = events();
+    let (a, _) = write_log(&key(), &all[..3]);
+    let (b, _) = write_log(&key(), &[all[0], all[1], all[4]]);
+    let (a, b) = (lines(&a), lines(&b));
+    assert_ne!(mac_of(&a[0]), mac_of(&b[0]));
+    let mut spliced = a[..2].to_vec();
+    spliced.push(b[2].clone());
+    assert_eq!(check(&spliced), brk(3, BreakKind::BadMac));
+    // Nor does a whole line of one log stand in for the same position in the other.
+    let mut spliced = b.clone();
+    spliced[1] = a[1].clone();
+    assert_eq!(check(&spliced), brk(2, BreakKind::BadMac));
+}
