@@ -10,7 +10,7 @@
 use std::io::{self, BufRead, Cursor, Read};
 
 use dlms_sec::audit::{
-    AuditAction, AuditEvent, AuditSink, MemoryAuditLog, NoAudit, Outcome, Timestamp,
+    AuditAction, AuditEvent, AuditSink, ChainId, MemoryAuditLog, NoAudit, Outcome, Timestamp,
 };
 use dlms_sec::error::Error;
 use dlms_sec::key::package::{KeyCheckValue, RecordId};
@@ -18,7 +18,7 @@ use dlms_sec::key::{AuditKey, KeyRole};
 use dlms_sec::types::Client;
 use dlms_sec::{InvocationCounter, SystemTitle};
 use dlms_sec_services::jsonl::{
-    BreakKind, ChainBreak, JsonLinesSink, VerifiedLog, verify, verify_with_head,
+    BreakKind, ChainBreak, JsonLinesSink, OpenError, VerifiedLog, verify, verify_with_head,
 };
 
 const KEY: [u8; 16] = [0x5A; 16];
@@ -61,14 +61,48 @@ fn events() -> [AuditEvent; N] {
     ]
 }
 
+/// A generator that gives the same octets every time (one chain id in
+/// every log), or fails.
+struct TestRng(Option<u8>);
+
+impl rand_core::TryRng for TestRng {
+    type Error = io::Error;
+    fn try_next_u32(&mut self) -> io::Result<u32> {
+        let mut b = [0; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> io::Result<u64> {
+        let mut b = [0; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> io::Result<()> {
+        let byte = self.0.ok_or_else(|| io::Error::other("generator failed"))?;
+        dst.fill(byte);
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for TestRng {}
+
 fn write_log(key: &AuditKey, events: &[AuditEvent]) -> (Vec<u8>, VerifiedLog) {
-    let mut sink = JsonLinesSink::new(Vec::new(), key);
+    write_log_from(&mut getrandom::SysRng, key, events)
+}
+
+fn write_log_from<R: rand_core::TryCryptoRng>(
+    rng: &mut R,
+    key: &AuditKey,
+    events: &[AuditEvent],
+) -> (Vec<u8>, VerifiedLog) {
+    let mut sink = JsonLinesSink::new(Vec::new(), key, rng).unwrap();
     for e in events {
         sink.record(e).unwrap();
     }
     let head = VerifiedLog {
         records: sink.next_seq(),
         last_mac: sink.last_mac(),
+        chain: Some(sink.chain_id()),
     };
     (sink.into_inner(), head)
 }
@@ -105,7 +139,8 @@ fn r20_intact_log_verifies() {
         verify(&b""[..], &key()),
         Ok(VerifiedLog {
             records: 0,
-            last_mac: [0; 12]
+            last_mac: [0; 12],
+            chain: None
         })
     );
     // Under another key nothing verifies, from the first line.
@@ -310,13 +345,8 @@ fn r20_reordered_records_are_reported() {
 fn r20_inserted_forged_records_are_reported() {
     let (log, _) = write_log(&key(), &events());
     let l = lines(&log);
-    let prev_mac = |line: &str| -> [u8; 12] {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        hex::decode(v["mac"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    };
+    let prev_mac = mac_of;
+    let chain = Some(chain_of(&l[0]));
     // A forger without the audit key chains a record of its own after
     // record 1, with the right sequence number and a MAC under its key.
     let forger = AuditKey::from_bytes([0x33; 16]);
@@ -325,7 +355,12 @@ fn r20_inserted_forged_records_are_reported() {
         Outcome::Success,
         Timestamp(1_700_000_002),
     );
-    let mut sink = JsonLinesSink::resume(Vec::new(), &forger, 2, prev_mac(&l[1]));
+    let at = |records, last_mac| VerifiedLog {
+        records,
+        last_mac,
+        chain,
+    };
+    let mut sink = JsonLinesSink::append(Vec::new(), &forger, &at(2, prev_mac(&l[1]))).unwrap();
     sink.record(&forged_event).unwrap();
     let forged = String::from_utf8(sink.into_inner()).unwrap();
 
@@ -339,7 +374,7 @@ fn r20_inserted_forged_records_are_reported() {
     assert_eq!(check(&t), brk(3, BreakKind::BadMac));
 
     // Appended at the end.
-    let mut sink = JsonLinesSink::resume(Vec::new(), &forger, 5, prev_mac(&l[4]));
+    let mut sink = JsonLinesSink::append(Vec::new(), &forger, &at(5, prev_mac(&l[4]))).unwrap();
     sink.record(&forged_event).unwrap();
     let mut t = l.clone();
     t.push(String::from_utf8(sink.into_inner()).unwrap());
@@ -364,22 +399,27 @@ fn r20_inserted_forged_records_are_reported() {
 #[test]
 fn r20_resumed_sink_continues_a_valid_chain() {
     let all = events();
-    let (mut log, _) = write_log(&key(), &all[..3]);
+    let (mut log, _) = write_log_from(&mut TestRng(Some(7)), &key(), &all[..3]);
     let verified = verify(&log[..], &key()).unwrap();
     assert_eq!(verified.records, 3);
 
-    let mut sink = JsonLinesSink::append(&mut log, &key(), &verified);
+    let mut sink = JsonLinesSink::append(&mut log, &key(), &verified).unwrap();
     for e in &all[3..] {
         sink.record(e).unwrap();
     }
-    let (whole, head) = write_log(&key(), &all);
+    let (whole, head) = write_log_from(&mut TestRng(Some(7)), &key(), &all);
     // The resumed log is byte for byte the log written in one go.
     assert_eq!(log, whole);
     assert_eq!(verify_with_head(&log[..], &key(), 5), Ok(head));
 
     // Resumed from a wrong position, the chain breaks where it resumed.
     let (mut log, _) = write_log(&key(), &all[..3]);
-    let mut sink = JsonLinesSink::resume(&mut log, &key(), 3, [0; 12]);
+    let wrong = VerifiedLog {
+        records: 3,
+        last_mac: [0; 12],
+        chain: verify(&log[..], &key()).unwrap().chain,
+    };
+    let mut sink = JsonLinesSink::append(&mut log, &key(), &wrong).unwrap();
     sink.record(&all[3]).unwrap();
     assert_eq!(verify(&log[..], &key()), brk(4, BreakKind::BadMac));
 }
@@ -391,7 +431,7 @@ fn r20_no_key_bytes_in_json_or_debug() {
     let text = String::from_utf8(log).unwrap();
     let key_hex = hex::encode(KEY);
     assert!(!text.to_lowercase().contains(&key_hex[..8]));
-    let sink = JsonLinesSink::new(Vec::new(), &key);
+    let sink = JsonLinesSink::new(Vec::new(), &key, &mut getrandom::SysRng).unwrap();
     for debug in [
         format!("{key:?}"),
         format!("{sink:?}"),
@@ -401,17 +441,20 @@ fn r20_no_key_bytes_in_json_or_debug() {
         assert!(!debug.contains("90, 90"), "{debug}");
     }
     assert_eq!(format!("{key:?}"), "AuditKey(..)");
-    // The only fields are the event's, the sequence number and the MAC.
-    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    let mut keys: Vec<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
+    // The only fields are the event's, the sequence number and the MAC,
+    // and in the first line the chain id.
+    let keys = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    };
+    let mut first = keys(text.lines().next().unwrap());
+    assert!(first.contains(&"chain".to_owned()));
+    first.retain(|k| k != "chain");
+    assert_eq!(first, keys(text.lines().nth(1).unwrap()));
     assert_eq!(
-        keys,
+        keys(text.lines().nth(1).unwrap()),
         [
             "action",
             "client",
@@ -464,6 +507,17 @@ fn r20_unreadable_log_is_reported() {
     }
     .to_string();
     assert!(shown.starts_with("audit log line 3: "), "{shown}");
+}
+
+/// The chain id the first line carries.
+fn chain_of(line: &str) -> ChainId {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    ChainId(
+        hex::decode(v["chain"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
 }
 
 /// The MAC a line carries.
@@ -612,4 +666,41 @@ fn r20_a_record_of_one_log_does_not_verify_in_another_under_the_same_key() {
     let mut spliced = b.clone();
     spliced[1] = a[1].clone();
     assert_eq!(check(&spliced), brk(2, BreakKind::BadMac));
+}
+
+#[test]
+fn r20_a_log_starts_only_under_a_fresh_chain_id() {
+    assert_eq!(
+        JsonLinesSink::new(Vec::new(), &key(), &mut TestRng(None)).unwrap_err(),
+        OpenError::Rng
+    );
+    let empty = verify(&b""[..], &key()).unwrap();
+    assert_eq!(
+        JsonLinesSink::append(Vec::new(), &key(), &empty).unwrap_err(),
+        OpenError::NoChain
+    );
+    // The first line, and only it, carries the chain id.
+    let (log, _) = write_log(&key(), &events());
+    let l = lines(&log);
+    let mut t = l.clone();
+    t[0] = t[0].replacen(
+        &format!(",\"chain\":\"{}\"", hex::encode(chain_of(&l[0]).0)),
+        "",
+        1,
+    );
+    assert_eq!(check(&t), brk(1, BreakKind::Malformed));
+    let mut t = l.clone();
+    t[1] = t[1].replacen(
+        ",\"action\"",
+        &format!(
+            ",\"chain\":\"{}\",\"action\"",
+            hex::encode(chain_of(&l[0]).0)
+        ),
+        1,
+    );
+    assert_eq!(check(&t), brk(2, BreakKind::Malformed));
+    // Another chain id in the first line breaks the chain there.
+    let mut t = l;
+    t[0] = set(&t[0], "chain", &format!("\"{}\"", "00".repeat(16)));
+    assert_eq!(check(&t), brk(1, BreakKind::BadMac));
 }
