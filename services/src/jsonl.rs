@@ -71,6 +71,11 @@ pub enum OpenError {
     /// The verified log holds no record, so no chain to continue: start it
     /// with [`JsonLinesSink::new`].
     NoChain,
+    /// The writer already holds a log: continue it with
+    /// [`JsonLinesSink::append`] from its verification.
+    NotEmpty,
+    /// The writer could not be examined.
+    Io(io::ErrorKind),
 }
 
 impl fmt::Display for OpenError {
@@ -78,6 +83,8 @@ impl fmt::Display for OpenError {
         match self {
             Self::Rng => f.write_str("random number generator failed"),
             Self::NoChain => f.write_str("the log holds no chain to continue"),
+            Self::NotEmpty => f.write_str("the writer already holds a log"),
+            Self::Io(kind) => write!(f, "the writer could not be examined: {kind}"),
         }
     }
 }

@@ -704,3 +704,40 @@ fn r20_a_log_starts_only_under_a_fresh_chain_id() {
     t[0] = set(&t[0], "chain", &format!("\"{}\"", "00".repeat(16)));
     assert_eq!(check(&t), brk(1, BreakKind::BadMac));
 }
+
+/// A path for this test's file, empty of anything from an earlier run.
+fn fresh_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("dlms-sec-audit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn r20_a_new_log_is_not_started_over_an_existing_one() {
+    let path = fresh_path("existing.jsonl");
+    let (log, _) = write_log(&key(), &events()[..2]);
+    std::fs::write(&path, &log).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    assert_eq!(
+        JsonLinesSink::new(file, &key(), &mut getrandom::SysRng).unwrap_err(),
+        OpenError::NotEmpty
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), log);
+    // Over an empty file it starts.
+    std::fs::write(&path, b"").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut sink = JsonLinesSink::new(file, &key(), &mut getrandom::SysRng).unwrap();
+    sink.record(&events()[0]).unwrap();
+    drop(sink);
+    assert_eq!(
+        verify(&std::fs::read(&path).unwrap()[..], &key()).map(|v| v.records),
+        Ok(1)
+    );
+    std::fs::remove_file(&path).unwrap();
+}
