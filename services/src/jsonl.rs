@@ -25,7 +25,7 @@
 //! elsewhere: [`verify_with_head`].
 
 use core::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 use dlms_sec::audit::{
     AuditAction, AuditChain, AuditEvent, AuditSink, ChainId, LinkError, MAC_LEN, Outcome, Timestamp,
@@ -42,7 +42,8 @@ use serde::{Deserialize, Serialize};
 const MAX_LINE: u64 = 512;
 
 /// An [`AuditSink`] writing chained JSON lines to `W` (a file opened for
-/// appending, a socket).
+/// appending). [`Self::new`] starts a log in an empty writer only;
+/// [`Self::append`] continues a log from its [`verify`].
 ///
 /// After a write or flush fails, the sink refuses every later record with
 /// [`Error::Audit`]: the log may end in a partial line, and nothing should be
@@ -91,21 +92,33 @@ impl fmt::Display for OpenError {
 
 impl core::error::Error for OpenError {}
 
-impl<W: Write> JsonLinesSink<W> {
-    /// Starts a new log under a fresh chain id from `rng`; its first record
-    /// gets sequence number 0 and carries the id.
+impl<W: Write + Seek> JsonLinesSink<W> {
+    /// Starts a new log in `writer`, which must be empty (a file opened for
+    /// appending is checked at its end), under a fresh chain id from `rng`;
+    /// its first record gets sequence number 0 and carries the id.
     ///
     /// # Errors
-    /// [`OpenError::Rng`] when the generator fails.
+    /// [`OpenError::NotEmpty`] when the writer already holds something (an
+    /// existing log is continued with [`Self::append`] only);
+    /// [`OpenError::Io`] when its end cannot be found; [`OpenError::Rng`]
+    /// when the generator fails.
     pub fn new<R: TryCryptoRng + ?Sized>(
-        writer: W,
+        mut writer: W,
         key: &AuditKey,
         rng: &mut R,
     ) -> Result<Self, OpenError> {
+        let end = writer
+            .seek(SeekFrom::End(0))
+            .map_err(|e| OpenError::Io(e.kind()))?;
+        if end != 0 {
+            return Err(OpenError::NotEmpty);
+        }
         let id = ChainId::random(rng).map_err(|_| OpenError::Rng)?;
         Ok(Self::resume(writer, AuditChain::new(key, id)))
     }
+}
 
+impl<W: Write> JsonLinesSink<W> {
     /// Appends to the log that `verified` describes: take it from
     /// [`verify`] of the whole existing log.
     ///
@@ -556,6 +569,11 @@ mod tests {
     }
 
     struct Failing;
+    impl Seek for Failing {
+        fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+            Ok(0)
+        }
+    }
     impl Write for Failing {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
             Err(io::Error::other("disk full"))

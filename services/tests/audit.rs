@@ -95,7 +95,7 @@ fn write_log_from<R: rand_core::TryCryptoRng>(
     key: &AuditKey,
     events: &[AuditEvent],
 ) -> (Vec<u8>, VerifiedLog) {
-    let mut sink = JsonLinesSink::new(Vec::new(), key, rng).unwrap();
+    let mut sink = JsonLinesSink::new(Cursor::new(Vec::new()), key, rng).unwrap();
     for e in events {
         sink.record(e).unwrap();
     }
@@ -104,7 +104,7 @@ fn write_log_from<R: rand_core::TryCryptoRng>(
         last_mac: sink.last_mac(),
         chain: Some(sink.chain_id()),
     };
-    (sink.into_inner(), head)
+    (sink.into_inner().into_inner(), head)
 }
 
 fn lines(log: &[u8]) -> Vec<String> {
@@ -431,7 +431,7 @@ fn r20_no_key_bytes_in_json_or_debug() {
     let text = String::from_utf8(log).unwrap();
     let key_hex = hex::encode(KEY);
     assert!(!text.to_lowercase().contains(&key_hex[..8]));
-    let sink = JsonLinesSink::new(Vec::new(), &key, &mut getrandom::SysRng).unwrap();
+    let sink = JsonLinesSink::new(Cursor::new(Vec::new()), &key, &mut getrandom::SysRng).unwrap();
     for debug in [
         format!("{key:?}"),
         format!("{sink:?}"),
@@ -671,7 +671,7 @@ fn r20_a_record_of_one_log_does_not_verify_in_another_under_the_same_key() {
 #[test]
 fn r20_a_log_starts_only_under_a_fresh_chain_id() {
     assert_eq!(
-        JsonLinesSink::new(Vec::new(), &key(), &mut TestRng(None)).unwrap_err(),
+        JsonLinesSink::new(Cursor::new(Vec::new()), &key(), &mut TestRng(None)).unwrap_err(),
         OpenError::Rng
     );
     let empty = verify(&b""[..], &key()).unwrap();
