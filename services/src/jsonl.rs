@@ -4,10 +4,13 @@
 //! [`AuditChain`], and flushes after each line:
 //!
 //! ```text
-//! {"seq":0,"action":"packaged","outcome":"success","time":1700000000,"device":"4d4d4d0000000007","client":"management","role":"authentication","generation":1,"kek":"a1b2c3","counter":null,"mac":"…24 hex digits…"}
+//! {"seq":0,"chain":"…32 hex digits…","action":"packaged","outcome":"success","time":1700000000,"device":"4d4d4d0000000007","client":"management","role":"authentication","generation":1,"kek":"a1b2c3","counter":null,"mac":"…24 hex digits…"}
 //! ```
 //!
-//! Every key is always present, in this order; an absent field is `null`;
+//! The first record (sequence number 0) carries the log's chain id
+//! ([`ChainId`]), drawn at random when the log starts and MACed into every
+//! record: no later record has the key `chain`. Every other key is always
+//! present, in this order; an absent field is `null`;
 //! names are those of [`AuditAction::as_str`], [`Outcome::as_str`],
 //! [`Client::name`] and [`KeyRole::name`]; octets are lower-case hex; `time`
 //! is seconds since the Unix epoch (UTC). Nothing in a line depends on a key
@@ -22,23 +25,25 @@
 //! elsewhere: [`verify_with_head`].
 
 use core::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 use dlms_sec::audit::{
-    AuditAction, AuditChain, AuditEvent, AuditSink, LinkError, MAC_LEN, Outcome, Timestamp,
+    AuditAction, AuditChain, AuditEvent, AuditSink, ChainId, LinkError, MAC_LEN, Outcome, Timestamp,
 };
 use dlms_sec::error::{Error, Result};
 use dlms_sec::key::package::KeyCheckValue;
 use dlms_sec::key::{AuditKey, KeyRole};
 use dlms_sec::types::Client;
 use dlms_sec::wire::{InvocationCounter, SystemTitle};
+use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 
 /// Longest line the verifier reads; the sink's lines are under 400 octets.
 const MAX_LINE: u64 = 512;
 
 /// An [`AuditSink`] writing chained JSON lines to `W` (a file opened for
-/// appending, a socket).
+/// appending). [`Self::new`] starts a log in an empty writer only;
+/// [`Self::append`] continues a log from its [`verify`].
 ///
 /// After a write or flush fails, the sink refuses every later record with
 /// [`Error::Audit`]: the log may end in a partial line, and nothing should be
@@ -58,33 +63,85 @@ impl<W: Write> fmt::Debug for JsonLinesSink<W> {
     }
 }
 
+/// Why a sink was not opened.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpenError {
+    /// The random generator failed to give a chain id.
+    Rng,
+    /// The verified log holds no record, so no chain to continue: start it
+    /// with [`JsonLinesSink::new`].
+    NoChain,
+    /// The writer already holds a log: continue it with
+    /// [`JsonLinesSink::append`] from its verification.
+    NotEmpty,
+    /// The writer could not be examined.
+    Io(io::ErrorKind),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rng => f.write_str("random number generator failed"),
+            Self::NoChain => f.write_str("the log holds no chain to continue"),
+            Self::NotEmpty => f.write_str("the writer already holds a log"),
+            Self::Io(kind) => write!(f, "the writer could not be examined: {kind}"),
+        }
+    }
+}
+
+impl core::error::Error for OpenError {}
+
+impl<W: Write + Seek> JsonLinesSink<W> {
+    /// Starts a new log in `writer`, which must be empty (a file opened for
+    /// appending is checked at its end), under a fresh chain id from `rng`;
+    /// its first record gets sequence number 0 and carries the id.
+    ///
+    /// # Errors
+    /// [`OpenError::NotEmpty`] when the writer already holds something (an
+    /// existing log is continued with [`Self::append`] only);
+    /// [`OpenError::Io`] when its end cannot be found; [`OpenError::Rng`]
+    /// when the generator fails.
+    pub fn new<R: TryCryptoRng + ?Sized>(
+        mut writer: W,
+        key: &AuditKey,
+        rng: &mut R,
+    ) -> Result<Self, OpenError> {
+        let end = writer
+            .seek(SeekFrom::End(0))
+            .map_err(|e| OpenError::Io(e.kind()))?;
+        if end != 0 {
+            return Err(OpenError::NotEmpty);
+        }
+        let id = ChainId::random(rng).map_err(|_| OpenError::Rng)?;
+        Ok(Self::resume(writer, AuditChain::new(key, id)))
+    }
+}
+
 impl<W: Write> JsonLinesSink<W> {
-    /// Starts a new log; its first record gets sequence number 0.
-    #[must_use]
-    pub fn new(writer: W, key: &AuditKey) -> Self {
-        Self::resume(writer, key, 0, [0; MAC_LEN])
+    /// Appends to the log that `verified` describes: take it from
+    /// [`verify`] of the whole existing log.
+    ///
+    /// # Errors
+    /// [`OpenError::NoChain`] when the log holds no record.
+    pub fn append(writer: W, key: &AuditKey, verified: &VerifiedLog) -> Result<Self, OpenError> {
+        let id = verified.chain.ok_or(OpenError::NoChain)?;
+        let chain = AuditChain::resume(key, id, verified.records, verified.last_mac);
+        Ok(Self::resume(writer, chain))
     }
 
-    /// Appends to an existing log whose last record had sequence number
-    /// `next_seq - 1` and MAC `prev_mac`.
-    ///
-    /// Take both from [`verify`] of the whole existing log
-    /// ([`VerifiedLog::records`], [`VerifiedLog::last_mac`]), or use
-    /// [`Self::append`]. The sequence number is the GMAC nonce: resuming
-    /// at a number already used under this key reuses a nonce.
-    #[must_use]
-    pub fn resume(writer: W, key: &AuditKey, next_seq: u64, prev_mac: [u8; MAC_LEN]) -> Self {
+    const fn resume(writer: W, chain: AuditChain) -> Self {
         Self {
             writer,
-            chain: AuditChain::resume(key, next_seq, prev_mac),
+            chain,
             poisoned: false,
         }
     }
 
-    /// Appends to the log that `verified` describes.
+    /// The log's chain id.
     #[must_use]
-    pub fn append(writer: W, key: &AuditKey, verified: &VerifiedLog) -> Self {
-        Self::resume(writer, key, verified.records, verified.last_mac)
+    pub const fn chain_id(&self) -> ChainId {
+        self.chain.chain_id()
     }
 
     /// The sequence number of the next record (the log's record count).
@@ -120,12 +177,14 @@ impl<W: Write> AuditSink for JsonLinesSink<W> {
         let link = self.chain.seal(event)?;
         // The chain has moved on: a record that cannot be written leaves a
         // gap, so the sink stops here whichever step fails.
-        let written = format_line(link.seq, event, &link.mac).is_some_and(|line| {
-            self.writer
-                .write_all(line.as_bytes())
-                .and_then(|()| self.writer.flush())
-                .is_ok()
-        });
+        let genesis = (link.seq == 0).then(|| self.chain.chain_id());
+        let written =
+            format_line(link.seq, genesis.as_ref(), event, &link.mac).is_some_and(|line| {
+                self.writer
+                    .write_all(line.as_bytes())
+                    .and_then(|()| self.writer.flush())
+                    .is_ok()
+            });
         if !written {
             self.poisoned = true;
             return Err(Error::Audit);
@@ -141,6 +200,8 @@ impl<W: Write> AuditSink for JsonLinesSink<W> {
 #[serde(deny_unknown_fields)]
 struct Line<'a> {
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain: Option<String>,
     action: &'a str,
     outcome: &'a str,
     time: u64,
@@ -162,10 +223,17 @@ fn hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// One record as a line, newline included.
-fn format_line(seq: u64, e: &AuditEvent, mac: &[u8; MAC_LEN]) -> Option<String> {
+/// One record as a line, newline included; `chain` for the first record
+/// only.
+fn format_line(
+    seq: u64,
+    chain: Option<&ChainId>,
+    e: &AuditEvent,
+    mac: &[u8; MAC_LEN],
+) -> Option<String> {
     let line = Line {
         seq,
+        chain: chain.map(|c| hex(c.as_bytes())),
         action: e.action.as_str(),
         outcome: e.outcome.as_str(),
         time: e.time.0,
@@ -200,8 +268,12 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// One parsed line: sequence number, chain id (the first record's only),
+/// event, MAC.
+type Record = (u64, Option<ChainId>, AuditEvent, [u8; MAC_LEN]);
+
 /// Parses one line (newline included) of the sink's format.
-fn parse_line(text: &str) -> Option<(u64, AuditEvent, [u8; MAC_LEN])> {
+fn parse_line(text: &str) -> Option<Record> {
     let line: Line<'_> = serde_json::from_str(text).ok()?;
     let mut event = AuditEvent::new(
         AuditAction::from_name(line.action)?,
@@ -227,12 +299,21 @@ fn parse_line(text: &str) -> Option<(u64, AuditEvent, [u8; MAC_LEN])> {
     };
     event.invocation_counter = line.counter.map(InvocationCounter::new);
     let mac = unhex(&line.mac)?;
+    let chain = match &line.chain {
+        Some(c) => Some(ChainId(unhex(c)?)),
+        None => None,
+    };
+    // The first record, and only it, carries the chain id.
+    if chain.is_some() != (line.seq == 0) {
+        return None;
+    }
     // One text per record: what does not re-emit byte for byte is not ours.
-    (format_line(line.seq, &event, &mac)? == text).then_some((line.seq, event, mac))
+    (format_line(line.seq, chain.as_ref(), &event, &mac)? == text)
+        .then_some((line.seq, chain, event, mac))
 }
 
-/// A log that verified: how many records and the last MAC, which is what
-/// [`JsonLinesSink::append`] needs to continue it. Keep `records` (or
+/// A log that verified: its chain id, how many records and the last MAC,
+/// which is what [`JsonLinesSink::append`] needs to continue it. Keep `records` (or
 /// `last_mac`) somewhere the log's writer cannot reach to detect removal of
 /// records from the end ([`verify_with_head`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -242,6 +323,8 @@ pub struct VerifiedLog {
     pub records: u64,
     /// The last record's MAC (zeros for an empty log).
     pub last_mac: [u8; MAC_LEN],
+    /// The chain id the first record carries (none for an empty log).
+    pub chain: Option<ChainId>,
 }
 
 /// The first place a log stops verifying.
@@ -346,10 +429,11 @@ fn verify_lines<R: BufRead>(
     key: &AuditKey,
     expected: Option<u64>,
 ) -> Result<VerifiedLog, ChainBreak> {
-    let mut chain = AuditChain::new(key);
+    let mut chain: Option<AuditChain> = None;
+    let next_seq = |c: &Option<AuditChain>| c.as_ref().map_or(0, AuditChain::next_seq);
     let mut buf = Vec::new();
     loop {
-        let line = chain.next_seq().saturating_add(1);
+        let line = next_seq(&chain).saturating_add(1);
         let brk = |kind| ChainBreak { line, kind };
         buf.clear();
         let n = (&mut reader)
@@ -360,15 +444,26 @@ fn verify_lines<R: BufRead>(
             break;
         }
         if let Some(expected) = expected
-            && chain.next_seq() >= expected
+            && next_seq(&chain) >= expected
         {
             return Err(brk(BreakKind::Extended { expected }));
         }
-        let (seq, event, mac) = core::str::from_utf8(&buf)
+        let (seq, id, event, mac) = core::str::from_utf8(&buf)
             .ok()
             .and_then(parse_line)
             .ok_or(brk(BreakKind::Malformed))?;
-        chain.check(seq, &event, &mac).map_err(|e| {
+        let link = match (&mut chain, id) {
+            (Some(link), _) => link,
+            // The first line starts the chain under the id it carries.
+            (None, Some(id)) => chain.insert(AuditChain::new(key, id)),
+            (None, None) => {
+                return Err(brk(BreakKind::SequenceGap {
+                    expected: 0,
+                    found: seq,
+                }));
+            }
+        };
+        link.check(seq, &event, &mac).map_err(|e| {
             brk(match e {
                 LinkError::Sequence { expected, found } => {
                     BreakKind::SequenceGap { expected, found }
@@ -377,7 +472,7 @@ fn verify_lines<R: BufRead>(
             })
         })?;
     }
-    let found = chain.next_seq();
+    let found = next_seq(&chain);
     match expected {
         Some(expected) if found < expected => Err(ChainBreak {
             line: found.saturating_add(1),
@@ -385,7 +480,8 @@ fn verify_lines<R: BufRead>(
         }),
         _ => Ok(VerifiedLog {
             records: found,
-            last_mac: chain.last_mac(),
+            last_mac: chain.as_ref().map_or([0; MAC_LEN], AuditChain::last_mac),
+            chain: chain.as_ref().map(AuditChain::chain_id),
         }),
     }
 }
@@ -409,7 +505,7 @@ mod tests {
 
     #[test]
     fn r20_line_format_is_stable() {
-        let line = format_line(3, &event(), &[0xAB; MAC_LEN]).unwrap();
+        let line = format_line(3, None, &event(), &[0xAB; MAC_LEN]).unwrap();
         assert_eq!(
             line,
             "{\"seq\":3,\"action\":\"unpacked\",\"outcome\":\"success\",\"time\":1700000000,\
@@ -417,7 +513,7 @@ mod tests {
              \"role\":\"global-unicast-encryption\",\"generation\":7,\"kek\":\"a1b2c3\",\
              \"counter\":null,\"mac\":\"abababababababababababab\"}\n"
         );
-        assert_eq!(parse_line(&line), Some((3, event(), [0xAB; MAC_LEN])));
+        assert_eq!(parse_line(&line), Some((3, None, event(), [0xAB; MAC_LEN])));
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(json["role"], "global-unicast-encryption");
         assert!(line.len() < 300);
@@ -425,7 +521,7 @@ mod tests {
 
     #[test]
     fn r20_parser_rejects_what_the_sink_never_writes() {
-        let line = format_line(3, &event(), &[0xAB; MAC_LEN]).unwrap();
+        let line = format_line(3, None, &event(), &[0xAB; MAC_LEN]).unwrap();
         for bad in [
             line.replace("\"seq\":3", "\"seq\":03"),
             line.replace("\"seq\":3", "\"seq\": 3"),
@@ -444,7 +540,7 @@ mod tests {
 
     #[test]
     fn r20_parser_rejects_json_that_reads_as_a_record_but_is_not_one() {
-        let line = format_line(3, &event(), &[0xAB; MAC_LEN]).unwrap();
+        let line = format_line(3, None, &event(), &[0xAB; MAC_LEN]).unwrap();
         for bad in [
             // A key left out reads as `null` to serde, and is still refused.
             line.replace("\"counter\":null,", ""),
@@ -473,6 +569,11 @@ mod tests {
     }
 
     struct Failing;
+    impl Seek for Failing {
+        fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+            Ok(0)
+        }
+    }
     impl Write for Failing {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
             Err(io::Error::other("disk full"))
@@ -485,7 +586,7 @@ mod tests {
     #[test]
     fn r20_write_failure_fails_the_record_and_poisons_the_sink() {
         let key = AuditKey::from_bytes([1; 16]);
-        let mut sink = JsonLinesSink::new(Failing, &key);
+        let mut sink = JsonLinesSink::new(Failing, &key, &mut getrandom::SysRng).unwrap();
         assert_eq!(sink.record(&event()), Err(Error::Audit));
         assert_eq!(sink.record(&event()), Err(Error::Audit));
         assert!(std::format!("{sink:?}").contains("poisoned: true"));

@@ -10,7 +10,7 @@
 use std::io::{self, BufRead, Cursor, Read};
 
 use dlms_sec::audit::{
-    AuditAction, AuditEvent, AuditSink, MemoryAuditLog, NoAudit, Outcome, Timestamp,
+    AuditAction, AuditEvent, AuditSink, ChainId, MemoryAuditLog, NoAudit, Outcome, Timestamp,
 };
 use dlms_sec::error::Error;
 use dlms_sec::key::package::{KeyCheckValue, RecordId};
@@ -18,7 +18,7 @@ use dlms_sec::key::{AuditKey, KeyRole};
 use dlms_sec::types::Client;
 use dlms_sec::{InvocationCounter, SystemTitle};
 use dlms_sec_services::jsonl::{
-    BreakKind, ChainBreak, JsonLinesSink, VerifiedLog, verify, verify_with_head,
+    BreakKind, ChainBreak, JsonLinesSink, OpenError, VerifiedLog, verify, verify_with_head,
 };
 
 const KEY: [u8; 16] = [0x5A; 16];
@@ -61,16 +61,50 @@ fn events() -> [AuditEvent; N] {
     ]
 }
 
+/// A generator that gives the same octets every time (one chain id in
+/// every log), or fails.
+struct TestRng(Option<u8>);
+
+impl rand_core::TryRng for TestRng {
+    type Error = io::Error;
+    fn try_next_u32(&mut self) -> io::Result<u32> {
+        let mut b = [0; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> io::Result<u64> {
+        let mut b = [0; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> io::Result<()> {
+        let byte = self.0.ok_or_else(|| io::Error::other("generator failed"))?;
+        dst.fill(byte);
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for TestRng {}
+
 fn write_log(key: &AuditKey, events: &[AuditEvent]) -> (Vec<u8>, VerifiedLog) {
-    let mut sink = JsonLinesSink::new(Vec::new(), key);
+    write_log_from(&mut getrandom::SysRng, key, events)
+}
+
+fn write_log_from<R: rand_core::TryCryptoRng>(
+    rng: &mut R,
+    key: &AuditKey,
+    events: &[AuditEvent],
+) -> (Vec<u8>, VerifiedLog) {
+    let mut sink = JsonLinesSink::new(Cursor::new(Vec::new()), key, rng).unwrap();
     for e in events {
         sink.record(e).unwrap();
     }
     let head = VerifiedLog {
         records: sink.next_seq(),
         last_mac: sink.last_mac(),
+        chain: Some(sink.chain_id()),
     };
-    (sink.into_inner(), head)
+    (sink.into_inner().into_inner(), head)
 }
 
 fn lines(log: &[u8]) -> Vec<String> {
@@ -105,7 +139,8 @@ fn r20_intact_log_verifies() {
         verify(&b""[..], &key()),
         Ok(VerifiedLog {
             records: 0,
-            last_mac: [0; 12]
+            last_mac: [0; 12],
+            chain: None
         })
     );
     // Under another key nothing verifies, from the first line.
@@ -310,13 +345,8 @@ fn r20_reordered_records_are_reported() {
 fn r20_inserted_forged_records_are_reported() {
     let (log, _) = write_log(&key(), &events());
     let l = lines(&log);
-    let prev_mac = |line: &str| -> [u8; 12] {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        hex::decode(v["mac"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    };
+    let prev_mac = mac_of;
+    let chain = Some(chain_of(&l[0]));
     // A forger without the audit key chains a record of its own after
     // record 1, with the right sequence number and a MAC under its key.
     let forger = AuditKey::from_bytes([0x33; 16]);
@@ -325,7 +355,12 @@ fn r20_inserted_forged_records_are_reported() {
         Outcome::Success,
         Timestamp(1_700_000_002),
     );
-    let mut sink = JsonLinesSink::resume(Vec::new(), &forger, 2, prev_mac(&l[1]));
+    let at = |records, last_mac| VerifiedLog {
+        records,
+        last_mac,
+        chain,
+    };
+    let mut sink = JsonLinesSink::append(Vec::new(), &forger, &at(2, prev_mac(&l[1]))).unwrap();
     sink.record(&forged_event).unwrap();
     let forged = String::from_utf8(sink.into_inner()).unwrap();
 
@@ -339,7 +374,7 @@ fn r20_inserted_forged_records_are_reported() {
     assert_eq!(check(&t), brk(3, BreakKind::BadMac));
 
     // Appended at the end.
-    let mut sink = JsonLinesSink::resume(Vec::new(), &forger, 5, prev_mac(&l[4]));
+    let mut sink = JsonLinesSink::append(Vec::new(), &forger, &at(5, prev_mac(&l[4]))).unwrap();
     sink.record(&forged_event).unwrap();
     let mut t = l.clone();
     t.push(String::from_utf8(sink.into_inner()).unwrap());
@@ -364,22 +399,27 @@ fn r20_inserted_forged_records_are_reported() {
 #[test]
 fn r20_resumed_sink_continues_a_valid_chain() {
     let all = events();
-    let (mut log, _) = write_log(&key(), &all[..3]);
+    let (mut log, _) = write_log_from(&mut TestRng(Some(7)), &key(), &all[..3]);
     let verified = verify(&log[..], &key()).unwrap();
     assert_eq!(verified.records, 3);
 
-    let mut sink = JsonLinesSink::append(&mut log, &key(), &verified);
+    let mut sink = JsonLinesSink::append(&mut log, &key(), &verified).unwrap();
     for e in &all[3..] {
         sink.record(e).unwrap();
     }
-    let (whole, head) = write_log(&key(), &all);
+    let (whole, head) = write_log_from(&mut TestRng(Some(7)), &key(), &all);
     // The resumed log is byte for byte the log written in one go.
     assert_eq!(log, whole);
     assert_eq!(verify_with_head(&log[..], &key(), 5), Ok(head));
 
     // Resumed from a wrong position, the chain breaks where it resumed.
     let (mut log, _) = write_log(&key(), &all[..3]);
-    let mut sink = JsonLinesSink::resume(&mut log, &key(), 3, [0; 12]);
+    let wrong = VerifiedLog {
+        records: 3,
+        last_mac: [0; 12],
+        chain: verify(&log[..], &key()).unwrap().chain,
+    };
+    let mut sink = JsonLinesSink::append(&mut log, &key(), &wrong).unwrap();
     sink.record(&all[3]).unwrap();
     assert_eq!(verify(&log[..], &key()), brk(4, BreakKind::BadMac));
 }
@@ -391,7 +431,7 @@ fn r20_no_key_bytes_in_json_or_debug() {
     let text = String::from_utf8(log).unwrap();
     let key_hex = hex::encode(KEY);
     assert!(!text.to_lowercase().contains(&key_hex[..8]));
-    let sink = JsonLinesSink::new(Vec::new(), &key);
+    let sink = JsonLinesSink::new(Cursor::new(Vec::new()), &key, &mut getrandom::SysRng).unwrap();
     for debug in [
         format!("{key:?}"),
         format!("{sink:?}"),
@@ -401,17 +441,20 @@ fn r20_no_key_bytes_in_json_or_debug() {
         assert!(!debug.contains("90, 90"), "{debug}");
     }
     assert_eq!(format!("{key:?}"), "AuditKey(..)");
-    // The only fields are the event's, the sequence number and the MAC.
-    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    let mut keys: Vec<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
+    // The only fields are the event's, the sequence number and the MAC,
+    // and in the first line the chain id.
+    let keys = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    };
+    let mut first = keys(text.lines().next().unwrap());
+    assert!(first.contains(&"chain".to_owned()));
+    first.retain(|k| k != "chain");
+    assert_eq!(first, keys(text.lines().nth(1).unwrap()));
     assert_eq!(
-        keys,
+        keys(text.lines().nth(1).unwrap()),
         [
             "action",
             "client",
@@ -464,4 +507,237 @@ fn r20_unreadable_log_is_reported() {
     }
     .to_string();
     assert!(shown.starts_with("audit log line 3: "), "{shown}");
+}
+
+/// The chain id the first line carries.
+fn chain_of(line: &str) -> ChainId {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    ChainId(
+        hex::decode(v["chain"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+}
+
+/// The MAC a line carries.
+fn mac_of(line: &str) -> [u8; 12] {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    hex::decode(v["mac"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// Multiplication in GF(2¹²⁸) in GCM's bit order (SP 800-38D, 6.3).
+fn gf_mul(x: u128, y: u128) -> u128 {
+    let mut z = 0;
+    let mut v = y;
+    for i in (0..128).rev() {
+        if (x >> i) & 1 == 1 {
+            z ^= v;
+        }
+        v = if v & 1 == 1 {
+            (v >> 1) ^ (0xE1 << 120)
+        } else {
+            v >> 1
+        };
+    }
+    z
+}
+
+/// A solution of the GF(2) linear system `rows` (coefficient bits, right
+/// side) over 128 unknowns, free unknowns set to zero; an inconsistent row
+/// is skipped.
+fn solve(mut rows: Vec<(u128, bool)>) -> u128 {
+    let mut pivots = Vec::new();
+    let mut next = 0;
+    for col in 0..128 {
+        let Some(p) = (next..rows.len()).find(|&r| (rows[r].0 >> col) & 1 == 1) else {
+            continue;
+        };
+        rows.swap(next, p);
+        let pivot = rows[next];
+        for (r, row) in rows.iter_mut().enumerate() {
+            if r != next && (row.0 >> col) & 1 == 1 {
+                row.0 ^= pivot.0;
+                row.1 ^= pivot.1;
+            }
+        }
+        pivots.push((col, next));
+        next += 1;
+    }
+    pivots
+        .iter()
+        .filter(|&&(_, r)| rows[r].1)
+        .fold(0, |z, &(col, _)| z | (1 << col))
+}
+
+/// Logs started under one key (rotated files), each opening with a record
+/// for another meter at another time. Were the MAC a GMAC with the sequence
+/// number as its nonce, the first records would share a nonce: the XOR of
+/// two of their tags is the difference of the records' second AAD block
+/// (the time's low octets, the flags and the device) times H⁴, H the GHASH
+/// key, known in its first 96 bits. Three such pairs fix H⁴, hence H, and
+/// with it the MAC of any time and device in a first record. Everything used
+/// below is in the logs or in the documented encoding.
+#[test]
+fn r20_logs_under_one_key_do_not_give_away_the_mac_key() {
+    let first = |t: u64, meter: u32| {
+        let mut title = [0x4D, 0x4D, 0x4D, 0, 0, 0, 0, 0];
+        title[4..].copy_from_slice(&meter.to_be_bytes());
+        AuditEvent::new(
+            AuditAction::Activated,
+            Outcome::Success,
+            Timestamp(1_700_000_000 + t),
+        )
+        .with_device(SystemTitle::new(title))
+    };
+    let logged = [
+        first(0, 12_345_678),
+        first(3_600, 12_345_679),
+        first(86_400, 23_456_789),
+        first(604_800, 31_415_926),
+    ];
+    let wanted = first(1_000_000, 27_182_818);
+    let logs: Vec<String> = logged
+        .iter()
+        .map(|e| lines(&write_log(&key(), &[*e, events()[1]]).0).remove(0))
+        .collect();
+    let tag = |line: &str| {
+        let mut t = [0u8; 16];
+        t[..12].copy_from_slice(&mac_of(line));
+        u128::from_be_bytes(t)
+    };
+    // The AAD is the previous MAC (12 octets), the event's 33 octets and the
+    // sequence number: event octets 4..20 are the second block.
+    let block = |e: &AuditEvent| u128::from_be_bytes(e.to_bytes()[4..20].try_into().unwrap());
+    let mut rows = Vec::new();
+    for j in 1..logged.len() {
+        let d = block(&logged[0]) ^ block(&logged[j]);
+        let observed = tag(&logs[0]) ^ tag(&logs[j]);
+        // Bit b of d·Z is linear in Z's bits: column k is d·(bit k).
+        let columns: Vec<u128> = (0..128).map(|k| gf_mul(d, 1 << k)).collect();
+        for b in 32..128 {
+            let coefficients = (0..128)
+                .filter(|&k| (columns[k] >> b) & 1 == 1)
+                .fold(0_u128, |c, k| c | (1 << k));
+            rows.push((coefficients, (observed >> b) & 1 == 1));
+        }
+    }
+    let h4 = solve(rows);
+    let h = (0..126).fold(h4, |x, _| gf_mul(x, x));
+    let real_h = {
+        use aes::cipher::{BlockCipherEncrypt, KeyInit};
+        let mut zero = [0u8; 16].into();
+        aes::Aes128::new(&KEY.into()).encrypt_block(&mut zero);
+        u128::from_be_bytes(zero.into())
+    };
+    assert_ne!(h, real_h, "the GHASH key H follows from the logs");
+
+    // A first record for a meter and a time never logged, its MAC computed
+    // from the logs alone.
+    let forged_tag = tag(&logs[0]) ^ gf_mul(block(&logged[0]) ^ block(&wanted), h4);
+    let forged_mac = hex::encode(&forged_tag.to_be_bytes()[..12]);
+    let mut forged = set(&logs[0], "time", &wanted.time.0.to_string());
+    forged = set(
+        &forged,
+        "device",
+        &format!("\"{}\"", hex::encode(wanted.device.unwrap().as_bytes())),
+    );
+    forged = set(&forged, "mac", &format!("\"{forged_mac}\""));
+    assert_eq!(verify(forged.as_bytes(), &key()), brk(1, BreakKind::BadMac));
+}
+
+/// Two logs under one key share no MAC input: each chain has an identity
+/// of its own, so a record of one log does not verify in another, even
+/// after the same records.
+#[test]
+fn r20_a_record_of_one_log_does_not_verify_in_another_under_the_same_key() {
+    let all = events();
+    let (a, _) = write_log(&key(), &all[..3]);
+    let (b, _) = write_log(&key(), &[all[0], all[1], all[4]]);
+    let (a, b) = (lines(&a), lines(&b));
+    assert_ne!(mac_of(&a[0]), mac_of(&b[0]));
+    let mut spliced = a[..2].to_vec();
+    spliced.push(b[2].clone());
+    assert_eq!(check(&spliced), brk(3, BreakKind::BadMac));
+    // Nor does a whole line of one log stand in for the same position in the other.
+    let mut spliced = b.clone();
+    spliced[1] = a[1].clone();
+    assert_eq!(check(&spliced), brk(2, BreakKind::BadMac));
+}
+
+#[test]
+fn r20_a_log_starts_only_under_a_fresh_chain_id() {
+    assert_eq!(
+        JsonLinesSink::new(Cursor::new(Vec::new()), &key(), &mut TestRng(None)).unwrap_err(),
+        OpenError::Rng
+    );
+    let empty = verify(&b""[..], &key()).unwrap();
+    assert_eq!(
+        JsonLinesSink::append(Vec::new(), &key(), &empty).unwrap_err(),
+        OpenError::NoChain
+    );
+    // The first line, and only it, carries the chain id.
+    let (log, _) = write_log(&key(), &events());
+    let l = lines(&log);
+    let mut t = l.clone();
+    t[0] = t[0].replacen(
+        &format!(",\"chain\":\"{}\"", hex::encode(chain_of(&l[0]).0)),
+        "",
+        1,
+    );
+    assert_eq!(check(&t), brk(1, BreakKind::Malformed));
+    let mut t = l.clone();
+    t[1] = t[1].replacen(
+        ",\"action\"",
+        &format!(
+            ",\"chain\":\"{}\",\"action\"",
+            hex::encode(chain_of(&l[0]).0)
+        ),
+        1,
+    );
+    assert_eq!(check(&t), brk(2, BreakKind::Malformed));
+    // Another chain id in the first line breaks the chain there.
+    let mut t = l;
+    t[0] = set(&t[0], "chain", &format!("\"{}\"", "00".repeat(16)));
+    assert_eq!(check(&t), brk(1, BreakKind::BadMac));
+}
+
+/// A path for this test's file, empty of anything from an earlier run.
+fn fresh_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("dlms-sec-audit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn r20_a_new_log_is_not_started_over_an_existing_one() {
+    let path = fresh_path("existing.jsonl");
+    let (log, _) = write_log(&key(), &events()[..2]);
+    std::fs::write(&path, &log).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    assert_eq!(
+        JsonLinesSink::new(file, &key(), &mut getrandom::SysRng).unwrap_err(),
+        OpenError::NotEmpty
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), log);
+    // Over an empty file it starts.
+    std::fs::write(&path, b"").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut sink = JsonLinesSink::new(file, &key(), &mut getrandom::SysRng).unwrap();
+    sink.record(&events()[0]).unwrap();
+    drop(sink);
+    assert_eq!(
+        verify(&std::fs::read(&path).unwrap()[..], &key()).map(|v| v.records),
+        Ok(1)
+    );
+    std::fs::remove_file(&path).unwrap();
 }

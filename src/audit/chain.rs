@@ -3,15 +3,45 @@
 
 use core::fmt;
 
+use aes::Aes128;
+use cmac::{Cmac, KeyInit, Mac};
+use rand_core::TryCryptoRng;
 use subtle::ConstantTimeEq;
 
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
-use crate::gcm::{Aad, Gcm};
 use crate::key::AuditKey;
 
-/// Length of an audit chain MAC.
+/// Length of an audit chain MAC: the first 12 octets of the AES-CMAC.
 pub const MAC_LEN: usize = 12;
+
+/// Length of a [`ChainId`].
+pub const CHAIN_ID_LEN: usize = 16;
+
+/// The identity of one audit chain: random octets drawn when the chain
+/// starts, carried by its first record and MACed into every record, so two
+/// chains under one [`AuditKey`] never MAC the same input. Public: it is
+/// not a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChainId(pub [u8; CHAIN_ID_LEN]);
+
+impl ChainId {
+    /// A fresh identity from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::Rng`] when the generator fails.
+    pub fn random<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self> {
+        let mut id = [0; CHAIN_ID_LEN];
+        rng.try_fill_bytes(&mut id).map_err(|_| Error::Rng)?;
+        Ok(Self(id))
+    }
+
+    /// The octets.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; CHAIN_ID_LEN] {
+        &self.0
+    }
+}
 
 /// One sealed link of an audit chain: the record's sequence number and MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,21 +72,24 @@ pub enum LinkError {
 /// Record `seq` (from 0) gets the MAC
 ///
 /// ```text
-/// MAC = GMAC(audit key, IV = 00 00 00 00 ‖ seq (u64 BE),
-///            AAD = MAC of record seq-1 (zeros for seq 0) ‖ event bytes ‖ seq (u64 BE))
+/// MAC = AES-CMAC(audit key, chain id ‖ seq (u64 BE)
+///                 ‖ MAC of record seq-1 (zeros for seq 0) ‖ event bytes)
 /// ```
 ///
-/// truncated to 12 octets, where the event bytes are
-/// [`AuditEvent::encode`]. Changing, removing, reordering or inserting a
+/// truncated to its first 12 octets (SP 800-38B), where the event bytes are
+/// [`AuditEvent::encode`] and the chain id is the chain's [`ChainId`],
+/// drawn at random when the chain starts and stored with its first record. Changing, removing, reordering or inserting a
 /// record breaks the chain at that record for anyone holding the
 /// [`AuditKey`]; removing records from the end is only visible against an
 /// expected count kept elsewhere.
 ///
-/// The sequence number is the GMAC nonce, so it must never repeat under one
-/// key: use one key per chain, and [`Self::resume`] only from the state a
-/// verification of the whole existing log returned.
+/// CMAC takes no nonce: MACs of any number of records under one key, at
+/// any sequence numbers, give nothing towards the MAC of another record;
+/// and with the chain id in every MAC, a record of one chain does not verify
+/// in another chain under the same key.
 pub struct AuditChain {
-    gcm: Gcm,
+    cmac: Cmac<Aes128>,
+    chain_id: ChainId,
     next_seq: u64,
     prev_mac: [u8; MAC_LEN],
 }
@@ -70,22 +103,36 @@ impl fmt::Debug for AuditChain {
 }
 
 impl AuditChain {
-    /// A new chain: the first record gets sequence number 0.
+    /// A chain at its start: the first record gets sequence number 0. A
+    /// writer passes a fresh [`ChainId::random`] and stores it with the
+    /// first record; a verifier passes the id read from there.
     #[must_use]
-    pub fn new(key: &AuditKey) -> Self {
-        Self::resume(key, 0, [0; MAC_LEN])
+    pub fn new(key: &AuditKey, chain_id: ChainId) -> Self {
+        Self::resume(key, chain_id, 0, [0; MAC_LEN])
     }
 
-    /// Continues a chain whose last record had sequence number
+    /// Continues the chain `chain_id` whose last record had sequence number
     /// `next_seq - 1` and MAC `prev_mac` (for `next_seq` 0, `prev_mac` is
-    /// zeros). Take both from a verification of the existing log.
+    /// zeros). Take all three from a verification of the existing log.
     #[must_use]
-    pub fn resume(key: &AuditKey, next_seq: u64, prev_mac: [u8; MAC_LEN]) -> Self {
+    pub fn resume(
+        key: &AuditKey,
+        chain_id: ChainId,
+        next_seq: u64,
+        prev_mac: [u8; MAC_LEN],
+    ) -> Self {
         Self {
-            gcm: Gcm::new(key.as_bytes()),
+            cmac: Cmac::new(key.as_bytes().into()),
+            chain_id,
             next_seq,
             prev_mac,
         }
+    }
+
+    /// The chain's identity.
+    #[must_use]
+    pub const fn chain_id(&self) -> ChainId {
+        self.chain_id
     }
 
     /// The sequence number the next record gets (the number of records so
@@ -149,15 +196,16 @@ impl AuditChain {
     }
 
     fn mac(&self, seq: u64, event: &AuditEvent) -> [u8; MAC_LEN] {
-        let seq_be = seq.to_be_bytes();
-        let mut iv = [0u8; 12];
-        if let Some((_, tail)) = iv.split_first_chunk_mut::<4>() {
-            tail.copy_from_slice(&seq_be);
+        let mut cmac = self.cmac.clone();
+        cmac.update(self.chain_id.as_bytes());
+        cmac.update(&seq.to_be_bytes());
+        cmac.update(&self.prev_mac);
+        cmac.update(&event.to_bytes());
+        let tag = cmac.finalize().into_bytes();
+        let mut mac = [0; MAC_LEN];
+        if let Some(head) = tag.first_chunk::<MAC_LEN>() {
+            mac.copy_from_slice(head);
         }
-        let bytes = event.to_bytes();
-        self.gcm.gmac(
-            &iv,
-            Aad::pieces(&[self.prev_mac.as_slice(), bytes.as_slice(), &seq_be]),
-        )
+        mac
     }
 }

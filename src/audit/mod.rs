@@ -14,10 +14,11 @@
 //!   fallible, and a caller treats a failed record as a failure of the
 //!   action it records: an action that cannot be logged does not happen
 //!   (fail closed).
-//! * [`AuditChain`]: the tamper-evident chain. Each record gets a 96-bit
-//!   GMAC under an [`AuditKey`](crate::key::AuditKey) over the previous record's MAC, the
-//!   record's canonical bytes ([`AuditEvent::encode`]) and its sequence
-//!   number, with the sequence number as the nonce. A verifier that holds
+//! * [`AuditChain`]: the tamper-evident chain. Each record gets an AES-CMAC,
+//!   truncated to 96 bits, under an [`AuditKey`](crate::key::AuditKey) over the chain's
+//!   random identity ([`ChainId`]), its sequence number, the previous
+//!   record's MAC and the record's canonical bytes ([`AuditEvent::encode`]).
+//!   A verifier that holds
 //!   the key finds the first altered, removed, reordered or inserted
 //!   record. It is allocation-free, so a meter can chain records into its
 //!   own flash log.
@@ -591,7 +592,7 @@ impl<const N: usize> AuditSink for MemoryAuditLog<N> {
 
 mod chain;
 
-pub use self::chain::{AuditChain, Link, LinkError, MAC_LEN};
+pub use self::chain::{AuditChain, CHAIN_ID_LEN, ChainId, Link, LinkError, MAC_LEN};
 
 #[cfg(test)]
 mod tests {
@@ -731,8 +732,9 @@ mod tests {
     #[test]
     fn r20_chain_checks_what_it_seals() {
         let key = AuditKey::from_bytes([0xA5; 16]);
-        let mut writer = AuditChain::new(&key);
-        let mut reader = AuditChain::new(&key);
+        let id = ChainId([0x1D; CHAIN_ID_LEN]);
+        let mut writer = AuditChain::new(&key, id);
+        let mut reader = AuditChain::new(&key, id);
         let events = [full(), full().with_generation(1), full()];
         let links = events.map(|e| writer.seal(&e).unwrap());
         assert_eq!(links[2].seq, 2);
@@ -744,7 +746,7 @@ mod tests {
         assert_eq!(reader.last_mac(), writer.last_mac());
         assert_eq!(reader.next_seq(), 3);
 
-        let mut r = AuditChain::new(&key);
+        let mut r = AuditChain::new(&key, id);
         assert_eq!(
             r.check(1, &events[1], &links[1].mac),
             Err(LinkError::Sequence {
@@ -762,16 +764,27 @@ mod tests {
         assert_eq!(r.next_seq(), 0);
         let other = AuditKey::from_bytes([0x5A; 16]);
         assert_eq!(
-            AuditChain::new(&other).check(0, &events[0], &links[0].mac),
+            AuditChain::new(&other, id).check(0, &events[0], &links[0].mac),
+            Err(LinkError::BadMac)
+        );
+        // Nor under the same key in another chain.
+        let another = ChainId([0x1E; CHAIN_ID_LEN]);
+        assert_eq!(
+            AuditChain::new(&key, another).check(0, &events[0], &links[0].mac),
             Err(LinkError::BadMac)
         );
         // Resumed from the state a verification returns, the chain goes on.
-        let mut resumed = AuditChain::resume(&key, reader.next_seq(), reader.last_mac());
+        let mut resumed = AuditChain::resume(
+            &key,
+            reader.chain_id(),
+            reader.next_seq(),
+            reader.last_mac(),
+        );
         let l3 = resumed.seal(&events[0]).unwrap();
         assert_eq!(writer.seal(&events[0]).unwrap(), l3);
         // Debug shows no key material.
         assert_eq!(std::format!("{writer:?}"), "AuditChain { next_seq: 4, .. }");
-        let mut last = AuditChain::resume(&key, u64::MAX, [0; MAC_LEN]);
+        let mut last = AuditChain::resume(&key, id, u64::MAX, [0; MAC_LEN]);
         assert_eq!(last.seal(&events[0]), Err(Error::Audit));
     }
 }

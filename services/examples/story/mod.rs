@@ -84,7 +84,8 @@ where
     let dco = Dco::new(dco_provider, dco_title);
     let mut s1sp = S1sp::new(MemoryKeyStore::new(), s1sp_provider);
     let audit_key = AuditKey::generate(&mut rng)?;
-    let mut audit = JsonLinesSink::new(Vec::new(), &audit_key);
+    let mut audit = JsonLinesSink::new(std::io::Cursor::new(Vec::new()), &audit_key, &mut rng)
+        .map_err(|_| Error::Rng)?;
 
     // The meter leaves the factory with an MK and an AK and GUEK per keyed
     // client; the key-loading step packages them under the DCO's KEKs for
@@ -372,7 +373,7 @@ where
     );
 
     println!("\n== R-20: the audit chain");
-    let log = audit.into_inner();
+    let log = audit.into_inner().into_inner();
     let lines = log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
     match verify(&log[..], &audit_key) {
         Ok(v) => step(
