@@ -140,8 +140,8 @@ key_type! {
     /// Held by the operator of the log (the DCO or the S1SP), separate from
     /// every device key and from the HSM KEKs: it protects the log's
     /// integrity only and never packages, wraps or protects anything else.
-    /// One key per chain: two chains under the same key would reuse GMAC
-    /// nonces.
+    /// Its MAC is AES-CMAC, which takes no nonce; each chain's random id
+    /// keeps chains under one key apart.
     AuditKey
 }
 
