@@ -29,7 +29,9 @@ use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRec
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
 use dlms_sec::types::Client;
 use dlms_sec::types::{Protection, SecurityPolicy};
-use dlms_sec::wire::{CipheredForm, KeyKind, KeyTransfer, SecuritySetupMethod, SystemTitle};
+use dlms_sec::wire::{
+    CipheredForm, FrameLayout, KeyKind, KeyTransfer, SecuritySetupMethod, SystemTitle,
+};
 
 /// The keys of one (device, client) as the S1SP hands them to the DCO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,18 +273,44 @@ impl<P: DcoProvider> Dco<P> {
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<Unprotected<'b>> {
         let ResponseCheck { policy, guard } = check;
+        let id = records.guek.id();
+        let kcv = self.kcv(id.role);
+        // The stateless replay check first: an old counter is refused
+        // before any key is unpacked or any byte of the frame changes.
+        let fresh = FrameLayout::parse(frame)
+            .and_then(|layout| Ok(guard.check(layout.invocation_counter)?));
+        if let Err(e) = fresh {
+            return self.audit_result(audit, &id, AuditAction::Unpacked, Err(e));
+        }
         let params = Unprotect {
             peer_system_title: Some(guard.peer()),
             policy,
         };
-        let result = self
+        let got = match self
             .provider
             .unprotect(&records.command_keys(), frame, &params)
-            .and_then(|got| {
-                got.admit_into(guard)?;
-                Ok(got)
-            });
-        self.audit_result(audit, &records.guek.id(), AuditAction::Unpacked, result)
+        {
+            Ok(got) => got,
+            Err(e) => return self.audit_result(audit, &id, AuditAction::Unpacked, Err(e)),
+        };
+        // From here on the frame holds plaintext: every error wipes it.
+        if let Err(e) = got.admit_into(guard) {
+            got.discard();
+            return self.audit_result(audit, &id, AuditAction::Unpacked, Err(e.into()));
+        }
+        match audit.record(&event(
+            audit,
+            AuditAction::Unpacked,
+            Outcome::Success,
+            &id,
+            kcv,
+        )) {
+            Ok(()) => Ok(got),
+            Err(e) => {
+                got.discard();
+                Err(e)
+            }
+        }
     }
 
     /// Generates one key of role `K` inside the provider, packaged as `id`

@@ -1,6 +1,12 @@
 //! After an error that follows verification, the DCO's frame buffer holds
 //! what was received, or zeros: never plaintext.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
 use dlms_sec::audit::{AuditEvent, AuditSink, MemoryAuditLog, Recorder, Timestamp};
 use dlms_sec::counter::{ReplayGuard, SendCounter};
 use dlms_sec::key::package::{PackagedKey, RecordId};

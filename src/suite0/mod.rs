@@ -612,6 +612,13 @@ impl<'b> Unprotected<'b> {
         self.apdu
     }
 
+    /// Wipes the plaintext APDU: what a caller does when it refuses a
+    /// verified frame after all (a replay, a failed audit record), so the
+    /// frame buffer is left with what was received, or zeros.
+    pub fn discard(self) {
+        self.apdu.zeroize();
+    }
+
     /// The family and outer tag of the frame.
     #[must_use]
     pub const fn kind(&self) -> FrameKind {
