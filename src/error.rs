@@ -109,6 +109,9 @@ pub enum Unsupported {
     /// The APDU tag has no ciphered form of the kind asked for
     /// (for example data-notification has no glo- tag).
     NoCipheredForm(u8),
+    /// A verified request for a service this endpoint does not serve. It
+    /// names no tag: the tag is plaintext.
+    UnservedService,
 }
 
 impl fmt::Display for Unsupported {
@@ -120,6 +123,7 @@ impl fmt::Display for Unsupported {
             Self::AgreedKeyInfo => f.write_str("agreed-key key-info is not supported"),
             Self::MissingKeyInfo => f.write_str("general-ciphering without key-info"),
             Self::NoCipheredForm(t) => write!(f, "APDU tag 0x{t:02X} has no such ciphered form"),
+            Self::UnservedService => f.write_str("a service this endpoint does not serve"),
         }
     }
 }

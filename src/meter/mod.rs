@@ -23,14 +23,15 @@
 pub mod key_transfer;
 
 use crate::counter::{CounterPersistence, ReplayGuard, SendCounter};
-use crate::error::{Error, Result, WireError};
+use crate::error::{Error, Result, Unsupported, WireError};
 use crate::key::MasterKey;
 use crate::key::wrap::KeyId;
-use crate::meter::key_transfer::{SecuritySetupKeys, stage};
+use crate::meter::key_transfer::{SecuritySetupKeys, StagedKeys, stage};
 use crate::suite0::{Protect, Suite0, Unprotect};
 use crate::types::Client;
 use crate::types::SecurityPolicy;
-use crate::wire::{KeyKind, SystemTitle, parse_key_transfer_request};
+use crate::wire::{FrameLayout, KeyKind, SystemTitle, parse_key_transfer_request};
+use zeroize::Zeroize;
 
 /// What a device supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -165,9 +166,13 @@ impl<P: CounterPersistence> Meter<P> {
     ///
     /// # Errors
     /// Everything [`Suite0::unprotect`] returns (the request is not
-    /// answered); [`Error::Counter`] (replay) for a replayed or older counter;
-    /// [`WireError::UnexpectedTag`] for a service the model does not serve;
-    /// [`Error::KeyNotAvailable`] for a client without keys.
+    /// answered); [`Error::Counter`] (replay) for a replayed or older
+    /// counter, before anything is decrypted;
+    /// [`Unsupported::UnservedService`] for a service the model does not
+    /// serve; [`Error::KeyNotAvailable`] for a client without keys.
+    ///
+    /// After it returns, with or without an error, `request` holds what was
+    /// received or zeros: the plaintext request is wiped once answered.
     pub fn handle(
         &mut self,
         client: Client,
@@ -188,70 +193,42 @@ impl<P: CounterPersistence> Meter<P> {
             peer_system_title: Some(head_end),
             policy: session.policy,
         };
+        // The stateless replay check first: an old counter is refused before
+        // any key is used or any byte of the request changes.
+        session
+            .guard
+            .check(FrameLayout::parse(request)?.invocation_counter)?;
         let got = session.suite.unprotect(request, &params)?;
-        got.admit_into(&mut session.guard)?;
-        let protection = got
-            .protection()
-            .ok_or(Error::Wire(WireError::NoProtection))?;
-        let apdu = got.into_apdu();
-        let reply = Protect::unicast(protection, title);
-        let [tag, _, invoke, ..] = *apdu else {
-            return Err(WireError::Truncated.into());
+        // From here on the request holds plaintext: every path wipes it.
+        if let Err(e) = got.admit_into(&mut session.guard) {
+            got.discard();
+            return Err(e.into());
+        }
+        let Some(protection) = got.protection() else {
+            got.discard();
+            return Err(WireError::NoProtection.into());
         };
-        let mut plain = [0u8; 24];
-        let (plain_len, handled, staged) = match tag {
-            0xC3 => match parse_key_transfer_request(apdu) {
-                Ok((_, transfer)) => {
-                    let mk_allowed = mk_rotation
-                        || !transfer.entries().iter().any(|e| e.key_id == KeyId::Master);
-                    let staged = if mk_allowed {
-                        stage(&self.mk, &transfer).ok()
-                    } else {
-                        None
-                    };
-                    let result = if staged.is_some() {
-                        ACTION_SUCCESS
-                    } else {
-                        ACTION_OTHER_REASON
-                    };
-                    let answer = [0xC7, 0x01, invoke, result, 0x00];
-                    copy(&mut plain, &answer);
-                    let handled = if staged.is_some() {
-                        Handled::KeysInstalled
-                    } else {
-                        Handled::TransferRefused
-                    };
-                    (answer.len(), handled, staged)
-                }
-                // Another method: answered, nothing to do in this model.
-                Err(_) => {
-                    let answer = [0xC7, 0x01, invoke, ACTION_SUCCESS, 0x00];
-                    copy(&mut plain, &answer);
-                    (answer.len(), Handled::Answered, None)
-                }
-            },
-            0xC0 => {
-                // get-response-normal carrying the meter's title as an
-                // octet-string.
-                let mut answer = [0u8; 14];
-                let (head, rest) = answer.split_at_mut(6);
-                head.copy_from_slice(&[0xC4, 0x01, invoke, 0x00, 0x09, 0x08]);
-                rest.copy_from_slice(title.as_bytes());
-                copy(&mut plain, &answer);
-                (answer.len(), Handled::Answered, None)
+        let apdu = got.into_apdu();
+        let mut plain = [0u8; ANSWER_CAPACITY];
+        let answered = answer(apdu, &self.mk, mk_rotation, title, &mut plain);
+        apdu.zeroize();
+        let (plain_len, handled, staged) = match answered {
+            Ok(a) => a,
+            Err(e) => {
+                plain.zeroize();
+                return Err(e);
             }
-            0xC1 => {
-                let answer = [0xC5, 0x01, invoke, 0x00];
-                copy(&mut plain, &answer);
-                (answer.len(), Handled::Answered, None)
-            }
-            other => return Err(WireError::UnexpectedTag(other).into()),
         };
         // The answer goes out under the keys the request came under.
         let body = plain.get(..plain_len).unwrap_or_default();
-        let n = session
-            .suite
-            .protect(&reply, &mut self.counter, body, response)?;
+        let sent = session.suite.protect(
+            &Protect::unicast(protection, title),
+            &mut self.counter,
+            body,
+            response,
+        );
+        plain.zeroize();
+        let n = sent?;
         if let Some(staged) = staged {
             let new_session_keys = staged.replaces(KeyId::GlobalUnicastEncryption)
                 || staged.replaces(KeyId::Authentication);
@@ -264,6 +241,71 @@ impl<P: CounterPersistence> Meter<P> {
         }
         Ok((n, handled))
     }
+}
+
+/// The longest plaintext answer the model sends.
+const ANSWER_CAPACITY: usize = 24;
+
+/// The model's plaintext answer to the request `apdu`, written to `plain`:
+/// its length, what was done, and the keys a key_transfer staged.
+fn answer(
+    apdu: &[u8],
+    mk: &MasterKey,
+    mk_rotation: bool,
+    title: SystemTitle,
+    plain: &mut [u8; ANSWER_CAPACITY],
+) -> Result<(usize, Handled, Option<StagedKeys>)> {
+    let [tag, _, invoke, ..] = *apdu else {
+        return Err(WireError::Truncated.into());
+    };
+    Ok(match tag {
+        0xC3 => match parse_key_transfer_request(apdu) {
+            Ok((_, transfer)) => {
+                let mk_allowed =
+                    mk_rotation || !transfer.entries().iter().any(|e| e.key_id == KeyId::Master);
+                let staged = if mk_allowed {
+                    stage(mk, &transfer).ok()
+                } else {
+                    None
+                };
+                let result = if staged.is_some() {
+                    ACTION_SUCCESS
+                } else {
+                    ACTION_OTHER_REASON
+                };
+                let answer = [0xC7, 0x01, invoke, result, 0x00];
+                copy(plain, &answer);
+                let handled = if staged.is_some() {
+                    Handled::KeysInstalled
+                } else {
+                    Handled::TransferRefused
+                };
+                (answer.len(), handled, staged)
+            }
+            // Another method: answered, nothing to do in this model.
+            Err(_) => {
+                let answer = [0xC7, 0x01, invoke, ACTION_SUCCESS, 0x00];
+                copy(plain, &answer);
+                (answer.len(), Handled::Answered, None)
+            }
+        },
+        0xC0 => {
+            // get-response-normal carrying the meter's title as an
+            // octet-string.
+            let mut answer = [0u8; 14];
+            let (head, rest) = answer.split_at_mut(6);
+            head.copy_from_slice(&[0xC4, 0x01, invoke, 0x00, 0x09, 0x08]);
+            rest.copy_from_slice(title.as_bytes());
+            copy(plain, &answer);
+            (answer.len(), Handled::Answered, None)
+        }
+        0xC1 => {
+            let answer = [0xC5, 0x01, invoke, 0x00];
+            copy(plain, &answer);
+            (answer.len(), Handled::Answered, None)
+        }
+        _ => return Err(Unsupported::UnservedService.into()),
+    })
 }
 
 fn copy(dst: &mut [u8], src: &[u8]) {
