@@ -23,6 +23,23 @@
 //! * can't be passed where another role is expected (R-01).
 //!
 //! The raw bytes are readable only inside the crate.
+//!
+//! A key is wiped when it is dropped, and only then: there is no public
+//! `zeroize`, which would leave a value that still works as the all-zero
+//! key.
+//!
+//! ```
+//! use zeroize::Zeroize;
+//! let mut octets = [0x11u8; 16];
+//! octets.zeroize();
+//! ```
+//!
+//! ```compile_fail
+//! use dlms_sec::key::GlobalUnicastEncryptionKey;
+//! use zeroize::Zeroize;
+//! let mut key = GlobalUnicastEncryptionKey::from_bytes([0x11; 16]);
+//! key.zeroize();
+//! ```
 
 use core::fmt;
 
