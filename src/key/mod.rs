@@ -59,8 +59,15 @@ pub const KEY_LEN: usize = 16;
 macro_rules! key_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Zeroize, ZeroizeOnDrop)]
         pub struct $name([u8; KEY_LEN]);
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.wipe();
+            }
+        }
+
+        impl ZeroizeOnDrop for $name {}
 
         impl $name {
             /// Takes ownership of 16 key octets. The caller's copy, if it
@@ -88,6 +95,12 @@ macro_rules! key_type {
                 let mut k = Self([0; KEY_LEN]);
                 rng.try_fill_bytes(&mut k.0).map_err(|_| Error::Rng)?;
                 Ok(k)
+            }
+
+            /// What drop does: the octets become zeros. Private, so no
+            /// wiped key is ever used.
+            fn wipe(&mut self) {
+                self.0.zeroize();
             }
 
             #[allow(dead_code, reason = "not every role is read by every build")]
@@ -323,9 +336,9 @@ mod tests {
     }
 
     #[test]
-    fn zeroize_wipes() {
+    fn drop_wipes() {
         let mut k = GlobalUnicastEncryptionKey::from_bytes([0xAA; 16]);
-        k.zeroize();
+        k.wipe();
         assert_eq!(k.as_bytes(), &[0u8; 16]);
     }
 }
