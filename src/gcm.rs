@@ -162,7 +162,7 @@ impl<S: Borrow<Aes128Enc>> fmt::Debug for Gcm<S> {
 impl Gcm {
     /// Expands `key` and computes the GHASH key H = E(K, 0¹²⁸).
     pub(crate) fn new(key: &[u8; 16]) -> Self {
-        Self::from_schedule(Aes128Enc::new(&(*key).into()))
+        Self::from_schedule(Aes128Enc::new(key.into()))
     }
 
     /// Builds the context around an encrypt schedule already expanded.

@@ -7,10 +7,15 @@ use zeroize::Zeroizing;
 
 use crate::fail::Fail;
 
-/// Upper-case hex, no separators. Constant time in the octets' values
-/// (`base16ct`): the output may be a clear key.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Upper-case hex of public octets (headers, tags, ciphertext).
+pub(crate) fn public_hex(bytes: &[u8]) -> String {
     base16ct::upper::encode_string(bytes)
+}
+
+/// Upper-case hex, no separators. Constant time in the octets' values
+/// (`base16ct`), and wiped on drop: the output may be a clear key.
+pub(crate) fn hex(bytes: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(base16ct::upper::encode_string(bytes))
 }
 
 /// Reads hex, skipping whitespace and colons. `what` names the input in
@@ -108,7 +113,7 @@ mod tests {
             *parse_hex("c8 1E:30\n01", "x").unwrap(),
             vec![0xC8, 0x1E, 0x30, 0x01]
         );
-        assert_eq!(hex(&[0x0A, 0xFF]), "0AFF");
+        assert_eq!(*hex(&[0x0A, 0xFF]), "0AFF");
         assert!(parse_hex("ABC", "x").is_err());
         assert!(parse_hex("GG", "x").is_err());
         assert!(parse_hex(" : ", "x").is_err());
@@ -119,7 +124,7 @@ mod tests {
     fn every_octet_both_ways_in_either_case() {
         for b in 0..=u8::MAX {
             let upper = format!("{b:02X}");
-            assert_eq!(hex(&[b]), upper);
+            assert_eq!(*hex(&[b]), upper);
             assert_eq!(*parse_hex(&upper, "x").unwrap(), vec![b]);
             assert_eq!(*parse_hex(&format!("{b:02x}"), "x").unwrap(), vec![b]);
         }

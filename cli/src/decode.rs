@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use crate::cli;
 use crate::cmd::open;
-use crate::codec::hex;
+use crate::codec::public_hex;
 use crate::fail::{EXIT_CHECK, Fail};
 use crate::keys::Keys;
 use crate::names;
@@ -103,7 +103,7 @@ fn key_kind(kind: &FrameKind, sc: SecurityControl) -> Result<KeyKind, &'static s
 }
 
 fn title_hex(t: Option<SystemTitle>) -> Option<String> {
-    t.map(|t| hex(t.as_bytes()))
+    t.map(|t| public_hex(t.as_bytes()))
 }
 
 impl Breakdown {
@@ -115,11 +115,11 @@ impl Breakdown {
             FrameKind::GeneralCiphering { .. } => {
                 let f = GeneralCipheringFrame::new_checked(frame).map_err(dlms_sec::Error::from)?;
                 Some(GeneralCiphering {
-                    transaction_id: hex(f.transaction_id()),
+                    transaction_id: public_hex(f.transaction_id()),
                     originator_system_title: title_hex(f.originator_system_title()),
                     recipient_system_title: title_hex(f.recipient_system_title()),
-                    date_time: hex(f.date_time()),
-                    other_information: hex(f.other_information()),
+                    date_time: public_hex(f.date_time()),
+                    other_information: public_hex(f.other_information()),
                 })
             }
             _ => None,
@@ -127,7 +127,7 @@ impl Breakdown {
         let payload = frame.get(layout.payload.clone()).unwrap_or_default();
         let auth_tag = frame.get(layout.auth_tag.clone()).unwrap_or_default();
         Ok(Self {
-            tag: hex(&[tag]),
+            tag: public_hex(&[tag]),
             tag_name: names::ciphered_tag(&layout.kind),
             form: names::form(&layout.kind),
             // SC ‖ IC ‖ payload ‖ tag.
@@ -137,7 +137,7 @@ impl Breakdown {
                 .saturating_sub(layout.payload.start)
                 .saturating_add(5),
             security_control: Sc {
-                byte: hex(&[sc.bits()]),
+                byte: public_hex(&[sc.bits()]),
                 suite: sc.suite_id(),
                 authenticated: sc.authenticated(),
                 encrypted: sc.encrypted(),
@@ -146,14 +146,14 @@ impl Breakdown {
             },
             key: key_kind(&layout.kind, sc).map(names::key),
             invocation_counter: Ic {
-                hex: hex(&layout.invocation_counter.to_be_bytes()),
+                hex: public_hex(&layout.invocation_counter.to_be_bytes()),
                 value: layout.invocation_counter.value(),
             },
             system_title: title_hex(layout.system_title),
             general_ciphering,
             payload_length: payload.len(),
-            payload: hex(payload),
-            auth_tag: (!auth_tag.is_empty()).then(|| hex(auth_tag)),
+            payload: public_hex(payload),
+            auth_tag: (!auth_tag.is_empty()).then(|| public_hex(auth_tag)),
             verification: "not-attempted",
             plaintext: None,
             plaintext_tag: None,
@@ -284,8 +284,8 @@ pub(crate) fn decode(a: &cli::Decode, out: &mut String) -> Result<(), Fail> {
                 };
                 let inner = opened.apdu.first().copied().unwrap_or_default();
                 let inner_name = names::plain_tag(inner).unwrap_or("unknown");
-                doc.plaintext = Some(hex(&opened.apdu));
-                doc.plaintext_tag = Some(format!("{} {inner_name}", hex(&[inner])));
+                doc.plaintext = Some(public_hex(&opened.apdu));
+                doc.plaintext_tag = Some(format!("{} {inner_name}", public_hex(&[inner])));
                 Ok(())
             }
             Err(fail) => {

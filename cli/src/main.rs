@@ -49,8 +49,13 @@ fn run(out: &mut String) -> Result<(), Fail> {
     }
 }
 
+/// Room reserved for stdout up front, so printing a clear key never grows
+/// (and so copies and frees unwiped) the buffer that holds it.
+const OUTPUT_CAPACITY: usize = 1 << 16;
+
 fn main() -> ExitCode {
-    let mut out = String::new();
+    // May hold a clear key (unwrap, unpackage): wiped on drop.
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(OUTPUT_CAPACITY));
     let result = run(&mut out);
     if !out.is_empty() {
         out.push('\n');

@@ -227,6 +227,8 @@ pub trait DeviceKey: sealed::Sealed + Sized {
     fn from_array(bytes: [u8; KEY_LEN], token: sealed::Token) -> Self;
     #[doc(hidden)]
     fn array(&self, token: sealed::Token) -> &[u8; KEY_LEN];
+    #[doc(hidden)]
+    fn array_mut(&mut self, token: sealed::Token) -> &mut [u8; KEY_LEN];
 }
 
 macro_rules! device_key {
@@ -239,6 +241,9 @@ macro_rules! device_key {
             }
             fn array(&self, _: sealed::Token) -> &[u8; KEY_LEN] {
                 &self.0
+            }
+            fn array_mut(&mut self, _: sealed::Token) -> &mut [u8; KEY_LEN] {
+                &mut self.0
             }
         }
     };
@@ -260,6 +265,12 @@ device_key!(DedicatedKey, Dedicated, SharedKey);
 /// Reads the bytes of any device key (crate-internal).
 pub(crate) fn device_key_bytes<K: DeviceKey>(key: &K) -> &[u8; KEY_LEN] {
     key.array(sealed::Token)
+}
+
+/// The octets of a device key, to be written in place (crate-internal:
+/// unwrap writes the key where it lives, with no copy left behind).
+pub(crate) fn device_key_bytes_mut<K: DeviceKey>(key: &mut K) -> &mut [u8; KEY_LEN] {
+    key.array_mut(sealed::Token)
 }
 
 /// Builds a device key from octets (crate-internal: unwrap, unpackage).

@@ -407,7 +407,7 @@ impl<K: DeviceKey> PackagedKey<K> {
     /// [`KeyError::Corrupted`] when it is not.
     pub fn check_key(&self, key: &K) -> Result<()> {
         let r = &self.record;
-        let schedule = Aes128Enc::new(&(*device_key_bytes(key)).into());
+        let schedule = Aes128Enc::new(device_key_bytes(key).into());
         let mut expected = check_value(&schedule, r.stored_check_block());
         let ok = bool::from(check_eq(&expected, &r.check_value()));
         expected.zeroize();
@@ -452,7 +452,7 @@ impl<G: Kek> Packager<G> {
     /// Expands `kek`.
     #[must_use]
     pub fn new(kek: &G) -> Self {
-        let aes = Aes128::new(&(*kek_bytes(kek)).into());
+        let aes = Aes128::new(kek_bytes(kek).into());
         let kcv = KeyCheckValue::of(&aes);
         Self {
             aes,
@@ -484,10 +484,7 @@ impl<G: Kek> Packager<G> {
         }
         id.check()?;
         let bytes = device_key_bytes(key);
-        let mut check = check_value(
-            &Aes128Enc::new(&(*bytes).into()),
-            id.check_aes_block(self.kcv),
-        );
+        let mut check = check_value(&Aes128Enc::new(bytes.into()), id.check_aes_block(self.kcv));
         let mut block = aes::Block::from(*bytes);
         self.aes.encrypt_block(&mut block);
         let record = PackagedKey::from_parts(id, self.kcv, &block.0, &check);
@@ -527,12 +524,15 @@ impl<G: Kek> Packager<G> {
         // (The stored KCV is `self.kcv`, checked above.)
         let mut blocks = [r.stored_check_block(), aes::Block::default()];
         schedule.encrypt_blocks(&mut blocks);
-        let [mut check, h] = blocks;
         let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);
+        let [check, h] = &blocks;
         let [c0, c1, c2, c3, c4, c5, c6, c7, ..] = check.0;
         let ok = bool::from(check_eq(&[c0, c1, c2, c3, c4, c5, c6, c7], &stored));
-        check.as_mut_slice().zeroize();
-        let gcm = crate::gcm::Gcm::from_parts(&schedule, h);
+        let gcm = crate::gcm::Gcm::from_parts(&schedule, *h);
+        // The batch held H: wiped here, the context keeps its own copy.
+        for b in &mut blocks {
+            b.as_mut_slice().zeroize();
+        }
         if ok {
             f(&gcm)
         } else {

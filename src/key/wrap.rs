@@ -14,7 +14,7 @@ use zeroize::Zeroize;
 use crate::error::{AuthError, Result};
 use crate::key::{
     AuthenticationKey, DeviceKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
-    KEY_LEN, MasterKey, device_key_bytes, device_key_from,
+    KEY_LEN, MasterKey, device_key_bytes, device_key_bytes_mut, device_key_from,
 };
 
 pub use crate::types::KeyId;
@@ -50,7 +50,7 @@ impl TransferableKey for MasterKey {
 /// Wraps raw key octets under `kek` (crate-internal; the typed API is
 /// [`wrap`]).
 pub(crate) fn wrap_bytes(kek: &[u8; KEY_LEN], key: &[u8; KEY_LEN]) -> WrappedKey {
-    let kw = KwAes128::new(&(*kek).into());
+    let kw = KwAes128::new(kek.into());
     let mut out = [0u8; WRAPPED_KEY_LEN];
     // 16 octets in, 24 out: the sizes are the ones aes-kw accepts.
     let written = kw.wrap_key(key, &mut out).map(<[u8]>::len);
@@ -58,15 +58,16 @@ pub(crate) fn wrap_bytes(kek: &[u8; KEY_LEN], key: &[u8; KEY_LEN]) -> WrappedKey
     WrappedKey::new(out)
 }
 
-/// Unwraps to raw octets (crate-internal); the output is zeros on failure.
+/// Unwraps into `out` (crate-internal), the key's own octets, so no copy
+/// of the key is left on the stack; `out` is zeros on failure.
 pub(crate) fn unwrap_bytes(
     kek: &[u8; KEY_LEN],
     wrapped: &WrappedKey,
-) -> core::result::Result<[u8; KEY_LEN], AuthError> {
-    let kw = KwAes128::new(&(*kek).into());
-    let mut out = [0u8; KEY_LEN];
-    match kw.unwrap_key(wrapped.as_bytes(), &mut out) {
-        Ok(_) => Ok(out),
+    out: &mut [u8; KEY_LEN],
+) -> core::result::Result<(), AuthError> {
+    let kw = KwAes128::new(kek.into());
+    match kw.unwrap_key(wrapped.as_bytes(), out) {
+        Ok(_) => Ok(()),
         Err(_) => {
             out.zeroize();
             Err(AuthError)
@@ -86,8 +87,13 @@ pub fn wrap<K: TransferableKey>(mk: &MasterKey, key: &K) -> WrappedKey {
 /// [`Error::Auth`](crate::Error::Auth) when the RFC 3394 integrity check fails (wrong MK or a
 /// corrupted value); no key octets survive.
 pub fn unwrap<K: TransferableKey>(mk: &MasterKey, wrapped: &WrappedKey) -> Result<K> {
-    let bytes = unwrap_bytes(device_key_bytes(mk), wrapped)?;
-    Ok(device_key_from(bytes))
+    let mut key: K = device_key_from([0; KEY_LEN]);
+    unwrap_bytes(
+        device_key_bytes(mk),
+        wrapped,
+        device_key_bytes_mut(&mut key),
+    )?;
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -104,10 +110,18 @@ mod tests {
     fn unwrap_failure_leaves_zeros() {
         let kek = [7u8; 16];
         let w = wrap_bytes(&kek, &[0x42; 16]);
-        assert_eq!(unwrap_bytes(&kek, &w), Ok([0x42; 16]));
+        let mut out = [0u8; 16];
+        assert_eq!(unwrap_bytes(&kek, &w, &mut out), Ok(()));
+        assert_eq!(out, [0x42; 16]);
         let mut bad = *w.as_bytes();
         bad[23] ^= 1;
-        assert_eq!(unwrap_bytes(&kek, &WrappedKey::new(bad)), Err(AuthError));
-        assert_eq!(unwrap_bytes(&[8u8; 16], &w), Err(AuthError));
+        assert_eq!(
+            unwrap_bytes(&kek, &WrappedKey::new(bad), &mut out),
+            Err(AuthError)
+        );
+        assert_eq!(out, [0; 16]);
+        out = [0x42; 16];
+        assert_eq!(unwrap_bytes(&[8u8; 16], &w, &mut out), Err(AuthError));
+        assert_eq!(out, [0; 16]);
     }
 }
