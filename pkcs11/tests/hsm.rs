@@ -15,11 +15,8 @@ mod support;
 
 use std::sync::Arc;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{Error, KeyError};
 use dlms_sec::key::package::{PackagedKey, Packager, RecordId};
@@ -51,22 +48,8 @@ fn arr<const N: usize>(v: &Value, field: &str) -> [u8; N] {
     hex(v, field).try_into().unwrap()
 }
 
-/// A second handle on the module, as another application would have.
 fn raw_session() -> cryptoki::session::Session {
-    let ctx = Pkcs11::new(support::module()).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label() == support::token_label())
-        .unwrap();
-    let s = ctx.open_rw_session(slot).unwrap();
-    let _ = s.login(
-        UserType::User,
-        Some(&AuthPin::new(support::USER_PIN.into())),
-    );
-    s
+    support::raw_session()
 }
 
 #[test]

@@ -163,6 +163,36 @@ pub fn s1sp(pair: &Pair) -> HsmS1sp {
 
 pub mod suite;
 
+/// A second handle on the module, as another application would have.
+pub fn raw_session() -> cryptoki::session::Session {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let ctx = Pkcs11::new(module()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label() == token_label())
+        .unwrap();
+    let s = ctx.open_rw_session(slot).unwrap();
+    let _ = s.login(
+        cryptoki::session::UserType::User,
+        Some(&cryptoki::types::AuthPin::new(USER_PIN.into())),
+    );
+    s
+}
+
+/// The handle of the one object labelled `label`.
+pub fn object(s: &cryptoki::session::Session, label: &str) -> cryptoki::object::ObjectHandle {
+    let found = s
+        .find_objects(&[cryptoki::object::Attribute::Label(
+            label.as_bytes().to_vec(),
+        )])
+        .unwrap();
+    assert_eq!(found.len(), 1, "{label}");
+    found[0]
+}
+
 /// A packaged AK and GUEK of one client, made by `reference`.
 #[derive(Clone, Copy)]
 pub struct CommandRecords {
