@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calls;
 mod cipher;
 pub mod config;
 pub mod error;
@@ -55,4 +56,6 @@ pub mod token;
 pub use crate::config::{Pin, Pkcs11Config};
 pub use crate::error::Pkcs11Error;
 pub use crate::provider::{HsmDco, HsmS1sp};
-pub use crate::token::{Capabilities, KeystreamPath, PackagePath, Token, UnpackPath, init_token};
+pub use crate::token::{
+    Capabilities, KekRole, KekUsages, KeystreamPath, PackagePath, Token, UnpackPath, init_token,
+};

@@ -29,7 +29,8 @@ use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 use dlms_sec_pkcs11::{
-    HsmDco, HsmS1sp, KeystreamPath, PackagePath, Pin, Pkcs11Config, Pkcs11Error, Token, UnpackPath,
+    HsmDco, HsmS1sp, KekRole, KeystreamPath, PackagePath, Pin, Pkcs11Config, Pkcs11Error, Token,
+    UnpackPath,
 };
 use serde_json::Value;
 use support::suite::id;
@@ -91,8 +92,8 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
         support::fresh_label("gen-dco"),
         support::fresh_label("gen-shared"),
     );
-    let kcv = token.create_kek(&dco).unwrap();
-    token.create_kek(&shared).unwrap();
+    let kcv = token.create_kek(&dco, KekRole::Dco).unwrap();
+    token.create_kek(&shared, KekRole::Shared).unwrap();
     let hsm = HsmDco::on_token(Arc::clone(&token), &dco, &shared).unwrap();
     assert_eq!(
         CryptoProvider::<DcoKey>::kek_check_value(&hsm).unwrap(),
@@ -117,7 +118,7 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
     );
     // The same label twice is refused.
     assert!(matches!(
-        token.create_kek(&dco),
+        token.create_kek(&dco, KekRole::Dco),
         Err(Pkcs11Error::LabelTaken { .. })
     ));
 }
@@ -129,7 +130,7 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     let transport_key = support::random_key();
     let transport = support::fresh_label("transport");
     token
-        .dangerous_import_kek_for_development(&transport, &transport_key)
+        .dangerous_import_kek_for_development(&transport, &transport_key, KekRole::Transport)
         .unwrap();
     let kek = support::random_key();
     let kw = <aes_kw::KwAes128 as aes_kw::KeyInit>::new(&transport_key.into());
@@ -137,7 +138,7 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     kw.wrap_key(&kek, &mut wrapped).unwrap();
     let label = support::fresh_label("imported");
     let kcv = token
-        .import_kek_wrapped(&label, &transport, &wrapped)
+        .import_kek_wrapped(&label, &transport, &wrapped, KekRole::Shared)
         .unwrap();
     assert_eq!(
         kcv,
@@ -147,9 +148,13 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     let mut bad = wrapped;
     bad[5] ^= 1;
     let label = support::fresh_label("imported-bad");
-    assert!(token.import_kek_wrapped(&label, &transport, &bad).is_err());
+    assert!(
+        token
+            .import_kek_wrapped(&label, &transport, &bad, KekRole::Shared)
+            .is_err()
+    );
     assert!(matches!(
-        token.import_kek_wrapped(&label, "no-such-transport", &wrapped),
+        token.import_kek_wrapped(&label, "no-such-transport", &wrapped, KekRole::Shared),
         Err(Pkcs11Error::KekNotFound { .. })
     ));
 }

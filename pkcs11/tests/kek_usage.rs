@@ -38,7 +38,9 @@ fn the_token_refuses_encrypt_under_every_kek_made_for_the_provider() {
     let _serial = support::serial();
     let pair = support::pair();
     let created = support::fresh_label("created");
-    support::token().create_kek(&created).unwrap();
+    support::token()
+        .create_kek(&created, dlms_sec_pkcs11::KekRole::Shared)
+        .unwrap();
     let s = support::raw_session();
     for label in [&pair.dco_label, &pair.shared_label, &created] {
         let kek = support::object(&s, label);
@@ -79,6 +81,12 @@ fn make(label: &str, value: bool, attrs: &[Attribute]) {
         Attribute::Extractable(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Wrap(true),
+        Attribute::Unwrap(false),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
     ];
     for a in attrs {
         let ty = a.attribute_type();
@@ -96,7 +104,7 @@ fn make(label: &str, value: bool, attrs: &[Attribute]) {
 }
 
 fn refusal(label: &str) -> String {
-    match HsmS1sp::on_token(support::token(), label) {
+    match HsmS1sp::on_token(support::strict_token(), label) {
         Ok(_) => panic!("the provider took KEK {label}"),
         Err(e) => e.to_string(),
     }
@@ -137,7 +145,7 @@ fn a_session_object_is_no_kek() {
     )
     .unwrap();
     // The provider's own sessions see the object (same application).
-    let e = match HsmS1sp::on_token(support::token(), &label) {
+    let e = match HsmS1sp::on_token(support::strict_token(), &label) {
         Ok(_) => panic!("a session object was taken as a KEK"),
         Err(e) => e.to_string(),
     };
@@ -154,7 +162,7 @@ fn a_kek_that_was_ever_readable_is_refused() {
     let s = support::raw_session();
     // Made readable, then made sensitive: not CKA_ALWAYS_SENSITIVE.
     let was_clear = support::fresh_label("was-clear");
-    make(&was_clear, true, &[Attribute::Sensitive(false)]);
+    make(&was_clear, false, &[Attribute::Sensitive(false)]);
     let h = support::object(&s, &was_clear);
     s.update_attributes(h, &[Attribute::Sensitive(true)])
         .unwrap();
@@ -162,7 +170,7 @@ fn a_kek_that_was_ever_readable_is_refused() {
     assert!(e.contains("CKA_ALWAYS_SENSITIVE"), "{e}");
     // Made extractable, then not: not CKA_NEVER_EXTRACTABLE.
     let was_out = support::fresh_label("was-extractable");
-    make(&was_out, true, &[Attribute::Extractable(true)]);
+    make(&was_out, false, &[Attribute::Extractable(true)]);
     let h = support::object(&s, &was_out);
     s.update_attributes(h, &[Attribute::Extractable(false)])
         .unwrap();
@@ -190,4 +198,113 @@ fn a_kek_of_the_wrong_length_is_refused() {
     .unwrap();
     let e = refusal(&label);
     assert!(e.contains("24 octets"), "{e}");
+}
+
+/// The AK path is isolated: AKs under their own DCO Key object (which may
+/// decrypt), MKs under the DCO Key for MKs; an AK record retyped as an MK
+/// names the AK object's check value and is refused.
+#[test]
+fn a_separate_ak_key_never_opens_an_mk() {
+    use dlms_sec::error::{Error, KeyError};
+    use dlms_sec::key::package::{PackagedKey, PackagedRecord};
+    use dlms_sec::key::{AuthenticationKey, DcoKey, KeyRole, MasterKey};
+    use dlms_sec::provider::CryptoProvider;
+    use dlms_sec_pkcs11::{HsmDco, KekRole};
+    let _serial = support::serial();
+    let token = support::strict_token();
+    let (mk_label, ak_label, shared_label) = (
+        support::fresh_label("dco-mk"),
+        support::fresh_label("dco-ak"),
+        support::fresh_label("shared"),
+    );
+    let mk_kcv = token.create_kek(&mk_label, KekRole::DcoMaster).unwrap();
+    let ak_kcv = token
+        .create_kek(&ak_label, KekRole::DcoAuthentication)
+        .unwrap();
+    token.create_kek(&shared_label, KekRole::Shared).unwrap();
+    let hsm = HsmDco::on_token_with_ak_key(token, &mk_label, &ak_label, &shared_label).unwrap();
+    assert_ne!(mk_kcv, ak_kcv);
+    assert_eq!(hsm.ak_kek_check_value(), ak_kcv);
+    assert_eq!(
+        CryptoProvider::<DcoKey>::kek_check_value(&hsm).unwrap(),
+        mk_kcv
+    );
+    let mut rng = getrandom::SysRng;
+    let ak: PackagedKey<AuthenticationKey> = hsm
+        .generate(&mut rng, support::suite::id(KeyRole::Authentication, 0))
+        .unwrap();
+    let mk: PackagedKey<MasterKey> = hsm
+        .generate(&mut rng, support::suite::id(KeyRole::Master, 0))
+        .unwrap();
+    assert_eq!(ak.record().kek_check_value(), ak_kcv);
+    assert_eq!(mk.record().kek_check_value(), mk_kcv);
+    hsm.verify(&ak).unwrap();
+    hsm.verify(&mk).unwrap();
+    let mut forged = *ak.record().as_bytes();
+    forged[1] = KeyRole::Master.code();
+    if let Ok(forged) = PackagedRecord::parse(&forged).and_then(|r| r.typed::<MasterKey>()) {
+        assert_eq!(hsm.verify(&forged), Err(Error::Key(KeyError::WrongKek)));
+    }
+    // The DCO Key for MKs refuses C_Decrypt where records unwrap in the
+    // token; the AK object never unwraps.
+    let s = support::raw_session();
+    let caps = support::token().capabilities();
+    let mk_object = support::object(&s, &mk_label);
+    let decrypts = s.decrypt(&Mechanism::AesEcb, mk_object, &[0; 16]);
+    if caps.unpack != dlms_sec_pkcs11::UnpackPath::HostDecrypt {
+        assert!(refused(decrypts), "C_Decrypt under the DCO Key for MKs");
+    }
+    let ak_object = support::object(&s, &ak_label);
+    let unwraps = s.unwrap_key(
+        &Mechanism::AesEcb,
+        ak_object,
+        &[0; 16],
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+        ],
+    );
+    assert!(unwraps.is_err(), "the AK object unwrapped");
+}
+
+/// Check values pinned in the configuration; imported KEKs refused by
+/// default; the host-decrypt fallback refused where configured.
+#[test]
+fn open_pins_check_values_and_applies_the_policy() {
+    use dlms_sec::key::package::KeyCheckValue;
+    use dlms_sec_pkcs11::{HsmDco, Pkcs11Error, Token, UnpackPath};
+    let _serial = support::serial();
+    let pair = support::pair();
+    let mut config = support::config();
+    config.dco_key_label.clone_from(&pair.dco_label);
+    config.shared_key_label.clone_from(&pair.shared_label);
+    let right =
+        dlms_sec::key::package::Packager::new(&dlms_sec::key::DcoKey::from_bytes(pair.dco_key))
+            .kek_check_value();
+    config.pinned_check_values = vec![(pair.dco_label.clone(), right)];
+    HsmDco::open(&config).unwrap();
+    let wrong = KeyCheckValue([right.0[0] ^ 1, right.0[1], right.0[2]]);
+    config.pinned_check_values = vec![(pair.dco_label.clone(), wrong)];
+    assert!(matches!(
+        HsmDco::open(&config),
+        Err(Pkcs11Error::KekCheckValuePinned { .. })
+    ));
+    config.pinned_check_values.clear();
+    // The pair's KEKs were made from clear octets: not always sensitive.
+    config.accept_imported_keks = false;
+    assert!(matches!(
+        HsmDco::open(&config),
+        Err(Pkcs11Error::KekAttribute {
+            attribute: "CKA_ALWAYS_SENSITIVE",
+            ..
+        })
+    ));
+    config.allow_host_decrypt = false;
+    let opened = Token::open(&config);
+    if support::token().capabilities().unpack == UnpackPath::HostDecrypt {
+        assert!(matches!(opened, Err(Pkcs11Error::HostDecryptForbidden)));
+    } else {
+        opened.unwrap();
+    }
 }
