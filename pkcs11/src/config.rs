@@ -85,6 +85,9 @@ pub struct Pkcs11Config {
     /// (the Shared Key, which two parties hold, is imported by at least
     /// one) never is, by PKCS#11's rule; one made in the token always is.
     pub accept_imported_keks: bool,
+    /// The opt-in cache of unpacked keys (none by default; see
+    /// [`crate::cache`] for what it keeps where, and for how long).
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl Pkcs11Config {
@@ -113,6 +116,7 @@ impl Pkcs11Config {
             pinned_check_values: Vec::new(),
             allow_host_decrypt: true,
             accept_imported_keks: false,
+            cache: None,
         }
     }
 

@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod calls;
 mod cipher;
 pub mod config;
@@ -53,6 +54,7 @@ pub mod error;
 mod provider;
 pub mod token;
 
+pub use crate::cache::CacheConfig;
 pub use crate::config::{Pin, Pkcs11Config};
 pub use crate::error::Pkcs11Error;
 pub use crate::provider::{HsmDco, HsmS1sp};

@@ -19,9 +19,10 @@ use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
 use dlms_sec::wire::{FrameLayout, KeyKind, SystemTitle};
 use rand_core::TryCryptoRng;
 
+use crate::cache::KeyCache;
 use crate::cipher::TokenCipher;
 use crate::config::Pkcs11Config;
-use crate::error::{Pkcs11Error, bad_output, module_error};
+use crate::error::{Pkcs11Error, bad_output, module_error, session_broken};
 use crate::token::{Capabilities, KekObject, KekRole, SessionKey, Token, Usage};
 
 /// The operations under one KEK, shared by both providers.
@@ -280,9 +281,12 @@ impl HsmDco {
     ) -> Result<T> {
         keys.check()?;
         let token = &self.dco.token;
+        if let Some(cache) = &token.cache {
+            return self.with_command_cached(cache, keys, f);
+        }
         self.run(|s| {
             let ak_kek = &self.for_role(KeyRole::Authentication).kek;
-            let ak = token.unpack_ak(s, ak_kek, keys.ak)?;
+            let ak = AuthenticationKey::from_bytes(*token.unpack_ak(s, ak_kek, keys.ak)?);
             let key = match keys.encryption {
                 EncryptionRecord::GlobalUnicast(r) => self.shared.unpack(s, r, Usage::CIPHER)?,
                 EncryptionRecord::GlobalBroadcast(r) => self.shared.unpack(s, r, Usage::CIPHER)?,
@@ -291,6 +295,76 @@ impl HsmDco {
             let cipher = self.shared.cipher(s, &key);
             f(&ModuleKeys::new(keys.encryption.kind(), &cipher, &ak))
         })
+    }
+}
+
+impl HsmDco {
+    /// As `with_command`, through the cache: in steady state no call but
+    /// the cipher operation itself reaches the token.
+    fn with_command_cached<T>(
+        &self,
+        cache: &KeyCache,
+        keys: &CommandKeys<'_>,
+        f: impl FnOnce(&ModuleKeys<'_, TokenCipher<'_>>) -> Result<T>,
+    ) -> Result<T> {
+        let token = &self.dco.token;
+        let config = cache.config();
+        let mut inner = cache.lock();
+        let s = match inner.session.take() {
+            Some(s) => s,
+            None => token.cache_session()?,
+        };
+        let result = (|| {
+            let ak_record = *keys.ak.record().as_bytes();
+            let ak = match inner.ak(&ak_record, config.ttl) {
+                Some(bytes) => AuthenticationKey::from_bytes(bytes),
+                None => {
+                    let ak_kek = &self.for_role(KeyRole::Authentication).kek;
+                    let bytes = token.unpack_ak(&s, ak_kek, keys.ak)?;
+                    inner.keep_ak(ak_record, *bytes, config, &s);
+                    AuthenticationKey::from_bytes(*bytes)
+                }
+            };
+            let record = match keys.encryption {
+                EncryptionRecord::GlobalUnicast(r) => *r.record().as_bytes(),
+                EncryptionRecord::GlobalBroadcast(r) => *r.record().as_bytes(),
+                EncryptionRecord::Dedicated(r) => *r.record().as_bytes(),
+            };
+            let handle = match inner.object(&record, config.ttl) {
+                Some(h) => h,
+                None => {
+                    let key = match keys.encryption {
+                        EncryptionRecord::GlobalUnicast(r) => {
+                            self.shared.unpack(&s, r, Usage::CIPHER)?
+                        }
+                        EncryptionRecord::GlobalBroadcast(r) => {
+                            self.shared.unpack(&s, r, Usage::CIPHER)?
+                        }
+                        EncryptionRecord::Dedicated(r) => {
+                            self.shared.unpack(&s, r, Usage::CIPHER)?
+                        }
+                    };
+                    let h = key.keep();
+                    inner.keep_object(record, h, config, &s);
+                    h
+                }
+            };
+            let cipher = TokenCipher {
+                session: &s,
+                key: handle,
+                keystream: token.capabilities().keystream,
+            };
+            f(&ModuleKeys::new(keys.encryption.kind(), &cipher, &ak))
+        })();
+        match &result {
+            Err(e) if session_broken(e) => {
+                // The objects die with the session.
+                inner.reset();
+                drop(s);
+            }
+            _ => inner.session = Some(s),
+        }
+        result
     }
 }
 

@@ -18,6 +18,7 @@ use dlms_sec::key::{AuthenticationKey, DeviceKey, KEY_LEN};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::cache::KeyCache;
 use crate::calls;
 use crate::config::{Pin, Pkcs11Config};
 use crate::error::{Pkcs11Error, bad_output, module_error, session_broken};
@@ -304,6 +305,15 @@ pub(crate) struct SessionKey<'s> {
     pub(crate) handle: ObjectHandle,
 }
 
+impl SessionKey<'_> {
+    /// Keeps the object beyond this value (the cache destroys it later).
+    pub(crate) fn keep(self) -> ObjectHandle {
+        let handle = self.handle;
+        std::mem::forget(self);
+        handle
+    }
+}
+
 impl Drop for SessionKey<'_> {
     fn drop(&mut self) {
         // Session objects also vanish when the session closes.
@@ -323,6 +333,7 @@ pub struct Token {
     idle_max: usize,
     caps: Capabilities,
     policy: Policy,
+    pub(crate) cache: Option<KeyCache>,
     /// Serialises the creation of token objects (KEKs): rare, and SoftHSM2
     /// 2.6 fails concurrent token-object writes with CKR_GENERAL_ERROR.
     admin: Mutex<()>,
@@ -367,6 +378,7 @@ impl Token {
             policy: Policy {
                 accept_imported_keks: config.accept_imported_keks,
             },
+            cache: config.cache.map(KeyCache::new),
             admin: Mutex::new(()),
         };
         // Log in now, so a wrong PIN is an error here, not at first use.
@@ -392,6 +404,30 @@ impl Token {
     #[must_use]
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Drops every cached key at once: destroys the cached key objects and
+    /// wipes the cached AKs (a no-op without a cache).
+    pub fn purge_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.lock().purge();
+        }
+    }
+
+    /// Entries in the cache: (key objects, AKs).
+    #[must_use]
+    pub fn cached(&self) -> (usize, usize) {
+        self.cache.as_ref().map_or((0, 0), |c| c.lock().len())
+    }
+
+    /// A fresh logged-in session for the cache.
+    pub(crate) fn cache_session(&self) -> Result<Session> {
+        self.new_session().map_err(|e| match e {
+            Pkcs11Error::Failure(m) => Error::Key(KeyError::Provider(m)),
+            _ => Error::Key(KeyError::Provider(
+                dlms_sec::error::ModuleFailure::SessionLost,
+            )),
+        })
     }
 
     fn new_session(&self) -> std::result::Result<Session, Pkcs11Error> {
@@ -713,7 +749,7 @@ impl Token {
         s: &Session,
         kek: &KekObject,
         record: &PackagedKey<AuthenticationKey>,
-    ) -> Result<AuthenticationKey> {
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>> {
         let r = record.record();
         if r.kek_check_value() != kek.kcv {
             return Err(KeyError::WrongKek.into());
@@ -724,9 +760,8 @@ impl Token {
         );
         let bytes: Zeroizing<[u8; KEY_LEN]> =
             Zeroizing::new(clear.as_slice().try_into().map_err(|_| bad_output())?);
-        let ak = AuthenticationKey::from_bytes(*bytes);
-        record.check_key(&ak)?;
-        Ok(ak)
+        record.check_key(&AuthenticationKey::from_bytes(*bytes))?;
+        Ok(bytes)
     }
 
     /// Generates a key in the token (a session object that may be wrapped
