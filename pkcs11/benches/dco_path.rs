@@ -10,6 +10,7 @@
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::arithmetic_side_effects,
     reason = "bench binary"
 )]
 
@@ -37,6 +38,86 @@ fn counter() -> SendCounter<Volatile> {
     .expect("counter")
 }
 
+/// Mean time of `f` over `n` runs.
+fn mean(n: u32, mut f: impl FnMut()) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed() / n
+}
+
+/// Calls per 64-octet command (uncached and cached) and the ratio of a
+/// cached command's time to one bare `C_Encrypt` (AES-GCM under a key
+/// object already there), measured in the same run.
+fn calls_and_ratio(pair: &support::Pair, keys: &dlms_sec::provider::CommandKeys<'_>, apdu: &[u8]) {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::mechanism::aead::GcmParams;
+    use cryptoki::object::{Attribute, KeyType, ObjectClass};
+    use dlms_sec_pkcs11::{CacheConfig, HsmDco, Token, calls};
+    let mut config = support::config();
+    config.cache = Some(CacheConfig {
+        capacity: 64,
+        ttl: std::time::Duration::from_secs(600),
+    });
+    let token = std::sync::Arc::new(Token::open(&config).unwrap());
+    let cached = HsmDco::on_token(token, &pair.dco_label, &pair.shared_label).unwrap();
+    let mut out = [0u8; 128];
+    let mut per = |p: &HsmDco, ctr: &mut SendCounter<Volatile>| {
+        let before = calls::count();
+        p.protect(keys, &REQ, ctr, apdu, &mut out).unwrap();
+        calls::count() - before
+    };
+    let (mut a, mut b) = (counter(), counter());
+    let uncached_calls = per(&pair.hsm, &mut a);
+    per(&cached, &mut b);
+    let cached_calls = per(&cached, &mut b);
+    // One bare C_Encrypt: cryptoki's encrypt is C_EncryptInit and two
+    // C_Encrypt (the first asks the length), 3 C_ functions.
+    let s = support::raw_session();
+    let key = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Value(support::random_key().to_vec()),
+            Attribute::Encrypt(true),
+        ])
+        .unwrap();
+    let aad = [0x30u8; 17];
+    let plain = [0u8; 64];
+    let n = 2000;
+    let mut bare_run = || {
+        let mut iv = [7u8; 12];
+        let params = GcmParams::new(&mut iv, &aad, 96u64.into()).unwrap();
+        black_box(s.encrypt(&Mechanism::AesGcm(params), key, &plain).unwrap());
+    };
+    // Warm the module and the caches up first.
+    mean(n, &mut bare_run);
+    let bare = mean(n, || {
+        let mut iv = [7u8; 12];
+        let params = GcmParams::new(&mut iv, &aad, 96u64.into()).unwrap();
+        black_box(s.encrypt(&Mechanism::AesGcm(params), key, &plain).unwrap());
+    });
+    let uncached = mean(n, || {
+        pair.hsm
+            .protect(keys, &REQ, &mut a, apdu, &mut out)
+            .unwrap();
+    });
+    let steady = mean(n, || {
+        cached.protect(keys, &REQ, &mut b, apdu, &mut out).unwrap();
+    });
+    let ratio = |t: std::time::Duration| t.as_secs_f64() / bare.as_secs_f64();
+    println!(
+        "pkcs11/command-64: calls per command: {uncached_calls} uncached, {cached_calls} cached (bare C_Encrypt: 3)"
+    );
+    println!(
+        "pkcs11/command-64: bare C_Encrypt {bare:?}; uncached {uncached:?} ({:.2}x); cached {steady:?} ({:.2}x bare C_Encrypt)",
+        ratio(uncached),
+        ratio(steady)
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let pair = support::pair();
     let mut rng = getrandom::SysRng;
@@ -44,6 +125,7 @@ fn bench(c: &mut Criterion) {
     let keys = records.keys();
     let apdu: Vec<u8> = [0xC0].into_iter().chain(1..64u8).collect();
     let mut out = [0u8; 128];
+    calls_and_ratio(&pair, &keys, &apdu);
 
     let mut g = c.benchmark_group("pkcs11/command-64");
     let mut ctr = counter();

@@ -47,10 +47,9 @@ impl Suite0Cipher for TokenCipher<'_> {
         let mut iv = *iv;
         let params = GcmParams::new(&mut iv, &aad, tag_bits()).map_err(|e| module_error(&e))?;
         let input: &[u8] = src.unwrap_or(data);
-        let mut out = self
-            .session
-            .encrypt(&Mechanism::AesGcm(params), self.key, input)
-            .map_err(|e| module_error(&e))?;
+        let mut out =
+            crate::calls::encrypt(self.session, &Mechanism::AesGcm(params), self.key, input)
+                .map_err(|e| module_error(&e))?;
         let (ct, tag) = out.split_at_checked(data.len()).ok_or_else(bad_output)?;
         let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| bad_output())?;
         data.copy_from_slice(ct);
@@ -67,10 +66,7 @@ impl Suite0Cipher for TokenCipher<'_> {
         input.extend_from_slice(tag);
         // The module verifies the tag before it releases any plaintext;
         // the plaintext reaches `data` only on success.
-        match self
-            .session
-            .decrypt(&Mechanism::AesGcm(params), self.key, &input)
-        {
+        match crate::calls::decrypt(self.session, &Mechanism::AesGcm(params), self.key, &input) {
             Ok(plain) => {
                 let plain = Zeroizing::new(plain);
                 if plain.len() != data.len() {
@@ -96,9 +92,7 @@ impl Suite0Cipher for TokenCipher<'_> {
         let aad = joined(aad);
         let mut iv = *iv;
         let params = GcmParams::new(&mut iv, &aad, tag_bits()).map_err(|e| module_error(&e))?;
-        let out = self
-            .session
-            .encrypt(&Mechanism::AesGcm(params), self.key, &[])
+        let out = crate::calls::encrypt(self.session, &Mechanism::AesGcm(params), self.key, &[])
             .map_err(|e| module_error(&e))?;
         out.as_slice().try_into().map_err(|_| bad_output())
     }
@@ -119,8 +113,7 @@ impl Suite0Cipher for TokenCipher<'_> {
                     MechanismType::AES_CTR,
                     Some(&params),
                 ));
-                self.session
-                    .encrypt(&mechanism, self.key, input)
+                crate::calls::encrypt(self.session, &mechanism, self.key, input)
                     .map_err(|e| module_error(&e))?
             }
             KeystreamPath::EcbCounterBlocks => {
@@ -131,10 +124,9 @@ impl Suite0Cipher for TokenCipher<'_> {
                     counters.extend_from_slice(iv);
                     counters.extend_from_slice(&n.to_be_bytes());
                 }
-                let mut stream = self
-                    .session
-                    .encrypt(&Mechanism::AesEcb, self.key, &counters)
-                    .map_err(|e| module_error(&e))?;
+                let mut stream =
+                    crate::calls::encrypt(self.session, &Mechanism::AesEcb, self.key, &counters)
+                        .map_err(|e| module_error(&e))?;
                 let out = input.iter().zip(&stream).map(|(a, b)| a ^ b).collect();
                 stream.zeroize();
                 out

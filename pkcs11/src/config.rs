@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use cryptoki::types::AuthPin;
+use dlms_sec::key::package::KeyCheckValue;
 
 use crate::error::Pkcs11Error;
 
@@ -67,10 +68,41 @@ pub struct Pkcs11Config {
     /// Sessions kept open between calls; more are opened under load and
     /// closed when returned beyond this number.
     pub idle_sessions: usize,
+    /// The label of a separate DCO Key object for AKs
+    /// ([`KekRole::DcoAuthentication`](crate::KekRole)); when set, the DCO
+    /// Key packages MKs only ([`KekRole::DcoMaster`](crate::KekRole)), so
+    /// the decrypt-capable key never opens an MK.
+    pub dco_ak_key_label: Option<String>,
+    /// Check values the KEKs must have (by label): `open` refuses a KEK
+    /// whose check value differs.
+    pub pinned_check_values: Vec<(String, KeyCheckValue)>,
+    /// Whether a token that cannot unwrap records inside it (SoftHSM2 2.6)
+    /// may decrypt them into host memory instead ([`crate::UnpackPath::HostDecrypt`]).
+    /// `false` refuses to open such a token.
+    pub allow_host_decrypt: bool,
+    /// Whether a KEK that is not `CKA_ALWAYS_SENSITIVE` and
+    /// `CKA_NEVER_EXTRACTABLE` is taken. A KEK imported with `C_UnwrapKey`
+    /// (the Shared Key, which two parties hold, is imported by at least
+    /// one) never is, by PKCS#11's rule; one made in the token always is.
+    pub accept_imported_keks: bool,
+    /// The opt-in cache of unpacked keys (none by default; see
+    /// [`crate::cache`] for what it keeps where, and for how long).
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl Pkcs11Config {
-    /// A configuration with the default labels and 4 idle sessions.
+    /// The check value pinned for `label`, if any.
+    #[must_use]
+    pub fn pinned(&self, label: &str) -> Option<KeyCheckValue> {
+        self.pinned_check_values
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, kcv)| *kcv)
+    }
+
+    /// A configuration with the default labels, 4 idle sessions, one DCO
+    /// Key object, the host-decrypt fallback allowed, and imported KEKs
+    /// refused.
     #[must_use]
     pub fn new(module: impl Into<PathBuf>, token_label: impl Into<String>, pin: Pin) -> Self {
         Self {
@@ -80,6 +112,11 @@ impl Pkcs11Config {
             dco_key_label: DEFAULT_DCO_KEY_LABEL.to_owned(),
             shared_key_label: DEFAULT_SHARED_KEY_LABEL.to_owned(),
             idle_sessions: 4,
+            dco_ak_key_label: None,
+            pinned_check_values: Vec::new(),
+            allow_host_decrypt: true,
+            accept_imported_keks: false,
+            cache: None,
         }
     }
 
@@ -100,6 +137,15 @@ impl Pkcs11Config {
         }
         if let Ok(label) = std::env::var("DLMS_PKCS11_SHARED_KEY_LABEL") {
             config.shared_key_label = label;
+        }
+        if let Ok(label) = std::env::var("DLMS_PKCS11_DCO_AK_KEY_LABEL") {
+            config.dco_ak_key_label = Some(label);
+        }
+        if std::env::var("DLMS_PKCS11_FORBID_HOST_DECRYPT").is_ok_and(|v| v == "1") {
+            config.allow_host_decrypt = false;
+        }
+        if std::env::var("DLMS_PKCS11_ACCEPT_IMPORTED_KEKS").is_ok_and(|v| v == "1") {
+            config.accept_imported_keks = true;
         }
         Ok(config)
     }

@@ -47,6 +47,42 @@ pub enum Pkcs11Error {
         /// The label.
         label: String,
     },
+    /// A KEK attribute that must be true is not: `CKA_TOKEN` (a session
+    /// object is no KEK), `CKA_ALWAYS_SENSITIVE` or `CKA_NEVER_EXTRACTABLE`
+    /// (the key was readable or extractable once; an imported KEK passes
+    /// only with `Pkcs11Config::accept_imported_keks`).
+    KekAttribute {
+        /// The label.
+        label: String,
+        /// The attribute, e.g. `"CKA_ALWAYS_SENSITIVE"`.
+        attribute: &'static str,
+    },
+    /// The KEK carries a usage its role does not need on this token, e.g.
+    /// `CKA_ENCRYPT` (which would forge records) or `CKA_DECRYPT` where
+    /// records are unwrapped in the token (which would read them).
+    KekUsageExceeds {
+        /// The label.
+        label: String,
+        /// The attribute, e.g. `"CKA_ENCRYPT"`.
+        usage: &'static str,
+        /// The role it was looked up for.
+        role: crate::token::KekRole,
+    },
+    /// The KEK's check value is neither kept by the module
+    /// (`CKA_CHECK_VALUE`) nor computable (no `CKA_WRAP`), and none is
+    /// pinned in the configuration.
+    KekCheckValueUnknown {
+        /// The label.
+        label: String,
+    },
+    /// The KEK's check value differs from the one the configuration pins.
+    KekCheckValuePinned {
+        /// The label.
+        label: String,
+    },
+    /// The token cannot unwrap records inside it (it would decrypt them
+    /// into host memory) and the configuration forbids that fallback.
+    HostDecryptForbidden,
     /// The token's own `CKA_CHECK_VALUE` differs from the one computed in
     /// the token: the module is inconsistent.
     KekCheckValueMismatch {
@@ -87,6 +123,23 @@ impl fmt::Display for Pkcs11Error {
             Self::KekExposed { label } => write!(
                 f,
                 "key {label:?} is extractable or not sensitive: a KEK must never leave the token"
+            ),
+            Self::KekAttribute { label, attribute } => {
+                write!(f, "key {label:?} is not {attribute}: refused as a KEK")
+            }
+            Self::KekUsageExceeds { label, usage, role } => write!(
+                f,
+                "key {label:?} has {usage}, which a {role:?} KEK must not have on this token"
+            ),
+            Self::KekCheckValueUnknown { label } => write!(
+                f,
+                "key {label:?}: the module keeps no CKA_CHECK_VALUE, the key cannot wrap, and no check value is pinned"
+            ),
+            Self::KekCheckValuePinned { label } => {
+                write!(f, "key {label:?}: its check value differs from the pinned one")
+            }
+            Self::HostDecryptForbidden => f.write_str(
+                "the token cannot unwrap records inside it and the configuration forbids decrypting them to the host",
             ),
             Self::KekCheckValueMismatch { label } => {
                 write!(f, "key {label:?}: CKA_CHECK_VALUE differs from AES(K, 0)")

@@ -46,13 +46,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod calls;
 mod cipher;
 pub mod config;
 pub mod error;
 mod provider;
 pub mod token;
 
+pub use crate::cache::CacheConfig;
 pub use crate::config::{Pin, Pkcs11Config};
 pub use crate::error::Pkcs11Error;
 pub use crate::provider::{HsmDco, HsmS1sp};
-pub use crate::token::{Capabilities, KeystreamPath, PackagePath, Token, UnpackPath, init_token};
+pub use crate::token::{
+    Capabilities, KekRole, KekUsages, KeystreamPath, PackagePath, Token, UnpackPath, init_token,
+};

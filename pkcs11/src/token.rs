@@ -18,6 +18,8 @@ use dlms_sec::key::{AuthenticationKey, DeviceKey, KEY_LEN};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::cache::KeyCache;
+use crate::calls;
 use crate::config::{Pin, Pkcs11Config};
 use crate::error::{Pkcs11Error, bad_output, module_error, session_broken};
 
@@ -56,16 +58,127 @@ pub enum KeystreamPath {
     EcbCounterBlocks,
 }
 
-/// What the token offers, probed from its mechanism flags when it is
-/// opened; an operator reads it to see which path their HSM takes.
+/// What the token offers, probed from its mechanism flags (and, for the
+/// KEK attributes, by trying them) when it is opened; an operator reads it
+/// to see which path their HSM takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capabilities {
-    /// How records are unpacked.
+    /// How records are unpacked. [`UnpackPath::HostDecrypt`] is the
+    /// fallback that puts each unpacked key in host memory for part of a
+    /// call; [`Pkcs11Config::allow_host_decrypt`] can forbid it.
     pub unpack: UnpackPath,
     /// How new keys are packaged.
     pub package: PackagePath,
     /// How encryption-only frames are ciphered.
     pub keystream: KeystreamPath,
+    /// The module takes `CKA_ALLOWED_MECHANISMS` on a key (KEKs are then
+    /// limited to the packaging mechanisms).
+    pub allowed_mechanisms: bool,
+    /// The module takes `CKA_UNWRAP_TEMPLATE` on a KEK (what it unwraps
+    /// is then sensitive, a session object, and neither unwraps nor
+    /// derives).
+    pub unwrap_template: bool,
+}
+
+/// What a KEK object is for, and so which usages it may carry. No KEK
+/// may `C_Encrypt`, sign, verify or derive; which of decrypt, wrap and
+/// unwrap it may have depends on its role and on the token's
+/// [`UnpackPath`] ([`Self::usages`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KekRole {
+    /// The DCO Key as one object for MKs and AKs: it must decrypt (the AK
+    /// goes to the host), so it could also decrypt an MK. Use
+    /// [`KekRole::DcoMaster`] and [`KekRole::DcoAuthentication`] instead
+    /// where the module unwraps in the token.
+    Dco,
+    /// The DCO Key object that packages MKs only: wrap, and unwrap (or,
+    /// on the host-decrypt fallback, decrypt).
+    DcoMaster,
+    /// The DCO Key object that packages AKs only: wrap and decrypt; a
+    /// record under it never opens as an MK (its check value differs).
+    DcoAuthentication,
+    /// The Shared Key: wrap, and unwrap (or, on the host-decrypt
+    /// fallback, decrypt).
+    Shared,
+    /// A transport key: unwraps KEKs with RFC 3394 only.
+    Transport,
+}
+
+/// The usages a KEK of some role may carry on some token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KekUsages {
+    /// `CKA_DECRYPT`.
+    pub decrypt: bool,
+    /// `CKA_WRAP`.
+    pub wrap: bool,
+    /// `CKA_UNWRAP`.
+    pub unwrap: bool,
+}
+
+impl KekRole {
+    /// The usages this role needs on a token whose unpack path is
+    /// `unpack` (nothing more is accepted by the providers).
+    #[must_use]
+    pub const fn usages(self, unpack: UnpackPath) -> KekUsages {
+        let host = matches!(unpack, UnpackPath::HostDecrypt);
+        match self {
+            Self::Dco => KekUsages {
+                decrypt: true,
+                wrap: true,
+                unwrap: !host,
+            },
+            Self::DcoMaster | Self::Shared => KekUsages {
+                decrypt: host,
+                wrap: true,
+                unwrap: !host,
+            },
+            Self::DcoAuthentication => KekUsages {
+                decrypt: true,
+                wrap: true,
+                unwrap: false,
+            },
+            Self::Transport => KekUsages {
+                decrypt: false,
+                wrap: false,
+                unwrap: true,
+            },
+        }
+    }
+
+    /// The mechanisms a KEK of this role is limited to where the module
+    /// takes `CKA_ALLOWED_MECHANISMS`.
+    fn mechanisms(self) -> Vec<MechanismType> {
+        match self {
+            Self::Transport => vec![MechanismType::AES_KEY_WRAP],
+            _ => vec![MechanismType::AES_ECB, MechanismType::AES_CBC],
+        }
+    }
+}
+
+/// What `find_kek` reads of a KEK.
+#[derive(Default)]
+struct KekAttributes {
+    aes: bool,
+    len: u64,
+    token: bool,
+    sensitive: bool,
+    extractable: bool,
+    always_sensitive: bool,
+    never_extractable: bool,
+    encrypt: bool,
+    decrypt: bool,
+    wrap: bool,
+    unwrap: bool,
+    sign: bool,
+    verify: bool,
+    derive: bool,
+}
+
+/// How strict a token is about its KEKs and paths (from [`Pkcs11Config`]).
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    accept_imported_keks: bool,
 }
 
 /// The process's PKCS#11 contexts, one per module: `C_Initialize` and
@@ -106,6 +219,7 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> std::result::Result<Slot, Pkcs11Error
 #[derive(Debug)]
 pub(crate) struct KekObject {
     label: String,
+    pub(crate) role: KekRole,
     handle: RwLock<ObjectHandle>,
     pub(crate) kcv: KeyCheckValue,
 }
@@ -118,7 +232,7 @@ impl KekObject {
     /// After a call failed with a missing object: looks the label up again
     /// for the next call (the failed call stays failed).
     pub(crate) fn refresh(&self, token: &Token) {
-        if let Ok(found) = token.find_kek(&self.label)
+        if let Ok(found) = token.find_kek(&self.label, self.role, Some(self.kcv))
             && found.kcv == self.kcv
         {
             *self.handle.write().unwrap_or_else(PoisonError::into_inner) = found.handle();
@@ -126,14 +240,17 @@ impl KekObject {
     }
 }
 
-/// What a session object made from a record may do.
+/// What a session object made from a record may do. None may unwrap or
+/// derive; only the objects that compute a check value in the token, or
+/// cipher frames, may encrypt.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Usage {
-    /// AES-GCM, CTR and ECB (check value) under it.
+    /// AES-GCM and CTR under it (encrypt and decrypt).
     pub(crate) cipher: bool,
     /// Wrap other keys under it (an MK for key_transfer).
     pub(crate) wrap: bool,
-    /// Be wrapped itself (a key on its way to a meter).
+    /// Be wrapped itself (a key on its way to a meter): `C_WrapKey`
+    /// requires `CKA_EXTRACTABLE`, so such an object lives for one call.
     pub(crate) extractable: bool,
 }
 
@@ -159,7 +276,11 @@ impl Usage {
         extractable: true,
     };
 
-    fn template(self) -> Vec<Attribute> {
+    /// The session object's template. `check_in_token` says whether the
+    /// record's check value is computed by the token under this object
+    /// (`C_Encrypt` with ECB), which needs `CKA_ENCRYPT`; on the
+    /// host-decrypt path it is computed on the host copy instead.
+    fn template(self, check_in_token: bool) -> Vec<Attribute> {
         vec![
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
@@ -167,11 +288,13 @@ impl Usage {
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(self.extractable),
-            // ECB under the key computes the record's check value.
-            Attribute::Encrypt(true),
+            Attribute::Encrypt(self.cipher || check_in_token),
             Attribute::Decrypt(self.cipher),
             Attribute::Wrap(self.wrap),
             Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
         ]
     }
 }
@@ -182,10 +305,19 @@ pub(crate) struct SessionKey<'s> {
     pub(crate) handle: ObjectHandle,
 }
 
+impl SessionKey<'_> {
+    /// Keeps the object beyond this value (the cache destroys it later).
+    pub(crate) fn keep(self) -> ObjectHandle {
+        let handle = self.handle;
+        std::mem::forget(self);
+        handle
+    }
+}
+
 impl Drop for SessionKey<'_> {
     fn drop(&mut self) {
         // Session objects also vanish when the session closes.
-        let _ = self.session.destroy_object(self.handle);
+        let _ = calls::destroy_object(self.session, self.handle);
     }
 }
 
@@ -200,6 +332,8 @@ pub struct Token {
     idle: Mutex<Vec<Session>>,
     idle_max: usize,
     caps: Capabilities,
+    policy: Policy,
+    pub(crate) cache: Option<KeyCache>,
     /// Serialises the creation of token objects (KEKs): rare, and SoftHSM2
     /// 2.6 fails concurrent token-object writes with CKR_GENERAL_ERROR.
     admin: Mutex<()>,
@@ -230,7 +364,10 @@ impl Token {
         let ctx = context(&config.module)?;
         let slot = find_slot(&ctx, &config.token_label)?;
         let caps = probe(&ctx, slot)?;
-        let token = Self {
+        if caps.unpack == UnpackPath::HostDecrypt && !config.allow_host_decrypt {
+            return Err(Pkcs11Error::HostDecryptForbidden);
+        }
+        let mut token = Self {
             ctx,
             slot,
             label: config.token_label.clone(),
@@ -238,10 +375,21 @@ impl Token {
             idle: Mutex::new(Vec::new()),
             idle_max: config.idle_sessions,
             caps,
+            policy: Policy {
+                accept_imported_keks: config.accept_imported_keks,
+            },
+            cache: config.cache.map(KeyCache::new),
             admin: Mutex::new(()),
         };
         // Log in now, so a wrong PIN is an error here, not at first use.
         let session = token.new_session()?;
+        token.caps.allowed_mechanisms = takes(&session, |t| {
+            t.push(Attribute::AllowedMechanisms(vec![MechanismType::AES_ECB]));
+        });
+        token.caps.unwrap_template = takes(&session, |t| {
+            t.push(Attribute::Unwrap(true));
+            t.push(unwrap_template_attribute(&UNWRAPPED));
+        });
         token.give_back(session);
         Ok(token)
     }
@@ -256,6 +404,30 @@ impl Token {
     #[must_use]
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Drops every cached key at once: destroys the cached key objects and
+    /// wipes the cached AKs (a no-op without a cache).
+    pub fn purge_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.lock().purge();
+        }
+    }
+
+    /// Entries in the cache: (key objects, AKs).
+    #[must_use]
+    pub fn cached(&self) -> (usize, usize) {
+        self.cache.as_ref().map_or((0, 0), |c| c.lock().len())
+    }
+
+    /// A fresh logged-in session for the cache.
+    pub(crate) fn cache_session(&self) -> Result<Session> {
+        self.new_session().map_err(|e| match e {
+            Pkcs11Error::Failure(m) => Error::Key(KeyError::Provider(m)),
+            _ => Error::Key(KeyError::Provider(
+                dlms_sec::error::ModuleFailure::SessionLost,
+            )),
+        })
     }
 
     fn new_session(&self) -> std::result::Result<Session, Pkcs11Error> {
@@ -314,91 +486,216 @@ impl Token {
         self.with_session(|s| s.logout().map_err(|e| module_error(&e)))
     }
 
-    /// Finds a KEK by label, checks it is a sensitive, non-extractable
-    /// AES-128 key, and computes its check value in the token.
-    pub(crate) fn find_kek(&self, label: &str) -> std::result::Result<KekObject, Pkcs11Error> {
+    /// Finds a KEK by label and checks it for `role`: an AES-128 token
+    /// object, sensitive and non-extractable now and always (unless the
+    /// configuration accepts imported KEKs), with no usage beyond what
+    /// `role` needs on this token's paths. Its check value comes from
+    /// `CKA_CHECK_VALUE` or, where the module keeps none, from wrapping an
+    /// all-zero key under it (AES(KEK, 0), no `C_Encrypt` needed); it must
+    /// equal `pinned` when given.
+    pub(crate) fn find_kek(
+        &self,
+        label: &str,
+        role: KekRole,
+        pinned: Option<KeyCheckValue>,
+    ) -> std::result::Result<KekObject, Pkcs11Error> {
         let session = self.new_session()?;
-        let found = session.find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])?;
+        let r = self.check_kek(
+            &session,
+            label,
+            role,
+            pinned,
+            self.policy.accept_imported_keks,
+        );
+        self.give_back(session);
+        r
+    }
+
+    fn check_kek(
+        &self,
+        session: &Session,
+        label: &str,
+        role: KekRole,
+        pinned: Option<KeyCheckValue>,
+        accept_imported: bool,
+    ) -> std::result::Result<KekObject, Pkcs11Error> {
+        let owned = || label.to_owned();
+        let found = calls::find_objects(
+            session,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+        )?;
         let handle = match found.as_slice() {
-            [] => {
-                return Err(Pkcs11Error::KekNotFound {
-                    label: label.to_owned(),
-                });
-            }
+            [] => return Err(Pkcs11Error::KekNotFound { label: owned() }),
             [one] => *one,
-            _ => {
-                return Err(Pkcs11Error::KekAmbiguous {
-                    label: label.to_owned(),
-                });
-            }
+            _ => return Err(Pkcs11Error::KekAmbiguous { label: owned() }),
         };
-        let attrs = session.get_attributes(
+        let attrs = calls::get_attributes(
+            session,
             handle,
             &[
                 AttributeType::KeyType,
                 AttributeType::ValueLen,
+                AttributeType::Token,
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+                AttributeType::Encrypt,
+                AttributeType::Decrypt,
+                AttributeType::Wrap,
+                AttributeType::Unwrap,
+                AttributeType::Sign,
+                AttributeType::Verify,
+                AttributeType::Derive,
             ],
         )?;
-        let (mut aes, mut len, mut sensitive, mut extractable) = (false, 0u64, false, true);
+        let mut k = KekAttributes::default();
         for a in attrs {
             match a {
-                Attribute::KeyType(t) => aes = t == KeyType::AES,
-                Attribute::ValueLen(n) => len = u64::from(n),
-                Attribute::Sensitive(b) => sensitive = b,
-                Attribute::Extractable(b) => extractable = b,
+                Attribute::KeyType(t) => k.aes = t == KeyType::AES,
+                Attribute::ValueLen(n) => k.len = n.into(),
+                Attribute::Token(b) => k.token = b,
+                Attribute::Sensitive(b) => k.sensitive = b,
+                Attribute::Extractable(b) => k.extractable = b,
+                Attribute::AlwaysSensitive(b) => k.always_sensitive = b,
+                Attribute::NeverExtractable(b) => k.never_extractable = b,
+                Attribute::Encrypt(b) => k.encrypt = b,
+                Attribute::Decrypt(b) => k.decrypt = b,
+                Attribute::Wrap(b) => k.wrap = b,
+                Attribute::Unwrap(b) => k.unwrap = b,
+                Attribute::Sign(b) => k.sign = b,
+                Attribute::Verify(b) => k.verify = b,
+                Attribute::Derive(b) => k.derive = b,
                 _ => {}
             }
         }
-        // SoftHSM2 reports CKA_VALUE_LEN 0 for a key it unwrapped (the
-        // import path checks the wrapped length instead): 0 is "not told".
-        if !aes || !(len == 16 || len == 0) {
+        // SoftHSM2 2.6 reports CKA_VALUE_LEN 0 for a key it unwrapped: an
+        // imported KEK (when accepted) is then sized by its check value.
+        let told = k.len == 16 || (k.len == 0 && accept_imported);
+        if !k.aes || !told {
             return Err(Pkcs11Error::KekWrongSize {
-                label: label.to_owned(),
-                bytes: if aes { len } else { 0 },
+                label: owned(),
+                bytes: if k.aes { k.len } else { 0 },
             });
         }
-        if !sensitive || extractable {
-            return Err(Pkcs11Error::KekExposed {
-                label: label.to_owned(),
+        if !k.sensitive || k.extractable {
+            return Err(Pkcs11Error::KekExposed { label: owned() });
+        }
+        if !k.token {
+            return Err(Pkcs11Error::KekAttribute {
+                label: owned(),
+                attribute: "CKA_TOKEN",
             });
         }
-        let block = session.encrypt(&Mechanism::AesEcb, handle, &[0u8; 16])?;
-        let kcv = match block.as_slice() {
-            [a, b, c, ..] => KeyCheckValue([*a, *b, *c]),
-            _ => {
-                return Err(Pkcs11Error::Failure(
-                    dlms_sec::error::ModuleFailure::BadOutput,
-                ));
-            }
-        };
-        // Where the token keeps its own check value, it must agree.
-        if let Ok(values) = session.get_attributes(handle, &[AttributeType::CheckValue]) {
-            for v in values {
-                if let Attribute::CheckValue(cv) = v
-                    && !cv.is_empty()
-                    && cv.as_slice() != kcv.0.as_slice()
-                {
-                    return Err(Pkcs11Error::KekCheckValueMismatch {
-                        label: label.to_owned(),
+        if !accept_imported {
+            for (ok, attribute) in [
+                (k.always_sensitive, "CKA_ALWAYS_SENSITIVE"),
+                (k.never_extractable, "CKA_NEVER_EXTRACTABLE"),
+            ] {
+                if !ok {
+                    return Err(Pkcs11Error::KekAttribute {
+                        label: owned(),
+                        attribute,
                     });
                 }
             }
         }
-        self.give_back(session);
+        let may = role.usages(self.caps.unpack);
+        for (has, allowed, usage) in [
+            (k.encrypt, false, "CKA_ENCRYPT"),
+            (k.sign, false, "CKA_SIGN"),
+            (k.verify, false, "CKA_VERIFY"),
+            (k.derive, false, "CKA_DERIVE"),
+            (k.decrypt, may.decrypt, "CKA_DECRYPT"),
+            (k.wrap, may.wrap, "CKA_WRAP"),
+            (k.unwrap, may.unwrap, "CKA_UNWRAP"),
+        ] {
+            if has && !allowed {
+                return Err(Pkcs11Error::KekUsageExceeds {
+                    label: owned(),
+                    usage,
+                    role,
+                });
+            }
+        }
+        let stored = calls::get_attributes(session, handle, &[AttributeType::CheckValue])
+            .ok()
+            .and_then(|v| {
+                v.into_iter().find_map(|a| match a {
+                    Attribute::CheckValue(cv) => match cv.as_slice() {
+                        [a, b, c] => Some(KeyCheckValue([*a, *b, *c])),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+            });
+        let computed = if k.wrap {
+            Some(self.kcv_by_wrap(session, handle)?)
+        } else {
+            None
+        };
+        let kcv = match (stored, computed) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Pkcs11Error::KekCheckValueMismatch { label: owned() });
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => match (role, pinned) {
+                // A transport key only unwraps: its check value is not
+                // needed for records.
+                (KekRole::Transport, _) => KeyCheckValue([0; 3]),
+                (_, Some(p)) => p,
+                (_, None) => return Err(Pkcs11Error::KekCheckValueUnknown { label: owned() }),
+            },
+        };
+        if let Some(p) = pinned
+            && (stored.is_some() || computed.is_some())
+            && p != kcv
+        {
+            return Err(Pkcs11Error::KekCheckValuePinned { label: owned() });
+        }
         Ok(KekObject {
-            label: label.to_owned(),
+            label: owned(),
+            role,
             handle: RwLock::new(handle),
             kcv,
         })
     }
 
+    /// AES(KEK, 0)'s first three octets, by wrapping a zero key object
+    /// under the KEK with the packaging mechanism (one block: ECB, or CBC
+    /// with a zero IV).
+    fn kcv_by_wrap(
+        &self,
+        s: &Session,
+        kek: ObjectHandle,
+    ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
+        let zero = create_secret(s, zero_key_template(), &[0u8; KEY_LEN])?;
+        let zero = SessionKey {
+            session: s,
+            handle: zero,
+        };
+        let block = calls::wrap_key(s, &self.package_mechanism(), kek, zero.handle)?;
+        match block.as_slice() {
+            [a, b, c, ..] => Ok(KeyCheckValue([*a, *b, *c])),
+            _ => Err(Pkcs11Error::Failure(
+                dlms_sec::error::ModuleFailure::BadOutput,
+            )),
+        }
+    }
+
+    fn package_mechanism(&self) -> Mechanism<'static> {
+        match self.caps.package {
+            PackagePath::WrapEcb => Mechanism::AesEcb,
+            PackagePath::WrapCbcZeroIv => Mechanism::AesCbc([0; 16]),
+        }
+    }
+
     /// Unpacks `record` into a session object for `usage`, by the token's
-    /// [`UnpackPath`], and checks its check value in the token.
+    /// [`UnpackPath`], and checks its check value (in the token, or on the
+    /// host copy where the path decrypts to the host anyway).
     pub(crate) fn unpack_object<'s, K: DeviceKey>(
         &self,
         s: &'s Session,
@@ -411,31 +708,36 @@ impl Token {
             return Err(KeyError::WrongKek.into());
         }
         let ciphertext = r.ciphertext();
-        let template = usage.template();
+        let in_token = self.caps.unpack != UnpackPath::HostDecrypt;
+        let template = usage.template(in_token);
         let handle = match self.caps.unpack {
             UnpackPath::UnwrapEcb => {
-                s.unwrap_key(&Mechanism::AesEcb, kek.handle(), &ciphertext, &template)
+                calls::unwrap_key(s, &Mechanism::AesEcb, kek.handle(), &ciphertext, &template)
             }
-            UnpackPath::UnwrapCbcZeroIv => s.unwrap_key(
+            UnpackPath::UnwrapCbcZeroIv => calls::unwrap_key(
+                s,
                 &Mechanism::AesCbc([0; 16]),
                 kek.handle(),
                 &ciphertext,
                 &template,
             ),
             UnpackPath::HostDecrypt => {
-                let clear = Zeroizing::new(
-                    s.decrypt(&Mechanism::AesEcb, kek.handle(), &ciphertext)
-                        .map_err(|e| module_error(&e))?,
+                let clear: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
+                    calls::decrypt(s, &Mechanism::AesEcb, kek.handle(), &ciphertext)
+                        .map_err(|e| module_error(&e))?
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| bad_output())?,
                 );
-                if clear.len() != KEY_LEN {
-                    return Err(bad_output());
-                }
-                create_secret(s, template, &clear)
+                check_on_host(record, &clear)?;
+                create_secret(s, template, clear.as_slice())
             }
         }
         .map_err(|e| module_error(&e))?;
         let key = SessionKey { session: s, handle };
-        check_in_token(s, key.handle, &r.id(), kek.kcv, &r.check_value())?;
+        if in_token {
+            check_in_token(s, key.handle, &r.id(), kek.kcv, &r.check_value())?;
+        }
         Ok(key)
     }
 
@@ -447,20 +749,19 @@ impl Token {
         s: &Session,
         kek: &KekObject,
         record: &PackagedKey<AuthenticationKey>,
-    ) -> Result<AuthenticationKey> {
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>> {
         let r = record.record();
         if r.kek_check_value() != kek.kcv {
             return Err(KeyError::WrongKek.into());
         }
         let clear = Zeroizing::new(
-            s.decrypt(&Mechanism::AesEcb, kek.handle(), &r.ciphertext())
+            calls::decrypt(s, &Mechanism::AesEcb, kek.handle(), &r.ciphertext())
                 .map_err(|e| module_error(&e))?,
         );
         let bytes: Zeroizing<[u8; KEY_LEN]> =
             Zeroizing::new(clear.as_slice().try_into().map_err(|_| bad_output())?);
-        let ak = AuthenticationKey::from_bytes(*bytes);
-        record.check_key(&ak)?;
-        Ok(ak)
+        record.check_key(&AuthenticationKey::from_bytes(*bytes))?;
+        Ok(bytes)
     }
 
     /// Generates a key in the token (a session object that may be wrapped
@@ -479,19 +780,15 @@ impl Token {
             .into());
         }
         id.check()?;
-        let mut template = Usage::TRANSFER.template();
+        // Encrypt: the record's check value is computed under it in the
+        // token (the key never leaves it in clear).
+        let mut template = Usage::TRANSFER.template(true);
         template.retain(|a| !matches!(a, Attribute::Class(_) | Attribute::KeyType(_)));
         template.push(Attribute::ValueLen(16.into()));
-        let handle = s
-            .generate_key(&Mechanism::AesKeyGen, &template)
+        let handle = calls::generate_key(s, &Mechanism::AesKeyGen, &template)
             .map_err(|e| module_error(&e))?;
         let key = SessionKey { session: s, handle };
-        let mechanism = match self.caps.package {
-            PackagePath::WrapEcb => Mechanism::AesEcb,
-            PackagePath::WrapCbcZeroIv => Mechanism::AesCbc([0; 16]),
-        };
-        let wrapped = s
-            .wrap_key(&mechanism, kek.handle(), key.handle)
+        let wrapped = calls::wrap_key(s, &self.package_mechanism(), kek.handle(), key.handle)
             .map_err(|e| module_error(&e))?;
         let ciphertext: [u8; KEY_LEN] = wrapped.as_slice().try_into().map_err(|_| bad_output())?;
         let check = check_value_in_token(s, key.handle, &id, kek.kcv)?;
@@ -508,13 +805,39 @@ fn check_value_in_token(
     kcv: KeyCheckValue,
 ) -> Result<[u8; CHECK_VALUE_LEN]> {
     let block = Zeroizing::new(
-        s.encrypt(&Mechanism::AesEcb, key, &id.check_block(kcv))
+        calls::encrypt(s, &Mechanism::AesEcb, key, &id.check_block(kcv))
             .map_err(|e| module_error(&e))?,
     );
     block
         .get(..CHECK_VALUE_LEN)
         .and_then(|c| c.try_into().ok())
         .ok_or_else(bad_output)
+}
+
+/// Checks a record against the clear key the host-decrypt path holds for
+/// a moment anyway (so the session object needs no `CKA_ENCRYPT`).
+fn check_on_host<K: DeviceKey>(record: &PackagedKey<K>, clear: &[u8; KEY_LEN]) -> Result<()> {
+    use dlms_sec::key::{
+        DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey,
+    };
+    let r = *record.record();
+    match K::ROLE {
+        KeyRole::Master => r
+            .typed::<MasterKey>()?
+            .check_key(&MasterKey::from_bytes(*clear)),
+        KeyRole::Authentication => r
+            .typed::<AuthenticationKey>()?
+            .check_key(&AuthenticationKey::from_bytes(*clear)),
+        KeyRole::GlobalUnicastEncryption => r
+            .typed::<GlobalUnicastEncryptionKey>()?
+            .check_key(&GlobalUnicastEncryptionKey::from_bytes(*clear)),
+        KeyRole::GlobalBroadcastEncryption => r
+            .typed::<GlobalBroadcastEncryptionKey>()?
+            .check_key(&GlobalBroadcastEncryptionKey::from_bytes(*clear)),
+        KeyRole::Dedicated => r
+            .typed::<DedicatedKey>()?
+            .check_key(&DedicatedKey::from_bytes(*clear)),
+    }
 }
 
 /// Compares a record's stored check value with the one the token computes
@@ -534,6 +857,64 @@ fn check_in_token(
     } else {
         Err(KeyError::Corrupted.into())
     }
+}
+
+/// Whether the module creates a session key with the attributes `add`
+/// puts on a plain template (the object is destroyed at once).
+fn takes(s: &Session, add: impl FnOnce(&mut Vec<Attribute>)) -> bool {
+    let mut t = zero_key_template();
+    add(&mut t);
+    t.push(Attribute::Value(vec![0; KEY_LEN]));
+    match calls::create_object(s, &t) {
+        Ok(h) => {
+            let _ = calls::destroy_object(s, h);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// What a KEK's `CKA_UNWRAP_TEMPLATE` requires of every key it unwraps:
+/// a sensitive session object that neither unwraps nor derives.
+static UNWRAPPED: [Attribute; 4] = [
+    Attribute::Token(false),
+    Attribute::Sensitive(true),
+    Attribute::Unwrap(false),
+    Attribute::Derive(false),
+];
+
+/// `CKA_UNWRAP_TEMPLATE` (an array of `CK_ATTRIBUTE`), which `cryptoki`
+/// has no variant for: the array is laid out field by field as the C
+/// struct is (`CK_ULONG` type, pointer, `CK_ULONG` length, no padding on
+/// the targets PKCS#11 runs on). The pointers are into `inner`, which is
+/// `'static` and so outlives every call the attribute is passed to.
+fn unwrap_template_attribute(inner: &'static [Attribute]) -> Attribute {
+    const CKA_UNWRAP_TEMPLATE: cryptoki_sys::CK_ATTRIBUTE_TYPE = 0x4000_0212;
+    let mut bytes = Vec::new();
+    for a in inner {
+        let c = cryptoki_sys::CK_ATTRIBUTE::from(a);
+        bytes.extend_from_slice(&c.type_.to_ne_bytes());
+        bytes.extend_from_slice(&(c.pValue as usize).to_ne_bytes());
+        bytes.extend_from_slice(&c.ulValueLen.to_ne_bytes());
+    }
+    Attribute::VendorDefined((AttributeType::VendorDefined(CKA_UNWRAP_TEMPLATE), bytes))
+}
+
+/// A session key object that can only be wrapped (for check values by
+/// wrapping: a zero key, or a check block).
+fn zero_key_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+    ]
 }
 
 /// Reads the token's mechanism flags.
@@ -595,32 +976,47 @@ fn probe(ctx: &Pkcs11, slot: Slot) -> std::result::Result<Capabilities, Pkcs11Er
         unpack,
         package,
         keystream,
+        allowed_mechanisms: false,
+        unwrap_template: false,
     })
 }
 
 /// Administration: making, importing and provisioning KEKs and tokens.
 impl Token {
-    /// Generates a KEK inside the token: a sensitive, non-extractable
-    /// AES-128 token object labelled `label`. Returns its
-    /// check value. Create KEKs before the service starts: SoftHSM2 2.6
-    /// fails other threads' calls with `CKR_GENERAL_ERROR` while it writes
-    /// a token object (KEK administration is serialised here, but other
-    /// work on the token is not held back for it).
+    /// Generates a KEK for `role` inside the token: a sensitive,
+    /// non-extractable AES-128 token object labelled `label` with the
+    /// usages [`KekRole::usages`] gives on this token and nothing else
+    /// limited to its mechanisms and with an unwrap template
+    /// where the module takes them. Returns its check value. Create KEKs
+    /// before the service starts: SoftHSM2 2.6 fails other threads' calls
+    /// with `CKR_GENERAL_ERROR` while it writes a token object.
     ///
     /// # Errors
     /// [`Pkcs11Error::LabelTaken`]; module failures.
-    pub fn create_kek(&self, label: &str) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
+    pub fn create_kek(
+        &self,
+        label: &str,
+        role: KekRole,
+    ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
         let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
-        self.refuse_taken(label)?;
+        self.refuse_taken(label, role)?;
         let session = self.new_session()?;
-        session.generate_key(&Mechanism::AesKeyGen, &kek_template(label, true))?;
+        calls::generate_key(
+            &session,
+            &Mechanism::AesKeyGen,
+            &self.kek_template(label, role, true),
+        )?;
         self.give_back(session);
-        Ok(self.find_kek(label)?.kcv)
+        Ok(self.find_kek(label, role, None)?.kcv)
     }
 
-    /// Imports a KEK by unwrapping `wrapped` (RFC 3394, `CKM_AES_KEY_WRAP`)
-    /// under the transport key labelled `transport`, inside the token: the
-    /// KEK is never in clear outside a module.
+    /// Imports a KEK for `role` by unwrapping `wrapped` (RFC 3394,
+    /// `CKM_AES_KEY_WRAP`) under the transport key labelled `transport`,
+    /// inside the token: the KEK is never in clear outside a module. A
+    /// key made by `C_UnwrapKey` is never `CKA_ALWAYS_SENSITIVE` nor
+    /// `CKA_NEVER_EXTRACTABLE` (PKCS#11 says so), so providers take it
+    /// only with [`Pkcs11Config::accept_imported_keks`]; the check here
+    /// accepts it.
     ///
     /// # Errors
     /// [`Pkcs11Error::LabelTaken`]; [`Pkcs11Error::KekNotFound`] for the
@@ -631,9 +1027,10 @@ impl Token {
         label: &str,
         transport: &str,
         wrapped: &[u8],
+        role: KekRole,
     ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
         let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
-        self.refuse_taken(label)?;
+        self.refuse_taken(label, role)?;
         // RFC 3394 adds 8 octets: anything else is not an AES-128 key.
         if wrapped.len() != 24 {
             return Err(Pkcs11Error::KekWrongSize {
@@ -641,20 +1038,26 @@ impl Token {
                 bytes: u64::try_from(wrapped.len().saturating_sub(8)).unwrap_or(0),
             });
         }
-        let unwrap_key = self.find_kek(transport)?.handle();
+        let unwrap_key = self.find_kek(transport, KekRole::Transport, None)?.handle();
         let session = self.new_session()?;
-        let template = kek_template(label, false);
-        session.unwrap_key(&Mechanism::AesKeyWrap, unwrap_key, wrapped, &template)?;
+        let template = self.kek_template(label, role, false);
+        calls::unwrap_key(
+            &session,
+            &Mechanism::AesKeyWrap,
+            unwrap_key,
+            wrapped,
+            &template,
+        )?;
+        let found = self.check_kek(&session, label, role, None, true);
         self.give_back(session);
-        Ok(self.find_kek(label)?.kcv)
+        Ok(found?.kcv)
     }
 
     /// **Development only.** Imports a KEK given in clear, so tests and
     /// demonstrations can hold the same key in the token and in a software
     /// provider. The KEK's octets pass through host memory: never use this
-    /// with a production key. The object is still sensitive and
-    /// non-extractable once created. `unwrap` also lets it act as a
-    /// transport key for [`Self::import_kek_wrapped`].
+    /// with a production key. The object is sensitive and non-extractable
+    /// from its creation, with the usages of `role`.
     ///
     /// # Errors
     /// [`Pkcs11Error::LabelTaken`]; module failures.
@@ -662,17 +1065,20 @@ impl Token {
         &self,
         label: &str,
         key: &[u8; KEY_LEN],
+        role: KekRole,
     ) -> std::result::Result<KeyCheckValue, Pkcs11Error> {
         let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
-        self.refuse_taken(label)?;
+        self.refuse_taken(label, role)?;
         let session = self.new_session()?;
-        create_secret(&session, kek_template(label, false), key)?;
+        create_secret(&session, self.kek_template(label, role, false), key)?;
+        // Made from clear octets: never CKA_ALWAYS_SENSITIVE.
+        let found = self.check_kek(&session, label, role, None, true);
         self.give_back(session);
-        Ok(self.find_kek(label)?.kcv)
+        Ok(found?.kcv)
     }
 
-    fn refuse_taken(&self, label: &str) -> std::result::Result<(), Pkcs11Error> {
-        match self.find_kek(label) {
+    fn refuse_taken(&self, label: &str, role: KekRole) -> std::result::Result<(), Pkcs11Error> {
+        match self.find_kek(label, role, None) {
             Err(Pkcs11Error::KekNotFound { .. }) => Ok(()),
             // A key is there, usable or not: the label is taken.
             Ok(_)
@@ -680,6 +1086,10 @@ impl Token {
                 Pkcs11Error::KekAmbiguous { .. }
                 | Pkcs11Error::KekWrongSize { .. }
                 | Pkcs11Error::KekExposed { .. }
+                | Pkcs11Error::KekAttribute { .. }
+                | Pkcs11Error::KekUsageExceeds { .. }
+                | Pkcs11Error::KekCheckValueUnknown { .. }
+                | Pkcs11Error::KekCheckValuePinned { .. }
                 | Pkcs11Error::KekCheckValueMismatch { .. },
             ) => Err(Pkcs11Error::LabelTaken {
                 label: label.to_owned(),
@@ -687,29 +1097,39 @@ impl Token {
             Err(other) => Err(other),
         }
     }
-}
 
-/// Attributes of a KEK token object: with its length when the token
-/// generates it, with its class and key type when it is imported.
-fn kek_template(label: &str, generated: bool) -> Vec<Attribute> {
-    let mut t = vec![
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Encrypt(true),
-        Attribute::Decrypt(true),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-    ];
-    if generated {
-        t.push(Attribute::ValueLen(16.into()));
-    } else {
-        t.push(Attribute::Class(ObjectClass::SECRET_KEY));
-        t.push(Attribute::KeyType(KeyType::AES));
+    /// Attributes of a KEK token object for `role`: with its length when
+    /// the token generates it, with its class and key type otherwise.
+    fn kek_template(&self, label: &str, role: KekRole, generated: bool) -> Vec<Attribute> {
+        let may = role.usages(self.caps.unpack);
+        let mut t = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(may.decrypt),
+            Attribute::Wrap(may.wrap),
+            Attribute::Unwrap(may.unwrap),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+        ];
+        if self.caps.allowed_mechanisms {
+            t.push(Attribute::AllowedMechanisms(role.mechanisms()));
+        }
+        if self.caps.unwrap_template && may.unwrap && role != KekRole::Transport {
+            t.push(unwrap_template_attribute(&UNWRAPPED));
+        }
+        if generated {
+            t.push(Attribute::ValueLen(16.into()));
+        } else {
+            t.push(Attribute::Class(ObjectClass::SECRET_KEY));
+            t.push(Attribute::KeyType(KeyType::AES));
+        }
+        t
     }
-    t
 }
 
 /// `C_CreateObject` of a secret key whose clear value is `value`; every
@@ -720,7 +1140,7 @@ fn create_secret(
     value: &[u8],
 ) -> cryptoki::error::Result<ObjectHandle> {
     template.push(Attribute::Value(value.to_vec()));
-    let made = s.create_object(&template);
+    let made = calls::create_object(s, &template);
     for a in &mut template {
         if let Attribute::Value(v) = a {
             v.zeroize();

@@ -60,12 +60,14 @@ fn configuration_from_the_environment() {
     let pin_file = dir.join("pin");
     std::fs::write(&pin_file, format!("{}\n", support::USER_PIN)).unwrap();
     let module = support::module();
-    let envs: [(&str, &std::ffi::OsStr); 5] = [
+    let envs: [(&str, &std::ffi::OsStr); 6] = [
         ("DLMS_PKCS11_MODULE", module.as_os_str()),
         ("DLMS_PKCS11_TOKEN", support::token_label().as_ref()),
         ("DLMS_PKCS11_PIN_FILE", pin_file.as_os_str()),
         ("DLMS_PKCS11_DCO_KEY_LABEL", pair.dco_label.as_ref()),
         ("DLMS_PKCS11_SHARED_KEY_LABEL", pair.shared_label.as_ref()),
+        // The test KEKs are imported in clear (to be held in software too).
+        ("DLMS_PKCS11_ACCEPT_IMPORTED_KEKS", "1".as_ref()),
     ];
     let out = run_child("complete", &envs);
     let stdout = String::from_utf8_lossy(&out.stdout);

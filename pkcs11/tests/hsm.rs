@@ -15,11 +15,8 @@ mod support;
 
 use std::sync::Arc;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use dlms_sec::counter::SingleUse;
 use dlms_sec::error::{Error, KeyError};
 use dlms_sec::key::package::{PackagedKey, Packager, RecordId};
@@ -32,7 +29,8 @@ use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 use dlms_sec_pkcs11::{
-    HsmDco, HsmS1sp, KeystreamPath, PackagePath, Pin, Pkcs11Config, Pkcs11Error, Token, UnpackPath,
+    HsmDco, HsmS1sp, KekRole, KeystreamPath, PackagePath, Pin, Pkcs11Config, Pkcs11Error, Token,
+    UnpackPath,
 };
 use serde_json::Value;
 use support::suite::id;
@@ -51,22 +49,8 @@ fn arr<const N: usize>(v: &Value, field: &str) -> [u8; N] {
     hex(v, field).try_into().unwrap()
 }
 
-/// A second handle on the module, as another application would have.
 fn raw_session() -> cryptoki::session::Session {
-    let ctx = Pkcs11::new(support::module()).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label() == support::token_label())
-        .unwrap();
-    let s = ctx.open_rw_session(slot).unwrap();
-    let _ = s.login(
-        UserType::User,
-        Some(&AuthPin::new(support::USER_PIN.into())),
-    );
-    s
+    support::raw_session()
 }
 
 #[test]
@@ -108,8 +92,8 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
         support::fresh_label("gen-dco"),
         support::fresh_label("gen-shared"),
     );
-    let kcv = token.create_kek(&dco).unwrap();
-    token.create_kek(&shared).unwrap();
+    let kcv = token.create_kek(&dco, KekRole::Dco).unwrap();
+    token.create_kek(&shared, KekRole::Shared).unwrap();
     let hsm = HsmDco::on_token(Arc::clone(&token), &dco, &shared).unwrap();
     assert_eq!(hsm.dco_key_check_value().unwrap(), kcv);
     let mut rng = getrandom::SysRng;
@@ -131,7 +115,7 @@ fn a_kek_created_in_the_token_packages_and_cannot_be_read() {
     );
     // The same label twice is refused.
     assert!(matches!(
-        token.create_kek(&dco),
+        token.create_kek(&dco, KekRole::Dco),
         Err(Pkcs11Error::LabelTaken { .. })
     ));
 }
@@ -143,7 +127,7 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     let transport_key = support::random_key();
     let transport = support::fresh_label("transport");
     token
-        .dangerous_import_kek_for_development(&transport, &transport_key)
+        .dangerous_import_kek_for_development(&transport, &transport_key, KekRole::Transport)
         .unwrap();
     let kek = support::random_key();
     let kw = <aes_kw::KwAes128 as aes_kw::KeyInit>::new(&transport_key.into());
@@ -151,7 +135,7 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     kw.wrap_key(&kek, &mut wrapped).unwrap();
     let label = support::fresh_label("imported");
     let kcv = token
-        .import_kek_wrapped(&label, &transport, &wrapped)
+        .import_kek_wrapped(&label, &transport, &wrapped, KekRole::Shared)
         .unwrap();
     assert_eq!(
         kcv,
@@ -161,9 +145,13 @@ fn a_kek_imported_under_a_transport_key_matches_its_software_twin() {
     let mut bad = wrapped;
     bad[5] ^= 1;
     let label = support::fresh_label("imported-bad");
-    assert!(token.import_kek_wrapped(&label, &transport, &bad).is_err());
+    assert!(
+        token
+            .import_kek_wrapped(&label, &transport, &bad, KekRole::Shared)
+            .is_err()
+    );
     assert!(matches!(
-        token.import_kek_wrapped(&label, "no-such-transport", &wrapped),
+        token.import_kek_wrapped(&label, "no-such-transport", &wrapped, KekRole::Shared),
         Err(Pkcs11Error::KekNotFound { .. })
     ));
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use dlms_sec::key::{DcoKey, SharedKey};
 use dlms_sec::provider::SoftwareDco;
-use dlms_sec_pkcs11::{HsmDco, HsmS1sp, Pin, Pkcs11Config, Token, init_token};
+use dlms_sec_pkcs11::{HsmDco, HsmS1sp, KekRole, Pin, Pkcs11Config, Token, init_token};
 
 pub const USER_PIN: &str = "dlms-user-1234";
 const SO_PIN: &str = "dlms-so-5678";
@@ -83,15 +83,28 @@ pub fn token_label() -> &'static str {
     })
 }
 
-/// A configuration for this process's token.
+/// A configuration for this process's token. It accepts imported KEKs:
+/// the tests import theirs in clear, to hold them in software as well.
 pub fn config() -> Pkcs11Config {
-    Pkcs11Config::new(module(), token_label(), Pin::new(USER_PIN.to_owned()))
+    let mut c = Pkcs11Config::new(module(), token_label(), Pin::new(USER_PIN.to_owned()));
+    c.accept_imported_keks = true;
+    c
 }
 
-/// This process's token, opened once.
+/// This process's token, opened once (with [`config`]).
 pub fn token() -> Arc<Token> {
     static TOKEN: OnceLock<Arc<Token>> = OnceLock::new();
     Arc::clone(TOKEN.get_or_init(|| Arc::new(Token::open(&config()).expect("open the token"))))
+}
+
+/// The same token opened with the default policy: imported KEKs refused.
+pub fn strict_token() -> Arc<Token> {
+    static TOKEN: OnceLock<Arc<Token>> = OnceLock::new();
+    Arc::clone(TOKEN.get_or_init(|| {
+        let mut c = config();
+        c.accept_imported_keks = false;
+        Arc::new(Token::open(&c).expect("open the token"))
+    }))
 }
 
 /// A label not used before in this process.
@@ -136,10 +149,10 @@ pub fn pair() -> Pair {
     let dco_label = fresh_label("dco");
     let shared_label = fresh_label("shared");
     token
-        .dangerous_import_kek_for_development(&dco_label, &dco_key)
+        .dangerous_import_kek_for_development(&dco_label, &dco_key, KekRole::Dco)
         .unwrap();
     token
-        .dangerous_import_kek_for_development(&shared_label, &shared_key)
+        .dangerous_import_kek_for_development(&shared_label, &shared_key, KekRole::Shared)
         .unwrap();
     let hsm = HsmDco::on_token(token, &dco_label, &shared_label).unwrap();
     let software = SoftwareDco::new(
@@ -162,6 +175,38 @@ pub fn s1sp(pair: &Pair) -> HsmS1sp {
 }
 
 pub mod suite;
+
+/// A second handle on the module, as another application would have.
+pub fn raw_session() -> cryptoki::session::Session {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let ctx = Pkcs11::new(module()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label() == token_label())
+        .unwrap();
+    let s = ctx.open_rw_session(slot).unwrap();
+    let _ = s.login(
+        cryptoki::session::UserType::User,
+        Some(&cryptoki::types::AuthPin::new(USER_PIN.into())),
+    );
+    s
+}
+
+/// The handle of the one object labelled `label`.
+pub fn object(s: &cryptoki::session::Session, label: &str) -> cryptoki::object::ObjectHandle {
+    let found = s
+        .find_objects(&[cryptoki::object::Attribute::Label(
+            label.as_bytes().to_vec(),
+        )])
+        .unwrap();
+    match found.as_slice() {
+        [one] => *one,
+        other => panic!("{} objects labelled {label}", other.len()),
+    }
+}
 
 /// A packaged AK and GUEK of one client, made by `reference`.
 #[derive(Clone, Copy)]
