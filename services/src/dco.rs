@@ -105,6 +105,10 @@ pub struct Rotation<'a, R: ?Sized> {
     pub current: ClientRecords<'a>,
     /// What the rotation replaces.
     pub scope: RotationScope,
+    /// The Security Setup object, method and invoke-id the key_transfer
+    /// request carries; the answer is bound to the request by its
+    /// invoke-id.
+    pub method: SecuritySetupMethod,
 }
 
 /// What a rotation replaces.
@@ -331,7 +335,11 @@ impl<P: DcoProvider> Dco<P> {
             mk,
             current,
             scope,
+            method,
         } = rotation;
+        if method.method != dlms_sec::wire::KEY_TRANSFER_METHOD {
+            return Err(Error::Misuse("a key_transfer invokes method 2"));
+        }
         let ak_id = current.ak.id();
         let client: Client = ak_id
             .client
@@ -360,7 +368,6 @@ impl<P: DcoProvider> Dco<P> {
         }
         let new_mk = new_mk.map(|(record, _)| record);
         debug_assert!(transfer.get(KeyId::Authentication).is_some());
-        let method = SecuritySetupMethod::default();
         // Room for the largest key_transfer request: all four key ids.
         let mut request = [0u8; 160];
         let len = method.emit_key_transfer_request(&transfer, &mut request)?;
