@@ -98,6 +98,8 @@ impl CounterSource for JournalCounter {
 struct JournalLink {
     journal: Journal,
     meter: Meter<Volatile>,
+    /// The next request never reaches the meter.
+    drop_next: bool,
 }
 
 impl MeterLink for JournalLink {
@@ -109,6 +111,9 @@ impl MeterLink for JournalLink {
         response: &mut [u8],
     ) -> dlms_sec::Result<usize> {
         self.journal.borrow_mut().push(Op::Sent(request.to_vec()));
+        if core::mem::take(&mut self.drop_next) {
+            return Err(Error::Misuse("request lost"));
+        }
         let (n, _) = self.meter.handle(client, request, response)?;
         Ok(n)
     }
@@ -184,6 +189,7 @@ fn world(mk_rotation: bool) -> World {
         link: JournalLink {
             journal: journal.clone(),
             meter,
+            drop_next: false,
         },
         counter: JournalCounter {
             journal: journal.clone(),
@@ -414,6 +420,108 @@ fn a_rotation_with_an_audit_failure_at_every_write_sends_nothing_unrecorded() {
         }
         if total.is_some_and(|t| fail_at > t) {
             break;
+        }
+    }
+}
+
+fn slot(role: KeyRole) -> KeySlot {
+    KeySlot {
+        device: M1,
+        client: (role != KeyRole::Master).then_some(CLIENT),
+        role,
+    }
+}
+
+const ROLES: [KeyRole; 3] = [
+    KeyRole::Authentication,
+    KeyRole::GlobalUnicastEncryption,
+    KeyRole::Master,
+];
+
+fn recorded(journal: &[Op], action: AuditAction, outcome: Outcome, role: Option<KeyRole>) -> bool {
+    journal.iter().any(|o| {
+        matches!(o, Op::Record(e) if e.action == action && e.outcome == outcome
+            && (role.is_none() || e.role == role))
+    })
+}
+
+#[test]
+fn a_rotation_with_an_audit_failure_at_every_write_activates_nothing_unrecorded() {
+    for fail_at in 0..40 {
+        let mut w = world(true);
+        let mut sink = w.sink(fail_at);
+        let got = w.s1sp.rotate(
+            &mut RotationContext {
+                dco: &w.dco,
+                link: &mut w.link,
+                counter: &mut w.counter,
+                audit: Recorder::new(&mut sink, T0),
+                rng: &mut w.rng,
+            },
+            M1,
+            CLIENT,
+        );
+        let journal = w.journal.borrow().clone();
+        for role in ROLES {
+            let active = w.s1sp.store().active(&slot(role)).unwrap().generation();
+            assert!(
+                active == 0
+                    || recorded(
+                        &journal,
+                        AuditAction::Activated,
+                        Outcome::Success,
+                        Some(role)
+                    ),
+                "rotate, audit write {fail_at} fails ({got:?}): {role:?} activated unrecorded: {}",
+                summary(&journal)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_resume_with_an_audit_failure_at_every_write_drops_nothing_unrecorded() {
+    for fail_at in 0..40 {
+        let mut w = world(true);
+        // The key_transfer never reaches the meter: the rotation is pending.
+        w.link.drop_next = true;
+        let mut sink = w.sink(0);
+        let mut cx = RotationContext {
+            dco: &w.dco,
+            link: &mut w.link,
+            counter: &mut w.counter,
+            audit: Recorder::new(&mut sink, T0),
+            rng: &mut w.rng,
+        };
+        w.s1sp.rotate(&mut cx, M1, CLIENT).unwrap();
+        w.journal.borrow_mut().clear();
+        let mut sink = w.sink(fail_at);
+        let got = w.s1sp.resume(
+            &mut RotationContext {
+                dco: &w.dco,
+                link: &mut w.link,
+                counter: &mut w.counter,
+                audit: Recorder::new(&mut sink, T0),
+                rng: &mut w.rng,
+            },
+            M1,
+            CLIENT,
+        );
+        let journal = w.journal.borrow().clone();
+        assert_ordered(&journal, &format!("resume, audit write {fail_at} fails"));
+        for role in ROLES {
+            let pending = w.s1sp.store().pending(&slot(role)).unwrap();
+            assert!(
+                pending.is_some()
+                    || recorded(
+                        &journal,
+                        AuditAction::RotationFailed,
+                        Outcome::Refused,
+                        None
+                    ),
+                "resume, audit write {fail_at} fails ({got:?}): {role:?} dropped unrecorded: {}",
+                summary(&journal)
+            );
         }
     }
 }
