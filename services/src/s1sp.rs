@@ -44,11 +44,15 @@
 //!
 //! # Audit
 //!
-//! The DCO records each protect before it draws a counter value and a
-//! key_transfer before it returns the frame (see [`crate::dco`]); the
-//! S1SP records the outcome of a rotation, and each activation right
-//! after the store made it, before the call returns. A failed audit write
-//! fails the call with [`Error::Audit`].
+//! Every key action is recorded before it takes effect, and a failed
+//! audit write fails the call with [`Error::Audit`] and stops the action:
+//! the DCO records a protect before it draws the counter value and a
+//! key_transfer before it returns the frame (see [`crate::dco`]), so no
+//! frame reaches the link unrecorded; the S1SP records each activation
+//! before the store makes it and a dropped rotation before the pending
+//! keys go. The meter's answers are recorded once verified, before their
+//! plaintext is returned, and the outcome of a rotation before the call
+//! returns.
 //!
 //! There is no revoke, destroy, export or backup operation (R-16, R-18,
 //! keys are replaced by rotation, and the superseded generation is
@@ -888,9 +892,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 self.confirm(cx, device, client, prepared.mk.is_some())
             }
             Some(false) => {
-                self.abandon(device, client)?;
+                // Recorded before the pending keys are dropped.
                 cx.audit
                     .record(&client_event(AuditAction::RotationFailed, Outcome::Refused))?;
+                self.abandon(device, client)?;
                 Ok(RotationOutcome::Refused)
             }
             None => {
@@ -969,7 +974,6 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let generation = self
             .pending_records(device, client)?
             .map(|(ak, _)| ak.id().generation);
-        self.abandon(device, client)?;
         let mut dropped = cx
             .audit
             .event(AuditAction::RotationFailed, Outcome::Refused)
@@ -978,10 +982,16 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         if let Some(g) = generation {
             dropped = dropped.with_generation(g);
         }
+        // Recorded before the pending keys are dropped.
         cx.audit.record(&dropped)?;
+        self.abandon(device, client)?;
         Ok(RotationOutcome::Refused)
     }
 
+    /// Activates the pending generation of (device, client), and of the
+    /// device MK with `with_mk`, and retires the superseded one. Every
+    /// activation is recorded before the store makes any: when a record
+    /// cannot be written nothing changes.
     fn activate(
         &mut self,
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
@@ -989,32 +999,35 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         client: Client,
         with_mk: bool,
     ) -> Result<()> {
-        let mut roles = vec![KeyRole::Authentication, KeyRole::GlobalUnicastEncryption];
+        let mut slots = vec![
+            slot(device, Some(client), KeyRole::Authentication),
+            slot(device, Some(client), KeyRole::GlobalUnicastEncryption),
+        ];
         if with_mk {
-            roles.push(KeyRole::Master);
+            slots.push(slot(device, None, KeyRole::Master));
         }
-        let mut generation = None;
-        for role in roles {
-            let c = if role == KeyRole::Master {
-                None
-            } else {
-                Some(client)
-            };
-            let s = slot(device, c, role);
-            let pending = self
+        let mut pending = Vec::with_capacity(slots.len());
+        for s in &slots {
+            let p = self
                 .store
-                .pending(&s)?
+                .pending(s)?
                 .ok_or(Error::Key(KeyError::NoPending))?;
-            self.store.activate(&s, pending.generation())?;
-            self.store.retire_previous(&s)?;
-            if role == KeyRole::Authentication {
-                generation = Some(pending.generation());
-            }
+            pending.push((*s, p));
+        }
+        for (_, p) in &pending {
             let activated = audit
                 .event(AuditAction::Activated, Outcome::Success)
-                .with_record(pending.id())
-                .with_kek(pending.kek_check_value());
+                .with_record(p.id())
+                .with_kek(p.kek_check_value());
             audit.record(&activated)?;
+        }
+        let mut generation = None;
+        for (s, p) in &pending {
+            self.store.activate(s, p.generation())?;
+            self.store.retire_previous(s)?;
+            if s.role == KeyRole::Authentication {
+                generation = Some(p.generation());
+            }
         }
         // The old generation's answers are of no use any more.
         self.peers
