@@ -11,12 +11,19 @@
 //! returns the new packaged records for the S1SP to hold as pending.
 //!
 //! Every key-management action is written to the caller's
-//! [`AuditSink`], through a [`Recorder`] that also carries the time,
-//! before the result is returned; an audit failure fails the action
-//!
+//! [`AuditSink`], through a [`Recorder`] that also carries the time, and
+//! an audit failure fails the action. What leaves the DCO is
+//! recorded before it leaves: a protect's record is written before its
+//! counter value is drawn, and a key_transfer's `transfer-sent` before its
+//! frame is returned. When a record cannot be written the call returns
+//! [`Error::Audit`] with the output buffer zeroed: no frame without its
+//! records, no counter value spent unrecorded. Generating, packaging and
+//! wrapping a key are recorded once done, before the new records are
+//! returned; a verified answer is recorded before its plaintext is.
 
 use rand_core::TryCryptoRng;
 
+use dlms_sec::InvocationCounter;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
 use dlms_sec::counter::{CounterSource, ReplayGuard};
 use dlms_sec::error::{CounterError, Error, KeyError, Result};
@@ -107,6 +114,10 @@ pub struct Rotation<'a, R: ?Sized> {
     pub current: ClientRecords<'a>,
     /// What the rotation replaces.
     pub scope: RotationScope,
+    /// The Security Setup object, method and invoke-id the key_transfer
+    /// request carries; the answer is bound to the request by its
+    /// invoke-id.
+    pub method: SecuritySetupMethod,
 }
 
 /// What a rotation replaces.
@@ -164,6 +175,35 @@ const fn failure_action(e: &Error) -> AuditAction {
     }
 }
 
+/// The caller's counter, with the record of the protect it serves
+/// written before each value is drawn: a value is never spent unrecorded.
+struct RecordFirst<'c, 'r, 'a, C: ?Sized, S: AuditSink + ?Sized> {
+    counter: &'c mut C,
+    audit: &'r mut Recorder<'a, S>,
+    event: AuditEvent,
+    audit_failed: bool,
+    drawn: Option<InvocationCounter>,
+}
+
+impl<C: CounterSource + ?Sized, S: AuditSink + ?Sized> CounterSource
+    for RecordFirst<'_, '_, '_, C, S>
+{
+    fn next_counter(&mut self) -> core::result::Result<InvocationCounter, CounterError> {
+        if self.audit.record(&self.event).is_err() {
+            self.audit_failed = true;
+            // Nothing was issued; the caller maps this to `Error::Audit`.
+            return Err(CounterError::Persistence);
+        }
+        let ic = self.counter.next_counter()?;
+        self.drawn = Some(ic);
+        Ok(ic)
+    }
+
+    fn near_exhaustion(&self) -> bool {
+        self.counter.near_exhaustion()
+    }
+}
+
 impl<P: DcoProvider> Dco<P> {
     /// A DCO with its provider and system title.
     pub const fn new(provider: P, title: SystemTitle) -> Self {
@@ -214,9 +254,14 @@ impl<P: DcoProvider> Dco<P> {
     /// dedicated key, when the bundle carries one) inside the provider and
     /// protects `apdu` under them, in the service-specific form.
     ///
+    /// The unpacking is recorded before the counter value is drawn: a value
+    /// is never spent without its record. On any error `out` is zeroed, so
+    /// no frame is returned without its records.
+    ///
     /// # Errors
     /// Record errors (audited as corruption detected), counter errors,
-    /// [`Error::Audit`](dlms_sec::Error) when the audit record cannot be written; then as
+    /// [`Error::Audit`](dlms_sec::Error) when an audit record cannot be
+    /// written; then as
     /// [`Suite0::protect`](dlms_sec::suite0::Suite0::protect).
     pub fn protect(
         &self,
@@ -225,6 +270,18 @@ impl<P: DcoProvider> Dco<P> {
         out: &mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<usize> {
+        self.protect_recorded(command, counter, out, audit)
+            .map(|(n, _)| n)
+    }
+
+    /// [`Self::protect`], also returning the counter value drawn.
+    fn protect_recorded(
+        &self,
+        command: &Command<'_>,
+        counter: &mut impl CounterSource,
+        out: &mut [u8],
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
+    ) -> Result<(usize, Option<InvocationCounter>)> {
         let Command {
             records,
             protection,
@@ -236,14 +293,44 @@ impl<P: DcoProvider> Dco<P> {
             form: CipheredForm::ServiceSpecific,
             system_title: self.title,
         };
-        let result = self
-            .provider
-            .protect(&records.command_keys(), &req, counter, apdu, out);
         let id = match records.dk {
             Some(dk) => dk.id(),
             None => records.guek.id(),
         };
-        let n = self.audit_result(audit, &id, AuditAction::Unpacked, result)?;
+        let kcv = self.kcv(id.role);
+        let unpacked = event(audit, AuditAction::Unpacked, Outcome::Success, &id, kcv);
+        let mut source = RecordFirst {
+            counter,
+            audit: &mut *audit,
+            event: unpacked,
+            audit_failed: false,
+            drawn: None,
+        };
+        let result = self
+            .provider
+            .protect(&records.command_keys(), &req, &mut source, apdu, out);
+        let RecordFirst {
+            counter,
+            audit_failed,
+            drawn,
+            ..
+        } = source;
+        let with_drawn = |e: AuditEvent| match drawn {
+            Some(ic) => e.with_counter(ic),
+            None => e,
+        };
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => {
+                out.fill(0);
+                if audit_failed {
+                    return Err(Error::Audit);
+                }
+                let failure = event(audit, failure_action(&e), Outcome::Failure, &id, kcv);
+                audit.record(&with_drawn(failure))?;
+                return Err(e);
+            }
+        };
         if counter.near_exhaustion() {
             // The DCO's counter nears its last value: re-key soon.
             let near = event(
@@ -253,9 +340,12 @@ impl<P: DcoProvider> Dco<P> {
                 &id,
                 None,
             );
-            audit.record(&near)?;
+            if let Err(e) = audit.record(&with_drawn(near)) {
+                out.fill(0);
+                return Err(e);
+            }
         }
-        Ok(n)
+        Ok((n, drawn))
     }
 
     /// Verifies and decrypts a meter's response under the client's keys,
@@ -359,7 +449,11 @@ impl<P: DcoProvider> Dco<P> {
             mk,
             current,
             scope,
+            method,
         } = rotation;
+        if method.method != dlms_sec::wire::KEY_TRANSFER_METHOD {
+            return Err(Error::Misuse("a key_transfer invokes method 2"));
+        }
         let ak_id = current.ak.id();
         let client: Client = ak_id
             .client
@@ -388,7 +482,6 @@ impl<P: DcoProvider> Dco<P> {
         }
         let new_mk = new_mk.map(|(record, _)| record);
         debug_assert!(transfer.get(KeyId::Authentication).is_some());
-        let method = SecuritySetupMethod::default();
         // Room for the largest key_transfer request: all four key ids.
         let mut request = [0u8; 160];
         let len = method.emit_key_transfer_request(&transfer, &mut request)?;
@@ -398,7 +491,9 @@ impl<P: DcoProvider> Dco<P> {
             protection: Protection::AuthenticatedEncrypted,
             apdu,
         };
-        let frame_len = self.protect(&command, counter, out, audit)?;
+        let (frame_len, drawn) = self.protect_recorded(&command, counter, out, audit)?;
+        // Recorded before the frame is returned: no transfer leaves
+        // unrecorded.
         let mut sent = audit
             .event(AuditAction::TransferSent, Outcome::Success)
             .with_device(ak_id.device)
@@ -407,7 +502,13 @@ impl<P: DcoProvider> Dco<P> {
         if let Some(k) = self.kcv(KeyRole::Master) {
             sent = sent.with_kek(k);
         }
-        audit.record(&sent)?;
+        if let Some(ic) = drawn {
+            sent = sent.with_counter(ic);
+        }
+        if let Err(e) = audit.record(&sent) {
+            out.fill(0);
+            return Err(e);
+        }
         Ok(PreparedRotation {
             frame_len,
             ak,

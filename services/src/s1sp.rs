@@ -8,10 +8,51 @@
 //! open — and GUEKs under the Shared Key, which its provider can check.
 //! It drives rotations through the DCO ([`S1sp::rotate`]): the new keys are
 //! stored as pending, sent wrapped to the meter, and activated atomically
-//! only when the meter's success answer verifies; on a refusal the pending
-//! keys are dropped, on a lost answer they stay pending and
-//! [`S1sp::resume`] finds out which keys the meter uses and finishes or
-//! abandons the rotation. Nothing stored is ever lost on the way.
+//! only when a probe under the new keys verifies; on the meter's refusal
+//! the pending keys are dropped, on a lost or unusable answer they stay
+//! pending and [`S1sp::resume`] finds out which keys the meter uses and
+//! finishes or abandons the rotation. Nothing stored is ever lost on the
+//! way.
+//!
+//! # Answers bound to their requests
+//!
+//! A link in the middle can hold a genuine answer back and release it in
+//! place of a later one. Protection alone does not stop that: the answer
+//! verifies, and its counter is above the replay floor while nothing newer
+//! got through. So the S1SP decides nothing on an answer it cannot tie to
+//! the request it just sent:
+//! * Every request carries an invoke-id. Per (device, client, key
+//!   generation) the S1SP keeps the invoke-ids of the requests whose answer
+//!   has not come back: an answer to one of them may still arrive. Its own
+//!   requests (key_transfer, probes) take an invoke-id outside that list,
+//!   and an answer counts as theirs only with the same invoke-id and the
+//!   matching response service (action-response to the key_transfer, an
+//!   action-request to class 64, the Security Setup object, method 2;
+//!   get-response to a probe). A bound answer retires every request sent
+//!   before it: the meter takes requests in counter order, so their
+//!   answers are below the replay floor or will never be made.
+//! * A key_transfer's acceptance is not enough to activate: the new keys
+//!   become active, and the old generation is retired, only once a probe
+//!   under the new keys verifies. Only the meter, holding them, can answer
+//!   under them.
+//! * Pending keys are dropped only on the meter's refusal bound to the
+//!   key_transfer, or on a bound answer under the old keys to a probe sent
+//!   after it: the meter answered a newer request under the old keys, so
+//!   it never installed the transfer and now never will.
+//! * A rotation does not start while one of the client (or a device MK)
+//!   is pending.
+//!
+//! # Audit
+//!
+//! Every key action is recorded before it takes effect, and a failed
+//! audit write fails the call with [`Error::Audit`] and stops the action:
+//! the DCO records a protect before it draws the counter value and a
+//! key_transfer before it returns the frame (see [`crate::dco`]), so no
+//! frame reaches the link unrecorded; the S1SP records each activation
+//! before the store makes it and a dropped rotation before the pending
+//! keys go. The meter's answers are recorded once verified, before their
+//! plaintext is returned, and the outcome of a rotation before the call
+//! returns.
 //!
 //! There is no revoke, destroy, export or backup operation (R-16, R-18,
 //! keys are replaced by rotation, and the superseded generation is
@@ -26,7 +67,7 @@ use rand_core::TryCryptoRng;
 use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{CounterSource, ReplayGuard};
-use dlms_sec::error::{Error, KeyError, Result};
+use dlms_sec::error::{Error, KeyError, Result, WireError};
 use dlms_sec::key::package::{PackagedKey, PackagedRecord};
 use dlms_sec::key::{
     AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
@@ -36,11 +77,37 @@ use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::provider::{CryptoProvider, DcoProvider};
 use dlms_sec::types::Client;
 use dlms_sec::types::{Protection, SecurityPolicy};
-use dlms_sec::wire::{KeyKind, SystemTitle};
+use dlms_sec::wire::{KeyKind, SecuritySetupMethod, SystemTitle};
 
 /// The largest frame a command or its answer may take through
 /// [`S1sp::command`] (a DLMS server's usual max-receive-pdu-size).
 pub const MAX_FRAME_LEN: usize = 2048;
+
+/// invoke-id-and-priority of the S1SP's own requests, before the invoke-id
+/// is added: confirmed, high priority.
+const CONFIRMED_HIGH: u8 = 0xC0;
+
+/// The service tag of action-request.
+const ACTION_REQUEST: u8 = 0xC3;
+
+/// The invoke-id bits of invoke-id-and-priority.
+const INVOKE_ID: u8 = 0x0F;
+
+/// The probe: get-request-normal of the logical device name (class 1,
+/// 0-0:42.0.0.255, attribute 2); the invoke-id is set per request.
+const PROBE: [u8; 13] = [
+    0xC0, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x2A, 0x00, 0x00, 0xFF, 0x02, 0x00,
+];
+
+/// The response service tag to a request service tag (get, set, action).
+const fn response_tag(request: u8) -> Option<u8> {
+    match request {
+        0xC0 => Some(0xC4),
+        0xC1 => Some(0xC5),
+        0xC3 => Some(0xC7),
+        _ => None,
+    }
+}
 
 /// The rotation deadline after commissioning: 7 days.
 pub const ROTATION_DEADLINE_SECS: u64 = 7 * 24 * 3600;
@@ -96,12 +163,14 @@ pub trait MeterLink {
 /// How a rotation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RotationOutcome {
-    /// The meter accepted; the new keys are active.
+    /// The meter answered under the new keys; they are active and the old
+    /// generation is retired.
     Activated,
-    /// The meter refused; the pending keys were dropped, the old stay active.
+    /// The meter refused the transfer, or answered a later request under
+    /// the old keys; the pending keys were dropped, the old stay active.
     Refused,
-    /// The answer was lost: the new keys stay pending; call
-    /// [`S1sp::resume`].
+    /// The meter's answer was lost, could not be verified or was not bound
+    /// to the request: the new keys stay pending; call [`S1sp::resume`].
     Pending,
 }
 
@@ -160,13 +229,89 @@ impl<P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> co
     }
 }
 
+/// What the S1SP tracks of one (device, client) under one key generation.
+#[derive(Debug)]
+struct Peer {
+    /// The meter's counter on its answers.
+    guard: ReplayGuard,
+    /// Invoke-ids of the requests whose answer has not come back, oldest
+    /// first: an answer to any of them may still arrive.
+    unanswered: Vec<u8>,
+    /// Where the search for a free invoke-id starts.
+    next_invoke: u8,
+}
+
+impl Peer {
+    /// Forgets the requests before the first unanswered one with invoke-id
+    /// `id`, and that one too when no other carries `id`: an answer with
+    /// `id` has arrived, so the meter has taken one of them, and everything
+    /// sent before it is answered or will never be taken.
+    fn retire_before(&mut self, id: u8) {
+        let Some(first) = self.unanswered.iter().position(|&u| u == id) else {
+            return;
+        };
+        let alone = self.unanswered.iter().filter(|&&u| u == id).count() == 1;
+        let end = if alone {
+            first.saturating_add(1)
+        } else {
+            first
+        };
+        self.unanswered.drain(..end);
+    }
+}
+
+/// (device, client, AK generation): whose answers a [`Peer`] tracks.
+type PeerKey = (SystemTitle, Client, u32);
+
+fn peer_key(records: &ClientRecords<'_>) -> Result<PeerKey> {
+    let id = records.ak.id();
+    let client = id
+        .client
+        .ok_or(Error::Misuse("an AK record always names a client"))?;
+    Ok((id.device, client, id.generation))
+}
+
+/// How a verified answer relates to the request just sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Binding {
+    /// Its answer: same invoke-id and response service, and no other
+    /// request whose answer may still arrive has that invoke-id.
+    Bound,
+    /// Same invoke-id and response service, but an earlier request with
+    /// the same invoke-id is still unanswered: it may be that one's.
+    Ambiguous,
+    /// The answer to another request.
+    Foreign,
+}
+
+/// A request as far as its answer is concerned.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    /// Its service tag.
+    tag: u8,
+    /// Its invoke-id (the low four bits of invoke-id-and-priority).
+    invoke: u8,
+}
+
+impl Sent {
+    fn of(apdu: &[u8]) -> Result<Self> {
+        match apdu {
+            [tag, _, invoke, ..] => Ok(Self {
+                tag: *tag,
+                invoke: invoke & INVOKE_ID,
+            }),
+            _ => Err(WireError::Truncated.into()),
+        }
+    }
+}
+
 /// An S1SP service over a key store and a Shared-Key-only provider.
 #[derive(Debug)]
 pub struct S1sp<S: KeyStore, P: CryptoProvider<SharedKey>> {
     store: S,
     provider: P,
     devices: BTreeMap<SystemTitle, DeviceRecord>,
-    guards: BTreeMap<(SystemTitle, Client), ReplayGuard>,
+    peers: BTreeMap<PeerKey, Peer>,
 }
 
 fn slot(device: SystemTitle, client: Option<Client>, role: KeyRole) -> KeySlot {
@@ -184,7 +329,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             store,
             provider,
             devices: BTreeMap::new(),
-            guards: BTreeMap::new(),
+            peers: BTreeMap::new(),
         }
     }
 
@@ -439,17 +584,43 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         result
     }
 
-    fn guard(&mut self, device: SystemTitle, client: Client) -> &mut ReplayGuard {
-        self.guards
-            .entry((device, client))
-            .or_insert_with(|| ReplayGuard::new(device, KeyKind::GlobalUnicast))
+    fn peer(&mut self, key: PeerKey) -> &mut Peer {
+        self.peers.entry(key).or_insert_with(|| Peer {
+            guard: ReplayGuard::new(key.0, KeyKind::GlobalUnicast),
+            unanswered: Vec::new(),
+            next_invoke: 0,
+        })
     }
 
-    /// Sends one command (any xDLMS request APDU) to (device, client) under
-    /// its active keys, through the DCO, and returns the verified answer.
+    /// An invoke-id no unanswered request of `key` carries.
+    fn fresh_invoke(&mut self, key: PeerKey) -> Result<u8> {
+        let peer = self.peer(key);
+        for _ in 0..=INVOKE_ID {
+            let id = peer.next_invoke & INVOKE_ID;
+            peer.next_invoke = peer.next_invoke.wrapping_add(1);
+            if !peer.unanswered.contains(&id) {
+                return Ok(id);
+            }
+        }
+        Err(Error::Misuse(
+            "sixteen requests to this client are unanswered: no invoke-id is free",
+        ))
+    }
+
+    /// Sends one command (any xDLMS get, set or action request APDU) to
+    /// (device, client) under its active keys, through the DCO, and returns
+    /// the verified answer.
+    ///
+    /// The answer must carry the request's invoke-id and the matching
+    /// response service. When an earlier request with the same invoke-id
+    /// is still unanswered the answer may be that one's: give each
+    /// request its own invoke-id where that matters.
     ///
     /// # Errors
-    /// Store, DCO, link and audit errors.
+    /// [`WireError::Truncated`] for an APDU shorter than three octets;
+    /// [`WireError::InvalidField`] for a verified answer to another
+    /// request (nothing is written to `answer`); store, DCO, link and audit
+    /// errors.
     pub fn command<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
@@ -466,18 +637,22 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         R: TryCryptoRng + ?Sized,
     {
         let (ak, guek) = self.active_records(device, client)?;
-        self.exchange(cx, ClientRecords::new(&ak, &guek), apdu, answer)
+        match self.exchange(cx, ClientRecords::new(&ak, &guek), apdu, answer)? {
+            (n, Binding::Bound | Binding::Ambiguous) => Ok(n),
+            (_, Binding::Foreign) => Err(WireError::InvalidField.into()),
+        }
     }
 
-    /// Sends `apdu` under `records` to the (device, client) the AK record
-    /// names and returns the verified answer.
+    /// Protects `apdu` under `records`, sends it to the (device, client)
+    /// the AK record names and returns the verified answer's length and
+    /// binding.
     fn exchange<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
         records: ClientRecords<'_>,
         apdu: &[u8],
         answer: &mut [u8],
-    ) -> Result<usize>
+    ) -> Result<(usize, Binding)>
     where
         D: DcoProvider,
         L: MeterLink,
@@ -485,12 +660,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
-        let id = records.ak.id();
-        let (device, client) = (
-            id.device,
-            id.client
-                .ok_or(Error::Misuse("an AK record always names a client"))?,
-        );
+        let sent = Sent::of(apdu)?;
         let mut request = [0u8; MAX_FRAME_LEN];
         let command = Command {
             records,
@@ -500,16 +670,39 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let n = cx
             .dco
             .protect(&command, cx.counter, &mut request, &mut cx.audit)?;
+        let frame = request.get_mut(..n).unwrap_or_default();
+        self.transact(cx, records, frame, sent, answer)
+    }
+
+    /// Sends the protected `request` (`sent` describes it), verifies the
+    /// answer under `records` and ties it to the request. The plaintext is
+    /// written to `answer` unless the answer is [`Binding::Foreign`].
+    fn transact<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        records: ClientRecords<'_>,
+        request: &mut [u8],
+        sent: Sent,
+        answer: &mut [u8],
+    ) -> Result<(usize, Binding)>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let key = peer_key(&records)?;
+        let (device, client, _) = key;
+        let peer = self.peer(key);
+        let earlier = peer.unanswered.contains(&sent.invoke);
+        // Unanswered until a bound answer arrives.
+        peer.unanswered.push(sent.invoke);
         let mut frame = [0u8; MAX_FRAME_LEN];
-        let m = cx.link.exchange(
-            device,
-            client,
-            request.get_mut(..n).unwrap_or_default(),
-            &mut frame,
-        )?;
+        let m = cx.link.exchange(device, client, request, &mut frame)?;
         let check = ResponseCheck {
             policy: SecurityPolicy::AuthenticatedEncrypted,
-            guard: self.guard(device, client),
+            guard: &mut peer.guard,
         };
         let got = cx.dco.unprotect(
             records,
@@ -518,20 +711,90 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             &mut cx.audit,
         )?;
         let plain = got.apdu();
+        let invoke = plain.get(2).map(|b| b & INVOKE_ID);
+        let ours = plain.first().copied() == response_tag(sent.tag) && invoke == Some(sent.invoke);
+        let binding = match (ours, earlier) {
+            (true, false) => {
+                peer.unanswered.clear();
+                Binding::Bound
+            }
+            (true, true) => {
+                peer.retire_before(sent.invoke);
+                Binding::Ambiguous
+            }
+            (false, _) => {
+                if let Some(id) = invoke
+                    && let Some((_, before)) = peer.unanswered.split_last()
+                    && before.contains(&id)
+                {
+                    // This request stays unanswered: keep it last.
+                    let this = peer.unanswered.pop().unwrap_or(sent.invoke);
+                    peer.retire_before(id);
+                    peer.unanswered.push(this);
+                }
+                return Ok((0, Binding::Foreign));
+            }
+        };
         let out = answer.get_mut(..plain.len()).ok_or(Error::BufferTooSmall {
             required: plain.len(),
         })?;
         out.copy_from_slice(plain);
-        Ok(plain.len())
+        Ok((plain.len(), binding))
+    }
+
+    /// Sends a probe under `records` with an invoke-id of its own and
+    /// returns how the verified answer relates to it.
+    fn probe<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        records: ClientRecords<'_>,
+    ) -> Result<Binding>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let invoke = self.fresh_invoke(peer_key(&records)?)?;
+        let mut get = PROBE;
+        if let Some(b) = get.get_mut(2) {
+            *b = CONFIRMED_HIGH | invoke;
+        }
+        let mut answer = [0u8; 64];
+        let (_, binding) = self.exchange(cx, records, &get, &mut answer)?;
+        Ok(binding)
+    }
+
+    /// Whether a rotation of (device, client) is pending: its AK or GUEK,
+    /// or the device MK.
+    fn rotation_pending(&self, device: SystemTitle, client: Client) -> Result<bool> {
+        for (c, role) in [
+            (Some(client), KeyRole::Authentication),
+            (Some(client), KeyRole::GlobalUnicastEncryption),
+            (None, KeyRole::Master),
+        ] {
+            if self.store.pending(&slot(device, c, role))?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Rotates one client's AK and GUEK (and the device MK, where the
     /// device supports it and it has not been rotated yet): the commissioning
     /// rotation and the re-key after a compromise alike.
     ///
+    /// The key_transfer carries an invoke-id of its own; its answer counts
+    /// only when bound to it (see the module docs). An acceptance is
+    /// followed by a probe under the new keys, and only a verified answer
+    /// to that activates them.
+    ///
     /// # Errors
-    /// Store, DCO, RNG and audit errors before anything is sent (nothing
-    /// changes); a link error after sending leaves the new keys pending and
+    /// [`Error::Misuse`] while a rotation of the client or a device MK is
+    /// pending (call [`Self::resume`]); store, DCO, RNG and audit errors
+    /// before anything is sent (nothing changes); audit errors after. A
+    /// lost, unverifiable or unbound answer leaves the new keys pending and
     /// returns [`RotationOutcome::Pending`] instead.
     pub fn rotate<D, L, C, A, R>(
         &mut self,
@@ -550,22 +813,42 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             .devices
             .get(&device)
             .ok_or(Error::Key(KeyError::NotFound))?;
+        if self.rotation_pending(device, client)? {
+            return Err(Error::Misuse(
+                "a rotation of this client or of the device MK is pending: resume it first",
+            ));
+        }
         let (ak, guek) = self.active_records(device, client)?;
         let mk = self.master_key(device)?;
+        let current = ClientRecords::new(&ak, &guek);
         let scope = RotationScope {
             ak_and_guek: true,
             master_key: record.capabilities.master_key_rotation && !record.master_key_rotated,
+        };
+        let invoke = self.fresh_invoke(peer_key(&current)?)?;
+        let method = SecuritySetupMethod {
+            invoke_id_and_priority: CONFIRMED_HIGH | invoke,
+            ..SecuritySetupMethod::default()
         };
         let mut request = [0u8; 256];
         let rotation = Rotation {
             rng: &mut *cx.rng,
             mk: &mk,
-            current: ClientRecords::new(&ak, &guek),
+            current,
             scope,
+            method,
         };
         let prepared =
             cx.dco
                 .prepare_rotation(rotation, cx.counter, &mut request, &mut cx.audit)?;
+        let generation = prepared.ak.id().generation;
+        let now = cx.audit.now();
+        let client_event = |action, outcome| {
+            AuditEvent::new(action, outcome, now)
+                .with_device(device)
+                .with_client(client)
+                .with_generation(generation)
+        };
         // The new keys are pending before anything leaves; if the
         // store refuses one, none stays pending and nothing is sent.
         let stored = self
@@ -578,67 +861,92 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             });
         if let Err(e) = stored {
             self.abandon(device, client)?;
-            return Err(e);
-        }
-        let generation = prepared.ak.id().generation;
-        let now = cx.audit.now();
-        let client_event = |action, outcome| {
-            AuditEvent::new(action, outcome, now)
-                .with_device(device)
-                .with_client(client)
-                .with_generation(generation)
-        };
-        let mut frame = [0u8; 256];
-        let sent = cx.link.exchange(
-            device,
-            client,
-            request.get_mut(..prepared.frame_len).unwrap_or_default(),
-            &mut frame,
-        );
-        let Ok(m) = sent else {
             cx.audit
                 .record(&client_event(AuditAction::RotationFailed, Outcome::Failure))?;
-            return Ok(RotationOutcome::Pending);
+            return Err(e);
+        }
+        let sent = Sent {
+            tag: ACTION_REQUEST,
+            invoke,
         };
-        // The answer comes under the old keys.
-        let check = ResponseCheck {
-            policy: SecurityPolicy::AuthenticatedEncrypted,
-            guard: self.guard(device, client),
+        let mut answer = [0u8; 64];
+        let frame = request.get_mut(..prepared.frame_len).unwrap_or_default();
+        let result = self.transact(cx, current, frame, sent, &mut answer);
+        let accepted = match result {
+            Err(Error::Audit) => return Err(Error::Audit),
+            Ok((n, Binding::Bound)) => match answer.get(..n) {
+                // action-response-normal, success, no return parameters.
+                Some([0xC7, 0x01, _, 0x00, 0x00]) => Some(true),
+                // action-response-normal with a failure result.
+                Some([0xC7, 0x01, _, result, ..]) if *result != 0x00 => Some(false),
+                _ => None,
+            },
+            _ => None,
         };
-        let answer = cx.dco.unprotect(
-            ClientRecords::new(&ak, &guek),
-            frame.get_mut(..m).unwrap_or_default(),
-            check,
-            &mut cx.audit,
-        );
-        let accepted = matches!(
-            answer.as_ref().map(|a| a.apdu()),
-            Ok([0xC7, 0x01, _, 0x00, ..])
-        );
-        drop(answer);
-        if accepted {
-            cx.audit.record(&client_event(
-                AuditAction::TransferAccepted,
-                Outcome::Success,
-            ))?;
-            self.activate(&mut cx.audit, device, client, prepared.mk.is_some())?;
-            Ok(RotationOutcome::Activated)
-        } else {
-            self.abandon(device, client)?;
-            cx.audit
-                .record(&client_event(AuditAction::RotationFailed, Outcome::Refused))?;
-            Ok(RotationOutcome::Refused)
+        match accepted {
+            Some(true) => {
+                cx.audit.record(&client_event(
+                    AuditAction::TransferAccepted,
+                    Outcome::Success,
+                ))?;
+                self.confirm(cx, device, client, prepared.mk.is_some())
+            }
+            Some(false) => {
+                // Recorded before the pending keys are dropped.
+                cx.audit
+                    .record(&client_event(AuditAction::RotationFailed, Outcome::Refused))?;
+                self.abandon(device, client)?;
+                Ok(RotationOutcome::Refused)
+            }
+            None => {
+                cx.audit
+                    .record(&client_event(AuditAction::RotationFailed, Outcome::Failure))?;
+                Ok(RotationOutcome::Pending)
+            }
         }
     }
 
-    /// Finishes a rotation whose answer was lost: if the meter answers under
-    /// the pending keys it has installed them, so they are activated; if it
-    /// still answers under the active keys the pending ones are dropped and
-    /// the rotation can simply run again.
+    /// Probes (device, client) under its pending keys: a verified answer
+    /// (only the meter holding them can make one) activates them.
+    fn confirm<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+        with_mk: bool,
+    ) -> Result<RotationOutcome>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: CounterSource,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let (ak, guek) = self
+            .pending_records(device, client)?
+            .ok_or(Error::Key(KeyError::NoPending))?;
+        match self.probe(cx, ClientRecords::new(&ak, &guek)) {
+            Ok(_) => {
+                self.activate(&mut cx.audit, device, client, with_mk)?;
+                Ok(RotationOutcome::Activated)
+            }
+            Err(Error::Audit) => Err(Error::Audit),
+            Err(_) => Ok(RotationOutcome::Pending),
+        }
+    }
+
+    /// Finishes a rotation whose outcome is not known: if the meter answers
+    /// a probe under the pending keys it has installed them, so they are
+    /// activated; if it answers a probe under the active keys with an
+    /// answer bound to that probe, it never installed the pending ones and
+    /// never will, so they are dropped and the rotation can simply run
+    /// again. Anything else changes nothing.
     ///
     /// # Errors
     /// [`KeyError::NoPending`] when nothing is pending; store, DCO and audit
-    /// errors; a link error leaves everything as it was.
+    /// errors; a link error or an answer that does not verify leaves
+    /// everything as it was. A verified answer not bound to the probe
+    /// returns [`RotationOutcome::Pending`].
     pub fn resume<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
@@ -652,32 +960,38 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
-        let (ak, guek) = self
-            .pending_records(device, client)?
-            .ok_or(Error::Key(KeyError::NoPending))?;
-        let probe = [
-            0xC0, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x2A, 0x00, 0x00, 0xFF, 0x02, 0x00,
-        ];
-        let mut answer = [0u8; 64];
-        // The meter's answers under new keys start a fresh guard.
-        let saved = self.guards.remove(&(device, client));
-        let under_new = self.exchange(cx, ClientRecords::new(&ak, &guek), &probe, &mut answer);
-        if under_new.is_ok() {
-            let mk_pending = self
-                .store
-                .pending(&slot(device, None, KeyRole::Master))?
-                .is_some();
-            self.activate(&mut cx.audit, device, client, mk_pending)?;
+        let mk_pending = self
+            .store
+            .pending(&slot(device, None, KeyRole::Master))?
+            .is_some();
+        if self.confirm(cx, device, client, mk_pending)? == RotationOutcome::Activated {
             return Ok(RotationOutcome::Activated);
         }
-        if let Some(g) = saved {
-            self.guards.insert((device, client), g);
+        let (ak, guek) = self.active_records(device, client)?;
+        if self.probe(cx, ClientRecords::new(&ak, &guek))? != Binding::Bound {
+            return Ok(RotationOutcome::Pending);
         }
-        self.command(cx, device, client, &probe, &mut answer)?;
+        let generation = self
+            .pending_records(device, client)?
+            .map(|(ak, _)| ak.id().generation);
+        let mut dropped = cx
+            .audit
+            .event(AuditAction::RotationFailed, Outcome::Refused)
+            .with_device(device)
+            .with_client(client);
+        if let Some(g) = generation {
+            dropped = dropped.with_generation(g);
+        }
+        // Recorded before the pending keys are dropped.
+        cx.audit.record(&dropped)?;
         self.abandon(device, client)?;
         Ok(RotationOutcome::Refused)
     }
 
+    /// Activates the pending generation of (device, client), and of the
+    /// device MK with `with_mk`, and retires the superseded one. Every
+    /// activation is recorded before the store makes any: when a record
+    /// cannot be written nothing changes.
     fn activate(
         &mut self,
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
@@ -685,31 +999,39 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         client: Client,
         with_mk: bool,
     ) -> Result<()> {
-        let mut roles = vec![KeyRole::Authentication, KeyRole::GlobalUnicastEncryption];
+        let mut slots = vec![
+            slot(device, Some(client), KeyRole::Authentication),
+            slot(device, Some(client), KeyRole::GlobalUnicastEncryption),
+        ];
         if with_mk {
-            roles.push(KeyRole::Master);
+            slots.push(slot(device, None, KeyRole::Master));
         }
-        for role in roles {
-            let c = if role == KeyRole::Master {
-                None
-            } else {
-                Some(client)
-            };
-            let s = slot(device, c, role);
-            let pending = self
+        let mut pending = Vec::with_capacity(slots.len());
+        for s in &slots {
+            let p = self
                 .store
-                .pending(&s)?
+                .pending(s)?
                 .ok_or(Error::Key(KeyError::NoPending))?;
-            self.store.activate(&s, pending.generation())?;
-            self.store.retire_previous(&s)?;
+            pending.push((*s, p));
+        }
+        for (_, p) in &pending {
             let activated = audit
                 .event(AuditAction::Activated, Outcome::Success)
-                .with_record(pending.id())
-                .with_kek(pending.kek_check_value());
+                .with_record(p.id())
+                .with_kek(p.kek_check_value());
             audit.record(&activated)?;
         }
-        // New keys: the meter's answers start a fresh guard.
-        self.guards.remove(&(device, client));
+        let mut generation = None;
+        for (s, p) in &pending {
+            self.store.activate(s, p.generation())?;
+            self.store.retire_previous(s)?;
+            if s.role == KeyRole::Authentication {
+                generation = Some(p.generation());
+            }
+        }
+        // The old generation's answers are of no use any more.
+        self.peers
+            .retain(|&(d, c, g), _| !(d == device && c == client && Some(g) != generation));
         if let Some(d) = self.devices.get_mut(&device) {
             if let Some(i) = client.keyed_index()
                 && let Some(r) = d.rotated.get_mut(i)

@@ -29,10 +29,15 @@ use rand_core::TryRng;
 
 const DAY: u64 = 24 * 3600;
 
-/// The simulated radio link to one meter, which can lose the next answer.
+/// The simulated radio link to one meter, which can lose the next answer,
+/// or (a man in the middle) hold an answer back and release it in place of
+/// a later one.
 pub struct Link {
     meter: Meter<Volatile>,
     lose_next_answer: bool,
+    hold_next_answer: bool,
+    release_instead_of_next: bool,
+    held: Option<Vec<u8>>,
     last_request: Vec<u8>,
 }
 
@@ -45,7 +50,23 @@ impl MeterLink for Link {
         response: &mut [u8],
     ) -> dlms_sec::Result<usize> {
         self.last_request = request.to_vec();
+        if core::mem::take(&mut self.release_instead_of_next)
+            && let Some(held) = self.held.take()
+        {
+            // The request is dropped; the held answer comes back instead.
+            let out = response
+                .get_mut(..held.len())
+                .ok_or(Error::BufferTooSmall {
+                    required: held.len(),
+                })?;
+            out.copy_from_slice(&held);
+            return Ok(held.len());
+        }
         let (n, _) = self.meter.handle(client, request, response)?;
+        if core::mem::take(&mut self.hold_next_answer) {
+            self.held = Some(response[..n].to_vec());
+            return Err(Error::Misuse("answer held back on the link"));
+        }
         if core::mem::take(&mut self.lose_next_answer) {
             return Err(Error::Misuse("answer lost on the link"));
         }
@@ -165,6 +186,9 @@ where
     let mut link = Link {
         meter,
         lose_next_answer: false,
+        hold_next_answer: false,
+        release_instead_of_next: false,
+        held: None,
         last_request: Vec::new(),
     };
     let mut counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
@@ -343,6 +367,49 @@ where
         );
     }
 
+    println!("\n== R-14: an answer held back and released later decides nothing");
+    {
+        let mut cx = RotationContext {
+            dco: &dco,
+            link: &mut link,
+            counter: &mut counter,
+            audit: Recorder::new(&mut audit, now),
+            rng: &mut rng,
+        };
+        let action = [
+            0xC3, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x00, 0x2A, 0x00, 0x00, 0xFF, 0x01, 0x00,
+        ];
+        let mut answer = [0u8; 64];
+        cx.link.hold_next_answer = true;
+        let lost = s1sp.command(&mut cx, device, Client::Firmware, &action, &mut answer);
+        step(
+            lost.is_err(),
+            "an action-response success (C7 01 C1 00 00) is held back on the link",
+            &mut failures,
+        );
+        cx.link.release_instead_of_next = true;
+        let outcome = s1sp.rotate(&mut cx, device, Client::Firmware)?;
+        step(
+            outcome == RotationOutcome::Pending && cx.link.meter.installs() == 5,
+            "the key_transfer is dropped and the held answer released in its place: \
+             its invoke-id is not the transfer's, so the new keys stay pending",
+            &mut failures,
+        );
+        let outcome = s1sp.resume(&mut cx, device, Client::Firmware)?;
+        step(
+            outcome == RotationOutcome::Refused,
+            "resume: a probe sent after the transfer is answered under the old keys, \
+             so the meter never installed the new ones: dropped",
+            &mut failures,
+        );
+        let outcome = s1sp.rotate(&mut cx, device, Client::Firmware)?;
+        step(
+            outcome == RotationOutcome::Activated,
+            "the rotation runs again and the new keys are active",
+            &mut failures,
+        );
+    }
+
     println!("\n== R-10 / R-17: compromise re-key campaign over every device");
     {
         let mut cx = RotationContext {
@@ -367,8 +434,8 @@ where
         );
     }
     step(
-        link.meter.installs() == 9,
-        "the meter installed 9 key transfers in all (4 + 1 + 4)",
+        link.meter.installs() == 10,
+        "the meter installed 10 key transfers in all (4 + 1 + 1 + 4)",
         &mut failures,
     );
 
