@@ -61,6 +61,7 @@
 use std::collections::BTreeMap;
 use std::vec;
 use std::vec::Vec;
+use zeroize::Zeroizing;
 
 use rand_core::TryCryptoRng;
 
@@ -698,8 +699,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let earlier = peer.unanswered.contains(&sent.invoke);
         // Unanswered until a bound answer arrives.
         peer.unanswered.push(sent.invoke);
-        let mut frame = [0u8; MAX_FRAME_LEN];
-        let m = cx.link.exchange(device, client, request, &mut frame)?;
+        // The answer is decrypted in place: wiped when this returns.
+        let mut frame = Zeroizing::new([0u8; MAX_FRAME_LEN]);
+        let m = cx.link.exchange(device, client, request, &mut *frame)?;
         let check = ResponseCheck {
             policy: SecurityPolicy::AuthenticatedEncrypted,
             guard: &mut peer.guard,
@@ -761,8 +763,8 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         if let Some(b) = get.get_mut(2) {
             *b = CONFIRMED_HIGH | invoke;
         }
-        let mut answer = [0u8; 64];
-        let (_, binding) = self.exchange(cx, records, &get, &mut answer)?;
+        let mut answer = Zeroizing::new([0u8; 64]);
+        let (_, binding) = self.exchange(cx, records, &get, &mut *answer)?;
         Ok(binding)
     }
 
@@ -869,9 +871,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             tag: ACTION_REQUEST,
             invoke,
         };
-        let mut answer = [0u8; 64];
+        let mut answer = Zeroizing::new([0u8; 64]);
         let frame = request.get_mut(..prepared.frame_len).unwrap_or_default();
-        let result = self.transact(cx, current, frame, sent, &mut answer);
+        let result = self.transact(cx, current, frame, sent, &mut *answer);
         let accepted = match result {
             Err(Error::Audit) => return Err(Error::Audit),
             Ok((n, Binding::Bound)) => match answer.get(..n) {
