@@ -378,6 +378,16 @@ impl<const N: usize> CounterPersistence for InMemoryCounterStore<N> {
 /// Yields one given counter once, then [`CounterError::Exhausted`] (for
 /// test vectors and one-shot tools).
 ///
+/// A counter value of the caller's choosing is a nonce of the caller's
+/// choosing: no plainly named constructor takes one.
+///
+/// ```compile_fail
+/// use dlms_sec::counter::SingleUse;
+/// use dlms_sec::InvocationCounter;
+///
+/// let _ = SingleUse::new(InvocationCounter::new(1));
+/// ```
+///
 /// The reserved `0xFFFFFFFF` is never yielded: given it, `SingleUse` is
 /// exhausted from the start. Not `Clone`, so the value cannot be taken
 /// twice.

@@ -151,6 +151,23 @@ impl<S: core::borrow::Borrow<aes::Aes128Enc>> Suite0Cipher for Gcm<S> {
 /// This crate's software AES-GCM as a [`Suite0Cipher`]: the reference an
 /// external implementation is tested against, and the host path of a
 /// provider whose module cannot hold the key as an object.
+///
+/// It runs counter mode and GCM under its key with any IV it is given, so
+/// no plainly named constructor makes one:
+///
+/// ```compile_fail
+/// use dlms_sec::key::GlobalUnicastEncryptionKey;
+/// use dlms_sec::suite0::cipher::SoftwareCipher;
+///
+/// let _ = SoftwareCipher::new(&GlobalUnicastEncryptionKey::from_bytes([0x11; 16]));
+/// ```
+///
+/// and it is not `Clone` (a copy would be a second holder of the key):
+///
+/// ```compile_fail
+/// fn is_clone<T: Clone>() {}
+/// is_clone::<dlms_sec::suite0::cipher::SoftwareCipher>();
+/// ```
 #[derive(Clone)]
 pub struct SoftwareCipher(Gcm);
 
