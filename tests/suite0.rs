@@ -57,7 +57,7 @@ fn req(protection: Protection, key: KeyKind, form: CipheredForm<'_>) -> Protect<
 fn protect(s: &Suite0, r: &Protect<'_>, apdu: &[u8], ic: InvocationCounter) -> Vec<u8> {
     let mut out = vec![0u8; s.frame_len(r, apdu).unwrap()];
     let n = s
-        .protect(r, &mut SingleUse::new(ic), apdu, &mut out)
+        .protect(r, &mut SingleUse::dangerous_new(ic), apdu, &mut out)
         .unwrap();
     assert_eq!(n, out.len());
     out
@@ -168,7 +168,7 @@ fn missing_key_is_a_typed_error() {
         );
         let mut out = [0u8; 64];
         assert_eq!(
-            bare.protect(&r, &mut SingleUse::new(IC), &GET, &mut out),
+            bare.protect(&r, &mut SingleUse::dangerous_new(IC), &GET, &mut out),
             Err(Error::KeyNotAvailable(key))
         );
     }
@@ -418,7 +418,7 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
                 KeyKind::GlobalUnicast,
                 CipheredForm::ServiceSpecific
             ),
-            &mut SingleUse::new(IC),
+            &mut SingleUse::dangerous_new(IC),
             &push,
             &mut out
         ),
@@ -456,7 +456,7 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
                 KeyKind::Dedicated,
                 CipheredForm::GeneralCiphering(GeneralCipheringFields::default())
             ),
-            &mut SingleUse::new(IC),
+            &mut SingleUse::dangerous_new(IC),
             &push,
             &mut out
         ),
@@ -544,7 +544,7 @@ fn exhausted_counter_protects_nothing() {
         KeyKind::GlobalUnicast,
         CipheredForm::ServiceSpecific,
     );
-    let mut once = SingleUse::new(IC);
+    let mut once = SingleUse::dangerous_new(IC);
     let mut out = [0u8; 64];
     assert!(s.protect(&r, &mut once, &GET, &mut out).is_ok());
     let mut out2 = [0u8; 64];

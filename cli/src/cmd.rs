@@ -111,7 +111,7 @@ pub(crate) fn protect(a: &cli::Protect, out: &mut String) -> Result<(), Fail> {
     let mut frame = vec![0u8; suite.frame_len(&req, &apdu)?];
     let n = suite.protect(
         &req,
-        &mut SingleUse::new(InvocationCounter::new(a.ic)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(a.ic)),
         &apdu,
         &mut frame,
     )?;
@@ -283,7 +283,7 @@ pub(crate) fn hls5(a: &cli::Hls5, out: &mut String) -> Result<(), Fail> {
     let response = hls5::respond(
         &suite,
         &a.system_title,
-        &mut SingleUse::new(InvocationCounter::new(a.ic)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(a.ic)),
         &challenge,
     )?;
     out.push_str(&hex(response.as_bytes()));

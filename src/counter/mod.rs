@@ -56,9 +56,11 @@ mod replay;
 mod send;
 
 pub use self::replay::{ReplayGuard, ReplayProof};
+#[cfg(feature = "hazmat")]
+pub use self::send::SingleUse;
 pub use self::send::{
     CounterPersistence, CounterSource, DEFAULT_WARNING_THRESHOLD, InMemoryCounterStore,
-    SendCounter, SingleUse, Volatile,
+    SendCounter, Volatile,
 };
 
 #[cfg(test)]
@@ -390,19 +392,21 @@ mod tests {
 
     // ---- SingleUse ---------------------------------------------------
 
+    #[cfg(feature = "hazmat")]
     #[test]
     fn single_use_yields_once() {
-        let mut s = SingleUse::new(ic(0x0123_4567));
+        let mut s = SingleUse::dangerous_new(ic(0x0123_4567));
         assert_eq!(s.next_counter(), Ok(ic(0x0123_4567)));
         assert_eq!(s.next_counter(), Err(CounterError::Exhausted));
         assert_eq!(s.next_counter(), Err(CounterError::Exhausted));
     }
 
+    #[cfg(feature = "hazmat")]
     #[test]
     fn single_use_never_yields_reserved() {
-        let mut s = SingleUse::new(ic(u32::MAX));
+        let mut s = SingleUse::dangerous_new(ic(u32::MAX));
         assert_eq!(s.next_counter(), Err(CounterError::Exhausted));
-        let mut s = SingleUse::new(ic(0));
+        let mut s = SingleUse::dangerous_new(ic(0));
         assert_eq!(s.next_counter(), Ok(ic(0)));
     }
 

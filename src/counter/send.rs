@@ -376,10 +376,12 @@ impl<const N: usize> CounterPersistence for InMemoryCounterStore<N> {
 }
 
 /// Yields one given counter once, then [`CounterError::Exhausted`] (for
-/// test vectors and one-shot tools).
+/// test vectors and one-shot tools). Behind the `hazmat` feature.
 ///
 /// A counter value of the caller's choosing is a nonce of the caller's
-/// choosing: no plainly named constructor takes one.
+/// choosing: under a key that has protected anything else, the caller must
+/// know the value was never used with it. Hence the `dangerous_` name, and
+/// no plainly named constructor:
 ///
 /// ```compile_fail
 /// use dlms_sec::counter::SingleUse;
@@ -391,13 +393,16 @@ impl<const N: usize> CounterPersistence for InMemoryCounterStore<N> {
 /// The reserved `0xFFFFFFFF` is never yielded: given it, `SingleUse` is
 /// exhausted from the start. Not `Clone`, so the value cannot be taken
 /// twice.
+#[cfg(feature = "hazmat")]
 #[derive(Debug)]
 pub struct SingleUse(Option<InvocationCounter>);
 
+#[cfg(feature = "hazmat")]
 impl SingleUse {
-    /// Yields `ic` once.
+    /// Yields `ic` once. The caller answers for `ic` never having been
+    /// used under the key it will protect with.
     #[must_use]
-    pub const fn new(ic: InvocationCounter) -> Self {
+    pub const fn dangerous_new(ic: InvocationCounter) -> Self {
         if ic.value() == InvocationCounter::RESERVED {
             Self(None)
         } else {
@@ -406,6 +411,7 @@ impl SingleUse {
     }
 }
 
+#[cfg(feature = "hazmat")]
 impl CounterSource for SingleUse {
     fn next_counter(&mut self) -> Result<InvocationCounter, CounterError> {
         self.0.take().ok_or(CounterError::Exhausted)
