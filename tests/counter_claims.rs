@@ -40,3 +40,40 @@ fn two_counters_over_one_store_never_issue_the_same_value() {
         }
     }
 }
+
+/// A store whose record can vanish (a wiped flash page, a deleted row).
+#[derive(Default)]
+struct Losable {
+    value: Option<u32>,
+}
+
+impl CounterPersistence for &mut Losable {
+    fn load(&mut self) -> Result<Option<u32>, CounterError> {
+        Ok(self.value)
+    }
+
+    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
+        self.value = Some(reserved_up_to);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_lost_record_is_refused_not_restarted_from_first() {
+    let mut flash = Losable::default();
+    let first = InvocationCounter::new(1);
+    let mut issued = BTreeSet::new();
+    let mut tx = SendCounter::new(first, ahead(10), &mut flash).unwrap();
+    for _ in 0..5 {
+        issued.insert(tx.next_counter().unwrap().value());
+    }
+    drop(tx);
+    // The record is gone; the key has been used.
+    flash.value = None;
+    let restarted =
+        SendCounter::new(first, ahead(10), &mut flash).and_then(|mut tx| tx.next_counter());
+    assert!(restarted.is_err(), "restarted at {restarted:?}");
+    if let Ok(v) = restarted {
+        assert!(!issued.contains(&v.value()), "{v:?} issued twice");
+    }
+}
