@@ -15,7 +15,7 @@
 
 use core::num::NonZeroU32;
 
-use dlms_sec::counter::{InMemoryCounterStore, ReplayGuard, SendCounter};
+use dlms_sec::counter::{CounterKey, InMemoryCounterStore, ReplayGuard, SendCounter};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
@@ -50,12 +50,14 @@ fn main() -> Result<(), dlms_sec::Error> {
 
     // Counters persisted with reserve-ahead: one store write per 16 values.
     let block = NonZeroU32::new(16).ok_or(dlms_sec::Error::Misuse("zero block"))?;
-    let mut client_ic = SendCounter::new(
+    let mut client_ic = SendCounter::new_key(
+        CounterKey::new(client_title, KeyKind::GlobalUnicast, 0),
         InvocationCounter::new(1),
         block,
         InMemoryCounterStore::<4>::new(),
     )?;
-    let mut meter_ic = SendCounter::new(
+    let mut meter_ic = SendCounter::new_key(
+        CounterKey::new(meter_title, KeyKind::GlobalUnicast, 0),
         InvocationCounter::new(0x0123_4567),
         block,
         InMemoryCounterStore::<4>::new(),

@@ -5,20 +5,30 @@ use core::cell::RefCell;
 use core::num::NonZeroU32;
 use std::collections::BTreeSet;
 
-use dlms_sec::InvocationCounter;
-use dlms_sec::counter::{CounterPersistence, CounterSource, InMemoryCounterStore, SendCounter};
+use core::ops::Range;
+
+use dlms_sec::counter::{
+    CounterKey, CounterPersistence, CounterSource, InMemoryCounterStore, SendCounter,
+};
 use dlms_sec::error::CounterError;
+use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
+
+const KEY: CounterKey = CounterKey::new(
+    SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01"),
+    KeyKind::GlobalUnicast,
+    0,
+);
 
 /// One store behind two handles, as two processes share one database row.
 struct Shared<'a>(&'a RefCell<InMemoryCounterStore<8>>);
 
 impl CounterPersistence for Shared<'_> {
-    fn load(&mut self) -> Result<Option<u32>, CounterError> {
-        self.0.borrow_mut().load()
+    fn create(&mut self, key: &CounterKey, first: u32) -> Result<(), CounterError> {
+        self.0.borrow_mut().create(key, first)
     }
 
-    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
-        self.0.borrow_mut().store(reserved_up_to)
+    fn claim(&mut self, key: &CounterKey, n: NonZeroU32) -> Result<Range<u32>, CounterError> {
+        self.0.borrow_mut().claim(key, n)
     }
 }
 
@@ -30,49 +40,38 @@ fn ahead(n: u32) -> NonZeroU32 {
 fn two_counters_over_one_store_never_issue_the_same_value() {
     let row = RefCell::new(InMemoryCounterStore::<8>::new());
     let first = InvocationCounter::new(1);
-    let mut a = SendCounter::new(first, ahead(4), Shared(&row)).unwrap();
-    let mut b = SendCounter::new(first, ahead(4), Shared(&row)).unwrap();
+    let mut a = SendCounter::new_key(KEY, first, ahead(4), Shared(&row)).unwrap();
+    let mut b = SendCounter::resume(KEY, ahead(4), Shared(&row)).unwrap();
     let mut issued = BTreeSet::new();
     for _ in 0..20 {
-        for c in [&mut a as &mut dyn CounterSource, &mut b] {
-            let v = c.next_counter().unwrap().value();
+        for v in [a.next_counter(), b.next_counter()] {
+            let v = v.unwrap().value();
             assert!(issued.insert(v), "{v} issued twice");
         }
     }
-}
-
-/// A store whose record can vanish (a wiped flash page, a deleted row).
-#[derive(Default)]
-struct Losable {
-    value: Option<u32>,
-}
-
-impl CounterPersistence for &mut Losable {
-    fn load(&mut self) -> Result<Option<u32>, CounterError> {
-        Ok(self.value)
-    }
-
-    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
-        self.value = Some(reserved_up_to);
-        Ok(())
-    }
+    // A second `new_key` over the same store is refused: the key is used.
+    assert_eq!(
+        SendCounter::new_key(KEY, first, ahead(4), Shared(&row)).map(|_| ()),
+        Err(CounterError::RecordExists)
+    );
 }
 
 #[test]
 fn a_lost_record_is_refused_not_restarted_from_first() {
-    let mut flash = Losable::default();
+    let mut flash = InMemoryCounterStore::<8>::new();
     let first = InvocationCounter::new(1);
     let mut issued = BTreeSet::new();
-    let mut tx = SendCounter::new(first, ahead(10), &mut flash).unwrap();
+    let mut tx = SendCounter::new_key(KEY, first, ahead(10), &mut flash).unwrap();
     for _ in 0..5 {
         issued.insert(tx.next_counter().unwrap().value());
     }
     drop(tx);
     // The record is gone; the key has been used.
-    flash.value = None;
+    flash.lose_record();
     let restarted =
-        SendCounter::new(first, ahead(10), &mut flash).and_then(|mut tx| tx.next_counter());
+        SendCounter::resume(KEY, ahead(10), &mut flash).and_then(|mut tx| tx.next_counter());
     assert!(restarted.is_err(), "restarted at {restarted:?}");
+    assert_eq!(restarted, Err(CounterError::RecordLost));
     if let Ok(v) = restarted {
         assert!(!issued.contains(&v.value()), "{v:?} issued twice");
     }

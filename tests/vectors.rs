@@ -171,7 +171,13 @@ fn hls5_vectors_both_ways() {
         }
         let ic = InvocationCounter::new(u32_of(&v, "invocation_counter"));
         assert_eq!(verdict.unwrap().invocation_counter(), ic);
-        let computed = hls5::respond(&suite, &title, &mut SingleUse::dangerous_new(ic), &challenge).unwrap();
+        let computed = hls5::respond(
+            &suite,
+            &title,
+            &mut SingleUse::dangerous_new(ic),
+            &challenge,
+        )
+        .unwrap();
         assert_eq!(&computed.as_bytes()[..], &response[..], "{}", v["id"]);
         assert_eq!(computed.invocation_counter(), ic);
         // Every flipped bit of the response is refused.

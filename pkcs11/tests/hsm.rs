@@ -311,7 +311,13 @@ fn dlms_vectors_through_the_token() {
         let mut out = vec![0u8; received.len() + 8];
         let n = pair
             .hsm
-            .protect(&keys, &req, &mut SingleUse::dangerous_new(ic), &pt, &mut out)
+            .protect(
+                &keys,
+                &req,
+                &mut SingleUse::dangerous_new(ic),
+                &pt,
+                &mut out,
+            )
             .unwrap();
         assert_eq!(out[..n], received[..], "{}", v["id"]);
         let mut frame = received.clone();
