@@ -15,7 +15,7 @@
 
 use core::num::NonZeroU32;
 
-use dlms_sec::counter::{CounterKey, InMemoryCounterStore, ReplayGuard, SendCounter};
+use dlms_sec::counter::{CounterKey, InMemoryCounterStore, SendCounter};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
@@ -62,8 +62,8 @@ fn main() -> Result<(), dlms_sec::Error> {
         block,
         InMemoryCounterStore::<4>::new(),
     )?;
-    let mut meter_guard = ReplayGuard::new(client_title, KeyKind::GlobalUnicast);
-    let mut client_guard = ReplayGuard::new(meter_title, KeyKind::GlobalUnicast);
+    let mut meter_guard = meter.replay_guard(client_title, KeyKind::GlobalUnicast)?;
+    let mut client_guard = client.replay_guard(meter_title, KeyKind::GlobalUnicast)?;
 
     println!("== HLS-5 (GMAC) association authentication");
     let ctos = *b"K56iVagY";

@@ -65,7 +65,6 @@ fn a_lost_record_is_refused_not_restarted_from_first() {
     for _ in 0..5 {
         issued.insert(tx.next_counter().unwrap().value());
     }
-    drop(tx);
     // The record is gone; the key has been used.
     flash.lose_record();
     let restarted =

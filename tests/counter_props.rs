@@ -14,7 +14,8 @@ use core::num::NonZeroU32;
 use core::ops::Range;
 
 use dlms_sec::counter::{
-    CounterKey, CounterPersistence, CounterSource, InMemoryCounterStore, ReplayGuard, SendCounter,
+    CounterKey, CounterPersistence, CounterSource, InMemoryCounterStore, KeyFingerprint,
+    ReplayGuard, SendCounter,
 };
 use dlms_sec::error::CounterError;
 use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
@@ -49,6 +50,8 @@ fn reserve_ahead() -> impl Strategy<Value = NonZeroU32> {
 }
 
 type Store = InMemoryCounterStore<4>;
+
+const FP: KeyFingerprint = KeyFingerprint::from_bytes([3; 8]);
 
 const KEY: CounterKey = CounterKey::new(
     SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E"),
@@ -118,7 +121,6 @@ proptest! {
                     }
                 }
                 Op::Restart => {
-                    drop(counter);
                     let mut fresh = restart(ahead, &mut store);
                     // A restart over an exhausted record claims nothing.
                     if let Ok(c) = fresh.as_mut() {
@@ -181,7 +183,7 @@ proptest! {
     ) {
         let peer = SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E");
         let key = KeyKind::GlobalUnicast;
-        let mut guard = ReplayGuard::new(peer, key);
+        let mut guard = ReplayGuard::new(peer, key, FP);
         let mut accepted: Vec<u32> = Vec::new();
         for v in ics {
             let ic = InvocationCounter::new(v);
@@ -192,7 +194,7 @@ proptest! {
                 Ok(()) => {
                     prop_assert!(!accepted.contains(&v));
                     accepted.push(v);
-                    guard = ReplayGuard::resume(peer, key, Some(ic));
+                    guard = ReplayGuard::resume(peer, key, FP, Some(ic));
                     prop_assert_eq!(guard.check(ic), Err(CounterError::Replay));
                 }
                 Err(e) => prop_assert_eq!(e, CounterError::Replay),

@@ -2,7 +2,13 @@
 //! not another client's guard with the same peer and key kind, and not
 //! the guard of another generation of the same key.
 
-use dlms_sec::counter::{ReplayGuard, SendCounter};
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use dlms_sec::counter::SendCounter;
 use dlms_sec::error::CounterError;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 use dlms_sec::suite0::{Protect, Unprotect};
@@ -43,8 +49,8 @@ const PARAMS: Unprotect = Unprotect {
 #[test]
 fn a_proof_from_client_a_is_refused_by_client_b_guard() {
     let (a, b) = (suite(0x11, 0x21), suite(0x12, 0x22));
-    let mut guard_a = ReplayGuard::new(HEAD_END, KeyKind::GlobalUnicast);
-    let mut guard_b = ReplayGuard::new(HEAD_END, KeyKind::GlobalUnicast);
+    let mut guard_a = a.replay_guard(HEAD_END, KeyKind::GlobalUnicast).unwrap();
+    let mut guard_b = b.replay_guard(HEAD_END, KeyKind::GlobalUnicast).unwrap();
     let mut f = frame(&a, 1_000);
     let got = a.unprotect(&mut f, &PARAMS).unwrap();
     assert_eq!(got.admit_into(&mut guard_b), Err(CounterError::WrongGuard));
@@ -59,7 +65,7 @@ fn a_proof_from_client_a_is_refused_by_client_b_guard() {
 #[test]
 fn a_proof_under_generation_1_is_refused_by_a_generation_2_guard() {
     let (gen1, gen2) = (suite(0x31, 0x41), suite(0x32, 0x42));
-    let mut guard2 = ReplayGuard::new(HEAD_END, KeyKind::GlobalUnicast);
+    let mut guard2 = gen2.replay_guard(HEAD_END, KeyKind::GlobalUnicast).unwrap();
     let mut f = frame(&gen1, 77);
     let got = gen1.unprotect(&mut f, &PARAMS).unwrap();
     assert_eq!(got.admit_into(&mut guard2), Err(CounterError::WrongGuard));

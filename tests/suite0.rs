@@ -307,7 +307,7 @@ fn reserved_counter_and_replays_are_refused() {
         s.unprotect(&mut f, &any_policy()).unwrap_err(),
         Error::Counter(CounterError::Replay)
     );
-    let mut guard = ReplayGuard::new(TITLE, KeyKind::GlobalUnicast);
+    let mut guard = s.replay_guard(TITLE, KeyKind::GlobalUnicast).unwrap();
     for (ic, fresh) in [
         (5, true),
         (5, false),
@@ -326,7 +326,11 @@ fn reserved_counter_and_replays_are_refused() {
     }
     assert_eq!(guard.last_accepted(), Some(InvocationCounter::new(10)));
     // A proof for another key or peer does not move this guard.
-    let mut other = ReplayGuard::new(SystemTitle::new([0; 8]), KeyKind::GlobalUnicast);
+    let mut other = ReplayGuard::new(
+        SystemTitle::new([0; 8]),
+        KeyKind::GlobalUnicast,
+        s.key_fingerprint(KeyKind::GlobalUnicast).unwrap(),
+    );
     let mut f = protect(&s, &r, &GET, InvocationCounter::new(11));
     let got = s.unprotect(&mut f, &any_policy()).unwrap();
     assert_eq!(

@@ -12,7 +12,7 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use dlms_sec::counter::{ReplayGuard, SingleUse};
+use dlms_sec::counter::SingleUse;
 use dlms_sec::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
 };
@@ -213,7 +213,7 @@ proptest! {
                                              ics in proptest::collection::vec(0u32..50, 1..40)) {
         let s = suite(&c);
         let title = SystemTitle::new(c.title);
-        let mut guard = ReplayGuard::new(title, c.key);
+        let mut guard = s.replay_guard(title, c.key).unwrap();
         let mut highest: Option<u32> = None;
         for ic in ics {
             let mut cc = c.clone();

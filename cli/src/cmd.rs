@@ -162,6 +162,7 @@ pub(crate) fn open(
         let mut guard = ReplayGuard::resume(
             received.system_title(),
             received.key(),
+            suite.key_fingerprint(received.key())?,
             Some(InvocationCounter::new(last)),
         );
         let ic = received.invocation_counter();

@@ -18,7 +18,7 @@ use core::num::NonZeroU32;
 use core::panic::PanicInfo;
 
 use cortex_m_rt::entry;
-use dlms_sec::counter::{CounterKey, CounterPersistence, ReplayGuard, SendCounter};
+use dlms_sec::counter::{CounterKey, CounterPersistence, SendCounter};
 use dlms_sec::error::CounterError;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
@@ -77,7 +77,9 @@ fn main() -> ! {
     let Ok(mut ic) = SendCounter::resume(counted, NonZeroU32::MIN.saturating_add(15), Flash) else {
         halt()
     };
-    let mut guard = ReplayGuard::new(peer_title, KeyKind::GlobalUnicast);
+    let Ok(mut guard) = api::suite0_new(&keys).replay_guard(peer_title, KeyKind::GlobalUnicast) else {
+        halt()
+    };
 
     loop {
         // One association's context (Suite0::new over the current keys).
@@ -124,6 +126,11 @@ fn main() -> ! {
                 black_box(&tx[..]);
                 if let Ok(staged) = staged {
                     api::key_transfer_install(staged, &mut mk, &mut keys);
+                    // New keys: a fresh guard for them.
+                    let new_keys = api::suite0_new(&keys);
+                    if let Ok(g) = new_keys.replay_guard(peer_title, KeyKind::GlobalUnicast) {
+                        guard = g;
+                    }
                 }
             }
             Err(_) => {

@@ -25,7 +25,7 @@ use rand_core::TryCryptoRng;
 
 use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
-use dlms_sec::counter::{CounterSource, ReplayGuard};
+use dlms_sec::counter::{CounterSource, KeyFingerprint, ReplayGuard};
 use dlms_sec::error::{Error, KeyError, Result};
 use dlms_sec::key::package::{PackagedKey, PackagedRecord};
 use dlms_sec::key::{
@@ -439,10 +439,15 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         result
     }
 
-    fn guard(&mut self, device: SystemTitle, client: Client) -> &mut ReplayGuard {
+    fn guard(
+        &mut self,
+        device: SystemTitle,
+        client: Client,
+        key: KeyFingerprint,
+    ) -> &mut ReplayGuard {
         self.guards
             .entry((device, client))
-            .or_insert_with(|| ReplayGuard::new(device, KeyKind::GlobalUnicast))
+            .or_insert_with(|| ReplayGuard::new(device, KeyKind::GlobalUnicast, key))
     }
 
     /// Sends one command (any xDLMS request APDU) to (device, client) under
@@ -507,9 +512,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             request.get_mut(..n).unwrap_or_default(),
             &mut frame,
         )?;
+        let key = cx.dco.key_fingerprint(records)?;
         let check = ResponseCheck {
             policy: SecurityPolicy::AuthenticatedEncrypted,
-            guard: self.guard(device, client),
+            guard: self.guard(device, client, key),
         };
         let got = cx.dco.unprotect(
             records,
@@ -601,9 +607,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             return Ok(RotationOutcome::Pending);
         };
         // The answer comes under the old keys.
+        let key = cx.dco.key_fingerprint(ClientRecords::new(&ak, &guek))?;
         let check = ResponseCheck {
             policy: SecurityPolicy::AuthenticatedEncrypted,
-            guard: self.guard(device, client),
+            guard: self.guard(device, client, key),
         };
         let answer = cx.dco.unprotect(
             ClientRecords::new(&ak, &guek),

@@ -62,7 +62,7 @@
 mod replay;
 mod send;
 
-pub use self::replay::{ReplayGuard, ReplayProof};
+pub use self::replay::{KeyFingerprint, ReplayGuard, ReplayProof};
 #[cfg(feature = "hazmat")]
 pub use self::send::SingleUse;
 pub use self::send::{
@@ -84,6 +84,7 @@ mod tests {
 
     const PEER: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E");
     const OTHER: SystemTitle = SystemTitle::new(*b"ABC\x00\x00\x00\x00\x01");
+    const FP: KeyFingerprint = KeyFingerprint::from_bytes([7; 8]);
     const KEY: CounterKey = CounterKey::new(OTHER, KeyKind::GlobalUnicast, 0);
 
     fn ic(v: u32) -> InvocationCounter {
@@ -96,7 +97,7 @@ mod tests {
 
     /// Test-only stand-in for the verification code that mints proofs.
     fn verified(peer: SystemTitle, key: KeyKind, v: u32) -> ReplayProof {
-        ReplayProof::new(peer, key, ic(v))
+        ReplayProof::new(peer, key, FP, ic(v))
     }
 
     fn issue<C: CounterSource>(c: &mut C, n: usize) -> Vec<u32> {
@@ -492,7 +493,7 @@ mod tests {
 
     #[test]
     fn guard_accepts_any_first_counter_including_zero() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         assert_eq!(g.last_accepted(), None);
         assert_eq!(g.lowest_acceptable(), Some(ic(0)));
         assert_eq!(g.check(ic(0)), Ok(()));
@@ -506,7 +507,7 @@ mod tests {
 
     #[test]
     fn guard_rejects_equal_older_and_reserved() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::Dedicated);
+        let mut g = ReplayGuard::new(PEER, KeyKind::Dedicated, FP);
         assert_eq!(
             g.accept(&verified(PEER, KeyKind::Dedicated, 10)),
             Ok(ic(10))
@@ -520,13 +521,13 @@ mod tests {
             );
             assert_eq!(g.last_accepted(), Some(ic(10)), "unchanged on error");
         }
-        let fresh = ReplayGuard::new(PEER, KeyKind::Dedicated);
+        let fresh = ReplayGuard::new(PEER, KeyKind::Dedicated, FP);
         assert_eq!(fresh.check(ic(u32::MAX)), Err(CounterError::Replay));
     }
 
     #[test]
     fn guard_accepts_gaps() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         for v in [1, 2, 500, 501, 0xFFFF_FFFE] {
             assert_eq!(
                 g.accept(&verified(PEER, KeyKind::GlobalUnicast, v)),
@@ -539,7 +540,7 @@ mod tests {
 
     #[test]
     fn check_changes_nothing() {
-        let g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         assert_eq!(g.check(ic(5)), Ok(()));
         assert_eq!(g.check(ic(5)), Ok(()));
         assert_eq!(g.last_accepted(), None);
@@ -547,7 +548,7 @@ mod tests {
 
     #[test]
     fn wrong_guard_for_other_peer_or_key() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         assert_eq!(
             g.accept(&verified(OTHER, KeyKind::GlobalUnicast, 1)),
             Err(CounterError::WrongGuard)
@@ -571,12 +572,27 @@ mod tests {
     }
 
     #[test]
+    fn wrong_guard_for_another_key_of_the_same_kind() {
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
+        let other = ReplayProof::new(
+            PEER,
+            KeyKind::GlobalUnicast,
+            KeyFingerprint::from_bytes([8; 8]),
+            ic(9),
+        );
+        assert_eq!(g.accept(&other), Err(CounterError::WrongGuard));
+        assert_eq!(g.last_accepted(), None);
+        assert_eq!(g.key_fingerprint(), FP);
+        assert_eq!(other.key_fingerprint().to_bytes(), [8; 8]);
+    }
+
+    #[test]
     fn resume_keeps_the_floor() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         g.accept(&verified(PEER, KeyKind::GlobalUnicast, 41))
             .unwrap();
         let saved = g.last_accepted();
-        let mut g = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, saved);
+        let mut g = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, FP, saved);
         assert_eq!(g.peer(), PEER);
         assert_eq!(g.key(), KeyKind::GlobalUnicast);
         assert_eq!(g.check(ic(41)), Err(CounterError::Replay));
@@ -585,10 +601,10 @@ mod tests {
             Ok(ic(42))
         );
 
-        let none = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, None);
-        assert_eq!(none, ReplayGuard::new(PEER, KeyKind::GlobalUnicast));
+        let none = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, FP, None);
+        assert_eq!(none, ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP));
 
-        let spent = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, Some(ic(u32::MAX)));
+        let spent = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, FP, Some(ic(u32::MAX)));
         assert_eq!(spent.lowest_acceptable(), None);
         assert_eq!(spent.check(ic(0xFFFF_FFFE)), Err(CounterError::Replay));
     }
@@ -620,7 +636,7 @@ mod tests {
             fn guard_accepts_only_strictly_increasing(
                 ics in proptest::collection::vec(counter_value(), 0..64)
             ) {
-                let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+                let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
                 let mut accepted: Vec<u32> = Vec::new();
                 for v in ics {
                     let model_ok = v != u32::MAX && accepted.last().is_none_or(|&l| v > l);

@@ -255,6 +255,15 @@ impl<'a, C: Suite0Cipher> ModuleKeys<'a, C> {
         self.protect_core(req, counter, apdu, out)
     }
 
+    /// The fingerprint of the key behind the cipher: what its replay
+    /// proofs carry (see [`Suite0::replay_guard`](crate::Suite0::replay_guard)).
+    ///
+    /// # Errors
+    /// The cipher's errors.
+    pub fn key_fingerprint(&self) -> Result<crate::counter::KeyFingerprint> {
+        KeySource::key_fingerprint(self, self.kind)
+    }
+
     /// As [`Suite0::unprotect`](crate::Suite0::unprotect).
     ///
     /// # Errors

@@ -861,7 +861,10 @@ pub fn replay_guard(data: &[u8]) {
     let peer = SystemTitle::new(TITLE);
     let other_peer = SystemTitle::new(*b"OTHERST\x02");
     let suite = fixed_suite();
-    let mut guard = ReplayGuard::new(peer, KeyKind::GlobalUnicast);
+    let key = suite
+        .key_fingerprint(KeyKind::GlobalUnicast)
+        .expect("unicast key");
+    let mut guard = ReplayGuard::new(peer, KeyKind::GlobalUnicast, key);
     let mut model: Option<u32> = None;
     let mut prev: u32 = 0;
     let mut steps = 0;
@@ -883,7 +886,7 @@ pub fn replay_guard(data: &[u8]) {
             _ => {
                 // Restart: resume a fresh guard from the persisted value.
                 let resumed =
-                    ReplayGuard::resume(peer, KeyKind::GlobalUnicast, guard.last_accepted());
+                    ReplayGuard::resume(peer, KeyKind::GlobalUnicast, key, guard.last_accepted());
                 assert_eq!(resumed, guard, "a resumed guard is the same guard");
                 guard = resumed;
                 continue;
