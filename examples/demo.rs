@@ -15,7 +15,7 @@
 
 use core::num::NonZeroU32;
 
-use dlms_sec::counter::{InMemoryCounterStore, ReplayGuard, SendCounter};
+use dlms_sec::counter::{CounterKey, InMemoryCounterStore, SendCounter};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
@@ -50,18 +50,20 @@ fn main() -> Result<(), dlms_sec::Error> {
 
     // Counters persisted with reserve-ahead: one store write per 16 values.
     let block = NonZeroU32::new(16).ok_or(dlms_sec::Error::Misuse("zero block"))?;
-    let mut client_ic = SendCounter::new(
+    let mut client_ic = SendCounter::new_key(
+        CounterKey::new(client_title, KeyKind::GlobalUnicast, 0),
         InvocationCounter::new(1),
         block,
         InMemoryCounterStore::<4>::new(),
     )?;
-    let mut meter_ic = SendCounter::new(
+    let mut meter_ic = SendCounter::new_key(
+        CounterKey::new(meter_title, KeyKind::GlobalUnicast, 0),
         InvocationCounter::new(0x0123_4567),
         block,
         InMemoryCounterStore::<4>::new(),
     )?;
-    let mut meter_guard = ReplayGuard::new(client_title, KeyKind::GlobalUnicast);
-    let mut client_guard = ReplayGuard::new(meter_title, KeyKind::GlobalUnicast);
+    let mut meter_guard = meter.replay_guard(client_title, KeyKind::GlobalUnicast)?;
+    let mut client_guard = client.replay_guard(meter_title, KeyKind::GlobalUnicast)?;
 
     println!("== HLS-5 (GMAC) association authentication");
     let ctos = *b"K56iVagY";

@@ -144,6 +144,13 @@ pub enum CounterError {
     /// A verification proof was offered to a replay guard that belongs to
     /// another peer or key.
     WrongGuard,
+    /// The counter store holds no record for a key that has been used:
+    /// where its counter stood is unknown, so nothing is issued; the key
+    /// must be replaced.
+    RecordLost,
+    /// A key was declared used for the first time, but the counter store
+    /// already holds a record for it.
+    RecordExists,
 }
 
 impl fmt::Display for CounterError {
@@ -153,6 +160,8 @@ impl fmt::Display for CounterError {
             Self::Replay => "invocation counter replayed or out of range",
             Self::Persistence => "invocation counter reservation could not be persisted",
             Self::WrongGuard => "verification proof offered to the wrong replay guard",
+            Self::RecordLost => "invocation counter record lost for a used key: replace the key",
+            Self::RecordExists => "invocation counter record exists: the key has been used",
         })
     }
 }

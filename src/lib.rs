@@ -24,7 +24,7 @@
 //! # Example
 //!
 //! ```
-//! use dlms_sec::counter::{ReplayGuard, SendCounter};
+//! use dlms_sec::counter::SendCounter;
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 //! use dlms_sec::suite0::{Protect, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
@@ -42,7 +42,7 @@
 //! let mut frame = [0u8; 64];
 //! let n = client.protect(&request, &mut counter, &apdu, &mut frame)?;
 //!
-//! let mut guard = ReplayGuard::new(client_title, KeyKind::GlobalUnicast);
+//! let mut guard = meter.replay_guard(client_title, KeyKind::GlobalUnicast)?;
 //! let params = Unprotect {
 //!     peer_system_title: Some(client_title),
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,

@@ -1,7 +1,7 @@
 //! Property tests for `dlms_sec::counter` through the public API only.
 //!
 //! Send side: arbitrary interleavings of `next_counter`, simulated restarts
-//! (a new `SendCounter` over the same store) and injected load/store
+//! (`SendCounter::resume` over the same store) and injected store
 //! failures never yield a value twice, values strictly increase, and every
 //! issued value was covered by a durable reservation when it was issued.
 //!
@@ -11,9 +11,11 @@
 //! `src/counter.rs`).
 
 use core::num::NonZeroU32;
+use core::ops::Range;
 
 use dlms_sec::counter::{
-    CounterPersistence, CounterSource, InMemoryCounterStore, ReplayGuard, SendCounter,
+    CounterKey, CounterPersistence, CounterSource, InMemoryCounterStore, KeyFingerprint,
+    ReplayGuard, SendCounter,
 };
 use dlms_sec::error::CounterError;
 use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
@@ -49,24 +51,28 @@ fn reserve_ahead() -> impl Strategy<Value = NonZeroU32> {
 
 type Store = InMemoryCounterStore<4>;
 
-/// Starts a counter, retrying once if an injected load failure fires.
+const FP: KeyFingerprint = KeyFingerprint::from_bytes([3; 8]);
+
+const KEY: CounterKey = CounterKey::new(
+    SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E"),
+    KeyKind::GlobalUnicast,
+    0,
+);
+
+/// Restarts a counter, retrying once if an injected store failure fires.
 ///
 /// (The first attempt is always dropped rather than returned: returning a
 /// reborrow from one arm and reusing `store` in the other is the case the
-/// borrow checker cannot yet see through. `new` writes nothing, so starting
-/// twice is harmless.)
-fn start(
-    first: u32,
-    ahead: NonZeroU32,
-    store: &mut Store,
-) -> Result<SendCounter<&mut Store>, TestCaseError> {
-    match SendCounter::new(InvocationCounter::new(first), ahead, &mut *store) {
+/// borrow checker cannot yet see through. A failed claim claims nothing,
+/// so starting twice is harmless.)
+fn restart(ahead: NonZeroU32, store: &mut Store) -> Result<SendCounter<&mut Store>, TestCaseError> {
+    match SendCounter::resume(KEY, ahead, &mut *store) {
         Ok(_) => {}
         Err(e) => {
             prop_assert_eq!(e, CounterError::Persistence);
         }
     }
-    SendCounter::new(InvocationCounter::new(first), ahead, store)
+    SendCounter::resume(KEY, ahead, store)
         .map_err(|e| TestCaseError::fail(format!("second start failed: {e:?}")))
 }
 
@@ -84,7 +90,8 @@ proptest! {
         let mut exhausted = false;
         let mut durable = store.value();
 
-        let mut counter = start(first, ahead, &mut store)?;
+        let mut counter = SendCounter::new_key(KEY, InvocationCounter::new(first), ahead, &mut store)
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         for op in ops {
             match op {
                 Op::Next => {
@@ -114,13 +121,21 @@ proptest! {
                     }
                 }
                 Op::Restart => {
-                    counter = start(first, ahead, &mut store)?;
+                    let mut fresh = restart(ahead, &mut store);
+                    // A restart over an exhausted record claims nothing.
+                    if let Ok(c) = fresh.as_mut() {
+                        prop_assert!(!exhausted || c.peek().is_none());
+                    }
+                    counter = fresh?;
                     if exhausted {
                         prop_assert_eq!(counter.peek(), None);
                     }
                 }
                 Op::FailNextStore => counter.store_mut().fail_next_store(),
-                Op::FailNextLoad => counter.store_mut().fail_next_load(),
+                Op::FailNextLoad => {
+                    // A failing claim at the next restart (or issue).
+                    counter.store_mut().fail_next_store();
+                }
             }
             // The durable reservation never goes backwards.
             let now = counter.store().value();
@@ -145,7 +160,7 @@ proptest! {
     ) {
         let ahead_nz = NonZeroU32::new(ahead).unwrap_or(NonZeroU32::MIN);
         let mut store = Store::new();
-        let mut c = SendCounter::new(InvocationCounter::new(first), ahead_nz, &mut store)
+        let mut c = SendCounter::new_key(KEY, InvocationCounter::new(first), ahead_nz, &mut store)
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let mut expected = first;
         for _ in 0..n {
@@ -168,7 +183,7 @@ proptest! {
     ) {
         let peer = SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E");
         let key = KeyKind::GlobalUnicast;
-        let mut guard = ReplayGuard::new(peer, key);
+        let mut guard = ReplayGuard::new(peer, key, FP);
         let mut accepted: Vec<u32> = Vec::new();
         for v in ics {
             let ic = InvocationCounter::new(v);
@@ -179,7 +194,7 @@ proptest! {
                 Ok(()) => {
                     prop_assert!(!accepted.contains(&v));
                     accepted.push(v);
-                    guard = ReplayGuard::resume(peer, key, Some(ic));
+                    guard = ReplayGuard::resume(peer, key, FP, Some(ic));
                     prop_assert_eq!(guard.check(ic), Err(CounterError::Replay));
                 }
                 Err(e) => prop_assert_eq!(e, CounterError::Replay),
@@ -195,17 +210,20 @@ proptest! {
 fn outside_store_through_mut_ref() {
     struct Row(Option<u32>);
     impl CounterPersistence for Row {
-        fn load(&mut self) -> Result<Option<u32>, CounterError> {
-            Ok(self.0)
-        }
-        fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
-            self.0 = Some(reserved_up_to);
+        fn create(&mut self, _: &CounterKey, first: u32) -> Result<(), CounterError> {
+            self.0 = Some(first);
             Ok(())
+        }
+        fn claim(&mut self, _: &CounterKey, n: NonZeroU32) -> Result<Range<u32>, CounterError> {
+            let old = self.0.ok_or(CounterError::RecordLost)?;
+            let new = old.saturating_add(n.get());
+            self.0 = Some(new);
+            Ok(old..new)
         }
     }
     let mut row = Row(Some(900));
     let ahead = NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN);
-    let mut c = SendCounter::new(InvocationCounter::new(1), ahead, &mut row).unwrap();
+    let mut c = SendCounter::resume(KEY, ahead, &mut row).unwrap();
     assert_eq!(c.next_counter(), Ok(InvocationCounter::new(900)));
     assert_eq!(row.0, Some(950));
 }

@@ -114,7 +114,7 @@ fn protect(req: &Protect<'_>, ic: u32, apdu: &[u8]) -> Vec<u8> {
     let n = suite
         .protect(
             req,
-            &mut SingleUse::new(InvocationCounter::new(ic)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
             apdu,
             &mut out,
         )

@@ -54,7 +54,7 @@ fn protect_as(s: &Suite0, key: KeyKind, apdu: &[u8], system_title: SystemTitle) 
     };
     let mut out = vec![0u8; s.frame_len(&req, apdu).unwrap()];
     let n = s
-        .protect(&req, &mut SingleUse::new(IC), apdu, &mut out)
+        .protect(&req, &mut SingleUse::dangerous_new(IC), apdu, &mut out)
         .unwrap();
     out.truncate(n);
     out

@@ -392,7 +392,7 @@ fn dco_command_path_matches_clear_keys() {
         .protect(
             &keys,
             &req,
-            &mut SingleUse::new(InvocationCounter::new(9)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(9)),
             &apdu,
             &mut ours,
         )
@@ -405,7 +405,7 @@ fn dco_command_path_matches_clear_keys() {
     let m = clear
         .protect(
             &req,
-            &mut SingleUse::new(InvocationCounter::new(9)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(9)),
             &apdu,
             &mut theirs,
         )
@@ -430,7 +430,7 @@ fn dco_command_path_matches_clear_keys() {
         dco.protect(
             &keys,
             &wrong,
-            &mut SingleUse::new(InvocationCounter::new(10)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(10)),
             &apdu,
             &mut ours
         ),
@@ -495,7 +495,7 @@ fn dco_command_path_detects_corrupt_records() {
             dco.protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(1)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(1)),
                 &apdu,
                 &mut out
             )
@@ -526,7 +526,7 @@ fn dco_command_path_detects_corrupt_records() {
             .protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(1)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(1)),
                 &apdu,
                 &mut out
             )

@@ -64,7 +64,7 @@ fn hot_paths_do_not_allocate() {
                 let n = s
                     .protect(
                         &req,
-                        &mut SingleUse::new(InvocationCounter::new(3)),
+                        &mut SingleUse::dangerous_new(InvocationCounter::new(3)),
                         &apdu,
                         &mut frame,
                     )
@@ -81,7 +81,7 @@ fn hot_paths_do_not_allocate() {
             let r = hls5::respond(
                 &s,
                 &TITLE,
-                &mut SingleUse::new(InvocationCounter::new(4)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(4)),
                 &challenge,
             )
             .unwrap();
@@ -136,7 +136,7 @@ fn hot_paths_do_not_allocate() {
                 .protect(
                     &keys,
                     &req,
-                    &mut SingleUse::new(InvocationCounter::new(5)),
+                    &mut SingleUse::dangerous_new(InvocationCounter::new(5)),
                     &apdu[..64],
                     &mut frame,
                 )

@@ -57,7 +57,7 @@ fn req(protection: Protection, key: KeyKind, form: CipheredForm<'_>) -> Protect<
 fn protect(s: &Suite0, r: &Protect<'_>, apdu: &[u8], ic: InvocationCounter) -> Vec<u8> {
     let mut out = vec![0u8; s.frame_len(r, apdu).unwrap()];
     let n = s
-        .protect(r, &mut SingleUse::new(ic), apdu, &mut out)
+        .protect(r, &mut SingleUse::dangerous_new(ic), apdu, &mut out)
         .unwrap();
     assert_eq!(n, out.len());
     out
@@ -168,7 +168,7 @@ fn missing_key_is_a_typed_error() {
         );
         let mut out = [0u8; 64];
         assert_eq!(
-            bare.protect(&r, &mut SingleUse::new(IC), &GET, &mut out),
+            bare.protect(&r, &mut SingleUse::dangerous_new(IC), &GET, &mut out),
             Err(Error::KeyNotAvailable(key))
         );
     }
@@ -307,7 +307,7 @@ fn reserved_counter_and_replays_are_refused() {
         s.unprotect(&mut f, &any_policy()).unwrap_err(),
         Error::Counter(CounterError::Replay)
     );
-    let mut guard = ReplayGuard::new(TITLE, KeyKind::GlobalUnicast);
+    let mut guard = s.replay_guard(TITLE, KeyKind::GlobalUnicast).unwrap();
     for (ic, fresh) in [
         (5, true),
         (5, false),
@@ -326,7 +326,11 @@ fn reserved_counter_and_replays_are_refused() {
     }
     assert_eq!(guard.last_accepted(), Some(InvocationCounter::new(10)));
     // A proof for another key or peer does not move this guard.
-    let mut other = ReplayGuard::new(SystemTitle::new([0; 8]), KeyKind::GlobalUnicast);
+    let mut other = ReplayGuard::new(
+        SystemTitle::new([0; 8]),
+        KeyKind::GlobalUnicast,
+        s.key_fingerprint(KeyKind::GlobalUnicast).unwrap(),
+    );
     let mut f = protect(&s, &r, &GET, InvocationCounter::new(11));
     let got = s.unprotect(&mut f, &any_policy()).unwrap();
     assert_eq!(
@@ -418,7 +422,7 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
                 KeyKind::GlobalUnicast,
                 CipheredForm::ServiceSpecific
             ),
-            &mut SingleUse::new(IC),
+            &mut SingleUse::dangerous_new(IC),
             &push,
             &mut out
         ),
@@ -456,7 +460,7 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
                 KeyKind::Dedicated,
                 CipheredForm::GeneralCiphering(GeneralCipheringFields::default())
             ),
-            &mut SingleUse::new(IC),
+            &mut SingleUse::dangerous_new(IC),
             &push,
             &mut out
         ),
@@ -544,7 +548,7 @@ fn exhausted_counter_protects_nothing() {
         KeyKind::GlobalUnicast,
         CipheredForm::ServiceSpecific,
     );
-    let mut once = SingleUse::new(IC);
+    let mut once = SingleUse::dangerous_new(IC);
     let mut out = [0u8; 64];
     assert!(s.protect(&r, &mut once, &GET, &mut out).is_ok());
     let mut out2 = [0u8; 64];

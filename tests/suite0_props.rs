@@ -12,7 +12,7 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use dlms_sec::counter::{ReplayGuard, SingleUse};
+use dlms_sec::counter::SingleUse;
 use dlms_sec::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
 };
@@ -132,7 +132,7 @@ fn protect(c: &Case) -> Vec<u8> {
     let n = s
         .protect(
             &req,
-            &mut SingleUse::new(InvocationCounter::new(c.ic)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(c.ic)),
             &c.apdu,
             &mut out,
         )
@@ -167,13 +167,13 @@ proptest! {
         let req = Protect { protection: c.protection, key: c.key, form: form(&c), system_title: SystemTitle::new(c.title) };
         let mut buf = vec![0u8; frame.len()];
         buf[..c.apdu.len()].copy_from_slice(&c.apdu);
-        let n = s.protect_in_place(&req, &mut SingleUse::new(InvocationCounter::new(c.ic)), &mut buf, c.apdu.len()).unwrap();
+        let n = s.protect_in_place(&req, &mut SingleUse::dangerous_new(InvocationCounter::new(c.ic)), &mut buf, c.apdu.len()).unwrap();
         prop_assert_eq!(&buf[..n], &frame[..]);
         // Prepared in place (zero copy) gives the same frame too.
         let h = s.header_len(&req, c.apdu.len()).unwrap();
         let mut prepared = vec![0xA5u8; frame.len()];
         prepared[h..h + c.apdu.len()].copy_from_slice(&c.apdu);
-        let n = s.protect_prepared(&req, &mut SingleUse::new(InvocationCounter::new(c.ic)), &mut prepared, c.apdu.len()).unwrap();
+        let n = s.protect_prepared(&req, &mut SingleUse::dangerous_new(InvocationCounter::new(c.ic)), &mut prepared, c.apdu.len()).unwrap();
         prop_assert_eq!(&prepared[..n], &frame[..]);
         let got = s.unprotect(&mut frame, &params(&c, policy_for(c.protection))).unwrap();
         prop_assert_eq!(got.apdu(), &c.apdu[..]);
@@ -213,7 +213,7 @@ proptest! {
                                              ics in proptest::collection::vec(0u32..50, 1..40)) {
         let s = suite(&c);
         let title = SystemTitle::new(c.title);
-        let mut guard = ReplayGuard::new(title, c.key);
+        let mut guard = s.replay_guard(title, c.key).unwrap();
         let mut highest: Option<u32> = None;
         for ic in ics {
             let mut cc = c.clone();

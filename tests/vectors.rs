@@ -74,19 +74,19 @@ fn dlms_vectors_protect_byte_for_byte() {
         // Out of place, into a buffer prefilled with garbage.
         let mut out = vec![0xA5u8; expected.len() + 9];
         let n = suite
-            .protect(&req, &mut SingleUse::new(ic), &pt, &mut out)
+            .protect(&req, &mut SingleUse::dangerous_new(ic), &pt, &mut out)
             .unwrap();
         assert_eq!(&out[..n], &expected[..], "{}", v["id"]);
         // In place.
         let mut buf = vec![0x5Au8; expected.len()];
         buf[..pt.len()].copy_from_slice(&pt);
         let n = suite
-            .protect_in_place(&req, &mut SingleUse::new(ic), &mut buf, pt.len())
+            .protect_in_place(&req, &mut SingleUse::dangerous_new(ic), &mut buf, pt.len())
             .unwrap();
         assert_eq!(&buf[..n], &expected[..], "{} in place", v["id"]);
         // One byte short: a typed error, and the counter is not drawn.
         let mut short = vec![0u8; expected.len() - 1];
-        let mut once = SingleUse::new(ic);
+        let mut once = SingleUse::dangerous_new(ic);
         assert_eq!(
             suite.protect(&req, &mut once, &pt, &mut short),
             Err(Error::BufferTooSmall {
@@ -171,7 +171,13 @@ fn hls5_vectors_both_ways() {
         }
         let ic = InvocationCounter::new(u32_of(&v, "invocation_counter"));
         assert_eq!(verdict.unwrap().invocation_counter(), ic);
-        let computed = hls5::respond(&suite, &title, &mut SingleUse::new(ic), &challenge).unwrap();
+        let computed = hls5::respond(
+            &suite,
+            &title,
+            &mut SingleUse::dangerous_new(ic),
+            &challenge,
+        )
+        .unwrap();
         assert_eq!(&computed.as_bytes()[..], &response[..], "{}", v["id"]);
         assert_eq!(computed.invocation_counter(), ic);
         // Every flipped bit of the response is refused.
@@ -202,7 +208,7 @@ fn hls5_challenge_and_response_lengths() {
             hls5::respond(
                 &suite,
                 &title,
-                &mut SingleUse::new(InvocationCounter::new(1)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(1)),
                 &c
             ),
             Err(Error::Wire(_))
@@ -217,7 +223,7 @@ fn hls5_challenge_and_response_lengths() {
         let r = hls5::respond(
             &suite,
             &title,
-            &mut SingleUse::new(InvocationCounter::new(9)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(9)),
             &c,
         )
         .unwrap();
@@ -231,7 +237,7 @@ fn hls5_challenge_and_response_lengths() {
     let r = hls5::respond(
         &suite,
         &title,
-        &mut SingleUse::new(InvocationCounter::new(5)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(5)),
         &c,
     )
     .unwrap();
@@ -242,7 +248,7 @@ fn hls5_challenge_and_response_lengths() {
         Err(Error::Auth(AuthError))
     );
     // A single-use counter cannot answer twice.
-    let mut once = SingleUse::new(InvocationCounter::new(7));
+    let mut once = SingleUse::dangerous_new(InvocationCounter::new(7));
     assert!(hls5::respond(&suite, &title, &mut once, &c).is_ok());
     assert!(matches!(
         hls5::respond(&suite, &title, &mut once, &c),

@@ -159,7 +159,7 @@ fn unprotect(c: &mut Criterion) {
                 let mut frame = vec![0u8; s.frame_len(&req, &a).expect("len")];
                 s.protect(
                     &req,
-                    &mut SingleUse::new(InvocationCounter::new(5)),
+                    &mut SingleUse::dangerous_new(InvocationCounter::new(5)),
                     &a,
                     &mut frame,
                 )
@@ -230,7 +230,7 @@ fn unprotect_bad_tag(c: &mut Criterion) {
         let mut frame = vec![0u8; s.frame_len(&req, &a).expect("len")];
         s.protect(
             &req,
-            &mut SingleUse::new(InvocationCounter::new(5)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(5)),
             &a,
             &mut frame,
         )
@@ -275,7 +275,7 @@ fn hls5_bench(c: &mut Criterion) {
     let response = hls5::respond(
         &s,
         &TITLE,
-        &mut SingleUse::new(InvocationCounter::new(1)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(1)),
         &challenge,
     )
     .expect("respond");

@@ -111,7 +111,7 @@ pub(crate) fn protect(a: &cli::Protect, out: &mut String) -> Result<(), Fail> {
     let mut frame = vec![0u8; suite.frame_len(&req, &apdu)?];
     let n = suite.protect(
         &req,
-        &mut SingleUse::new(InvocationCounter::new(a.ic)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(a.ic)),
         &apdu,
         &mut frame,
     )?;
@@ -162,6 +162,7 @@ pub(crate) fn open(
         let mut guard = ReplayGuard::resume(
             received.system_title(),
             received.key(),
+            suite.key_fingerprint(received.key())?,
             Some(InvocationCounter::new(last)),
         );
         let ic = received.invocation_counter();
@@ -283,7 +284,7 @@ pub(crate) fn hls5(a: &cli::Hls5, out: &mut String) -> Result<(), Fail> {
     let response = hls5::respond(
         &suite,
         &a.system_title,
-        &mut SingleUse::new(InvocationCounter::new(a.ic)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(a.ic)),
         &challenge,
     )?;
     out.push_str(&hex(response.as_bytes()));

@@ -1462,7 +1462,7 @@ fn decode_general_ciphering() {
     let n = suite
         .protect(
             &req,
-            &mut SingleUse::new(InvocationCounter::new(9)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(9)),
             &apdu,
             &mut frame,
         )

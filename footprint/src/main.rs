@@ -18,7 +18,7 @@ use core::num::NonZeroU32;
 use core::panic::PanicInfo;
 
 use cortex_m_rt::entry;
-use dlms_sec::counter::{CounterPersistence, ReplayGuard, SendCounter};
+use dlms_sec::counter::{CounterKey, CounterPersistence, SendCounter};
 use dlms_sec::error::CounterError;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
@@ -33,13 +33,19 @@ const FRAME_LEN: usize = 512;
 struct Flash;
 
 impl CounterPersistence for Flash {
-    fn load(&mut self) -> Result<Option<u32>, CounterError> {
-        black_box(Ok(Some(1)))
+    fn create(&mut self, key: &CounterKey, first: u32) -> Result<(), CounterError> {
+        black_box((key, first));
+        black_box(Ok(()))
     }
 
-    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
-        black_box(reserved_up_to);
-        black_box(Ok(()))
+    fn claim(
+        &mut self,
+        key: &CounterKey,
+        n: NonZeroU32,
+    ) -> Result<core::ops::Range<u32>, CounterError> {
+        black_box(key);
+        let first = black_box(1u32);
+        black_box(Ok(first..first.saturating_add(n.get())))
     }
 }
 
@@ -67,11 +73,13 @@ fn main() -> ! {
     let own_title = black_box(SystemTitle::new(*b"MMM\x00\x00\xBCaN"));
     let peer_title = black_box(SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01"));
 
-    let first = InvocationCounter::new(black_box(1));
-    let Ok(mut ic) = SendCounter::new(first, NonZeroU32::MIN.saturating_add(15), Flash) else {
+    let counted = CounterKey::new(own_title, KeyKind::GlobalUnicast, 0);
+    let Ok(mut ic) = SendCounter::resume(counted, NonZeroU32::MIN.saturating_add(15), Flash) else {
         halt()
     };
-    let mut guard = ReplayGuard::new(peer_title, KeyKind::GlobalUnicast);
+    let Ok(mut guard) = api::suite0_new(&keys).replay_guard(peer_title, KeyKind::GlobalUnicast) else {
+        halt()
+    };
 
     loop {
         // One association's context (Suite0::new over the current keys).
@@ -118,6 +126,11 @@ fn main() -> ! {
                 black_box(&tx[..]);
                 if let Ok(staged) = staged {
                     api::key_transfer_install(staged, &mut mk, &mut keys);
+                    // New keys: a fresh guard for them.
+                    let new_keys = api::suite0_new(&keys);
+                    if let Ok(g) = new_keys.replay_guard(peer_title, KeyKind::GlobalUnicast) {
+                        guard = g;
+                    }
                 }
             }
             Err(_) => {

@@ -30,12 +30,7 @@ use support::suite::{CLIENT_TITLE, id, master};
 const REQ: Protect<'static> = Protect::unicast(Protection::AuthenticatedEncrypted, CLIENT_TITLE);
 
 fn counter() -> SendCounter<Volatile> {
-    SendCounter::new(
-        InvocationCounter::new(1),
-        core::num::NonZeroU32::MIN,
-        Volatile,
-    )
-    .expect("counter")
+    SendCounter::volatile(InvocationCounter::new(1))
 }
 
 /// Mean time of `f` over `n` runs.

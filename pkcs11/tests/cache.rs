@@ -48,7 +48,7 @@ fn cached_commands_make_one_cipher_call_and_match_software() {
             .protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(ic)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
                 &apdu,
                 &mut out,
             )
@@ -60,7 +60,7 @@ fn cached_commands_make_one_cipher_call_and_match_software() {
             .protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(ic)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
                 &apdu,
                 &mut expected,
             )
@@ -91,7 +91,7 @@ fn cached_commands_make_one_cipher_call_and_match_software() {
     hsm2.protect(
         &keys,
         &req,
-        &mut SingleUse::new(InvocationCounter::new(9)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(9)),
         &apdu,
         &mut out,
     )
@@ -101,7 +101,7 @@ fn cached_commands_make_one_cipher_call_and_match_software() {
     hsm2.protect(
         &keys,
         &req,
-        &mut SingleUse::new(InvocationCounter::new(10)),
+        &mut SingleUse::dangerous_new(InvocationCounter::new(10)),
         &apdu,
         &mut out,
     )

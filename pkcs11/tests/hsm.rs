@@ -299,7 +299,13 @@ fn dlms_vectors_through_the_token() {
         let mut out = vec![0u8; received.len() + 8];
         let n = pair
             .hsm
-            .protect(&keys, &req, &mut SingleUse::new(ic), &pt, &mut out)
+            .protect(
+                &keys,
+                &req,
+                &mut SingleUse::dangerous_new(ic),
+                &pt,
+                &mut out,
+            )
             .unwrap();
         assert_eq!(out[..n], received[..], "{}", v["id"]);
         let mut frame = received.clone();
@@ -333,14 +339,14 @@ fn threads_share_a_provider() {
                         support::suite::CLIENT_TITLE,
                     );
                     let apdu = [0xC0, 0x01, t as u8, i as u8, 0xFF];
-                    let ic = SingleUse::new(InvocationCounter::new(t * 1000 + i + 1));
+                    let ic = SingleUse::dangerous_new(InvocationCounter::new(t * 1000 + i + 1));
                     let mut out = [0u8; 64];
                     let n = pair
                         .hsm
                         .protect(&keys, &req, &mut { ic }, &apdu, &mut out)
                         .unwrap();
                     let mut expected = [0u8; 64];
-                    let ic = SingleUse::new(InvocationCounter::new(t * 1000 + i + 1));
+                    let ic = SingleUse::dangerous_new(InvocationCounter::new(t * 1000 + i + 1));
                     let m = pair
                         .software
                         .protect(&keys, &req, &mut { ic }, &apdu, &mut expected)

@@ -52,7 +52,7 @@ fn a_token_failing_underneath_gives_errors_never_wrong_results() {
             .protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(ic)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
                 &apdu,
                 &mut out,
             )
@@ -63,7 +63,7 @@ fn a_token_failing_underneath_gives_errors_never_wrong_results() {
             .protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(ic)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
                 &apdu,
                 &mut expected,
             )

@@ -25,7 +25,7 @@ use rand_core::TryCryptoRng;
 
 use dlms_sec::InvocationCounter;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
-use dlms_sec::counter::{CounterSource, ReplayGuard};
+use dlms_sec::counter::{CounterSource, KeyFingerprint, ReplayGuard};
 use dlms_sec::error::{CounterError, Error, KeyError, Result};
 use dlms_sec::key::package::{KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::key::wrap::{KeyId, TransferableKey, WrappedKey};
@@ -401,6 +401,15 @@ impl<P: DcoProvider> Dco<P> {
                 Err(e)
             }
         }
+    }
+
+    /// The fingerprint of the encryption key of `records`: make the replay
+    /// guard for the meter's answers under them with it.
+    ///
+    /// # Errors
+    /// As [`DcoProvider::key_fingerprint`].
+    pub fn key_fingerprint(&self, records: ClientRecords<'_>) -> Result<KeyFingerprint> {
+        self.provider.key_fingerprint(&records.command_keys())
     }
 
     /// Generates one key of role `K` inside the provider, packaged as `id`

@@ -233,8 +233,9 @@ impl<P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> co
 /// What the S1SP tracks of one (device, client) under one key generation.
 #[derive(Debug)]
 struct Peer {
-    /// The meter's counter on its answers.
-    guard: ReplayGuard,
+    /// The meter's counter on its answers, made on the first answer for
+    /// the key they come under.
+    guard: Option<ReplayGuard>,
     /// Invoke-ids of the requests whose answer has not come back, oldest
     /// first: an answer to any of them may still arrive.
     unanswered: Vec<u8>,
@@ -587,7 +588,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
 
     fn peer(&mut self, key: PeerKey) -> &mut Peer {
         self.peers.entry(key).or_insert_with(|| Peer {
-            guard: ReplayGuard::new(key.0, KeyKind::GlobalUnicast),
+            guard: None,
             unanswered: Vec::new(),
             next_invoke: 0,
         })
@@ -695,6 +696,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     {
         let key = peer_key(&records)?;
         let (device, client, _) = key;
+        let fingerprint = cx.dco.key_fingerprint(records)?;
         let peer = self.peer(key);
         let earlier = peer.unanswered.contains(&sent.invoke);
         // Unanswered until a bound answer arrives.
@@ -704,7 +706,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let m = cx.link.exchange(device, client, request, &mut *frame)?;
         let check = ResponseCheck {
             policy: SecurityPolicy::AuthenticatedEncrypted,
-            guard: &mut peer.guard,
+            guard: peer.guard.get_or_insert_with(|| {
+                ReplayGuard::new(device, KeyKind::GlobalUnicast, fingerprint)
+            }),
         };
         let got = cx.dco.unprotect(
             records,

@@ -110,7 +110,11 @@ impl AuditSink for FailingSink {
 fn a_replayed_answer_leaves_no_plaintext() {
     let s = setup();
     let records = ClientRecords::new(&s.ak, &s.guek);
-    let mut guard = ReplayGuard::new(METER, KeyKind::GlobalUnicast);
+    let mut guard = ReplayGuard::new(
+        METER,
+        KeyKind::GlobalUnicast,
+        s.dco.key_fingerprint(records).unwrap(),
+    );
     let mut log = MemoryAuditLog::<16>::new();
     let received = answer(5);
 
@@ -144,6 +148,7 @@ fn an_older_answer_is_refused_before_it_is_decrypted() {
     let mut guard = ReplayGuard::resume(
         METER,
         KeyKind::GlobalUnicast,
+        s.dco.key_fingerprint(records).unwrap(),
         Some(InvocationCounter::new(9)),
     );
     let mut log = MemoryAuditLog::<16>::new();
@@ -164,7 +169,11 @@ fn an_older_answer_is_refused_before_it_is_decrypted() {
 fn a_failed_audit_record_leaves_no_plaintext() {
     let s = setup();
     let records = ClientRecords::new(&s.ak, &s.guek);
-    let mut guard = ReplayGuard::new(METER, KeyKind::GlobalUnicast);
+    let mut guard = ReplayGuard::new(
+        METER,
+        KeyKind::GlobalUnicast,
+        s.dco.key_fingerprint(records).unwrap(),
+    );
     let received = answer(5);
     let mut frame = received.clone();
     let check = ResponseCheck {

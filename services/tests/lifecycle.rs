@@ -878,7 +878,7 @@ fn r05_the_s1sp_processes_with_the_guek_alone_and_nothing_more() {
         let n = meter
             .protect(
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(7)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(7)),
                 &answer,
                 &mut frame,
             )

@@ -11,18 +11,25 @@
 //!
 //! [`SendCounter`] guarantees:
 //!
-//! * **Each value is issued at most once, ever, including across restarts**,
-//!   provided its [`CounterPersistence`] keeps what it acknowledged. Before a
-//!   value at or above the persisted reservation is issued, a new
-//!   reservation (`value + reserve_ahead`, saturating at `0xFFFFFFFF`) is
-//!   stored, and only after the store returns `Ok` is the value issued. A
-//!   restarted counter resumes at the persisted reservation, so values that
-//!   were reserved but not used before the restart are skipped, never reused
+//! * **Each value is issued at most once, ever, including across restarts
+//!   and across counters sharing a store**, provided its
+//!   [`CounterPersistence`] keeps what it acknowledged and claims
+//!   atomically. Values are taken in blocks: before a value at or above
+//!   the counter's claim is issued, the store raises the key's ceiling
+//!   by `reserve_ahead` (saturating at `0xFFFFFFFF`) and hands back the
+//!   values in between; only after that is the value issued. A restarted
+//!   counter ([`SendCounter::resume`]) claims a new block, so values
+//!   claimed but not used before the restart are skipped, never reused
 //!   (GB 9.2.3.3.7.3; docs/design.md, "Invocation counters").
+//! * **A lost record is an error.** A key's record is created only when
+//!   the caller declares its first use ([`SendCounter::new_key`]); a
+//!   resume that finds none fails with
+//!   [`CounterError::RecordLost`](crate::error::CounterError::RecordLost)
+//!   instead of starting again at the first value.
 //! * **Values strictly increase.** A sender never moves its counter
 //!   backwards, not even after a key change (GB 9.2.3.3.7.3; docs/design.md, "After a key change"): a
 //!   monotonic counter is still unique under every new key.
-//! * **Fail closed.** If the store cannot load or persist, nothing is
+//! * **Fail closed.** If the store cannot claim, nothing is
 //!   issued ([`CounterError::Persistence`](crate::error::CounterError::Persistence)); a retry is safe and issues the
 //!   same value the failed call would have.
 //! * **Exhaustion is an error, never a wrap.** `0xFFFFFFFE` is the last value
@@ -55,10 +62,12 @@
 mod replay;
 mod send;
 
-pub use self::replay::{ReplayGuard, ReplayProof};
+pub use self::replay::{KeyFingerprint, ReplayGuard, ReplayProof};
+#[cfg(feature = "hazmat")]
+pub use self::send::SingleUse;
 pub use self::send::{
-    CounterPersistence, CounterSource, DEFAULT_WARNING_THRESHOLD, InMemoryCounterStore,
-    SendCounter, SingleUse, Volatile,
+    CounterKey, CounterPersistence, CounterSource, DEFAULT_WARNING_THRESHOLD, InMemoryCounterStore,
+    SendCounter, Volatile,
 };
 
 #[cfg(test)]
@@ -75,6 +84,8 @@ mod tests {
 
     const PEER: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E");
     const OTHER: SystemTitle = SystemTitle::new(*b"ABC\x00\x00\x00\x00\x01");
+    const FP: KeyFingerprint = KeyFingerprint::from_bytes([7; 8]);
+    const KEY: CounterKey = CounterKey::new(OTHER, KeyKind::GlobalUnicast, 0);
 
     fn ic(v: u32) -> InvocationCounter {
         InvocationCounter::new(v)
@@ -86,7 +97,7 @@ mod tests {
 
     /// Test-only stand-in for the verification code that mints proofs.
     fn verified(peer: SystemTitle, key: KeyKind, v: u32) -> ReplayProof {
-        ReplayProof::new(peer, key, ic(v))
+        ReplayProof::new(peer, key, FP, ic(v))
     }
 
     fn issue<C: CounterSource>(c: &mut C, n: usize) -> Vec<u32> {
@@ -100,7 +111,8 @@ mod tests {
 
     #[test]
     fn issues_in_order_from_first() {
-        let mut c = SendCounter::new(ic(5), nz(10), Volatile).unwrap();
+        let mut c =
+            SendCounter::new_key(KEY, ic(5), nz(10), InMemoryCounterStore::<4>::new()).unwrap();
         assert_eq!(c.peek(), Some(ic(5)));
         assert_eq!(issue(&mut c, 4), [5, 6, 7, 8]);
         assert_eq!(c.peek(), Some(ic(9)));
@@ -110,7 +122,13 @@ mod tests {
     fn volatile_is_new_over_volatile() {
         for first in [0, 5, 0xFFFF_FFFE, u32::MAX] {
             let mut short = SendCounter::volatile(ic(first));
-            let mut long = SendCounter::new(ic(first), NonZeroU32::MAX, Volatile).unwrap();
+            let mut long = SendCounter::new_key(
+                KEY,
+                ic(first),
+                NonZeroU32::MAX,
+                InMemoryCounterStore::<4>::new(),
+            )
+            .unwrap();
             assert_eq!(short.peek(), long.peek(), "{first}");
             assert_eq!(short.reserve_ahead(), long.reserve_ahead());
             assert_eq!(short.warning_threshold(), long.warning_threshold());
@@ -123,7 +141,8 @@ mod tests {
 
     #[test]
     fn starts_at_zero() {
-        let mut c = SendCounter::new(ic(0), nz(1), Volatile).unwrap();
+        let mut c =
+            SendCounter::new_key(KEY, ic(0), nz(1), InMemoryCounterStore::<4>::new()).unwrap();
         assert_eq!(c.next_counter(), Ok(ic(0)));
         assert_eq!(c.next_counter(), Ok(ic(1)));
     }
@@ -131,8 +150,8 @@ mod tests {
     #[test]
     fn one_write_per_reservation_block() {
         let mut s = InMemoryCounterStore::<16>::new();
-        let mut c = SendCounter::new(ic(0), nz(100), &mut s).unwrap();
-        assert_eq!(c.store().write_count(), 0, "new() writes nothing");
+        let mut c = SendCounter::new_key(KEY, ic(0), nz(100), &mut s).unwrap();
+        assert_eq!(c.store().write_count(), 0, "new_key() claims nothing");
         let got = issue(&mut c, 1000);
         assert_eq!(got, (0..1000).collect::<Vec<_>>());
         assert_eq!(s.write_count(), 10);
@@ -145,7 +164,7 @@ mod tests {
     #[test]
     fn reservation_is_written_before_the_value_is_issued() {
         let mut s = InMemoryCounterStore::<4>::new();
-        let mut c = SendCounter::new(ic(1), nz(3), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(1), nz(3), &mut s).unwrap();
         for v in 1..20 {
             assert_eq!(c.next_counter(), Ok(ic(v)));
             let durable = c.store().value().unwrap();
@@ -157,7 +176,7 @@ mod tests {
     #[test]
     fn reserve_ahead_of_one_writes_every_value() {
         let mut s = InMemoryCounterStore::<8>::new();
-        let mut c = SendCounter::new(ic(10), nz(1), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(10), nz(1), &mut s).unwrap();
         assert_eq!(issue(&mut c, 3), [10, 11, 12]);
         assert_eq!(s.writes(), [11, 12, 13]);
     }
@@ -165,57 +184,83 @@ mod tests {
     #[test]
     fn restart_resumes_at_the_ceiling_and_skips() {
         let mut s = InMemoryCounterStore::<8>::new();
-        let mut c = SendCounter::new(ic(1), nz(100), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(1), nz(100), &mut s).unwrap();
         assert_eq!(issue(&mut c, 3), [1, 2, 3]);
         // Power loss: `c` is gone, only the store survives.
         assert_eq!(s.value(), Some(101));
 
-        let mut c = SendCounter::new(ic(1), nz(100), &mut s).unwrap();
+        let mut c = SendCounter::resume(KEY, nz(100), &mut s).unwrap();
         assert_eq!(c.peek(), Some(ic(101)));
         assert_eq!(c.next_counter(), Ok(ic(101)));
         // The restart wrote a fresh reservation before issuing 101.
         assert_eq!(s.writes(), [101, 201]);
 
         // Restart with nothing issued in between still skips forward.
-        let mut c = SendCounter::new(ic(1), nz(100), &mut s).unwrap();
+        let mut c = SendCounter::resume(KEY, nz(100), &mut s).unwrap();
         assert_eq!(c.next_counter(), Ok(ic(201)));
     }
 
     #[test]
-    fn restart_never_resumes_below_first() {
-        let mut s = InMemoryCounterStore::<4>::with_value(50);
-        let mut c = SendCounter::new(ic(1000), nz(10), &mut s).unwrap();
-        assert_eq!(c.next_counter(), Ok(ic(1000)));
-        assert_eq!(s.value(), Some(1010));
+    fn new_key_over_an_existing_record_is_refused() {
+        let mut s = InMemoryCounterStore::<4>::with_record(KEY, 50);
+        assert_eq!(
+            SendCounter::new_key(KEY, ic(1000), nz(10), &mut s).map(|_| ()),
+            Err(CounterError::RecordExists)
+        );
+        assert_eq!(s.value(), Some(50), "the record is untouched");
+        let mut c = SendCounter::resume(KEY, nz(10), &mut s).unwrap();
+        assert_eq!(c.next_counter(), Ok(ic(50)));
+        assert_eq!(s.value(), Some(60));
+    }
+
+    #[test]
+    fn resume_without_a_record_is_refused() {
+        let mut s = InMemoryCounterStore::<4>::new();
+        assert_eq!(
+            SendCounter::resume(KEY, nz(10), &mut s).map(|_| ()),
+            Err(CounterError::RecordLost)
+        );
+        // Another key's record is not this key's.
+        let other = CounterKey::new(OTHER, KeyKind::GlobalUnicast, 1);
+        let mut s = InMemoryCounterStore::<4>::with_record(other, 9);
+        assert_eq!(
+            SendCounter::resume(KEY, nz(10), &mut s).map(|_| ()),
+            Err(CounterError::RecordLost)
+        );
+        assert_eq!(s.write_count(), 0);
     }
 
     #[test]
     fn restart_above_first_uses_the_persisted_value() {
-        let mut s = InMemoryCounterStore::<4>::with_value(5000);
-        let mut c = SendCounter::new(ic(1), nz(10), &mut s).unwrap();
+        let mut s = InMemoryCounterStore::<4>::with_record(KEY, 5000);
+        let mut c = SendCounter::resume(KEY, nz(10), &mut s).unwrap();
         assert_eq!(c.next_counter(), Ok(ic(5000)));
     }
 
     #[test]
     fn load_failure_fails_closed() {
-        let mut s = InMemoryCounterStore::<4>::with_value(7);
-        s.fail_next_load();
+        let mut s = InMemoryCounterStore::<4>::with_record(KEY, 7);
+        s.fail_next_store();
         assert_eq!(
-            SendCounter::new(ic(0), nz(10), &mut s).map(|_| ()),
+            SendCounter::resume(KEY, nz(10), &mut s).map(|_| ()),
             Err(CounterError::Persistence)
         );
         // The failure was one-shot; the next start works.
-        let mut c = SendCounter::new(ic(0), nz(10), &mut s).unwrap();
+        let mut c = SendCounter::resume(KEY, nz(10), &mut s).unwrap();
         assert_eq!(c.next_counter(), Ok(ic(7)));
     }
 
-    /// A store whose load reports something other than `Persistence`.
+    /// A store that reports something other than `Persistence`.
     struct Broken;
     impl CounterPersistence for Broken {
-        fn load(&mut self) -> Result<Option<u32>, CounterError> {
+        fn create(&mut self, _: &CounterKey, _: u32) -> Result<(), CounterError> {
             Err(CounterError::Exhausted)
         }
-        fn store(&mut self, _: u32) -> Result<(), CounterError> {
+        fn claim(
+            &mut self,
+            _: &CounterKey,
+            _: NonZeroU32,
+        ) -> Result<core::ops::Range<u32>, CounterError> {
             Err(CounterError::WrongGuard)
         }
     }
@@ -223,7 +268,11 @@ mod tests {
     #[test]
     fn any_store_error_is_reported_as_persistence() {
         assert_eq!(
-            SendCounter::new(ic(0), nz(1), Broken).map(|_| ()),
+            SendCounter::new_key(KEY, ic(0), nz(1), Broken).map(|_| ()),
+            Err(CounterError::Persistence)
+        );
+        assert_eq!(
+            SendCounter::resume(KEY, nz(1), Broken).map(|_| ()),
             Err(CounterError::Persistence)
         );
     }
@@ -231,7 +280,7 @@ mod tests {
     #[test]
     fn store_failure_issues_nothing_and_retry_is_safe() {
         let mut s = InMemoryCounterStore::<8>::new();
-        let mut c = SendCounter::new(ic(0), nz(2), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(0), nz(2), &mut s).unwrap();
         assert_eq!(issue(&mut c, 2), [0, 1]);
 
         c.store_mut().fail_next_store();
@@ -247,7 +296,7 @@ mod tests {
     #[test]
     fn store_failure_inside_a_reservation_does_not_matter() {
         let mut s = InMemoryCounterStore::<8>::new();
-        let mut c = SendCounter::new(ic(0), nz(10), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(0), nz(10), &mut s).unwrap();
         assert_eq!(c.next_counter(), Ok(ic(0)));
         // Armed, but values 1..10 need no write.
         c.store_mut().fail_next_store();
@@ -259,7 +308,7 @@ mod tests {
     #[test]
     fn last_value_is_fffffffe_then_exhausted_forever() {
         let mut s = InMemoryCounterStore::<8>::new();
-        let mut c = SendCounter::new(ic(0xFFFF_FFFC), nz(100), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(0xFFFF_FFFC), nz(100), &mut s).unwrap();
         assert_eq!(c.remaining(), 3);
         assert_eq!(issue(&mut c, 3), [0xFFFF_FFFC, 0xFFFF_FFFD, 0xFFFF_FFFE]);
         // The reservation saturated at 0xFFFFFFFF: one write covered all.
@@ -270,7 +319,7 @@ mod tests {
             assert_eq!(c.next_counter(), Err(CounterError::Exhausted));
         }
         // And still after a restart.
-        let mut c = SendCounter::new(ic(0), nz(100), &mut s).unwrap();
+        let mut c = SendCounter::resume(KEY, nz(100), &mut s).unwrap();
         assert_eq!(c.peek(), None);
         assert_eq!(c.next_counter(), Err(CounterError::Exhausted));
         assert_eq!(s.write_count(), 1);
@@ -278,7 +327,13 @@ mod tests {
 
     #[test]
     fn exhaustion_with_reserve_ahead_of_one() {
-        let mut c = SendCounter::new(ic(0xFFFF_FFFE), nz(1), Volatile).unwrap();
+        let mut c = SendCounter::new_key(
+            KEY,
+            ic(0xFFFF_FFFE),
+            nz(1),
+            InMemoryCounterStore::<4>::new(),
+        )
+        .unwrap();
         assert_eq!(c.next_counter(), Ok(ic(0xFFFF_FFFE)));
         assert_eq!(c.next_counter(), Err(CounterError::Exhausted));
     }
@@ -286,7 +341,7 @@ mod tests {
     #[test]
     fn huge_reserve_ahead_saturates() {
         let mut s = InMemoryCounterStore::<4>::new();
-        let mut c = SendCounter::new(ic(10), nz(u32::MAX), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(10), nz(u32::MAX), &mut s).unwrap();
         assert_eq!(issue(&mut c, 2), [10, 11]);
         assert_eq!(s.writes(), [u32::MAX]);
     }
@@ -294,7 +349,7 @@ mod tests {
     #[test]
     fn first_reserved_is_exhausted_from_the_start() {
         let mut s = InMemoryCounterStore::<4>::new();
-        let mut c = SendCounter::new(ic(u32::MAX), nz(1), &mut s).unwrap();
+        let mut c = SendCounter::new_key(KEY, ic(u32::MAX), nz(1), &mut s).unwrap();
         assert_eq!(c.peek(), None);
         assert_eq!(c.remaining(), 0);
         assert_eq!(c.next_counter(), Err(CounterError::Exhausted));
@@ -303,21 +358,28 @@ mod tests {
 
     #[test]
     fn warning_threshold() {
-        let c = SendCounter::new(ic(0), nz(1), Volatile).unwrap();
+        let c = SendCounter::new_key(KEY, ic(0), nz(1), InMemoryCounterStore::<4>::new()).unwrap();
         assert_eq!(c.remaining(), u32::MAX);
         assert_eq!(c.warning_threshold(), DEFAULT_WARNING_THRESHOLD);
         assert!(!c.near_exhaustion());
 
         let edge = u32::MAX - DEFAULT_WARNING_THRESHOLD;
-        let mut c = SendCounter::new(ic(edge - 1), nz(1), Volatile).unwrap();
+        let mut c =
+            SendCounter::new_key(KEY, ic(edge - 1), nz(1), InMemoryCounterStore::<4>::new())
+                .unwrap();
         assert!(!c.near_exhaustion());
         assert_eq!(c.next_counter(), Ok(ic(edge - 1)));
         assert_eq!(c.remaining(), DEFAULT_WARNING_THRESHOLD);
         assert!(c.near_exhaustion());
 
-        let mut c = SendCounter::new(ic(0xFFFF_FFF0), nz(1), Volatile)
-            .unwrap()
-            .with_warning_threshold(5);
+        let mut c = SendCounter::new_key(
+            KEY,
+            ic(0xFFFF_FFF0),
+            nz(1),
+            InMemoryCounterStore::<4>::new(),
+        )
+        .unwrap()
+        .with_warning_threshold(5);
         assert_eq!(c.remaining(), 15);
         assert!(!c.near_exhaustion());
         assert_eq!(issue(&mut c, 9).len(), 9);
@@ -326,7 +388,7 @@ mod tests {
         assert_eq!(issue(&mut c, 1).len(), 1);
         assert!(c.near_exhaustion());
 
-        let c = SendCounter::new(ic(0), nz(1), Volatile)
+        let c = SendCounter::new_key(KEY, ic(0), nz(1), InMemoryCounterStore::<4>::new())
             .unwrap()
             .with_warning_threshold(0);
         assert!(!c.near_exhaustion());
@@ -335,47 +397,65 @@ mod tests {
     #[test]
     fn volatile_restarts_from_first() {
         // Documented hazard: with no persistence a restart reuses values.
-        let mut c = SendCounter::new(ic(3), nz(1), Volatile).unwrap();
+        let mut c = SendCounter::volatile(ic(3));
         assert_eq!(c.next_counter(), Ok(ic(3)));
-        let store = c.into_store();
-        let mut c = SendCounter::new(ic(3), nz(1), store).unwrap();
+        let mut store = c.into_store();
+        let mut c = SendCounter::volatile(ic(3));
         assert_eq!(c.next_counter(), Ok(ic(3)));
+        // And the store holds nothing to resume from.
+        assert_eq!(store.claim(&KEY, nz(1)), Err(CounterError::RecordLost));
+        assert_eq!(
+            SendCounter::resume(KEY, nz(1), Volatile).map(|_| ()),
+            Err(CounterError::RecordLost)
+        );
     }
 
     #[test]
     fn in_memory_store_log_drops_the_oldest() {
         let mut s = InMemoryCounterStore::<3>::new();
-        assert_eq!(s.load(), Ok(None));
+        assert_eq!(s.claim(&KEY, nz(1)), Err(CounterError::RecordLost));
+        s.create(&KEY, 0).unwrap();
         for v in 1..=5 {
-            s.store(v).unwrap();
+            assert_eq!(s.claim(&KEY, nz(1)), Ok(v - 1..v));
         }
         assert_eq!(s.writes(), [3, 4, 5]);
         assert_eq!(s.value(), Some(5));
         assert_eq!(s.write_count(), 5);
-        assert_eq!(s.load(), Ok(Some(5)));
+        assert_eq!(s.key(), Some(&KEY));
 
-        let mut z = InMemoryCounterStore::<0>::new();
-        z.store(9).unwrap();
+        let mut z = InMemoryCounterStore::<0>::with_record(KEY, 0);
+        assert_eq!(z.claim(&KEY, nz(9)), Ok(0..9));
         assert!(z.writes().is_empty());
         assert_eq!(z.value(), Some(9));
 
-        let mut one = InMemoryCounterStore::<1>::new();
-        one.store(1).unwrap();
-        one.store(2).unwrap();
+        let mut one = InMemoryCounterStore::<1>::with_record(KEY, 0);
+        one.claim(&KEY, nz(1)).unwrap();
+        one.claim(&KEY, nz(1)).unwrap();
         assert_eq!(one.writes(), [2]);
     }
 
     #[test]
     fn in_memory_store_failures_are_one_shot_and_change_nothing() {
-        let mut s = InMemoryCounterStore::<4>::with_value(8);
+        let mut s = InMemoryCounterStore::<4>::with_record(KEY, 8);
         s.fail_next_store();
-        assert_eq!(s.store(9), Err(CounterError::Persistence));
+        assert_eq!(s.claim(&KEY, nz(1)), Err(CounterError::Persistence));
         assert_eq!(s.value(), Some(8));
         assert_eq!(s.write_count(), 0);
-        assert_eq!(s.store(9), Ok(()));
-        s.fail_next_load();
-        assert_eq!(s.load(), Err(CounterError::Persistence));
-        assert_eq!(s.load(), Ok(Some(9)));
+        assert_eq!(s.claim(&KEY, nz(1)), Ok(8..9));
+        s.fail_next_store();
+        assert_eq!(s.create(&KEY, 0), Err(CounterError::Persistence));
+        assert_eq!(s.create(&KEY, 0), Err(CounterError::RecordExists));
+        assert_eq!(s.value(), Some(9));
+        s.lose_record();
+        assert_eq!(s.claim(&KEY, nz(1)), Err(CounterError::RecordLost));
+    }
+
+    #[test]
+    fn in_memory_store_claims_saturate_and_then_claim_nothing() {
+        let mut s = InMemoryCounterStore::<4>::with_record(KEY, u32::MAX - 2);
+        assert_eq!(s.claim(&KEY, nz(10)), Ok(u32::MAX - 2..u32::MAX));
+        assert_eq!(s.claim(&KEY, nz(10)), Ok(u32::MAX..u32::MAX));
+        assert_eq!(s.write_count(), 1);
     }
 
     #[test]
@@ -383,26 +463,29 @@ mod tests {
         fn take(mut src: impl CounterSource) -> Result<InvocationCounter, CounterError> {
             src.next_counter()
         }
-        let mut c = SendCounter::new(ic(1), nz(1), Volatile).unwrap();
+        let mut c =
+            SendCounter::new_key(KEY, ic(1), nz(1), InMemoryCounterStore::<4>::new()).unwrap();
         assert_eq!(take(&mut c), Ok(ic(1)));
         assert_eq!(take(&mut c), Ok(ic(2)));
     }
 
     // ---- SingleUse ---------------------------------------------------
 
+    #[cfg(feature = "hazmat")]
     #[test]
     fn single_use_yields_once() {
-        let mut s = SingleUse::new(ic(0x0123_4567));
+        let mut s = SingleUse::dangerous_new(ic(0x0123_4567));
         assert_eq!(s.next_counter(), Ok(ic(0x0123_4567)));
         assert_eq!(s.next_counter(), Err(CounterError::Exhausted));
         assert_eq!(s.next_counter(), Err(CounterError::Exhausted));
     }
 
+    #[cfg(feature = "hazmat")]
     #[test]
     fn single_use_never_yields_reserved() {
-        let mut s = SingleUse::new(ic(u32::MAX));
+        let mut s = SingleUse::dangerous_new(ic(u32::MAX));
         assert_eq!(s.next_counter(), Err(CounterError::Exhausted));
-        let mut s = SingleUse::new(ic(0));
+        let mut s = SingleUse::dangerous_new(ic(0));
         assert_eq!(s.next_counter(), Ok(ic(0)));
     }
 
@@ -410,7 +493,7 @@ mod tests {
 
     #[test]
     fn guard_accepts_any_first_counter_including_zero() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         assert_eq!(g.last_accepted(), None);
         assert_eq!(g.lowest_acceptable(), Some(ic(0)));
         assert_eq!(g.check(ic(0)), Ok(()));
@@ -424,7 +507,7 @@ mod tests {
 
     #[test]
     fn guard_rejects_equal_older_and_reserved() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::Dedicated);
+        let mut g = ReplayGuard::new(PEER, KeyKind::Dedicated, FP);
         assert_eq!(
             g.accept(&verified(PEER, KeyKind::Dedicated, 10)),
             Ok(ic(10))
@@ -438,13 +521,13 @@ mod tests {
             );
             assert_eq!(g.last_accepted(), Some(ic(10)), "unchanged on error");
         }
-        let fresh = ReplayGuard::new(PEER, KeyKind::Dedicated);
+        let fresh = ReplayGuard::new(PEER, KeyKind::Dedicated, FP);
         assert_eq!(fresh.check(ic(u32::MAX)), Err(CounterError::Replay));
     }
 
     #[test]
     fn guard_accepts_gaps() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         for v in [1, 2, 500, 501, 0xFFFF_FFFE] {
             assert_eq!(
                 g.accept(&verified(PEER, KeyKind::GlobalUnicast, v)),
@@ -457,7 +540,7 @@ mod tests {
 
     #[test]
     fn check_changes_nothing() {
-        let g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         assert_eq!(g.check(ic(5)), Ok(()));
         assert_eq!(g.check(ic(5)), Ok(()));
         assert_eq!(g.last_accepted(), None);
@@ -465,7 +548,7 @@ mod tests {
 
     #[test]
     fn wrong_guard_for_other_peer_or_key() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         assert_eq!(
             g.accept(&verified(OTHER, KeyKind::GlobalUnicast, 1)),
             Err(CounterError::WrongGuard)
@@ -489,12 +572,27 @@ mod tests {
     }
 
     #[test]
+    fn wrong_guard_for_another_key_of_the_same_kind() {
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
+        let other = ReplayProof::new(
+            PEER,
+            KeyKind::GlobalUnicast,
+            KeyFingerprint::from_bytes([8; 8]),
+            ic(9),
+        );
+        assert_eq!(g.accept(&other), Err(CounterError::WrongGuard));
+        assert_eq!(g.last_accepted(), None);
+        assert_eq!(g.key_fingerprint(), FP);
+        assert_eq!(other.key_fingerprint().to_bytes(), [8; 8]);
+    }
+
+    #[test]
     fn resume_keeps_the_floor() {
-        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+        let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
         g.accept(&verified(PEER, KeyKind::GlobalUnicast, 41))
             .unwrap();
         let saved = g.last_accepted();
-        let mut g = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, saved);
+        let mut g = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, FP, saved);
         assert_eq!(g.peer(), PEER);
         assert_eq!(g.key(), KeyKind::GlobalUnicast);
         assert_eq!(g.check(ic(41)), Err(CounterError::Replay));
@@ -503,10 +601,10 @@ mod tests {
             Ok(ic(42))
         );
 
-        let none = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, None);
-        assert_eq!(none, ReplayGuard::new(PEER, KeyKind::GlobalUnicast));
+        let none = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, FP, None);
+        assert_eq!(none, ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP));
 
-        let spent = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, Some(ic(u32::MAX)));
+        let spent = ReplayGuard::resume(PEER, KeyKind::GlobalUnicast, FP, Some(ic(u32::MAX)));
         assert_eq!(spent.lowest_acceptable(), None);
         assert_eq!(spent.check(ic(0xFFFF_FFFE)), Err(CounterError::Replay));
     }
@@ -538,7 +636,7 @@ mod tests {
             fn guard_accepts_only_strictly_increasing(
                 ics in proptest::collection::vec(counter_value(), 0..64)
             ) {
-                let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast);
+                let mut g = ReplayGuard::new(PEER, KeyKind::GlobalUnicast, FP);
                 let mut accepted: Vec<u32> = Vec::new();
                 for v in ics {
                     let model_ok = v != u32::MAX && accepted.last().is_none_or(|&l| v > l);

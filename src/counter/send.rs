@@ -2,9 +2,10 @@
 //! reservations persist.
 
 use core::num::NonZeroU32;
+use core::ops::Range;
 
 use crate::error::CounterError;
-use crate::wire::InvocationCounter;
+use crate::wire::{InvocationCounter, KeyKind, SystemTitle};
 
 /// Default for [`SendCounter::with_warning_threshold`]: warn when 2^20
 /// (about a million) values are left.
@@ -39,74 +40,129 @@ impl<C: CounterSource + ?Sized> CounterSource for &mut C {
     }
 }
 
-/// Persistence hook for one sender counter (firmware flash, a DCO database
-/// row).
-///
-/// The stored number is a reservation ceiling, not the last value used:
-/// "every value below it may already have been used". A store must never
-/// report `Ok` for a write that a power loss could undo, and should never
-/// hand back a value smaller than one it acknowledged.
-pub trait CounterPersistence {
-    /// The last persisted reservation: every value below it may already
-    /// have been used. `None` for a fresh key.
-    ///
-    /// # Errors
-    /// Any error means the state is unknown; [`SendCounter::new`] then
-    /// refuses to start ([`CounterError::Persistence`]).
-    fn load(&mut self) -> Result<Option<u32>, CounterError>;
+/// Names the key a send counter counts for: the sender's system title
+/// (the IV's first half), the key kind and the key's generation (0 for
+/// the key installed first, one more for each replacement; or any id the
+/// caller's key store gives the key). A [`CounterPersistence`] keeps one
+/// record per `CounterKey`, so a counter cannot take values claimed for
+/// another key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    /// The sender's own system title.
+    pub sender: SystemTitle,
+    /// Which of the sender's keys.
+    pub key: KeyKind,
+    /// Which generation of that key.
+    pub generation: u32,
+}
 
-    /// Durably records that values below `reserved_up_to` may be used.
-    /// Must be durable before `Ok`.
+impl CounterKey {
+    /// The record name of `sender`'s key of `key` kind, generation
+    /// `generation`.
+    #[must_use]
+    pub const fn new(sender: SystemTitle, key: KeyKind, generation: u32) -> Self {
+        Self {
+            sender,
+            key,
+            generation,
+        }
+    }
+}
+
+/// Persistence for sender counters (firmware flash, a DCO database
+/// table): one record per [`CounterKey`], holding a ceiling.
+///
+/// The ceiling is a claim mark, not the last value used: "every value
+/// below it may already have been used". A counter never writes a value;
+/// it asks the store to raise the ceiling and takes the values between the
+/// old and the new one ([`claim`](Self::claim)). Two counters over one
+/// store therefore get disjoint values, provided `claim` is atomic (one
+/// `UPDATE … RETURNING` statement, one flash write).
+///
+/// "No record" has two meanings a store keeps apart: a key never used,
+/// which the caller declares by having its record
+/// [`create`](Self::create)d ([`SendCounter::new_key`]), and a record
+/// lost, which a [`claim`](Self::claim) finds
+/// ([`CounterError::RecordLost`]) and which no counter papers over by
+/// starting again.
+pub trait CounterPersistence {
+    /// Creates the record of a key used for the first time, with its
+    /// ceiling at `first`. Must be durable before `Ok`.
     ///
     /// # Errors
-    /// Any error means the reservation is not durable;
-    /// [`SendCounter`] then issues nothing ([`CounterError::Persistence`]).
-    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError>;
+    /// [`CounterError::RecordExists`] when the store holds a record for
+    /// `key` (the key has been used: resume it instead); any other error
+    /// means the record may not exist.
+    fn create(&mut self, key: &CounterKey, first: u32) -> Result<(), CounterError>;
+
+    /// Atomically raises `key`'s ceiling by `n`, saturating at
+    /// `0xFFFFFFFF`, and returns the values claimed: the old ceiling up to
+    /// (not including) the new one. Must be durable before `Ok`; an empty
+    /// range at `0xFFFFFFFF` means nothing is left.
+    ///
+    /// # Errors
+    /// [`CounterError::RecordLost`] when the store holds no record for
+    /// `key`; any other error means nothing was claimed.
+    fn claim(&mut self, key: &CounterKey, n: NonZeroU32) -> Result<Range<u32>, CounterError>;
 }
 
 impl<P: CounterPersistence + ?Sized> CounterPersistence for &mut P {
-    fn load(&mut self) -> Result<Option<u32>, CounterError> {
-        (**self).load()
+    fn create(&mut self, key: &CounterKey, first: u32) -> Result<(), CounterError> {
+        (**self).create(key, first)
     }
 
-    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
-        (**self).store(reserved_up_to)
+    fn claim(&mut self, key: &CounterKey, n: NonZeroU32) -> Result<Range<u32>, CounterError> {
+        (**self).claim(key, n)
     }
 }
 
-/// A sender's invocation counter with block reservation.
+/// The errors a store may report as themselves; anything else is
+/// [`CounterError::Persistence`].
+const fn store_error(e: CounterError) -> CounterError {
+    match e {
+        CounterError::RecordLost | CounterError::RecordExists => e,
+        _ => CounterError::Persistence,
+    }
+}
+
+/// A sender's invocation counter, claiming blocks of values from its
+/// store.
 ///
 /// See the [module docs](crate::counter) for what it guarantees. With a
 /// `reserve_ahead` of `n`, the store is written once every `n` values, plus
 /// once after every restart; a restart skips at most `n` values.
 ///
 /// Deliberately not `Clone`: two copies of a counter would issue the same
-/// values.
+/// values. Two counters over one store do not: each claims its own blocks.
 ///
 /// ```
 /// use core::num::NonZeroU32;
-/// use dlms_sec::counter::{CounterSource, InMemoryCounterStore, SendCounter};
-/// use dlms_sec::InvocationCounter;
+/// use dlms_sec::counter::{CounterKey, CounterSource, InMemoryCounterStore, SendCounter};
+/// use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
 ///
 /// let mut flash = InMemoryCounterStore::<4>::new();
 /// let ahead = NonZeroU32::new(100).unwrap();
-/// let first = InvocationCounter::new(1);
+/// let own = SystemTitle::new(*b"MMM\x00\x00\x01\x02\x03");
+/// let key = CounterKey::new(own, KeyKind::GlobalUnicast, 0);
 ///
-/// let mut tx = SendCounter::new(first, ahead, &mut flash).unwrap();
+/// // A key used for the first time: its record is created here.
+/// let first = InvocationCounter::new(1);
+/// let mut tx = SendCounter::new_key(key, first, ahead, &mut flash).unwrap();
 /// assert_eq!(tx.next_counter(), Ok(InvocationCounter::new(1)));
 /// assert_eq!(tx.next_counter(), Ok(InvocationCounter::new(2)));
 /// drop(tx); // power loss
 /// assert_eq!(flash.writes(), &[101]);
 ///
-/// // Values 3..=100 were reserved but never used: they are skipped.
-/// let mut tx = SendCounter::new(first, ahead, &mut flash).unwrap();
+/// // Values 3..=100 were claimed but never used: they are skipped.
+/// let mut tx = SendCounter::resume(key, ahead, &mut flash).unwrap();
 /// assert_eq!(tx.next_counter(), Ok(InvocationCounter::new(101)));
 /// ```
 #[derive(Debug)]
 pub struct SendCounter<P: CounterPersistence> {
+    key: CounterKey,
     /// The next value to issue; `InvocationCounter::RESERVED` once exhausted.
     next: u32,
-    /// Values below this are covered by a durable reservation.
+    /// Values from `next` below this are claimed for this counter.
     reserved_up_to: u32,
     reserve_ahead: NonZeroU32,
     warning_threshold: u32,
@@ -114,36 +170,87 @@ pub struct SendCounter<P: CounterPersistence> {
 }
 
 impl<P: CounterPersistence> SendCounter<P> {
-    /// Starts a counter: resumes from the persisted reservation if there is
-    /// one (never below `first`), else at `first`.
+    /// Starts the counter of a key used for the first time, at `first`:
+    /// creates the key's record in `store` (ceiling `first`). Nothing is
+    /// claimed here; the first [`next_counter`] claims a block before it
+    /// issues anything.
     ///
-    /// `reserve_ahead` is how many values one persisted reservation covers.
-    /// Nothing is written here; the first [`next_counter`] writes a fresh
-    /// reservation before it issues anything.
+    /// `first` may be anything a key never used can start at, for
+    /// instance where the sender's counter for the previous key stopped
+    /// (GB 9.2.3.3.7.3).
     ///
     /// # Errors
-    /// [`CounterError::Persistence`] if `store` cannot load (fail closed:
-    /// with the state unknown, any value might be a reuse; recovery is a
-    /// new key).
+    /// [`CounterError::RecordExists`] when `store` holds a record for `key`:
+    /// the key has been used, so [`resume`](Self::resume) it.
+    /// [`CounterError::Persistence`] when the record could not be created.
     ///
     /// [`next_counter`]: CounterSource::next_counter
-    pub fn new(
+    pub fn new_key(
+        key: CounterKey,
         first: InvocationCounter,
         reserve_ahead: NonZeroU32,
         mut store: P,
     ) -> Result<Self, CounterError> {
-        let persisted = store.load().map_err(|_| CounterError::Persistence)?;
-        let (next, reserved_up_to) = match persisted {
-            Some(ceiling) => (ceiling.max(first.value()), ceiling),
-            None => (first.value(), 0),
-        };
+        store.create(&key, first.value()).map_err(store_error)?;
         Ok(Self {
-            next,
-            reserved_up_to,
+            key,
+            next: first.value(),
+            reserved_up_to: first.value(),
             reserve_ahead,
             warning_threshold: DEFAULT_WARNING_THRESHOLD,
             store,
         })
+    }
+
+    /// Restarts the counter of a key that has been used: claims a first
+    /// block from `key`'s record, so every value claimed before the
+    /// restart, used or not, is skipped.
+    ///
+    /// # Errors
+    /// [`CounterError::RecordLost`] when `store` holds no record for `key`:
+    /// where the key's counter stood is unknown, so any value might be a
+    /// reuse; recovery is a new key. [`CounterError::Persistence`] when the
+    /// claim failed (a retry is safe).
+    pub fn resume(
+        key: CounterKey,
+        reserve_ahead: NonZeroU32,
+        store: P,
+    ) -> Result<Self, CounterError> {
+        let mut counter = Self {
+            key,
+            next: 0,
+            reserved_up_to: 0,
+            reserve_ahead,
+            warning_threshold: DEFAULT_WARNING_THRESHOLD,
+            store,
+        };
+        counter.claim()?;
+        Ok(counter)
+    }
+
+    /// Claims the next block from the store and moves to its start.
+    fn claim(&mut self) -> Result<(), CounterError> {
+        let claimed = self
+            .store
+            .claim(&self.key, self.reserve_ahead)
+            .map_err(store_error)?;
+        // A store that hands back values below what it acknowledged to
+        // this counter, or an empty block short of the end, is broken.
+        if claimed.start < self.reserved_up_to
+            || claimed.start > claimed.end
+            || (claimed.is_empty() && claimed.end != InvocationCounter::RESERVED)
+        {
+            return Err(CounterError::Persistence);
+        }
+        self.next = claimed.start;
+        self.reserved_up_to = claimed.end;
+        Ok(())
+    }
+
+    /// The key this counter counts for.
+    #[must_use]
+    pub const fn key(&self) -> &CounterKey {
+        &self.key
     }
 
     /// Sets how many remaining values make [`near_exhaustion`] true
@@ -227,8 +334,11 @@ impl SendCounter<Volatile> {
     #[must_use]
     pub const fn volatile(first: InvocationCounter) -> Self {
         Self {
+            key: CounterKey::new(SystemTitle::new([0; 8]), KeyKind::GlobalUnicast, 0),
             next: first.value(),
-            reserved_up_to: 0,
+            // Every value from `first` on is this counter's: it never
+            // claims.
+            reserved_up_to: InvocationCounter::RESERVED,
             reserve_ahead: NonZeroU32::MAX,
             warning_threshold: DEFAULT_WARNING_THRESHOLD,
             store: Volatile,
@@ -242,22 +352,15 @@ impl<P: CounterPersistence> CounterSource for SendCounter<P> {
     }
 
     fn next_counter(&mut self) -> Result<InvocationCounter, CounterError> {
+        if self.next >= self.reserved_up_to && self.next != InvocationCounter::RESERVED {
+            // Claim first, issue second: a power loss between the two
+            // skips values, it never repeats one.
+            self.claim()?;
+        }
         let value = self.next;
         // Rule 3 of GB 9.2.3.3.7.3: at the maximum, fail and do not
         // increment. `0xFFFFFFFF` itself is never issued.
-        let after = match value.checked_add(1) {
-            Some(after) => after,
-            None => return Err(CounterError::Exhausted),
-        };
-        if value >= self.reserved_up_to {
-            // Persist first, issue second: a power loss between the two
-            // skips values, it never repeats one.
-            let ceiling = value.saturating_add(self.reserve_ahead.get());
-            self.store
-                .store(ceiling)
-                .map_err(|_| CounterError::Persistence)?;
-            self.reserved_up_to = ceiling;
-        }
+        let after = value.checked_add(1).ok_or(CounterError::Exhausted)?;
         self.next = after;
         Ok(InvocationCounter::new(value))
     }
@@ -265,63 +368,76 @@ impl<P: CounterPersistence> CounterSource for SendCounter<P> {
 
 /// No persistence: for ephemeral keys and tests.
 ///
-/// `load` always says "fresh key" and `store` forgets. A restart (a new
-/// [`SendCounter`] over `Volatile`) therefore starts again at `first` and
-/// **reuses counter values**, which under the same key is a GCM nonce
-/// reuse. Only use it for keys that die with the process, such as a
-/// dedicated key that lives as long as one association.
+/// Holds no record: [`SendCounter::volatile`] owns every value from its
+/// `first` on and never claims, and a claim reports the record lost.
+/// Another volatile counter under the same key therefore **reuses counter
+/// values**, which is a GCM nonce reuse. Only use it for keys that die
+/// with their one counter, such as a dedicated key that lives as long as
+/// one association.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Volatile;
 
 impl CounterPersistence for Volatile {
-    fn load(&mut self) -> Result<Option<u32>, CounterError> {
-        Ok(None)
+    fn create(&mut self, _key: &CounterKey, _first: u32) -> Result<(), CounterError> {
+        Ok(())
     }
 
-    fn store(&mut self, _reserved_up_to: u32) -> Result<(), CounterError> {
-        Ok(())
+    fn claim(&mut self, _key: &CounterKey, _n: NonZeroU32) -> Result<Range<u32>, CounterError> {
+        Err(CounterError::RecordLost)
     }
 }
 
-/// A `heapless` in-memory store for tests and simulations.
+/// A `heapless` in-memory store of one key's record, for tests and
+/// simulations.
 ///
-/// Keeps the value, a log of the last `N` successful writes (the oldest is
-/// dropped when full), a count of all successful writes, and can be told
-/// to fail the next load or store.
+/// Keeps the record, a log of the last `N` successful writes (each the new
+/// ceiling; the oldest is dropped when full), a count of all successful
+/// writes, and can be told to fail the next write or to lose its record.
 #[derive(Debug, Default)]
 pub struct InMemoryCounterStore<const N: usize> {
-    value: Option<u32>,
+    record: Option<(CounterKey, u32)>,
     writes: heapless::Vec<u32, N>,
     write_count: usize,
     fail_next_store: bool,
-    fail_next_load: bool,
 }
 
 impl<const N: usize> InMemoryCounterStore<N> {
-    /// An empty store: a fresh key.
+    /// An empty store: no key has a record.
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            value: None,
+            record: None,
             writes: heapless::Vec::new(),
             write_count: 0,
             fail_next_store: false,
-            fail_next_load: false,
         }
     }
 
-    /// A store that already holds `reserved_up_to`, as after earlier runs.
+    /// A store that already holds `key`'s record at `ceiling`, as after
+    /// earlier runs.
     #[must_use]
-    pub const fn with_value(reserved_up_to: u32) -> Self {
+    pub const fn with_record(key: CounterKey, ceiling: u32) -> Self {
         let mut s = Self::new();
-        s.value = Some(reserved_up_to);
+        s.record = Some((key, ceiling));
         s
     }
 
-    /// The persisted reservation, `None` if nothing was ever stored.
+    /// The ceiling of the record, `None` if there is none.
     #[must_use]
     pub const fn value(&self) -> Option<u32> {
-        self.value
+        match self.record {
+            Some((_, ceiling)) => Some(ceiling),
+            None => None,
+        }
+    }
+
+    /// The key the record is for, `None` if there is none.
+    #[must_use]
+    pub const fn key(&self) -> Option<&CounterKey> {
+        match &self.record {
+            Some((key, _)) => Some(key),
+            None => None,
+        }
     }
 
     /// The last `N` successful writes, oldest first.
@@ -336,33 +452,20 @@ impl<const N: usize> InMemoryCounterStore<N> {
         self.write_count
     }
 
-    /// Makes the next `store` fail with [`CounterError::Persistence`]
-    /// without changing anything.
+    /// Makes the next `create` or `claim` fail with
+    /// [`CounterError::Persistence`] without changing anything.
     pub const fn fail_next_store(&mut self) {
         self.fail_next_store = true;
     }
 
-    /// Makes the next `load` fail with [`CounterError::Persistence`].
-    pub const fn fail_next_load(&mut self) {
-        self.fail_next_load = true;
-    }
-}
-
-impl<const N: usize> CounterPersistence for InMemoryCounterStore<N> {
-    fn load(&mut self) -> Result<Option<u32>, CounterError> {
-        if core::mem::take(&mut self.fail_next_load) {
-            return Err(CounterError::Persistence);
-        }
-        Ok(self.value)
+    /// Loses the record, as a wiped flash page or a deleted row would.
+    pub const fn lose_record(&mut self) {
+        self.record = None;
     }
 
-    fn store(&mut self, reserved_up_to: u32) -> Result<(), CounterError> {
-        if core::mem::take(&mut self.fail_next_store) {
-            return Err(CounterError::Persistence);
-        }
-        self.value = Some(reserved_up_to);
+    fn log(&mut self, ceiling: u32) {
         self.write_count = self.write_count.saturating_add(1);
-        if let Err(v) = self.writes.push(reserved_up_to) {
+        if let Err(v) = self.writes.push(ceiling) {
             // Full: drop the oldest. With N == 0 there is nothing to keep.
             if !self.writes.is_empty() {
                 self.writes.rotate_left(1);
@@ -371,23 +474,75 @@ impl<const N: usize> CounterPersistence for InMemoryCounterStore<N> {
                 *last = v;
             }
         }
-        Ok(())
+    }
+}
+
+impl<const N: usize> CounterPersistence for InMemoryCounterStore<N> {
+    fn create(&mut self, key: &CounterKey, first: u32) -> Result<(), CounterError> {
+        if core::mem::take(&mut self.fail_next_store) {
+            return Err(CounterError::Persistence);
+        }
+        match self.record {
+            Some((held, _)) if held == *key => Err(CounterError::RecordExists),
+            // One record only: another key's is not overwritten.
+            Some(_) => Err(CounterError::Persistence),
+            None => {
+                self.record = Some((*key, first));
+                Ok(())
+            }
+        }
+    }
+
+    fn claim(&mut self, key: &CounterKey, n: NonZeroU32) -> Result<Range<u32>, CounterError> {
+        if core::mem::take(&mut self.fail_next_store) {
+            return Err(CounterError::Persistence);
+        }
+        let Some((held, ceiling)) = self.record.as_mut() else {
+            return Err(CounterError::RecordLost);
+        };
+        if *held != *key {
+            return Err(CounterError::RecordLost);
+        }
+        let old = *ceiling;
+        let new = old.saturating_add(n.get());
+        if new == old {
+            // Nothing left: no write.
+            return Ok(old..old);
+        }
+        *ceiling = new;
+        self.log(new);
+        Ok(old..new)
     }
 }
 
 /// Yields one given counter once, then [`CounterError::Exhausted`] (for
-/// test vectors and one-shot tools).
+/// test vectors and one-shot tools). Behind the `hazmat` feature.
+///
+/// A counter value of the caller's choosing is a nonce of the caller's
+/// choosing: under a key that has protected anything else, the caller must
+/// know the value was never used with it. Hence the `dangerous_` name, and
+/// no plainly named constructor:
+///
+/// ```compile_fail
+/// use dlms_sec::counter::SingleUse;
+/// use dlms_sec::InvocationCounter;
+///
+/// let _ = SingleUse::new(InvocationCounter::new(1));
+/// ```
 ///
 /// The reserved `0xFFFFFFFF` is never yielded: given it, `SingleUse` is
 /// exhausted from the start. Not `Clone`, so the value cannot be taken
 /// twice.
+#[cfg(feature = "hazmat")]
 #[derive(Debug)]
 pub struct SingleUse(Option<InvocationCounter>);
 
+#[cfg(feature = "hazmat")]
 impl SingleUse {
-    /// Yields `ic` once.
+    /// Yields `ic` once. The caller answers for `ic` never having been
+    /// used under the key it will protect with.
     #[must_use]
-    pub const fn new(ic: InvocationCounter) -> Self {
+    pub const fn dangerous_new(ic: InvocationCounter) -> Self {
         if ic.value() == InvocationCounter::RESERVED {
             Self(None)
         } else {
@@ -396,6 +551,7 @@ impl SingleUse {
     }
 }
 
+#[cfg(feature = "hazmat")]
 impl CounterSource for SingleUse {
     fn next_counter(&mut self) -> Result<InvocationCounter, CounterError> {
         self.0.take().ok_or(CounterError::Exhausted)

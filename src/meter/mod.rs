@@ -143,8 +143,8 @@ impl<P: CounterPersistence> Meter<P> {
         keys: SecuritySetupKeys,
         policy: SecurityPolicy,
     ) -> Result<()> {
-        let guard = ReplayGuard::new(self.head_end, KeyKind::GlobalUnicast);
         let suite = keys.suite0();
+        let guard = suite.replay_guard(self.head_end, KeyKind::GlobalUnicast)?;
         *self.slot_mut(client)? = Some(ClientSession {
             keys,
             suite,
@@ -235,7 +235,9 @@ impl<P: CounterPersistence> Meter<P> {
             staged.install(&mut self.mk, &mut session.keys);
             session.suite = session.keys.suite0();
             if new_session_keys {
-                session.guard = ReplayGuard::new(head_end, KeyKind::GlobalUnicast);
+                session.guard = session
+                    .suite
+                    .replay_guard(head_end, KeyKind::GlobalUnicast)?;
             }
             self.installs = self.installs.saturating_add(1);
         }

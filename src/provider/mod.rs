@@ -37,7 +37,7 @@
 
 use rand_core::TryCryptoRng;
 
-use crate::counter::CounterSource;
+use crate::counter::{CounterSource, KeyFingerprint};
 use crate::error::{Error, KeyError, Result};
 use crate::key::package::{KeyCheckValue, PackagedKey, RecordId};
 use crate::key::wrap::{TransferableKey, WrappedKey};
@@ -46,7 +46,8 @@ use crate::key::{
     GlobalUnicastEncryptionKey, Kek, MasterKey, SharedKey,
 };
 use crate::suite0::{Protect, Unprotect, Unprotected};
-use crate::wire::{KeyKind, SystemTitle};
+use crate::types::Protection;
+use crate::wire::{InvocationCounter, KeyKind, SystemTitle};
 
 /// Operations under one KEK (`G`).
 pub trait CryptoProvider<G: Kek> {
@@ -274,6 +275,52 @@ pub trait DcoProvider: CryptoProvider<DcoKey> + CryptoProvider<SharedKey> {
         apdu: &[u8],
         out: &mut [u8],
     ) -> Result<usize>;
+
+    /// The fingerprint of the encryption key of `keys`: what the replay
+    /// proofs of frames under it carry, and what the replay guard for
+    /// them is made for. The default runs [`Self::protect`] once,
+    /// encryption only, with the reserved counter `0xFFFFFFFF` and system
+    /// title 0^64 (the one IV no frame uses), and reads the keystream off
+    /// the output; that output leaves only as the fingerprint.
+    ///
+    /// # Errors
+    /// As [`Self::protect`].
+    fn key_fingerprint(&self, keys: &CommandKeys<'_>) -> Result<KeyFingerprint> {
+        /// Yields the reserved counter, for the fingerprint alone.
+        struct Reserved;
+        impl CounterSource for Reserved {
+            fn next_counter(
+                &mut self,
+            ) -> core::result::Result<InvocationCounter, crate::error::CounterError> {
+                Ok(InvocationCounter::new(InvocationCounter::RESERVED))
+            }
+        }
+        let req = Protect {
+            protection: Protection::Encrypted,
+            key: keys.encryption.kind(),
+            form: crate::wire::CipheredForm::ServiceSpecific,
+            system_title: SystemTitle::new([0; 8]),
+        };
+        // A get-request tag, then zeros: the ciphertext is the keystream
+        // but for the first octet.
+        let mut apdu = [0u8; 16];
+        let [tag, ..] = &mut apdu;
+        *tag = 0xC0;
+        let mut out = [0u8; 32];
+        let n = self.protect(keys, &req, &mut Reserved, &apdu, &mut out)?;
+        let mut block = [0u8; 16];
+        let payload = n
+            .checked_sub(apdu.len())
+            .and_then(|start| out.get(start..n))
+            .ok_or(Error::Misuse("the fingerprint frame is too short"))?;
+        for ((b, c), p) in block.iter_mut().zip(payload).zip(&apdu) {
+            *b = c ^ p;
+        }
+        let fingerprint = KeyFingerprint::from_keystream(&block);
+        zeroize::Zeroize::zeroize(&mut block);
+        zeroize::Zeroize::zeroize(&mut out);
+        Ok(fingerprint)
+    }
 
     /// Verifies and decrypts a frame under the keys of `keys` (see
     /// [`Suite0::unprotect`](crate::suite0::Suite0::unprotect)).

@@ -48,12 +48,12 @@
 //!
 //! let software = Suite0::new(&guek, &ak);
 //! let mut a = [0u8; 64];
-//! let n = software.protect(&req, &mut SingleUse::new(InvocationCounter::new(7)), &apdu, &mut a)?;
+//! let n = software.protect(&req, &mut SingleUse::dangerous_new(InvocationCounter::new(7)), &apdu, &mut a)?;
 //!
-//! let module = dlms_sec::suite0::cipher::SoftwareCipher::new(&guek);
+//! let module = dlms_sec::suite0::cipher::SoftwareCipher::dangerous_new(&guek);
 //! let keys = ModuleKeys::new(KeyKind::GlobalUnicast, &module, &ak);
 //! let mut b = [0u8; 64];
-//! let m = keys.protect(&req, &mut SingleUse::new(InvocationCounter::new(7)), &apdu, &mut b)?;
+//! let m = keys.protect(&req, &mut SingleUse::dangerous_new(InvocationCounter::new(7)), &apdu, &mut b)?;
 //! assert_eq!(a.get(..n), b.get(..m));
 //!
 //! let opened = keys.unprotect(
@@ -73,7 +73,9 @@ use crate::counter::CounterSource;
 use crate::error::Result;
 use crate::gcm::Gcm;
 pub use crate::gcm::{Aad, TAG_LEN};
-use crate::key::{AuthenticationKey, EncryptionKey, encryption_key_bytes};
+use crate::key::AuthenticationKey;
+#[cfg(feature = "hazmat")]
+use crate::key::{EncryptionKey, encryption_key_bytes};
 use crate::suite0::{KeySource, Protect, Unprotect, Unprotected};
 use crate::wire::KeyKind;
 
@@ -149,25 +151,48 @@ impl<S: core::borrow::Borrow<aes::Aes128Enc>> Suite0Cipher for Gcm<S> {
 }
 
 /// This crate's software AES-GCM as a [`Suite0Cipher`]: the reference an
-/// external implementation is tested against, and the host path of a
-/// provider whose module cannot hold the key as an object.
-#[derive(Clone)]
+/// external implementation is tested against. Behind the `hazmat` feature.
+///
+/// It runs counter mode and GCM under its key with any IV it is given, so
+/// its constructor carries a `dangerous_` name and no plainly named one
+/// exists:
+///
+/// ```compile_fail
+/// use dlms_sec::key::GlobalUnicastEncryptionKey;
+/// use dlms_sec::suite0::cipher::SoftwareCipher;
+///
+/// let _ = SoftwareCipher::new(&GlobalUnicastEncryptionKey::from_bytes([0x11; 16]));
+/// ```
+///
+/// and it is not `Clone` (a copy would be a second holder of the key):
+///
+/// ```compile_fail
+/// fn is_clone<T: Clone>() {}
+/// is_clone::<dlms_sec::suite0::cipher::SoftwareCipher>();
+/// ```
+#[cfg(feature = "hazmat")]
 pub struct SoftwareCipher(Gcm);
 
+#[cfg(feature = "hazmat")]
 impl fmt::Debug for SoftwareCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SoftwareCipher { .. }")
     }
 }
 
+#[cfg(feature = "hazmat")]
 impl SoftwareCipher {
-    /// Expands an encryption key (wiped on drop).
+    /// Expands an encryption key (wiped on drop). Whoever holds the result
+    /// chooses the IVs it runs under: hand it to [`ModuleKeys`], which
+    /// takes them from a [`CounterSource`], and call its methods yourself
+    /// only with IVs the key has never seen.
     #[must_use]
-    pub fn new<K: EncryptionKey>(key: &K) -> Self {
+    pub fn dangerous_new<K: EncryptionKey>(key: &K) -> Self {
         Self(Gcm::new(encryption_key_bytes(key)))
     }
 }
 
+#[cfg(feature = "hazmat")]
 impl Suite0Cipher for SoftwareCipher {
     fn seal(
         &self,
@@ -228,6 +253,15 @@ impl<'a, C: Suite0Cipher> ModuleKeys<'a, C> {
         out: &mut [u8],
     ) -> Result<usize> {
         self.protect_core(req, counter, apdu, out)
+    }
+
+    /// The fingerprint of the key behind the cipher: what its replay
+    /// proofs carry (see [`Suite0::replay_guard`](crate::Suite0::replay_guard)).
+    ///
+    /// # Errors
+    /// The cipher's errors.
+    pub fn key_fingerprint(&self) -> Result<crate::counter::KeyFingerprint> {
+        KeySource::key_fingerprint(self, self.kind)
     }
 
     /// As [`Suite0::unprotect`](crate::Suite0::unprotect).

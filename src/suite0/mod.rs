@@ -36,7 +36,7 @@
 //! # Example
 //!
 //! ```
-//! use dlms_sec::counter::{ReplayGuard, SendCounter};
+//! use dlms_sec::counter::SendCounter;
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 //! use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
@@ -57,7 +57,7 @@
 //! assert_eq!(frame[0], 0xC8); // glo-get-request
 //!
 //! // Meter: verify, decrypt, then advance the replay guard.
-//! let mut guard = ReplayGuard::new(client_title, KeyKind::GlobalUnicast);
+//! let mut guard = meter.replay_guard(client_title, KeyKind::GlobalUnicast)?;
 //! let params = Unprotect {
 //!     peer_system_title: Some(client_title),
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
@@ -75,7 +75,7 @@ use zeroize::Zeroize;
 pub mod cipher;
 pub mod hls5;
 
-use crate::counter::{CounterSource, ReplayGuard, ReplayProof};
+use crate::counter::{CounterSource, KeyFingerprint, ReplayGuard, ReplayProof};
 use crate::error::{AuthError, CounterError, Error, Result, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
 use crate::key::{
@@ -183,6 +183,24 @@ impl Suite0 {
             KeyKind::GlobalBroadcast => self.broadcast.is_some(),
             KeyKind::Dedicated => self.dedicated.is_some(),
         }
+    }
+
+    /// The fingerprint of the key of `kind`: what its replay proofs and
+    /// guards carry.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotAvailable`] when the context holds no such key.
+    pub fn key_fingerprint(&self, kind: KeyKind) -> Result<KeyFingerprint> {
+        KeySource::key_fingerprint(self, kind)
+    }
+
+    /// A fresh replay guard for frames from `peer` under this context's
+    /// key of `kind`: proofs from any other key leave it alone.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotAvailable`] when the context holds no such key.
+    pub fn replay_guard(&self, peer: SystemTitle, kind: KeyKind) -> Result<ReplayGuard> {
+        Ok(ReplayGuard::new(peer, kind, self.key_fingerprint(kind)?))
     }
 
     /// The exact length of the frame [`Self::protect`] writes for an APDU.
@@ -328,6 +346,16 @@ pub(crate) trait KeySource {
     /// The authentication key.
     fn ak(&self) -> &[u8; 16];
 
+    /// The fingerprint of the key of `kind` (see [`KeyFingerprint`]).
+    fn key_fingerprint(&self, kind: KeyKind) -> Result<KeyFingerprint> {
+        let mut block = [0u8; 16];
+        self.gcm(kind)?
+            .apply_keystream(&KeyFingerprint::IV, None, &mut block)?;
+        let fingerprint = KeyFingerprint::from_keystream(&block);
+        block.zeroize();
+        Ok(fingerprint)
+    }
+
     /// Every check that can fail before a counter value is drawn.
     fn plan<'r>(&self, req: &'r Protect<'r>, apdu: &[u8], room: usize) -> Result<Plan<'r>> {
         self.gcm(req.key)?;
@@ -444,6 +472,12 @@ pub(crate) trait KeySource {
                 ));
             }
         };
+        // Before any plaintext exists: the key a proof will name.
+        let fingerprint = if protection.is_authenticated() {
+            Some(self.key_fingerprint(key)?)
+        } else {
+            None
+        };
         let iv = iv(&peer, ic);
         let (head, body) = frame.split_at_mut(layout.payload.start);
         let payload_len = layout.payload.len();
@@ -480,9 +514,7 @@ pub(crate) trait KeySource {
                 .into());
             }
         }
-        let proof = protection
-            .is_authenticated()
-            .then(|| ReplayProof::new(peer, key, ic));
+        let proof = fingerprint.map(|f| ReplayProof::new(peer, key, f, ic));
         Ok(Unprotected {
             apdu: payload,
             kind: layout.kind,

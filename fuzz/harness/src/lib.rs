@@ -415,7 +415,7 @@ pub fn unprotect(data: &[u8]) {
     };
     let mut out = vec![0u8; original.len()];
     let n = suite
-        .protect(&req, &mut SingleUse::new(ic), &apdu, &mut out)
+        .protect(&req, &mut SingleUse::dangerous_new(ic), &apdu, &mut out)
         .expect("the plaintext of an accepted frame protects again");
     assert_eq!(
         &out[..n],
@@ -503,7 +503,7 @@ pub fn round_trip(data: &[u8]) {
     let expected_len = sender.frame_len(&req, apdu);
     // Room for the largest header this input can ask for.
     let mut frame = vec![0u8; apdu.len() + 128];
-    let mut counter = SingleUse::new(ic);
+    let mut counter = SingleUse::dangerous_new(ic);
     let n = match sender.protect(&req, &mut counter, apdu, &mut frame) {
         Ok(n) => n,
         Err(e) => {
@@ -608,7 +608,7 @@ fn fingerprint(mk: &MasterKey, keys: &SecuritySetupKeys) -> Vec<u8> {
         let n = suite
             .protect(
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(7)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(7)),
                 &apdu,
                 &mut frame,
             )
@@ -861,7 +861,10 @@ pub fn replay_guard(data: &[u8]) {
     let peer = SystemTitle::new(TITLE);
     let other_peer = SystemTitle::new(*b"OTHERST\x02");
     let suite = fixed_suite();
-    let mut guard = ReplayGuard::new(peer, KeyKind::GlobalUnicast);
+    let key = suite
+        .key_fingerprint(KeyKind::GlobalUnicast)
+        .expect("unicast key");
+    let mut guard = ReplayGuard::new(peer, KeyKind::GlobalUnicast, key);
     let mut model: Option<u32> = None;
     let mut prev: u32 = 0;
     let mut steps = 0;
@@ -883,7 +886,7 @@ pub fn replay_guard(data: &[u8]) {
             _ => {
                 // Restart: resume a fresh guard from the persisted value.
                 let resumed =
-                    ReplayGuard::resume(peer, KeyKind::GlobalUnicast, guard.last_accepted());
+                    ReplayGuard::resume(peer, KeyKind::GlobalUnicast, key, guard.last_accepted());
                 assert_eq!(resumed, guard, "a resumed guard is the same guard");
                 guard = resumed;
                 continue;
@@ -920,7 +923,7 @@ pub fn replay_guard(data: &[u8]) {
             0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
         ];
         let mut frame = [0u8; 64];
-        let n = match suite.protect(&req, &mut SingleUse::new(ic), &apdu, &mut frame) {
+        let n = match suite.protect(&req, &mut SingleUse::dangerous_new(ic), &apdu, &mut frame) {
             Ok(n) => n,
             Err(_) => {
                 assert_eq!(

@@ -227,7 +227,7 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
                         .protect(
                             &keys,
                             &req,
-                            &mut SingleUse::new(InvocationCounter::new(ic)),
+                            &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
                             &apdu,
                             &mut ours,
                         )
@@ -236,7 +236,7 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
                         .protect(
                             &keys,
                             &req,
-                            &mut SingleUse::new(InvocationCounter::new(ic)),
+                            &mut SingleUse::dangerous_new(InvocationCounter::new(ic)),
                             &apdu,
                             &mut theirs,
                         )
@@ -284,7 +284,7 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
         p.protect(
             &keys,
             &req,
-            &mut SingleUse::new(InvocationCounter::new(9)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(9)),
             &[0xC0, 1],
             &mut out
         ),
@@ -318,7 +318,7 @@ pub fn decrypt_unauthenticated_matches<P: CryptoProvider<dlms_sec::key::SharedKe
             .protect(
                 &keys,
                 &req,
-                &mut SingleUse::new(InvocationCounter::new(5)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(5)),
                 &apdu,
                 &mut frame,
             )
