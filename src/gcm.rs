@@ -151,6 +151,25 @@ impl<'a> Aad<'a> {
 pub(crate) struct Gcm<S: Borrow<Aes128Enc> = Aes128Enc> {
     aes: S,
     ghash: GHash,
+    fingerprint: [u8; FINGERPRINT_LEN],
+}
+
+/// The counter block whose encryption names a key: IV 0⁶⁴ ‖ `FFFFFFFF`,
+/// counter 2. No frame uses it (the invocation counter `FFFFFFFF` is never
+/// issued nor accepted), so the block protects nothing.
+pub(crate) const FINGERPRINT_BLOCK: [u8; 16] =
+    [0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 2];
+
+/// Octets of the key fingerprint: the first of E(K, [`FINGERPRINT_BLOCK`]).
+pub(crate) const FINGERPRINT_LEN: usize = 8;
+
+/// The fingerprint from the encrypted [`FINGERPRINT_BLOCK`].
+fn fingerprint_of(block: &Block) -> [u8; FINGERPRINT_LEN] {
+    let mut out = [0u8; FINGERPRINT_LEN];
+    for (o, b) in out.iter_mut().zip(block.iter()) {
+        *o = *b;
+    }
+    out
 }
 
 impl<S: Borrow<Aes128Enc>> fmt::Debug for Gcm<S> {
@@ -165,24 +184,43 @@ impl Gcm {
         Self::from_schedule(Aes128Enc::new(key.into()))
     }
 
-    /// Builds the context around an encrypt schedule already expanded.
+    /// Builds the context around an encrypt schedule already expanded:
+    /// H and the key's fingerprint in one AES call.
     pub(crate) fn from_schedule(aes: Aes128Enc) -> Self {
-        let mut h = Block::default();
-        aes.encrypt_block(&mut h);
-        let ghash = GHash::new(&h);
-        h.as_mut_slice().zeroize();
-        Self { aes, ghash }
+        let mut blocks = [Block::default(), Block::from(FINGERPRINT_BLOCK)];
+        aes.encrypt_blocks(&mut blocks);
+        let [h, fingerprint] = &blocks;
+        let ghash = GHash::new(h);
+        let fingerprint = fingerprint_of(fingerprint);
+        for b in &mut blocks {
+            b.as_mut_slice().zeroize();
+        }
+        Self {
+            aes,
+            ghash,
+            fingerprint,
+        }
     }
 }
 
 impl<S: Borrow<Aes128Enc>> Gcm<S> {
-    /// Builds the context around an encrypt schedule and the GHASH key
-    /// H = E(K, 0¹²⁸) already computed (unpackaging computes H in the same
-    /// AES call as the record's check value).
-    pub(crate) fn from_parts(aes: S, mut h: Block) -> Self {
+    /// Builds the context around an encrypt schedule, the GHASH key
+    /// H = E(K, 0¹²⁸) and E(K, [`FINGERPRINT_BLOCK`]) already computed
+    /// (unpackaging computes them in the same AES call as the record's
+    /// check value).
+    pub(crate) fn from_parts(aes: S, mut h: Block, fingerprint: &Block) -> Self {
         let ghash = GHash::new(&h);
         h.as_mut_slice().zeroize();
-        Self { aes, ghash }
+        Self {
+            aes,
+            ghash,
+            fingerprint: fingerprint_of(fingerprint),
+        }
+    }
+
+    /// The key's fingerprint: the first octets of E(K, [`FINGERPRINT_BLOCK`]).
+    pub(crate) const fn fingerprint(&self) -> [u8; FINGERPRINT_LEN] {
+        self.fingerprint
     }
 
     /// The encrypt schedule.

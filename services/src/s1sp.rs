@@ -69,7 +69,7 @@ use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationS
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{CounterSource, ReplayGuard};
 use dlms_sec::error::{Error, KeyError, Result, WireError};
-use dlms_sec::key::package::{PackagedKey, PackagedRecord};
+use dlms_sec::key::package::{CHECK_VALUE_LEN, PackagedKey, PackagedRecord};
 use dlms_sec::key::{
     AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
 };
@@ -263,14 +263,22 @@ impl Peer {
 }
 
 /// (device, client, AK generation): whose answers a [`Peer`] tracks.
-type PeerKey = (SystemTitle, Client, u32);
+/// A client's keys as the S1SP's peer state knows them: device, client,
+/// the AK's generation and the GUEK record's check value (which tells two
+/// keys of one generation apart, as after an abandoned rotation).
+type PeerKey = (SystemTitle, Client, u32, [u8; CHECK_VALUE_LEN]);
 
 fn peer_key(records: &ClientRecords<'_>) -> Result<PeerKey> {
     let id = records.ak.id();
     let client = id
         .client
         .ok_or(Error::Misuse("an AK record always names a client"))?;
-    Ok((id.device, client, id.generation))
+    Ok((
+        id.device,
+        client,
+        id.generation,
+        records.guek.record().check_value(),
+    ))
 }
 
 /// How a verified answer relates to the request just sent.
@@ -695,9 +703,16 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         R: TryCryptoRng + ?Sized,
     {
         let key = peer_key(&records)?;
-        let (device, client, _) = key;
-        let fingerprint = cx.dco.key_fingerprint(records)?;
+        let (device, client, ..) = key;
         let peer = self.peer(key);
+        if peer.guard.is_none() {
+            let fingerprint = cx.dco.key_fingerprint(records)?;
+            peer.guard = Some(ReplayGuard::new(
+                device,
+                KeyKind::GlobalUnicast,
+                fingerprint,
+            ));
+        }
         let earlier = peer.unanswered.contains(&sent.invoke);
         // Unanswered until a bound answer arrives.
         peer.unanswered.push(sent.invoke);
@@ -706,9 +721,10 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let m = cx.link.exchange(device, client, request, &mut *frame)?;
         let check = ResponseCheck {
             policy: SecurityPolicy::AuthenticatedEncrypted,
-            guard: peer.guard.get_or_insert_with(|| {
-                ReplayGuard::new(device, KeyKind::GlobalUnicast, fingerprint)
-            }),
+            guard: peer
+                .guard
+                .as_mut()
+                .ok_or(Error::Misuse("the guard is made above"))?,
         };
         let got = cx.dco.unprotect(
             records,
@@ -1037,7 +1053,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         }
         // The old generation's answers are of no use any more.
         self.peers
-            .retain(|&(d, c, g), _| !(d == device && c == client && Some(g) != generation));
+            .retain(|&(d, c, g, _), _| !(d == device && c == client && Some(g) != generation));
         if let Some(d) = self.devices.get_mut(&device) {
             if let Some(i) = client.keyed_index()
                 && let Some(r) = d.rotated.get_mut(i)

@@ -522,13 +522,17 @@ impl<G: Kek> Packager<G> {
         let schedule = Aes128Enc::new(&block);
         block.as_mut_slice().zeroize();
         // (The stored KCV is `self.kcv`, checked above.)
-        let mut blocks = [r.stored_check_block(), aes::Block::default()];
+        let mut blocks = [
+            r.stored_check_block(),
+            aes::Block::default(),
+            aes::Block::from(crate::gcm::FINGERPRINT_BLOCK),
+        ];
         schedule.encrypt_blocks(&mut blocks);
         let stored: [u8; CHECK_VALUE_LEN] = r.field(field::CHECK);
-        let [check, h] = &blocks;
+        let [check, h, fingerprint] = &blocks;
         let [c0, c1, c2, c3, c4, c5, c6, c7, ..] = check.0;
         let ok = bool::from(check_eq(&[c0, c1, c2, c3, c4, c5, c6, c7], &stored));
-        let gcm = crate::gcm::Gcm::from_parts(&schedule, *h);
+        let gcm = crate::gcm::Gcm::from_parts(&schedule, *h, fingerprint);
         // The batch held H: wiped here, the context keeps its own copy.
         for b in &mut blocks {
             b.as_mut_slice().zeroize();

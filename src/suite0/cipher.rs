@@ -68,8 +68,9 @@
 //! ```
 
 use core::fmt;
+use zeroize::Zeroize;
 
-use crate::counter::CounterSource;
+use crate::counter::{CounterSource, KeyFingerprint};
 use crate::error::Result;
 use crate::gcm::Gcm;
 pub use crate::gcm::{Aad, TAG_LEN};
@@ -119,6 +120,20 @@ pub trait Suite0Cipher {
     /// # Errors
     /// [`KeyError::Provider`](crate::error::KeyError::Provider) when the module fails.
     fn apply_keystream(&self, iv: &Iv, src: Option<&[u8]>, data: &mut [u8]) -> Result<()>;
+
+    /// The fingerprint of the key (see [`KeyFingerprint`]): by default the
+    /// keystream block it names, one call to the module; a cipher that
+    /// knows it already returns it.
+    ///
+    /// # Errors
+    /// [`KeyError::Provider`](crate::error::KeyError::Provider) when the module fails.
+    fn key_fingerprint(&self) -> Result<KeyFingerprint> {
+        let mut block = [0u8; 16];
+        self.apply_keystream(&KeyFingerprint::IV, None, &mut block)?;
+        let fingerprint = KeyFingerprint::from_keystream(&block);
+        block.zeroize();
+        Ok(fingerprint)
+    }
 }
 
 impl<S: core::borrow::Borrow<aes::Aes128Enc>> Suite0Cipher for Gcm<S> {
@@ -147,6 +162,11 @@ impl<S: core::borrow::Borrow<aes::Aes128Enc>> Suite0Cipher for Gcm<S> {
     fn apply_keystream(&self, iv: &Iv, src: Option<&[u8]>, data: &mut [u8]) -> Result<()> {
         self.apply_keystream_from(iv, src, data);
         Ok(())
+    }
+
+    #[inline]
+    fn key_fingerprint(&self) -> Result<KeyFingerprint> {
+        Ok(KeyFingerprint::from_bytes(self.fingerprint()))
     }
 }
 
@@ -215,6 +235,10 @@ impl Suite0Cipher for SoftwareCipher {
     fn apply_keystream(&self, iv: &Iv, src: Option<&[u8]>, data: &mut [u8]) -> Result<()> {
         Suite0Cipher::apply_keystream(&self.0, iv, src, data)
     }
+
+    fn key_fingerprint(&self) -> Result<KeyFingerprint> {
+        Suite0Cipher::key_fingerprint(&self.0)
+    }
 }
 
 /// One encryption key behind a [`Suite0Cipher`] and the AK: protects and
@@ -260,7 +284,7 @@ impl<'a, C: Suite0Cipher> ModuleKeys<'a, C> {
     ///
     /// # Errors
     /// The cipher's errors.
-    pub fn key_fingerprint(&self) -> Result<crate::counter::KeyFingerprint> {
+    pub fn key_fingerprint(&self) -> Result<KeyFingerprint> {
         KeySource::key_fingerprint(self, self.kind)
     }
 

@@ -348,12 +348,7 @@ pub(crate) trait KeySource {
 
     /// The fingerprint of the key of `kind` (see [`KeyFingerprint`]).
     fn key_fingerprint(&self, kind: KeyKind) -> Result<KeyFingerprint> {
-        let mut block = [0u8; 16];
-        self.gcm(kind)?
-            .apply_keystream(&KeyFingerprint::IV, None, &mut block)?;
-        let fingerprint = KeyFingerprint::from_keystream(&block);
-        block.zeroize();
-        Ok(fingerprint)
+        self.gcm(kind)?.key_fingerprint()
     }
 
     /// Every check that can fail before a counter value is drawn.
