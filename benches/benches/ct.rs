@@ -112,6 +112,7 @@ fn measure(
     let start = Instant::now();
     for &(right, delta) in &draws {
         prepare(right, delta);
+        settle();
         let class = if right { Class::Right } else { Class::Left };
         runner.run_one(class, &op);
     }
@@ -119,6 +120,14 @@ fn measure(
     MEANS.lock().expect("means").push(format!(
         "{name}: {n} calls, {per_call:.0} ns per call with the untimed setup"
     ));
+}
+
+/// Drains the untimed setup's stores before the clock starts (a full
+/// fence: `mfence` on x86-64), so the class-dependent writes of `prepare`
+/// do not run on into the timed call (a narrow store that a wider load
+/// then reads stalls, by where it sits).
+fn settle() {
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 /// The mean time per call of each case, printed after the t-values.
