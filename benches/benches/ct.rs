@@ -68,7 +68,7 @@ use dlms_sec::suite0::Unprotect;
 use dlms_sec::suite0::hls5;
 use dlms_sec::types::Client;
 use dlms_sec::{Protection, SecurityPolicy};
-use dudect_bencher::ctbench::{BenchMetadata, BenchName, BenchOpts, run_benches_console};
+use dudect_bencher::ctbench::{BenchFn, BenchMetadata, BenchName, BenchOpts, run_benches_console};
 use dudect_bencher::rand::Rng;
 use dudect_bencher::{BenchRng, Class, CtRunner};
 
@@ -364,7 +364,7 @@ fn control_leaky_after_16384(runner: &mut CtRunner, rng: &mut BenchRng) {
 }
 
 fn main() {
-    let cases: [(&'static str, fn(&mut CtRunner, &mut BenchRng)); 12] = [
+    let cases: [(&'static str, BenchFn); 12] = [
         ("control/leaky-tag-eq", control_leaky_tag_eq),
         ("control/leaky-after-16384", control_leaky_after_16384),
         ("suite0/auth-enc/64", suite0_auth_enc::<64>),
