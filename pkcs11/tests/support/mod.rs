@@ -29,6 +29,15 @@ pub fn module() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
 }
 
+/// The module's short name from its file name (`libsofthsm2.so`:
+/// "softhsm2", `libkryoptic_pkcs11.so`: "kryoptic").
+pub fn module_name() -> String {
+    let m = module();
+    let stem = m.file_stem().and_then(|s| s.to_str()).unwrap_or("pkcs11");
+    let stem = stem.strip_prefix("lib").unwrap_or(stem);
+    stem.strip_suffix("_pkcs11").unwrap_or(stem).to_owned()
+}
+
 /// Writes the SoftHSM2 configuration `SOFTHSM2_CONF` names, if missing.
 fn ensure_conf() {
     let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect(
