@@ -268,9 +268,27 @@ pub enum ModuleFailure {
     BadOutput,
     /// The module reported a device, memory or general failure.
     DeviceError,
+    /// The module did not encrypt under the IV the caller gave (system
+    /// title ‖ invocation counter): nothing was sent. FIPS-mode modules
+    /// may do this; how, the cause says.
+    IvNotHonoured(IvCause),
     /// Any other module error (the provider's own error type, where it
     /// has one, names it).
     Other,
+}
+
+/// How a module failed to honour a caller's GCM IV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IvCause {
+    /// The module refused an externally supplied IV.
+    Refused,
+    /// The module encrypted under an IV of its own and reported it in
+    /// place of the caller's.
+    Replaced,
+    /// The module returned more than ciphertext and tag (an IV of its own
+    /// appended to the output).
+    Appended,
 }
 
 impl fmt::Display for ModuleFailure {
@@ -282,6 +300,15 @@ impl fmt::Display for ModuleFailure {
             Self::NotPermitted => f.write_str("operation not permitted by the module"),
             Self::BadOutput => f.write_str("unexpected output length from the module"),
             Self::DeviceError => f.write_str("device error"),
+            Self::IvNotHonoured(IvCause::Refused) => {
+                f.write_str("the module refused the caller's GCM IV")
+            }
+            Self::IvNotHonoured(IvCause::Replaced) => {
+                f.write_str("the module replaced the caller's GCM IV with its own")
+            }
+            Self::IvNotHonoured(IvCause::Appended) => {
+                f.write_str("the module appended an IV of its own to the GCM output")
+            }
             Self::Other => f.write_str("module error"),
         }
     }

@@ -1,10 +1,12 @@
 //! The DCO command path (packaged AK and GUEK records to a protected
-//! 64-octet APDU) through SoftHSM2, beside the software provider on the
+//! 64-octet APDU) through the PKCS#11 module (SoftHSM2 unless
+//! `DLMS_PKCS11_MODULE` names another), beside the software provider on the
 //! same records: what PKCS#11 calls cost. No target; reported in the
 //! README. Also key generation with packaging, and key_transfer wrapping.
 //!
 //! `cargo bench -p dlms-sec-pkcs11` (SoftHSM2 installed; the token is made
-//! under target/softhsm/ as for the tests).
+//! under target/softhsm/ as for the tests), or
+//! `.ci/kryoptic.sh cargo bench -p dlms-sec-pkcs11` for kryoptic.
 
 #![allow(
     missing_docs,
@@ -104,10 +106,12 @@ fn calls_and_ratio(pair: &support::Pair, keys: &dlms_sec::provider::CommandKeys<
     });
     let ratio = |t: std::time::Duration| t.as_secs_f64() / bare.as_secs_f64();
     println!(
-        "pkcs11/command-64: calls per command: {uncached_calls} uncached, {cached_calls} cached (bare C_Encrypt: 3)"
+        "pkcs11/command-64 on {}: calls per command: {uncached_calls} uncached, {cached_calls} cached (bare C_Encrypt: 3)",
+        support::module_name()
     );
     println!(
-        "pkcs11/command-64: bare C_Encrypt {bare:?}; uncached {uncached:?} ({:.2}x); cached {steady:?} ({:.2}x bare C_Encrypt)",
+        "pkcs11/command-64 on {}: bare C_Encrypt {bare:?}; uncached {uncached:?} ({:.2}x); cached {steady:?} ({:.2}x bare C_Encrypt)",
+        support::module_name(),
         ratio(uncached),
         ratio(steady)
     );
@@ -132,7 +136,7 @@ fn bench(c: &mut Criterion) {
         });
     });
     let mut ctr = counter();
-    g.bench_function("softhsm2", |b| {
+    g.bench_function(support::module_name(), |b| {
         b.iter(|| {
             pair.hsm
                 .protect(&keys, &REQ, &mut ctr, black_box(&apdu), &mut out)
@@ -154,7 +158,7 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         });
     });
-    g.bench_function("softhsm2", |b| {
+    g.bench_function(support::module_name(), |b| {
         b.iter(|| {
             pair.hsm
                 .generate_for_transfer::<GlobalUnicastEncryptionKey, _>(

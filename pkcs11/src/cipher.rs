@@ -1,6 +1,8 @@
 //! AES-GCM and counter mode by the token, under a key object: the core's
 //! [`Suite0Cipher`] over PKCS#11.
 
+use std::cmp::Ordering;
+
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
@@ -8,7 +10,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 use dlms_sec::AuthError;
-use dlms_sec::error::Result;
+use dlms_sec::error::{IvCause, KeyError, ModuleFailure, Result};
 use dlms_sec::suite0::cipher::{Aad, Iv, Suite0Cipher, TAG_LEN};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -35,6 +37,88 @@ fn tag_bits() -> cryptoki::types::Ulong {
     96u64.into()
 }
 
+/// One AES-GCM encryption by the module (`C_EncryptInit` and
+/// `C_Encrypt` with `CK_GCM_PARAMS`, 96-bit tag): the seam the IV checks
+/// sit on. `iv` is the parameters' IV buffer, which a module that makes
+/// its own IV writes into; the output is what the module returned.
+pub(crate) trait GcmEncrypt {
+    fn gcm_encrypt(
+        &self,
+        iv: &mut Iv,
+        aad: &Aad<'_>,
+        input: &[u8],
+    ) -> std::result::Result<Vec<u8>, CkError>;
+}
+
+impl GcmEncrypt for TokenCipher<'_> {
+    fn gcm_encrypt(
+        &self,
+        iv: &mut Iv,
+        aad: &Aad<'_>,
+        input: &[u8],
+    ) -> std::result::Result<Vec<u8>, CkError> {
+        let aad = joined(aad);
+        let params = GcmParams::new(iv, &aad, tag_bits())?;
+        crate::calls::encrypt(self.session, &Mechanism::AesGcm(params), self.key, input)
+    }
+}
+
+const fn iv_not_honoured(cause: IvCause) -> dlms_sec::Error {
+    dlms_sec::Error::Key(KeyError::Provider(ModuleFailure::IvNotHonoured(cause)))
+}
+
+/// Encrypts `input` under GCM with the caller's IV and returns ciphertext
+/// ‖ tag, or refuses: a module in FIPS mode may refuse an external IV
+/// (`CKR_MECHANISM_PARAM_INVALID`: the parameters are otherwise fixed, a
+/// 12-octet IV and a 96-bit tag), write an IV of its own into the
+/// parameters, or append one to the output. Each is
+/// [`ModuleFailure::IvNotHonoured`] with its cause, and nothing of the
+/// output reaches the frame.
+fn gcm_checked(m: &impl GcmEncrypt, iv: &Iv, aad: &Aad<'_>, input: &[u8]) -> Result<Vec<u8>> {
+    let mut used = *iv;
+    let out = match m.gcm_encrypt(&mut used, aad, input) {
+        Ok(out) => Zeroizing::new(out),
+        Err(CkError::Pkcs11(RvError::MechanismParamInvalid, _)) => {
+            return Err(iv_not_honoured(IvCause::Refused));
+        }
+        Err(e) => return Err(module_error(&e)),
+    };
+    if used != *iv {
+        return Err(iv_not_honoured(IvCause::Replaced));
+    }
+    let expected = input.len().saturating_add(TAG_LEN);
+    match out.len().cmp(&expected) {
+        Ordering::Equal => Ok(out.to_vec()),
+        Ordering::Greater => Err(iv_not_honoured(IvCause::Appended)),
+        Ordering::Less => Err(bad_output()),
+    }
+}
+
+/// [`Suite0Cipher::seal`] by a module, with the IV checks of
+/// [`gcm_checked`].
+fn seal_checked(
+    m: &impl GcmEncrypt,
+    iv: &Iv,
+    aad: &Aad<'_>,
+    src: Option<&[u8]>,
+    data: &mut [u8],
+) -> Result<[u8; TAG_LEN]> {
+    let input: &[u8] = src.unwrap_or(data);
+    let mut out = gcm_checked(m, iv, aad, input)?;
+    let (ct, tag) = out.split_at_checked(data.len()).ok_or_else(bad_output)?;
+    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| bad_output())?;
+    data.copy_from_slice(ct);
+    out.zeroize();
+    Ok(tag)
+}
+
+/// [`Suite0Cipher::gmac`] by a module, with the IV checks of
+/// [`gcm_checked`].
+fn gmac_checked(m: &impl GcmEncrypt, iv: &Iv, aad: &Aad<'_>) -> Result<[u8; TAG_LEN]> {
+    let out = gcm_checked(m, iv, aad, &[])?;
+    out.as_slice().try_into().map_err(|_| bad_output())
+}
+
 impl Suite0Cipher for TokenCipher<'_> {
     fn seal(
         &self,
@@ -43,18 +127,7 @@ impl Suite0Cipher for TokenCipher<'_> {
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> Result<[u8; TAG_LEN]> {
-        let aad = joined(aad);
-        let mut iv = *iv;
-        let params = GcmParams::new(&mut iv, &aad, tag_bits()).map_err(|e| module_error(&e))?;
-        let input: &[u8] = src.unwrap_or(data);
-        let mut out =
-            crate::calls::encrypt(self.session, &Mechanism::AesGcm(params), self.key, input)
-                .map_err(|e| module_error(&e))?;
-        let (ct, tag) = out.split_at_checked(data.len()).ok_or_else(bad_output)?;
-        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| bad_output())?;
-        data.copy_from_slice(ct);
-        out.zeroize();
-        Ok(tag)
+        seal_checked(self, iv, aad, src, data)
     }
 
     fn open(&self, iv: &Iv, aad: &Aad<'_>, data: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()> {
@@ -89,12 +162,7 @@ impl Suite0Cipher for TokenCipher<'_> {
     }
 
     fn gmac(&self, iv: &Iv, aad: &Aad<'_>) -> Result<[u8; TAG_LEN]> {
-        let aad = joined(aad);
-        let mut iv = *iv;
-        let params = GcmParams::new(&mut iv, &aad, tag_bits()).map_err(|e| module_error(&e))?;
-        let out = crate::calls::encrypt(self.session, &Mechanism::AesGcm(params), self.key, &[])
-            .map_err(|e| module_error(&e))?;
-        out.as_slice().try_into().map_err(|_| bad_output())
+        gmac_checked(self, iv, aad)
     }
 
     fn apply_keystream(&self, iv: &Iv, src: Option<&[u8]>, data: &mut [u8]) -> Result<()> {
@@ -138,5 +206,214 @@ impl Suite0Cipher for TokenCipher<'_> {
         }
         data.copy_from_slice(&out);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The IV checks against fake modules: each implements the crate's
+    //! [`GcmEncrypt`] seam with the core's software AES-GCM, and honours,
+    //! refuses, replaces or appends the IV the way FIPS-mode modules do.
+    //! Frames go through the core's `ModuleKeys::protect`, as the
+    //! providers' do.
+
+    use cryptoki::context::Function;
+    use dlms_sec::counter::SingleUse;
+    use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
+    use dlms_sec::suite0::Protect;
+    use dlms_sec::suite0::cipher::{ModuleKeys, SoftwareCipher};
+    use dlms_sec::{InvocationCounter, KeyKind, Protection, Suite0, SystemTitle};
+
+    use super::*;
+
+    /// How a fake module treats the caller's IV.
+    #[derive(Clone, Copy, Debug)]
+    enum Mode {
+        Honour,
+        /// `CKR_MECHANISM_PARAM_INVALID` at `C_EncryptInit`.
+        Refuse,
+        /// Encrypts under its own IV and writes it into the parameters.
+        Replace,
+        /// Encrypts under its own IV and appends it to the output.
+        Append,
+        /// Encrypts under its own IV and reports nothing: not detectable
+        /// by the returned IV or length.
+        Silent,
+        /// `CKR_KEY_HANDLE_INVALID`: a failure unrelated to the IV.
+        LoseKey,
+    }
+
+    /// A module's own IV: a random-looking 96-bit value.
+    const MODULE_IV: Iv = [0xA5; 12];
+
+    struct Fake {
+        mode: Mode,
+        gcm: SoftwareCipher,
+    }
+
+    impl GcmEncrypt for Fake {
+        fn gcm_encrypt(
+            &self,
+            iv: &mut Iv,
+            aad: &Aad<'_>,
+            input: &[u8],
+        ) -> std::result::Result<Vec<u8>, CkError> {
+            let own = match self.mode {
+                Mode::Honour => *iv,
+                Mode::Refuse => {
+                    return Err(CkError::Pkcs11(
+                        RvError::MechanismParamInvalid,
+                        Function::EncryptInit,
+                    ));
+                }
+                Mode::LoseKey => {
+                    return Err(CkError::Pkcs11(
+                        RvError::KeyHandleInvalid,
+                        Function::EncryptInit,
+                    ));
+                }
+                Mode::Replace | Mode::Append | Mode::Silent => MODULE_IV,
+            };
+            let mut out = input.to_vec();
+            let tag = self.gcm.seal(&own, aad, None, &mut out).unwrap();
+            out.extend_from_slice(&tag);
+            match self.mode {
+                Mode::Replace => *iv = own,
+                Mode::Append => out.extend_from_slice(&own),
+                _ => {}
+            }
+            Ok(out)
+        }
+    }
+
+    /// Seals and GMACs through the fake with the checks; opens in
+    /// software (FIPS modules take a caller's IV for decryption).
+    impl Suite0Cipher for Fake {
+        fn seal(
+            &self,
+            iv: &Iv,
+            aad: &Aad<'_>,
+            src: Option<&[u8]>,
+            data: &mut [u8],
+        ) -> Result<[u8; TAG_LEN]> {
+            seal_checked(self, iv, aad, src, data)
+        }
+        fn open(&self, iv: &Iv, aad: &Aad<'_>, data: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()> {
+            self.gcm.open(iv, aad, data, tag)
+        }
+        fn gmac(&self, iv: &Iv, aad: &Aad<'_>) -> Result<[u8; TAG_LEN]> {
+            gmac_checked(self, iv, aad)
+        }
+        fn apply_keystream(&self, iv: &Iv, src: Option<&[u8]>, data: &mut [u8]) -> Result<()> {
+            self.gcm.apply_keystream(iv, src, data)
+        }
+    }
+
+    const APDU: [u8; 5] = [0xC0, 0x01, 0x81, 0x00, 0x01];
+
+    fn keys() -> (GlobalUnicastEncryptionKey, AuthenticationKey) {
+        (
+            GlobalUnicastEncryptionKey::from_bytes([0x11; 16]),
+            AuthenticationKey::from_bytes([0x22; 16]),
+        )
+    }
+
+    fn request(protection: Protection) -> Protect<'static> {
+        Protect::unicast(protection, SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01"))
+    }
+
+    /// Protects `APDU` through a fake module in `mode`; the frame, or the
+    /// error.
+    fn protect(mode: Mode, protection: Protection) -> Result<Vec<u8>> {
+        let (guek, ak) = keys();
+        let fake = Fake {
+            mode,
+            gcm: SoftwareCipher::new(&guek),
+        };
+        let mut out = [0u8; 64];
+        let n = ModuleKeys::new(KeyKind::GlobalUnicast, &fake, &ak).protect(
+            &request(protection),
+            &mut SingleUse::new(InvocationCounter::new(7)),
+            &APDU,
+            &mut out,
+        )?;
+        Ok(out.get(..n).unwrap().to_vec())
+    }
+
+    fn software(protection: Protection) -> Vec<u8> {
+        let (guek, ak) = keys();
+        let mut out = [0u8; 64];
+        let n = Suite0::new(&guek, &ak)
+            .protect(
+                &request(protection),
+                &mut SingleUse::new(InvocationCounter::new(7)),
+                &APDU,
+                &mut out,
+            )
+            .unwrap();
+        out.get(..n).unwrap().to_vec()
+    }
+
+    const BOTH: [Protection; 2] = [
+        Protection::AuthenticatedEncrypted,
+        Protection::Authenticated,
+    ];
+
+    #[test]
+    fn an_honoured_iv_gives_the_software_frame() {
+        for p in BOTH {
+            assert_eq!(protect(Mode::Honour, p).unwrap(), software(p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_iv_is_refused_with_its_cause() {
+        for p in BOTH {
+            assert_eq!(
+                protect(Mode::Refuse, p).unwrap_err(),
+                iv_not_honoured(IvCause::Refused),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_replaced_iv_is_refused_with_its_cause() {
+        for p in BOTH {
+            assert_eq!(
+                protect(Mode::Replace, p).unwrap_err(),
+                iv_not_honoured(IvCause::Replaced),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_appended_iv_is_refused_with_its_cause() {
+        for p in BOTH {
+            assert_eq!(
+                protect(Mode::Append, p).unwrap_err(),
+                iv_not_honoured(IvCause::Appended),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_module_errors_keep_their_kind() {
+        assert_eq!(
+            protect(Mode::LoseKey, Protection::AuthenticatedEncrypted).unwrap_err(),
+            dlms_sec::Error::Key(KeyError::Provider(ModuleFailure::ObjectMissing))
+        );
+    }
+
+    /// The limit of detection by the returned IV and length: a module that
+    /// uses its own IV and reports nothing yields a frame that differs from
+    /// the software one (the meter's tag check fails), which only a
+    /// known-answer test can catch before sending.
+    #[test]
+    fn a_silently_replaced_iv_changes_the_frame() {
+        let p = Protection::AuthenticatedEncrypted;
+        assert_ne!(protect(Mode::Silent, p).unwrap(), software(p));
     }
 }

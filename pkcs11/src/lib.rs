@@ -43,6 +43,10 @@
 //! [`KeyError::Provider`](dlms_sec::error::KeyError::Provider) with its
 //! [`ModuleFailure`](dlms_sec::error::ModuleFailure) kind, or, for a tag
 //! that does not verify, the core's one [`AuthError`](dlms_sec::AuthError).
+//! A GCM encryption under an IV other than the caller's (a FIPS-mode
+//! module refusing, replacing or appending it) is
+//! [`ModuleFailure::IvNotHonoured`](dlms_sec::error::ModuleFailure::IvNotHonoured)
+//! and produces no frame.
 
 #![forbid(unsafe_code)]
 

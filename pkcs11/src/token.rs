@@ -387,6 +387,9 @@ impl Token {
             t.push(Attribute::AllowedMechanisms(vec![MechanismType::AES_ECB]));
         });
         token.caps.unwrap_template = takes(&session, |t| {
+            // One CKA_UNWRAP only: a module may refuse a template that
+            // names an attribute twice.
+            t.retain(|a| !matches!(a, Attribute::Unwrap(_)));
             t.push(Attribute::Unwrap(true));
             t.push(unwrap_template_attribute(&UNWRAPPED));
         });
@@ -694,7 +697,8 @@ impl Token {
     }
 
     /// Unpacks `record` into a session object for `usage`, by the token's
-    /// [`UnpackPath`], and checks its check value (in the token, or on the
+    /// [`UnpackPath`] (by decryption to the host under a KEK that may not
+    /// unwrap: the DCO Key object for AKs), and checks its check value (in the token, or on the
     /// host copy where the path decrypts to the host anyway).
     pub(crate) fn unpack_object<'s, K: DeviceKey>(
         &self,
@@ -708,9 +712,16 @@ impl Token {
             return Err(KeyError::WrongKek.into());
         }
         let ciphertext = r.ciphertext();
-        let in_token = self.caps.unpack != UnpackPath::HostDecrypt;
+        // A KEK that may not unwrap (the DCO Key object for AKs) opens its
+        // records by decrypting them to the host, whatever the token offers.
+        let path = if kek.role.usages(self.caps.unpack).unwrap {
+            self.caps.unpack
+        } else {
+            UnpackPath::HostDecrypt
+        };
+        let in_token = path != UnpackPath::HostDecrypt;
         let template = usage.template(in_token);
-        let handle = match self.caps.unpack {
+        let handle = match path {
             UnpackPath::UnwrapEcb => {
                 calls::unwrap_key(s, &Mechanism::AesEcb, kek.handle(), &ciphertext, &template)
             }

@@ -252,7 +252,11 @@ fn a_separate_ak_key_never_opens_an_mk() {
     let mk_object = support::object(&s, &mk_label);
     let decrypts = s.decrypt(&Mechanism::AesEcb, mk_object, &[0; 16]);
     if caps.unpack != dlms_sec_pkcs11::UnpackPath::HostDecrypt {
-        assert!(refused(decrypts), "C_Decrypt under the DCO Key for MKs");
+        let shown = format!("{decrypts:?}");
+        assert!(
+            refused(decrypts),
+            "C_Decrypt under the DCO Key for MKs: {shown}"
+        );
     }
     let ak_object = support::object(&s, &ak_label);
     let unwraps = s.unwrap_key(
@@ -306,5 +310,69 @@ fn open_pins_check_values_and_applies_the_policy() {
         assert!(matches!(opened, Err(Pkcs11Error::HostDecryptForbidden)));
     } else {
         opened.unwrap();
+    }
+}
+
+/// The token's paths, printed; a run that names the unpack path it
+/// expects (`DLMS_PKCS11_EXPECT_UNPACK=UnwrapEcb`, say: `.ci/kryoptic.sh`
+/// prints it for kryoptic) fails when the module takes another, so the
+/// in-token path is known to be the one tested.
+#[test]
+fn the_token_takes_the_expected_unpack_path() {
+    let caps = support::token().capabilities();
+    println!("{caps:?}");
+    if let Ok(expected) = std::env::var("DLMS_PKCS11_EXPECT_UNPACK") {
+        assert_eq!(format!("{:?}", caps.unpack), expected, "{caps:?}");
+    }
+}
+
+/// Where the token unwraps in the token and takes `CKA_UNWRAP_TEMPLATE`,
+/// a KEK unwraps only into a sensitive session object: asking it for a
+/// token object or a readable key is refused by the token, while the
+/// provider's own template is taken.
+#[test]
+fn the_unwrap_template_holds_where_the_token_unwraps() {
+    let _serial = support::serial();
+    let caps = support::token().capabilities();
+    if caps.unpack == dlms_sec_pkcs11::UnpackPath::HostDecrypt || !caps.unwrap_template {
+        println!("not applicable: {caps:?}");
+        return;
+    }
+    let label = support::fresh_label("templated");
+    support::token()
+        .create_kek(&label, dlms_sec_pkcs11::KekRole::Shared)
+        .unwrap();
+    let s = support::raw_session();
+    let kek = support::object(&s, &label);
+    let base = |extra: &[Attribute]| {
+        let mut t = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+        ];
+        for a in extra {
+            let ty = a.attribute_type();
+            t.retain(|b| b.attribute_type() != ty);
+            t.push(a.clone());
+        }
+        t
+    };
+    let mechanism = match caps.unpack {
+        dlms_sec_pkcs11::UnpackPath::UnwrapEcb => Mechanism::AesEcb,
+        _ => Mechanism::AesCbc([0; 16]),
+    };
+    let wrapped = [0x5a; 16];
+    let ok = s.unwrap_key(&mechanism, kek, &wrapped, &base(&[]));
+    assert!(ok.is_ok(), "the provider's template: {ok:?}");
+    for (what, extra) in [
+        ("a token object", Attribute::Token(true)),
+        ("a readable key", Attribute::Sensitive(false)),
+        ("a key that unwraps", Attribute::Unwrap(true)),
+    ] {
+        let r = s.unwrap_key(&mechanism, kek, &wrapped, &base(&[extra]));
+        assert!(r.is_err(), "unwrapped into {what}: {r:?}");
     }
 }

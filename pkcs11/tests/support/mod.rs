@@ -1,11 +1,14 @@
-//! A throwaway SoftHSM2 token for tests, the bench and the demonstration.
+//! A throwaway token for tests, the bench and the demonstration.
 //!
+//! The module is SoftHSM2 unless `DLMS_PKCS11_MODULE` names another
+//! (`.ci/kryoptic.sh` prints the settings for kryoptic). For SoftHSM2,
 //! `SOFTHSM2_CONF` comes from `.cargo/config.toml` (`target/softhsm/`);
 //! this creates the configuration and token directory if missing, then
 //! one token per process (SoftHSM2 reads its token directory when the
 //! module is initialised, so the token is made through the module itself).
-//! KEKs get labels unique within the process. Set `DLMS_PKCS11_MODULE` to
-//! use another SoftHSM2 build.
+//! A module with a fixed set of slots has its tokens re-initialised once
+//! the test process that made them has ended. KEKs get labels unique
+//! within the process.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -24,6 +27,15 @@ pub fn module() -> PathBuf {
     std::env::var_os("DLMS_PKCS11_MODULE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+}
+
+/// The module's short name from its file name (`libsofthsm2.so`:
+/// "softhsm2", `libkryoptic_pkcs11.so`: "kryoptic").
+pub fn module_name() -> String {
+    let m = module();
+    let stem = m.file_stem().and_then(|s| s.to_str()).unwrap_or("pkcs11");
+    let stem = stem.strip_prefix("lib").unwrap_or(stem);
+    stem.strip_suffix("_pkcs11").unwrap_or(stem).to_owned()
 }
 
 /// Writes the SoftHSM2 configuration `SOFTHSM2_CONF` names, if missing.
@@ -72,15 +84,50 @@ pub fn token_label() -> &'static str {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let label = format!("dlms-{}-{nanos}", std::process::id());
-        init_token(
+        match init_token(
             &module(),
             &label,
             &Pin::new(SO_PIN.to_owned()),
             &Pin::new(USER_PIN.to_owned()),
-        )
-        .expect("initialise a SoftHSM2 token");
+        ) {
+            Ok(()) => {}
+            // A module with a fixed set of slots (kryoptic): take over the
+            // token of a test process that has ended.
+            Err(dlms_sec_pkcs11::Pkcs11Error::TokenNotFound { .. }) => reuse_slot(&label),
+            Err(e) => panic!("initialise a token: {e}"),
+        }
         label
     })
+}
+
+/// Re-initialises, as `label`, a token this support made for a process
+/// that no longer runs (its label is `dlms-<pid>-…`).
+fn reuse_slot(label: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let ctx = Pkcs11::new(module()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let ended = |l: &str| {
+        l.strip_prefix("dlms-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ended(ctx.get_token_info(*s).unwrap().label()))
+        .expect("no free slot, and no token of an ended test process to take over");
+    ctx.init_token(slot, &AuthPin::new(SO_PIN.into()), label)
+        .unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    session
+        .login(UserType::So, Some(&AuthPin::new(SO_PIN.into())))
+        .unwrap();
+    session.init_pin(&AuthPin::new(USER_PIN.into())).unwrap();
+    session.logout().unwrap();
 }
 
 /// A configuration for this process's token. It accepts imported KEKs:
@@ -179,13 +226,15 @@ pub mod suite;
 /// A second handle on the module, as another application would have.
 pub fn raw_session() -> cryptoki::session::Session {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    // The token first: making it may re-initialise a listed slot.
+    let label = token_label();
     let ctx = Pkcs11::new(module()).unwrap();
     let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
     let slot = ctx
         .get_slots_with_token()
         .unwrap()
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label() == token_label())
+        .find(|s| ctx.get_token_info(*s).unwrap().label() == label)
         .unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
     let _ = s.login(
