@@ -61,7 +61,7 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dlms_sec::audit::{AuditAction, AuditChain, AuditEvent, MAC_LEN, Outcome, Timestamp};
+use dlms_sec::audit::{AuditAction, AuditChain, AuditEvent, ChainId, MAC_LEN, Outcome, Timestamp};
 use dlms_sec::key::package::{CHECK_VALUE_LEN, PackagedRecord, Packager, RECORD_LEN, RecordId};
 use dlms_sec::key::{AuditKey, GlobalUnicastEncryptionKey, KeyRole, SharedKey};
 use dlms_sec::suite0::Unprotect;
@@ -265,17 +265,20 @@ fn audit_check(runner: &mut CtRunner, rng: &mut BenchRng) {
     .with_client(Client::Management)
     .with_role(KeyRole::Authentication)
     .with_generation(1);
-    let link = AuditChain::new(&AuditKey::from_bytes(key))
+    let link = AuditChain::new(&AuditKey::from_bytes(key), ChainId([0x5C; 16]))
         .seal(&event)
         .expect("seal");
     let good: [u8; MAC_LEN] = link.mac;
     assert!(
-        AuditChain::new(&AuditKey::from_bytes(key))
+        AuditChain::new(&AuditKey::from_bytes(key), ChainId([0x5C; 16]))
             .check(link.seq, &event, &good)
             .is_ok(),
         "{name}: fixture"
     );
-    let chain = RefCell::new(AuditChain::new(&AuditKey::from_bytes(key)));
+    let chain = RefCell::new(AuditChain::new(
+        &AuditKey::from_bytes(key),
+        ChainId([0x5C; 16]),
+    ));
     let mac = RefCell::new(good);
     measure(
         name,

@@ -328,12 +328,12 @@ mod tests {
         let (guek, ak) = keys();
         let fake = Fake {
             mode,
-            gcm: SoftwareCipher::new(&guek),
+            gcm: SoftwareCipher::dangerous_new(&guek),
         };
         let mut out = [0u8; 64];
         let n = ModuleKeys::new(KeyKind::GlobalUnicast, &fake, &ak).protect(
             &request(protection),
-            &mut SingleUse::new(InvocationCounter::new(7)),
+            &mut SingleUse::dangerous_new(InvocationCounter::new(7)),
             &APDU,
             &mut out,
         )?;
@@ -346,7 +346,7 @@ mod tests {
         let n = Suite0::new(&guek, &ak)
             .protect(
                 &request(protection),
-                &mut SingleUse::new(InvocationCounter::new(7)),
+                &mut SingleUse::dangerous_new(InvocationCounter::new(7)),
                 &APDU,
                 &mut out,
             )
