@@ -161,6 +161,12 @@ impl Protection {
 /// The minimum protection an endpoint accepts on received APDUs
 /// (the security policy of Security Setup, version 0 values).
 ///
+/// There is no default: an endpoint names what it requires.
+///
+/// ```compile_fail
+/// let _ = dlms_sec::SecurityPolicy::default();
+/// ```
+///
 /// A frame satisfies the policy when it carries every protection the policy
 /// names; stronger protection is accepted (authenticated encryption
 /// satisfies every policy).

@@ -117,7 +117,12 @@ impl Protect<'_> {
     }
 }
 
-/// How to unprotect received frames.
+/// How to unprotect received frames. There is no default: the caller
+/// names the policy.
+///
+/// ```compile_fail
+/// let _ = dlms_sec::suite0::Unprotect::default();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Unprotect {
     /// The peer's system title. Required for forms that carry none

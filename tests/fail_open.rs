@@ -1,0 +1,138 @@
+//! No default accepts weaker protection: frames under encryption only never
+//! pass a replay guard as if verified, and a meter installs keys only from
+//! an authenticated and encrypted key_transfer.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use dlms_sec::counter::SendCounter;
+use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
+use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys};
+use dlms_sec::meter::{DeviceCapabilities, Handled, Meter};
+use dlms_sec::suite0::{Protect, Unprotect};
+use dlms_sec::wire::{CipheredForm, KeyTransfer, SecuritySetupMethod};
+use dlms_sec::{
+    Client, InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle,
+};
+
+const HEAD_END: SystemTitle = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
+const METER: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x07");
+const AK: [u8; 16] = [0xA7; 16];
+const GUEK: [u8; 16] = [0x3E; 16];
+const MK: [u8; 16] = [0x4B; 16];
+const GET: [u8; 13] = [
+    0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
+];
+
+fn suite() -> Suite0 {
+    Suite0::new(
+        &GlobalUnicastEncryptionKey::from_bytes(GUEK),
+        &AuthenticationKey::from_bytes(AK),
+    )
+}
+
+fn frame(protection: Protection, apdu: &[u8], ic: u32) -> Vec<u8> {
+    let mut counter = SendCounter::volatile(InvocationCounter::new(ic));
+    let mut out = [0u8; 256];
+    let n = suite()
+        .protect(
+            &Protect {
+                protection,
+                key: KeyKind::GlobalUnicast,
+                form: CipheredForm::ServiceSpecific,
+                system_title: HEAD_END,
+            },
+            &mut counter,
+            apdu,
+            &mut out,
+        )
+        .unwrap();
+    out[..n].to_vec()
+}
+
+#[test]
+fn an_encryption_only_frame_never_passes_a_replay_guard() {
+    let s = suite();
+    let mut guard = s.replay_guard(HEAD_END, KeyKind::GlobalUnicast).unwrap();
+    let params = Unprotect {
+        peer_system_title: Some(HEAD_END),
+        policy: SecurityPolicy::Encrypted,
+    };
+    let sent = frame(Protection::Encrypted, &GET, 5);
+    let mut f = sent.clone();
+    let got = s.unprotect(&mut f, &params).unwrap();
+    assert_eq!(got.apdu(), &GET);
+    assert!(
+        got.admit_into(&mut guard).is_err(),
+        "nothing vouches for an encryption-only frame's counter"
+    );
+    let mut again = sent.clone();
+    let got = s.unprotect(&mut again, &params).unwrap();
+    assert!(got.admit_into(&mut guard).is_err(), "nor for its replay");
+}
+
+fn meter(policy: SecurityPolicy) -> Meter<dlms_sec::counter::Volatile> {
+    let mut m = Meter::new(
+        METER,
+        HEAD_END,
+        MasterKey::from_bytes(MK),
+        SendCounter::volatile(InvocationCounter::new(1)),
+        DeviceCapabilities::default(),
+    );
+    m.provision(
+        Client::Management,
+        SecuritySetupKeys::new(
+            GlobalUnicastEncryptionKey::from_bytes(GUEK),
+            AuthenticationKey::from_bytes(AK),
+        ),
+        policy,
+    )
+    .unwrap();
+    m
+}
+
+/// A key_transfer of a new GUEK, wrapped under the meter's MK.
+fn key_transfer() -> Vec<u8> {
+    let new_guek = GlobalUnicastEncryptionKey::from_bytes([0x77; 16]);
+    let transfer = KeyTransfer::wrap_new_keys(
+        &MasterKey::from_bytes(MK),
+        NewKeys {
+            guek: Some(&new_guek),
+            ..NewKeys::default()
+        },
+    )
+    .unwrap();
+    let mut apdu = [0u8; 128];
+    let n = SecuritySetupMethod::default()
+        .emit_key_transfer_request(&transfer, &mut apdu)
+        .unwrap();
+    apdu[..n].to_vec()
+}
+
+#[test]
+fn a_meter_installs_keys_only_from_an_authenticated_and_encrypted_transfer() {
+    let apdu = key_transfer();
+    for (policy, protection) in [
+        (SecurityPolicy::Encrypted, Protection::Encrypted),
+        (SecurityPolicy::Authenticated, Protection::Authenticated),
+    ] {
+        let mut m = meter(policy);
+        let mut request = frame(protection, &apdu, 5);
+        let r = m.handle(Client::Management, &mut request, &mut [0u8; 64]);
+        assert!(
+            !matches!(r, Ok((_, Handled::KeysInstalled))),
+            "{protection:?}: {r:?}"
+        );
+        assert_eq!(m.installs(), 0, "{protection:?}");
+    }
+    let mut m = meter(SecurityPolicy::AuthenticatedEncrypted);
+    let mut request = frame(Protection::AuthenticatedEncrypted, &apdu, 5);
+    let (_, handled) = m
+        .handle(Client::Management, &mut request, &mut [0u8; 64])
+        .unwrap();
+    assert_eq!(handled, Handled::KeysInstalled);
+    assert_eq!(m.installs(), 1);
+}
