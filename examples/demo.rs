@@ -152,7 +152,13 @@ fn main() -> Result<(), dlms_sec::Error> {
     };
     let pn = meter.protect(&push_req, &mut meter_ic, &push, &mut rframe)?;
     println!("meter push      {}", hex(&rframe[..pn]));
-    let got = client.unprotect(&mut rframe[..pn], &Unprotect::default())?;
+    let got = client.unprotect(
+        &mut rframe[..pn],
+        &Unprotect {
+            peer_system_title: None,
+            policy: SecurityPolicy::AcceptAnyProtection,
+        },
+    )?;
     println!(
         "client read     {} from {:?}",
         hex(got.apdu()),

@@ -151,6 +151,9 @@ pub enum CounterError {
     /// A key was declared used for the first time, but the counter store
     /// already holds a record for it.
     RecordExists,
+    /// A frame under encryption only was offered to a replay guard: it
+    /// carries no tag, so its counter proves nothing.
+    Unauthenticated,
 }
 
 impl fmt::Display for CounterError {
@@ -162,6 +165,7 @@ impl fmt::Display for CounterError {
             Self::WrongGuard => "verification proof offered to the wrong replay guard",
             Self::RecordLost => "invocation counter record lost for a used key: replace the key",
             Self::RecordExists => "invocation counter record exists: the key has been used",
+            Self::Unauthenticated => "an unauthenticated frame's counter proves nothing",
         })
     }
 }

@@ -170,11 +170,13 @@ impl Protection {
 /// A frame satisfies the policy when it carries every protection the policy
 /// names; stronger protection is accepted (authenticated encryption
 /// satisfies every policy).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SecurityPolicy {
-    /// Any ciphered APDU is accepted (v0 value 0).
-    #[default]
-    None,
+    /// Any ciphered APDU is accepted, encryption only and authentication
+    /// only included (v0 value 0, "no security"). A frame under encryption
+    /// only carries no tag: its counter proves nothing, and it never passes
+    /// a replay guard.
+    AcceptAnyProtection,
     /// Every APDU must be authenticated (v0 value 1).
     Authenticated,
     /// Every APDU must be encrypted (v0 value 2).
@@ -188,7 +190,7 @@ impl SecurityPolicy {
     #[must_use]
     pub const fn permits(self, protection: Protection) -> bool {
         match self {
-            Self::None => true,
+            Self::AcceptAnyProtection => true,
             Self::Authenticated => protection.is_authenticated(),
             Self::Encrypted => protection.is_encrypted(),
             Self::AuthenticatedEncrypted => {
@@ -411,7 +413,7 @@ mod tests {
     fn weaker_protection_is_refused() {
         use Protection::*;
         let table = [
-            (SecurityPolicy::None, [true, true, true]),
+            (SecurityPolicy::AcceptAnyProtection, [true, true, true]),
             (SecurityPolicy::Authenticated, [true, false, true]),
             (SecurityPolicy::Encrypted, [false, true, true]),
             (SecurityPolicy::AuthenticatedEncrypted, [false, false, true]),

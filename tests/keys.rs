@@ -458,7 +458,14 @@ fn dco_refuses_records_of_different_devices() {
     };
     let mut f = [0u8; 40];
     assert!(matches!(
-        dco.unprotect(&keys, &mut f, &Unprotect::default()),
+        dco.unprotect(
+            &keys,
+            &mut f,
+            &Unprotect {
+                peer_system_title: None,
+                policy: SecurityPolicy::AcceptAnyProtection
+            }
+        ),
         Err(Error::Misuse(_))
     ));
 }
@@ -506,8 +513,15 @@ fn dco_command_path_detects_corrupt_records() {
         assert_eq!(out, [0u8; 64], "nothing written");
         let mut frame = [0u8; 40];
         assert_eq!(
-            dco.unprotect(&keys, &mut frame, &Unprotect::default())
-                .unwrap_err(),
+            dco.unprotect(
+                &keys,
+                &mut frame,
+                &Unprotect {
+                    peer_system_title: None,
+                    policy: SecurityPolicy::AcceptAnyProtection
+                }
+            )
+            .unwrap_err(),
             Error::Key(KeyError::Corrupted)
         );
     }

@@ -41,7 +41,7 @@ fn hot_paths_do_not_allocate() {
     let mut frame = [0u8; 1100];
     let params = Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     };
     for protection in [
         Protection::Authenticated,

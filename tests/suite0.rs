@@ -66,7 +66,7 @@ fn protect(s: &Suite0, r: &Protect<'_>, apdu: &[u8], ic: InvocationCounter) -> V
 fn any_policy() -> Unprotect {
     Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     }
 }
 
@@ -354,7 +354,13 @@ fn system_title_from_frame_or_caller() {
         IC,
     );
     assert!(matches!(
-        s.unprotect(&mut f.clone(), &Unprotect::default()),
+        s.unprotect(
+            &mut f.clone(),
+            &Unprotect {
+                peer_system_title: None,
+                policy: SecurityPolicy::AcceptAnyProtection
+            }
+        ),
         Err(Error::Misuse(_))
     ));
     // A wrong caller title changes the IV: refused.
@@ -380,9 +386,15 @@ fn system_title_from_frame_or_caller() {
         IC,
     );
     assert_eq!(
-        s.unprotect(&mut g.clone(), &Unprotect::default())
-            .unwrap()
-            .system_title(),
+        s.unprotect(
+            &mut g.clone(),
+            &Unprotect {
+                peer_system_title: None,
+                policy: SecurityPolicy::AcceptAnyProtection
+            }
+        )
+        .unwrap()
+        .system_title(),
         TITLE
     );
     assert_eq!(
@@ -404,7 +416,13 @@ fn system_title_from_frame_or_caller() {
     );
     assert_eq!(&e[..2], &[0xDB, 0x00]);
     assert!(matches!(
-        s.unprotect(&mut e.clone(), &Unprotect::default()),
+        s.unprotect(
+            &mut e.clone(),
+            &Unprotect {
+                peer_system_title: None,
+                policy: SecurityPolicy::AcceptAnyProtection
+            }
+        ),
         Err(Error::Misuse(_))
     ));
     assert_eq!(s.unprotect(&mut e, &any_policy()).unwrap().apdu(), &GET);
@@ -449,7 +467,15 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
                 0xDB
             }
         );
-        let got = s.unprotect(&mut f, &Unprotect::default()).unwrap();
+        let got = s
+            .unprotect(
+                &mut f,
+                &Unprotect {
+                    peer_system_title: None,
+                    policy: SecurityPolicy::AcceptAnyProtection,
+                },
+            )
+            .unwrap();
         assert_eq!(got.apdu(), &push);
         assert_eq!(got.key(), key);
     }
@@ -495,7 +521,15 @@ fn general_ciphering_fields_are_authenticated() {
         );
         assert_eq!(f[0], 0xDD);
         let mut copy = f.clone();
-        let got = s.unprotect(&mut copy, &Unprotect::default()).unwrap();
+        let got = s
+            .unprotect(
+                &mut copy,
+                &Unprotect {
+                    peer_system_title: None,
+                    policy: SecurityPolicy::AcceptAnyProtection,
+                },
+            )
+            .unwrap();
         assert_eq!(got.apdu(), &GET);
         assert_eq!(
             got.kind(),
@@ -508,7 +542,14 @@ fn general_ciphering_fields_are_authenticated() {
             let mut g = f.clone();
             g[at] ^= 0x01;
             assert!(
-                s.unprotect(&mut g, &Unprotect::default()).is_err(),
+                s.unprotect(
+                    &mut g,
+                    &Unprotect {
+                        peer_system_title: None,
+                        policy: SecurityPolicy::AcceptAnyProtection
+                    }
+                )
+                .is_err(),
                 "{protection:?} byte {at}"
             );
         }

@@ -198,7 +198,7 @@ proptest! {
     fn truncations_and_extensions_are_refused(c in case(64)) {
         let s = suite(&c);
         let frame = protect(&c);
-        let p = params(&c, SecurityPolicy::None);
+        let p = params(&c, SecurityPolicy::AcceptAnyProtection);
         for cut in 0..frame.len() {
             let mut f = frame[..cut].to_vec();
             prop_assert!(s.unprotect(&mut f, &p).is_err(), "cut {}", cut);
@@ -219,7 +219,7 @@ proptest! {
             let mut cc = c.clone();
             cc.ic = ic;
             let mut frame = protect(&cc);
-            let got = s.unprotect(&mut frame, &params(&cc, SecurityPolicy::None)).unwrap();
+            let got = s.unprotect(&mut frame, &params(&cc, SecurityPolicy::AcceptAnyProtection)).unwrap();
             let accepted = guard.accept(got.replay_proof().unwrap()).is_ok();
             prop_assert_eq!(accepted, highest.is_none_or(|h| ic > h));
             if accepted { highest = Some(ic); }
@@ -231,9 +231,9 @@ proptest! {
         let s = suite(&c);
         let _ = FrameLayout::parse(&bytes);
         let mut b = bytes.clone();
-        let _ = s.unprotect(&mut b, &params(&c, SecurityPolicy::None));
+        let _ = s.unprotect(&mut b, &params(&c, SecurityPolicy::AcceptAnyProtection));
         let mut b = bytes.clone();
-        let _ = s.unprotect(&mut b, &Unprotect::default());
+        let _ = s.unprotect(&mut b, &Unprotect { peer_system_title: None, policy: SecurityPolicy::AcceptAnyProtection });
     }
 
     #[test]
@@ -282,6 +282,6 @@ proptest! {
             frame[i] = v;
         }
         let _ = FrameLayout::parse(&frame);
-        let _ = s.unprotect(&mut frame, &params(&c, SecurityPolicy::None));
+        let _ = s.unprotect(&mut frame, &params(&c, SecurityPolicy::AcceptAnyProtection));
     }
 }

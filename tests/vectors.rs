@@ -108,7 +108,7 @@ fn dlms_vectors_unprotect_to_plaintext() {
         let mut frame = hex(&v, "frame");
         let params = Unprotect {
             peer_system_title: Some(title),
-            policy: SecurityPolicy::None,
+            policy: SecurityPolicy::AcceptAnyProtection,
         };
         let got = suite.unprotect(&mut frame, &params).unwrap();
         assert_eq!(got.apdu(), &hex(&v, "plaintext")[..], "{}", v["id"]);
@@ -140,7 +140,7 @@ fn negative_dlms_vectors_are_refused_and_leave_the_frame() {
         let mut frame = received.clone();
         let params = Unprotect {
             peer_system_title: Some(title),
-            policy: SecurityPolicy::None,
+            policy: SecurityPolicy::AcceptAnyProtection,
         };
         assert_eq!(
             suite.unprotect(&mut frame, &params).unwrap_err(),

@@ -151,7 +151,7 @@ fn suite0_case(
     frame.truncate(n);
     let params = Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     };
     // The fixture verifies as built (on a copy: success decrypts in place).
     assert!(
@@ -343,7 +343,7 @@ fn control_leaky_after_16384(runner: &mut CtRunner, rng: &mut BenchRng) {
     frame.truncate(n);
     let params = Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     };
     let tag_at = n - TAG_LEN;
     let good: [u8; TAG_LEN] = frame[tag_at..].try_into().expect("tag");

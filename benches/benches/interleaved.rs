@@ -168,7 +168,7 @@ fn protect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
 fn unprotect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
     let params: &'static Unprotect = keep(Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     });
     for (protection, name, sizes) in POLICY_SIZES {
         for &size in sizes {

@@ -142,7 +142,7 @@ fn unprotect(c: &mut Criterion) {
     let raw = RawGcm::new(&EK.into());
     let params = Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     };
     for (protection, pname) in POLICIES {
         for (form, fname) in FORMS {
@@ -221,7 +221,7 @@ fn unprotect_bad_tag(c: &mut Criterion) {
     let raw = RawGcm::new(&EK.into());
     let params = Unprotect {
         peer_system_title: Some(TITLE),
-        policy: SecurityPolicy::None,
+        policy: SecurityPolicy::AcceptAnyProtection,
     };
     let mut g = c.benchmark_group("unprotect-bad-tag/auth-enc/service");
     for size in [64usize, 1024] {

@@ -269,7 +269,7 @@ fn dlms_vectors_through_the_token() {
         let title = SystemTitle::new(arr(&v, "system_title"));
         let un = Unprotect {
             peer_system_title: Some(title),
-            policy: SecurityPolicy::None,
+            policy: SecurityPolicy::AcceptAnyProtection,
         };
         let received = hex(&v, "frame");
         if v["expect"] == "fail" {

@@ -29,7 +29,7 @@ use crate::key::wrap::KeyId;
 use crate::meter::key_transfer::{SecuritySetupKeys, StagedKeys, stage};
 use crate::suite0::{Protect, Suite0, Unprotect};
 use crate::types::Client;
-use crate::types::SecurityPolicy;
+use crate::types::{Protection, SecurityPolicy};
 use crate::wire::{FrameLayout, KeyKind, SystemTitle, parse_key_transfer_request};
 use zeroize::Zeroize;
 
@@ -210,7 +210,7 @@ impl<P: CounterPersistence> Meter<P> {
         };
         let apdu = got.into_apdu();
         let mut plain = [0u8; ANSWER_CAPACITY];
-        let answered = answer(apdu, &self.mk, mk_rotation, title, &mut plain);
+        let answered = answer(apdu, protection, &self.mk, mk_rotation, title, &mut plain);
         apdu.zeroize();
         let (plain_len, handled, staged) = match answered {
             Ok(a) => a,
@@ -252,6 +252,7 @@ const ANSWER_CAPACITY: usize = 24;
 /// its length, what was done, and the keys a key_transfer staged.
 fn answer(
     apdu: &[u8],
+    protection: Protection,
     mk: &MasterKey,
     mk_rotation: bool,
     title: SystemTitle,
@@ -265,7 +266,9 @@ fn answer(
             Ok((_, transfer)) => {
                 let mk_allowed =
                     mk_rotation || !transfer.entries().iter().any(|e| e.key_id == KeyId::Master);
-                let staged = if mk_allowed {
+                // New keys come only under authenticated encryption: the
+                // wrap binds no key id, the protection binds the entries.
+                let staged = if mk_allowed && protection == Protection::AuthenticatedEncrypted {
                     stage(mk, &transfer).ok()
                 } else {
                     None

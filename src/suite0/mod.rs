@@ -121,9 +121,9 @@ impl Protect<'_> {
 /// names the policy.
 ///
 /// ```compile_fail
-/// let _ = dlms_sec::suite0::Unprotect::default();
+/// let _ = dlms_sec::suite0::Unprotect { peer_system_title: None, policy: SecurityPolicy::AcceptAnyProtection };
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unprotect {
     /// The peer's system title. Required for forms that carry none
     /// (service-specific, general-glo/ded with an empty title); when the
@@ -698,19 +698,22 @@ impl<'b> Unprotected<'b> {
     }
 
     /// Offers the frame to `guard`: an authenticated frame advances it
-    /// ([`ReplayGuard::accept`]); a frame under encryption only, which
-    /// carries no proof, is only checked ([`ReplayGuard::check`]) and
-    /// leaves it where it was.
+    /// ([`ReplayGuard::accept`]). A frame under encryption only carries no
+    /// tag, so nothing vouches for its counter: it is refused
+    /// ([`CounterError::Unauthenticated`]) and the guard stays where it was.
+    /// A caller that accepts such frames all the same sees their counter
+    /// in [`Self::invocation_counter`] and may [`ReplayGuard::check`] it.
     ///
     /// # Errors
     /// [`CounterError::Replay`] if the counter is not above the guard's
     /// last accepted one; [`CounterError::WrongGuard`] if the frame is
-    /// from another peer or under another key than the guard's. The guard
+    /// from another peer or under another key than the guard's;
+    /// [`CounterError::Unauthenticated`] under encryption only. The guard
     /// is unchanged on error.
     pub fn admit_into(&self, guard: &mut ReplayGuard) -> core::result::Result<(), CounterError> {
         match &self.proof {
             Some(proof) => guard.accept(proof).map(|_| ()),
-            None => guard.check(self.invocation_counter),
+            None => Err(CounterError::Unauthenticated),
         }
     }
 }

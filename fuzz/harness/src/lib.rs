@@ -124,7 +124,7 @@ fn protection_from(b: u8) -> Protection {
 
 fn policy_from(b: u8) -> SecurityPolicy {
     match b % 4 {
-        0 => SecurityPolicy::None,
+        0 => SecurityPolicy::AcceptAnyProtection,
         1 => SecurityPolicy::Authenticated,
         2 => SecurityPolicy::Encrypted,
         _ => SecurityPolicy::AuthenticatedEncrypted,
@@ -572,7 +572,7 @@ pub fn round_trip(data: &[u8]) {
             bad[at] ^= 0x01 | (tamper >> 1);
             let params = Unprotect {
                 peer_system_title: Some(title),
-                policy: SecurityPolicy::None,
+                policy: SecurityPolicy::AcceptAnyProtection,
             };
             assert!(
                 receiver.unprotect(&mut bad, &params).is_err(),

@@ -176,7 +176,7 @@ where
                     GlobalUnicastEncryptionKey::from_bytes([0; 16]),
                     AuthenticationKey::from_bytes([0; 16]),
                 ),
-                SecurityPolicy::None,
+                SecurityPolicy::AcceptAnyProtection,
             )
             .is_err(),
         "the Public client has no keys",
