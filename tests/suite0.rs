@@ -292,6 +292,32 @@ fn outer_service_tag_must_match_the_protected_apdu() {
 }
 
 #[test]
+fn a_service_mismatch_names_no_plaintext_octet() {
+    let s = suite();
+    // set-request tag 0xC1 (193) inside a frame relabelled glo-get-request.
+    let set = [
+        0xC1, 0x01, 0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00, 0x09, 0x00,
+    ];
+    let mut f = protect(
+        &s,
+        &req(
+            Protection::AuthenticatedEncrypted,
+            KeyKind::GlobalUnicast,
+            CipheredForm::ServiceSpecific,
+        ),
+        &set,
+        IC,
+    );
+    f[0] = 0xC8;
+    let e = s.unprotect(&mut f, &any_policy()).unwrap_err();
+    let shown = format!("{e:?} {e}");
+    assert!(
+        !shown.contains("193") && !shown.to_uppercase().contains("C1"),
+        "the error shows the protected APDU's tag: {shown}"
+    );
+}
+
+#[test]
 fn reserved_counter_and_replays_are_refused() {
     let s = suite();
     let r = req(
