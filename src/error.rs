@@ -57,12 +57,11 @@ pub enum WireError {
     InvalidField,
     /// The service tag of a service-specific ciphered APDU does not match
     /// the tag of the APDU it protects (a glo-get-request must carry a
-    /// get-request). Checked only after authentication.
+    /// get-request). Checked only after authentication. It names the outer
+    /// tag only: the inner one is plaintext.
     ServiceMismatch {
         /// The ciphered tag on the outside.
         ciphered: u8,
-        /// The tag of the protected APDU.
-        inner: u8,
     },
     /// A challenge outside 8..=64 octets, or an HLS-5 response that is not
     /// 17 octets.
@@ -82,9 +81,9 @@ impl fmt::Display for WireError {
             Self::NoProtection => f.write_str("ciphered APDU without protection"),
             Self::InvalidKeySet => f.write_str("key-set bit set where it must be zero"),
             Self::InvalidField => f.write_str("field value out of range"),
-            Self::ServiceMismatch { ciphered, inner } => write!(
+            Self::ServiceMismatch { ciphered } => write!(
                 f,
-                "ciphered tag 0x{ciphered:02X} does not match protected APDU tag 0x{inner:02X}"
+                "ciphered tag 0x{ciphered:02X} does not match the protected APDU's service"
             ),
             Self::InvalidChallenge => f.write_str("invalid HLS-5 challenge or response length"),
         }

@@ -279,10 +279,7 @@ fn outer_service_tag_must_match_the_protected_apdu() {
         f[0] = 0xC8;
         assert_eq!(
             s.unprotect(&mut f, &any_policy()).unwrap_err(),
-            Error::Wire(WireError::ServiceMismatch {
-                ciphered: 0xC8,
-                inner: 0xC1
-            })
+            Error::Wire(WireError::ServiceMismatch { ciphered: 0xC8 })
         );
         // No plaintext left behind where there was ciphertext.
         if protection.is_encrypted() {

@@ -509,7 +509,6 @@ pub(crate) trait KeySource {
                 }
                 return Err(WireError::ServiceMismatch {
                     ciphered: service.tag(),
-                    inner: inner.unwrap_or(0),
                 }
                 .into());
             }
