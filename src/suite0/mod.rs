@@ -118,10 +118,22 @@ impl Protect<'_> {
 }
 
 /// How to unprotect received frames. There is no default: the caller
-/// names the policy.
+/// names the policy,
 ///
 /// ```compile_fail
-/// let _ = dlms_sec::suite0::Unprotect { peer_system_title: None, policy: SecurityPolicy::AcceptAnyProtection };
+/// let _ = dlms_sec::suite0::Unprotect::default();
+/// ```
+///
+/// and says whose title it expects, or that it takes the one the frame
+/// carries; leaving it out does not say which:
+///
+/// ```compile_fail
+/// use dlms_sec::SecurityPolicy;
+/// use dlms_sec::suite0::Unprotect;
+/// let _ = Unprotect {
+///     peer_system_title: None,
+///     policy: SecurityPolicy::AuthenticatedEncrypted,
+/// };
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unprotect {
