@@ -14,6 +14,7 @@
 )]
 
 use core::num::NonZeroU32;
+use dlms_sec::suite0::PeerTitle;
 
 use dlms_sec::counter::{CounterKey, InMemoryCounterStore, SendCounter};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
@@ -91,7 +92,7 @@ fn main() -> Result<(), dlms_sec::Error> {
     println!("client -> meter {}", hex(&sent));
 
     let policy = Unprotect {
-        peer_system_title: Some(client_title),
+        peer_system_title: PeerTitle::Expected(client_title),
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let got = meter.unprotect(&mut frame[..n], &policy)?;
@@ -114,7 +115,7 @@ fn main() -> Result<(), dlms_sec::Error> {
     let rn = meter.protect(&response, &mut meter_ic, &response_apdu, &mut rframe)?;
     println!("meter -> client {}", hex(&rframe[..rn]));
     let back = Unprotect {
-        peer_system_title: Some(meter_title),
+        peer_system_title: PeerTitle::Expected(meter_title),
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let got = client.unprotect(&mut rframe[..rn], &back)?;
@@ -155,7 +156,7 @@ fn main() -> Result<(), dlms_sec::Error> {
     let got = client.unprotect(
         &mut rframe[..pn],
         &Unprotect {
-            peer_system_title: None,
+            peer_system_title: PeerTitle::CarriedByFrame,
             policy: SecurityPolicy::AcceptAnyProtection,
         },
     )?;

@@ -26,7 +26,7 @@
 //! ```
 //! use dlms_sec::counter::SendCounter;
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
-//! use dlms_sec::suite0::{Protect, Unprotect};
+//! use dlms_sec::suite0::{PeerTitle, Protect, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
 //! use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle};
 //! # fn main() -> dlms_sec::Result<()> {
@@ -44,7 +44,7 @@
 //!
 //! let mut guard = meter.replay_guard(client_title, KeyKind::GlobalUnicast)?;
 //! let params = Unprotect {
-//!     peer_system_title: Some(client_title),
+//!     peer_system_title: PeerTitle::Expected(client_title),
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
 //! };
 //! let received = meter.unprotect(&mut frame[..n], &params)?;

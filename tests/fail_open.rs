@@ -12,6 +12,7 @@ use dlms_sec::counter::SendCounter;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys};
 use dlms_sec::meter::{DeviceCapabilities, Handled, Meter};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::{CipheredForm, KeyTransfer, SecuritySetupMethod};
 use dlms_sec::{
@@ -58,7 +59,7 @@ fn an_encryption_only_frame_never_passes_a_replay_guard() {
     let s = suite();
     let mut guard = s.replay_guard(HEAD_END, KeyKind::GlobalUnicast).unwrap();
     let params = Unprotect {
-        peer_system_title: Some(HEAD_END),
+        peer_system_title: PeerTitle::Expected(HEAD_END),
         policy: SecurityPolicy::Encrypted,
     };
     let sent = frame(Protection::Encrypted, &GET, 5);

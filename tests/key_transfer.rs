@@ -19,6 +19,7 @@ use dlms_sec::key::{
     AuthenticationKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey, MasterKey,
 };
 use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys, stage};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::{CipheredForm, KeyTransfer, SecuritySetupMethod, parse_key_transfer_request};
 use dlms_sec::{
@@ -332,7 +333,7 @@ fn response_under_old_keys_then_new_keys() {
     let (_, client_new) = new.meter();
     let (client_old, client_new) = (client_old.suite0(), client_new.suite0());
     let params = Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
 
@@ -353,7 +354,7 @@ fn response_under_old_keys_then_new_keys() {
     let mut answer = protect_as(&keys.suite0(), KeyKind::GlobalUnicast, &response, METER);
     staged.install(&mut mk, &mut keys);
     let from_meter = Unprotect {
-        peer_system_title: Some(METER),
+        peer_system_title: PeerTitle::Expected(METER),
         ..params
     };
     assert_eq!(

@@ -24,6 +24,7 @@ use dlms_sec::key::{
 use dlms_sec::provider::{
     CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco, SoftwareS1sp,
 };
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::types::Client;
 use dlms_sec::{
@@ -412,7 +413,7 @@ fn dco_command_path_matches_clear_keys() {
         .unwrap();
     assert_eq!(ours[..n], theirs[..m]);
     let params = Unprotect {
-        peer_system_title: Some(DEVICE),
+        peer_system_title: PeerTitle::Expected(DEVICE),
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     assert_eq!(
@@ -462,7 +463,7 @@ fn dco_refuses_records_of_different_devices() {
             &keys,
             &mut f,
             &Unprotect {
-                peer_system_title: None,
+                peer_system_title: PeerTitle::CarriedByFrame,
                 policy: SecurityPolicy::AcceptAnyProtection
             }
         ),
@@ -517,7 +518,7 @@ fn dco_command_path_detects_corrupt_records() {
                 &keys,
                 &mut frame,
                 &Unprotect {
-                    peer_system_title: None,
+                    peer_system_title: PeerTitle::CarriedByFrame,
                     policy: SecurityPolicy::AcceptAnyProtection
                 }
             )

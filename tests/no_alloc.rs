@@ -12,6 +12,7 @@ use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::types::Client;
@@ -40,7 +41,7 @@ fn hot_paths_do_not_allocate() {
     let apdu = [0xC0u8; 1024];
     let mut frame = [0u8; 1100];
     let params = Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     };
     for protection in [

@@ -11,6 +11,7 @@
 use dlms_sec::counter::SendCounter;
 use dlms_sec::error::CounterError;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle};
 
@@ -42,7 +43,7 @@ fn frame(keys: &Suite0, ic: u32) -> Vec<u8> {
 }
 
 const PARAMS: Unprotect = Unprotect {
-    peer_system_title: Some(HEAD_END),
+    peer_system_title: PeerTitle::Expected(HEAD_END),
     policy: SecurityPolicy::AuthenticatedEncrypted,
 };
 

@@ -17,6 +17,7 @@ use dlms_sec::error::{CounterError, Unsupported, WireError};
 use dlms_sec::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
 };
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::{CipheredForm, FrameKind, GeneralCipheringFields};
 use dlms_sec::{
@@ -65,7 +66,7 @@ fn protect(s: &Suite0, r: &Protect<'_>, apdu: &[u8], ic: InvocationCounter) -> V
 
 fn any_policy() -> Unprotect {
     Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     }
 }
@@ -199,7 +200,7 @@ fn policy_refuses_weaker_protection_and_the_downgrade() {
         SecurityPolicy::AuthenticatedEncrypted,
     ] {
         let p = Unprotect {
-            peer_system_title: Some(TITLE),
+            peer_system_title: PeerTitle::Expected(TITLE),
             policy,
         };
         assert_eq!(
@@ -242,7 +243,7 @@ fn policy_refuses_weaker_protection_and_the_downgrade() {
             IC,
         );
         let p = Unprotect {
-            peer_system_title: Some(TITLE),
+            peer_system_title: PeerTitle::Expected(TITLE),
             policy,
         };
         assert_eq!(
@@ -380,7 +381,7 @@ fn system_title_from_frame_or_caller() {
         s.unprotect(
             &mut f.clone(),
             &Unprotect {
-                peer_system_title: None,
+                peer_system_title: PeerTitle::CarriedByFrame,
                 policy: SecurityPolicy::AcceptAnyProtection
             }
         ),
@@ -388,7 +389,7 @@ fn system_title_from_frame_or_caller() {
     ));
     // A wrong caller title changes the IV: refused.
     let wrong = Unprotect {
-        peer_system_title: Some(SystemTitle::new([1; 8])),
+        peer_system_title: PeerTitle::Expected(SystemTitle::new([1; 8])),
         ..any_policy()
     };
     assert_eq!(
@@ -412,7 +413,7 @@ fn system_title_from_frame_or_caller() {
         s.unprotect(
             &mut g.clone(),
             &Unprotect {
-                peer_system_title: None,
+                peer_system_title: PeerTitle::CarriedByFrame,
                 policy: SecurityPolicy::AcceptAnyProtection
             }
         )
@@ -442,7 +443,7 @@ fn system_title_from_frame_or_caller() {
         s.unprotect(
             &mut e.clone(),
             &Unprotect {
-                peer_system_title: None,
+                peer_system_title: PeerTitle::CarriedByFrame,
                 policy: SecurityPolicy::AcceptAnyProtection
             }
         ),
@@ -494,7 +495,7 @@ fn general_forms_carry_any_apdu_and_service_form_refuses_push() {
             .unprotect(
                 &mut f,
                 &Unprotect {
-                    peer_system_title: None,
+                    peer_system_title: PeerTitle::CarriedByFrame,
                     policy: SecurityPolicy::AcceptAnyProtection,
                 },
             )
@@ -548,7 +549,7 @@ fn general_ciphering_fields_are_authenticated() {
             .unprotect(
                 &mut copy,
                 &Unprotect {
-                    peer_system_title: None,
+                    peer_system_title: PeerTitle::CarriedByFrame,
                     policy: SecurityPolicy::AcceptAnyProtection,
                 },
             )
@@ -568,7 +569,7 @@ fn general_ciphering_fields_are_authenticated() {
                 s.unprotect(
                     &mut g,
                     &Unprotect {
-                        peer_system_title: None,
+                        peer_system_title: PeerTitle::CarriedByFrame,
                         policy: SecurityPolicy::AcceptAnyProtection
                     }
                 )

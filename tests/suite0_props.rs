@@ -16,6 +16,7 @@ use dlms_sec::counter::SingleUse;
 use dlms_sec::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
 };
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::{CipheredForm, FrameLayout, GeneralCipheringFields, Service};
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
@@ -143,7 +144,7 @@ fn protect(c: &Case) -> Vec<u8> {
 
 fn params(c: &Case, policy: SecurityPolicy) -> Unprotect {
     Unprotect {
-        peer_system_title: Some(SystemTitle::new(c.title)),
+        peer_system_title: PeerTitle::Expected(SystemTitle::new(c.title)),
         policy,
     }
 }
@@ -233,7 +234,7 @@ proptest! {
         let mut b = bytes.clone();
         let _ = s.unprotect(&mut b, &params(&c, SecurityPolicy::AcceptAnyProtection));
         let mut b = bytes.clone();
-        let _ = s.unprotect(&mut b, &Unprotect { peer_system_title: None, policy: SecurityPolicy::AcceptAnyProtection });
+        let _ = s.unprotect(&mut b, &Unprotect { peer_system_title: PeerTitle::CarriedByFrame, policy: SecurityPolicy::AcceptAnyProtection });
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod common;
 use common::{arr, hex, u32_of, vectors};
 use dlms_sec::counter::SingleUse;
 use dlms_sec::key::{AuthenticationKey, DedicatedKey, GlobalUnicastEncryptionKey};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::CipheredForm;
@@ -107,7 +108,7 @@ fn dlms_vectors_unprotect_to_plaintext() {
         let title = SystemTitle::new(arr(&v, "system_title"));
         let mut frame = hex(&v, "frame");
         let params = Unprotect {
-            peer_system_title: Some(title),
+            peer_system_title: PeerTitle::Expected(title),
             policy: SecurityPolicy::AcceptAnyProtection,
         };
         let got = suite.unprotect(&mut frame, &params).unwrap();
@@ -139,7 +140,7 @@ fn negative_dlms_vectors_are_refused_and_leave_the_frame() {
         let received = hex(&v, "frame");
         let mut frame = received.clone();
         let params = Unprotect {
-            peer_system_title: Some(title),
+            peer_system_title: PeerTitle::Expected(title),
             policy: SecurityPolicy::AcceptAnyProtection,
         };
         assert_eq!(

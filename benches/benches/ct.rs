@@ -56,6 +56,7 @@
 
 mod common;
 
+use dlms_sec::suite0::PeerTitle;
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -150,7 +151,7 @@ fn suite0_case(
         .expect("protect");
     frame.truncate(n);
     let params = Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     };
     // The fixture verifies as built (on a copy: success decrypts in place).
@@ -342,7 +343,7 @@ fn control_leaky_after_16384(runner: &mut CtRunner, rng: &mut BenchRng) {
         .expect("protect");
     frame.truncate(n);
     let params = Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     };
     let tag_at = n - TAG_LEN;

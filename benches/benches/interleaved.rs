@@ -25,6 +25,7 @@
 
 mod common;
 
+use dlms_sec::suite0::PeerTitle;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -167,7 +168,7 @@ fn protect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
 
 fn unprotect_rows(s: &'static Suite0, raw: &'static RawGcm, rows: &mut Vec<Row>) {
     let params: &'static Unprotect = keep(Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     });
     for (protection, name, sizes) in POLICY_SIZES {

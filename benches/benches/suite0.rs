@@ -16,6 +16,7 @@
 
 mod common;
 
+use dlms_sec::suite0::PeerTitle;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -141,7 +142,7 @@ fn unprotect(c: &mut Criterion) {
     let s = suite();
     let raw = RawGcm::new(&EK.into());
     let params = Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     };
     for (protection, pname) in POLICIES {
@@ -220,7 +221,7 @@ fn unprotect_bad_tag(c: &mut Criterion) {
     let s = suite();
     let raw = RawGcm::new(&EK.into());
     let params = Unprotect {
-        peer_system_title: Some(TITLE),
+        peer_system_title: PeerTitle::Expected(TITLE),
         policy: SecurityPolicy::AcceptAnyProtection,
     };
     let mut g = c.benchmark_group("unprotect-bad-tag/auth-enc/service");

@@ -12,7 +12,7 @@ use dlms_sec::key::{
 };
 use dlms_sec::meter::key_transfer::NewKeys;
 use dlms_sec::suite0::hls5;
-use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+use dlms_sec::suite0::{PeerTitle, Protect, Suite0, Unprotect};
 use dlms_sec::types::Client;
 use dlms_sec::wire::{CipheredForm, FrameLayout, KeyTransfer};
 use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy};
@@ -154,7 +154,11 @@ pub(crate) fn open(
     let received = suite.unprotect(
         &mut buf,
         &Unprotect {
-            peer_system_title: checks.system_title,
+            // Without --system-title the tool reads frames from any sender:
+            // the title the frame carries is the one used (and reported).
+            peer_system_title: checks
+                .system_title
+                .map_or(PeerTitle::CarriedByFrame, PeerTitle::Expected),
             policy,
         },
     )?;

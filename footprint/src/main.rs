@@ -13,6 +13,7 @@
 #![no_std]
 #![no_main]
 
+use dlms_sec::suite0::PeerTitle;
 use core::hint::black_box;
 use core::num::NonZeroU32;
 use core::panic::PanicInfo;
@@ -100,7 +101,7 @@ fn main() -> ! {
             continue;
         };
         let params = black_box(Unprotect {
-            peer_system_title: Some(peer_title),
+            peer_system_title: PeerTitle::Expected(peer_title),
             policy: SecurityPolicy::AuthenticatedEncrypted,
         });
         let Ok(received) = api::unprotect(&suite, frame, &params) else {

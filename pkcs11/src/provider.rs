@@ -1,6 +1,7 @@
 //! The providers: [`HsmDco`] (DCO Key and Shared Key) and [`HsmS1sp`]
 //! (Shared Key only), implementing the core's provider traits.
 
+use dlms_sec::suite0::PeerTitle;
 use std::sync::Arc;
 
 use cryptoki::mechanism::Mechanism;
@@ -16,7 +17,7 @@ use dlms_sec::provider::{
 };
 use dlms_sec::suite0::cipher::ModuleKeys;
 use dlms_sec::suite0::{Protect, Unprotect, Unprotected};
-use dlms_sec::wire::{FrameLayout, KeyKind, SystemTitle};
+use dlms_sec::wire::{FrameLayout, KeyKind};
 use rand_core::TryCryptoRng;
 
 use crate::cache::KeyCache;
@@ -87,7 +88,7 @@ impl KekOps {
         &self,
         record: &PackagedKey<K>,
         frame: &'b mut [u8],
-        peer: Option<SystemTitle>,
+        peer: PeerTitle,
     ) -> Result<Unprotected<'b>> {
         let kind = match K::ROLE {
             KeyRole::GlobalUnicastEncryption => KeyKind::GlobalUnicast,
@@ -135,7 +136,7 @@ macro_rules! kek_provider {
                 &self,
                 key: &PackagedKey<K>,
                 frame: &'b mut [u8],
-                peer: Option<SystemTitle>,
+                peer: PeerTitle,
             ) -> Result<Unprotected<'b>> {
                 self.$field.decrypt_unauthenticated(key, frame, peer)
             }

@@ -13,6 +13,7 @@
 
 mod support;
 
+use dlms_sec::suite0::PeerTitle;
 use std::sync::Arc;
 
 use cryptoki::mechanism::Mechanism;
@@ -268,7 +269,7 @@ fn dlms_vectors_through_the_token() {
         };
         let title = SystemTitle::new(arr(&v, "system_title"));
         let un = Unprotect {
-            peer_system_title: Some(title),
+            peer_system_title: PeerTitle::Expected(title),
             policy: SecurityPolicy::AcceptAnyProtection,
         };
         let received = hex(&v, "frame");

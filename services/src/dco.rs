@@ -21,6 +21,7 @@
 //! wrapping a key are recorded once done, before the new records are
 //! returned; a verified answer is recorded before its plaintext is.
 
+use dlms_sec::suite0::PeerTitle;
 use rand_core::TryCryptoRng;
 
 use dlms_sec::InvocationCounter;
@@ -373,7 +374,7 @@ impl<P: DcoProvider> Dco<P> {
             return self.audit_result(audit, &id, AuditAction::Unpacked, Err(e));
         }
         let params = Unprotect {
-            peer_system_title: Some(guard.peer()),
+            peer_system_title: PeerTitle::Expected(guard.peer()),
             policy,
         };
         let got = match self

@@ -58,6 +58,7 @@
 //! keys are replaced by rotation, and the superseded generation is
 //! retired only after the new one is active.
 
+use dlms_sec::suite0::PeerTitle;
 use std::collections::BTreeMap;
 use std::vec;
 use std::vec::Vec;
@@ -577,9 +578,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<dlms_sec::suite0::Unprotected<'b>> {
         let (_, guek) = self.active_records(device, client)?;
-        let result = self
-            .provider
-            .decrypt_unauthenticated(&guek, frame, Some(device));
+        let result =
+            self.provider
+                .decrypt_unauthenticated(&guek, frame, PeerTitle::Expected(device));
         let id = guek.id();
         let outcome = if result.is_ok() {
             Outcome::Success

@@ -24,6 +24,7 @@ use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::types::Client;
 use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
@@ -741,7 +742,7 @@ fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
     );
     meter_side.set_dedicated_key(&DedicatedKey::from_bytes(dk_clear));
     let params = Unprotect {
-        peer_system_title: Some(DCO_TITLE),
+        peer_system_title: PeerTitle::Expected(DCO_TITLE),
         policy: SecurityPolicy::AuthenticatedEncrypted,
     };
     let mut frame = out[..n].to_vec();

@@ -27,7 +27,7 @@ use crate::error::{Error, Result, Unsupported, WireError};
 use crate::key::MasterKey;
 use crate::key::wrap::KeyId;
 use crate::meter::key_transfer::{SecuritySetupKeys, StagedKeys, stage};
-use crate::suite0::{Protect, Suite0, Unprotect};
+use crate::suite0::{PeerTitle, Protect, Suite0, Unprotect};
 use crate::types::Client;
 use crate::types::{Protection, SecurityPolicy};
 use crate::wire::{FrameLayout, KeyKind, SystemTitle, parse_key_transfer_request};
@@ -190,7 +190,7 @@ impl<P: CounterPersistence> Meter<P> {
             .and_then(Option::as_mut)
             .ok_or(Error::KeyNotAvailable(KeyKind::GlobalUnicast))?;
         let params = Unprotect {
-            peer_system_title: Some(head_end),
+            peer_system_title: PeerTitle::Expected(head_end),
             policy: session.policy,
         };
         // The stateless replay check first: an old counter is refused before

@@ -45,7 +45,7 @@ use crate::key::{
     AuthenticationKey, DcoKey, DedicatedKey, DeviceKey, GlobalBroadcastEncryptionKey,
     GlobalUnicastEncryptionKey, Kek, MasterKey, SharedKey,
 };
-use crate::suite0::{Protect, Unprotect, Unprotected};
+use crate::suite0::{PeerTitle, Protect, Unprotect, Unprotected};
 use crate::types::Protection;
 use crate::wire::{InvocationCounter, KeyKind, SystemTitle};
 
@@ -99,7 +99,7 @@ pub trait CryptoProvider<G: Kek> {
         &self,
         key: &PackagedKey<K>,
         frame: &'b mut [u8],
-        peer: Option<SystemTitle>,
+        peer: PeerTitle,
     ) -> Result<Unprotected<'b>> {
         let _ = (key, frame, peer);
         Err(KeyError::Refused.into())

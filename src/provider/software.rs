@@ -11,9 +11,9 @@ use crate::key::wrap::{TransferableKey, WrappedKey, wrap_bytes};
 use crate::key::{
     DcoKey, DeviceKey, KEY_LEN, Kek, KeyRole, MasterKey, SharedKey, device_key_bytes,
 };
-use crate::suite0::{KeySource, OneKey, Protect, Unprotect, Unprotected};
+use crate::suite0::{KeySource, OneKey, PeerTitle, Protect, Unprotect, Unprotected};
 use crate::types::SecurityPolicy;
-use crate::wire::{FrameLayout, KeyKind, SystemTitle};
+use crate::wire::{FrameLayout, KeyKind};
 
 use crate::provider::{
     CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, check_transfer_device,
@@ -49,7 +49,7 @@ impl<G: Kek> CryptoProvider<G> for Packager<G> {
         &self,
         key: &PackagedKey<K>,
         frame: &'b mut [u8],
-        peer: Option<SystemTitle>,
+        peer: PeerTitle,
     ) -> Result<Unprotected<'b>> {
         let kind = match K::ROLE {
             KeyRole::GlobalUnicastEncryption => KeyKind::GlobalUnicast,
@@ -145,7 +145,7 @@ macro_rules! delegate_kek {
                 &self,
                 key: &PackagedKey<K>,
                 frame: &'b mut [u8],
-                peer: Option<SystemTitle>,
+                peer: PeerTitle,
             ) -> Result<Unprotected<'b>> {
                 CryptoProvider::decrypt_unauthenticated(&self.$field, key, frame, peer)
             }

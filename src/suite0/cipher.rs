@@ -34,7 +34,7 @@
 //! use dlms_sec::suite0::cipher::{Aad, ModuleKeys, Suite0Cipher};
 //! use dlms_sec::counter::SingleUse;
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
-//! use dlms_sec::suite0::{Protect, Unprotect};
+//! use dlms_sec::suite0::{PeerTitle, Protect, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
 //! use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle};
 //!
@@ -59,7 +59,7 @@
 //! let opened = keys.unprotect(
 //!     &mut b[..m],
 //!     &Unprotect {
-//!         peer_system_title: Some(title),
+//!         peer_system_title: PeerTitle::Expected(title),
 //!         policy: SecurityPolicy::AuthenticatedEncrypted,
 //!     },
 //! )?;

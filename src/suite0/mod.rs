@@ -38,7 +38,7 @@
 //! ```
 //! use dlms_sec::counter::SendCounter;
 //! use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
-//! use dlms_sec::suite0::{Protect, Suite0, Unprotect};
+//! use dlms_sec::suite0::{PeerTitle, Protect, Suite0, Unprotect};
 //! use dlms_sec::wire::CipheredForm;
 //! use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 //! # fn main() -> dlms_sec::Result<()> {
@@ -59,7 +59,7 @@
 //! // Meter: verify, decrypt, then advance the replay guard.
 //! let mut guard = meter.replay_guard(client_title, KeyKind::GlobalUnicast)?;
 //! let params = Unprotect {
-//!     peer_system_title: Some(client_title),
+//!     peer_system_title: PeerTitle::Expected(client_title),
 //!     policy: SecurityPolicy::AuthenticatedEncrypted,
 //! };
 //! let received = meter.unprotect(&mut frame[..n], &params)?;
@@ -117,6 +117,20 @@ impl Protect<'_> {
     }
 }
 
+/// Where the sender's system title (the first part of the IV) comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerTitle {
+    /// The peer the receiver expects: a frame carrying another title is
+    /// refused ([`WireError::SystemTitleMismatch`]); forms that carry none
+    /// (service-specific, general-glo/ded with an empty title) use this one.
+    Expected(SystemTitle),
+    /// Whatever title the frame carries (general-glo/ded, general-ciphering),
+    /// from a sender the receiver does not know beforehand; a frame that
+    /// carries none is refused ([`Error::Misuse`]). The title is reported
+    /// in [`Unprotected::system_title`] and bound into the replay proof.
+    CarriedByFrame,
+}
+
 /// How to unprotect received frames. There is no default: the caller
 /// names the policy,
 ///
@@ -137,10 +151,8 @@ impl Protect<'_> {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unprotect {
-    /// The peer's system title. Required for forms that carry none
-    /// (service-specific, general-glo/ded with an empty title); when the
-    /// frame carries one it must equal this, if given.
-    pub peer_system_title: Option<SystemTitle>,
+    /// Whose frames these are: the sender's system title enters the IV.
+    pub peer_system_title: PeerTitle,
     /// The minimum protection accepted (D-07).
     pub policy: SecurityPolicy,
 }
@@ -474,11 +486,11 @@ pub(crate) trait KeySource {
         }
         let gcm = self.gcm(key)?;
         let peer = match (layout.system_title, req.peer_system_title) {
-            (Some(carried), Some(expected)) if carried != expected => {
+            (Some(carried), PeerTitle::Expected(expected)) if carried != expected => {
                 return Err(WireError::SystemTitleMismatch.into());
             }
-            (Some(title), _) | (None, Some(title)) => title,
-            (None, None) => {
+            (Some(title), _) | (None, PeerTitle::Expected(title)) => title,
+            (None, PeerTitle::CarriedByFrame) => {
                 return Err(Error::Misuse(
                     "this frame carries no system title: supply the peer's",
                 ));

@@ -26,6 +26,7 @@ use dlms_sec::key::{
     MasterKey,
 };
 use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys, stage};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::{
     CipheredContentRepr, CipheredForm, FrameKind, FrameLayout, GeneralCipheringFields,
@@ -341,7 +342,7 @@ pub fn unprotect(data: &[u8]) {
     let original = frame.to_vec();
     let mut buf = frame.to_vec();
     let params = Unprotect {
-        peer_system_title: peer,
+        peer_system_title: peer.map_or(PeerTitle::CarriedByFrame, PeerTitle::Expected),
         policy,
     };
     let result = suite.unprotect(&mut buf, &params);
@@ -538,7 +539,11 @@ pub fn round_trip(data: &[u8]) {
         CipheredForm::GeneralCiphering(_) => true,
     };
     let params = Unprotect {
-        peer_system_title: (give_title || !carries_title).then_some(title),
+        peer_system_title: if give_title || !carries_title {
+            PeerTitle::Expected(title)
+        } else {
+            PeerTitle::CarriedByFrame
+        },
         policy,
     };
     let result = receiver.unprotect(&mut frame, &params);
@@ -571,7 +576,7 @@ pub fn round_trip(data: &[u8]) {
             let mut bad = sent.clone();
             bad[at] ^= 0x01 | (tamper >> 1);
             let params = Unprotect {
-                peer_system_title: Some(title),
+                peer_system_title: PeerTitle::Expected(title),
                 policy: SecurityPolicy::AcceptAnyProtection,
             };
             assert!(
@@ -935,7 +940,7 @@ pub fn replay_guard(data: &[u8]) {
             }
         };
         let params = Unprotect {
-            peer_system_title: None,
+            peer_system_title: PeerTitle::CarriedByFrame,
             policy: SecurityPolicy::Authenticated,
         };
         let got = suite

@@ -20,6 +20,7 @@ use dlms_sec::key::{
     KeyRole, MasterKey,
 };
 use dlms_sec::provider::{CommandKeys, CryptoProvider, DcoProvider, EncryptionRecord, SoftwareDco};
+use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::types::Client;
 use dlms_sec::wire::CipheredForm;
@@ -250,7 +251,7 @@ pub fn frames_match<P: DcoProvider>(p: &P, reference: &SoftwareDco) {
                         Protection::Encrypted => SecurityPolicy::Encrypted,
                     };
                     let un = Unprotect {
-                        peer_system_title: Some(CLIENT_TITLE),
+                        peer_system_title: PeerTitle::Expected(CLIENT_TITLE),
                         policy,
                     };
                     let opened = p.unprotect(&keys, &mut theirs[..m], &un).unwrap();
@@ -323,7 +324,7 @@ pub fn decrypt_unauthenticated_matches<P: CryptoProvider<dlms_sec::key::SharedKe
                 &mut frame,
             )
             .unwrap();
-        let got = p.decrypt_unauthenticated(&guek, &mut frame[..n], Some(DEVICE));
+        let got = p.decrypt_unauthenticated(&guek, &mut frame[..n], PeerTitle::Expected(DEVICE));
         if protection == Protection::Encrypted {
             assert_eq!(got.unwrap().apdu(), &apdu[..]);
         } else {
