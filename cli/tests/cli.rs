@@ -1517,3 +1517,31 @@ fn readme_shows_real_decode_output() {
         "README decode JSON is stale:\n{json}"
     );
 }
+
+// ---- encryption only needs no authentication key ----
+
+#[test]
+fn encryption_only_frames_need_the_encryption_key_alone() {
+    // The Green Book's Table 40 frame under encryption only (SC 0x20).
+    let enc = "C8122001234567411312FF935A47566827C467BC";
+    assert_eq!(
+        ok(&["unprotect", "--system-title", ST, "--ek", EK, enc]),
+        PLAIN
+    );
+    let sent = ok(&[
+        "protect",
+        "--system-title",
+        ST,
+        "--ic",
+        "0x01234567",
+        "--policy",
+        "enc",
+        "--ek",
+        EK,
+        PLAIN,
+    ]);
+    assert_eq!(sent, enc);
+    // An authenticated frame still needs the AK, and says so.
+    let e = fails(&["unprotect", "--system-title", ST, "--ek", EK, GB_30], 2);
+    assert!(e.contains("AK"), "{e}");
+}
