@@ -250,6 +250,9 @@ pub enum KeyError {
     Refused,
     /// The crypto provider (an HSM) failed; what failed, in kind.
     Provider(ModuleFailure),
+    /// The context holds no authentication key (it was built for
+    /// encryption only), and the frame or request needs one.
+    NoAuthenticationKey,
 }
 
 /// How a crypto module (an HSM behind PKCS#11) failed. Every module error
@@ -334,6 +337,9 @@ impl fmt::Display for KeyError {
             Self::NoPending => f.write_str("no such pending generation"),
             Self::StaleGeneration => f.write_str("pending generation not newer than active"),
             Self::Refused => f.write_str("operation refused by the crypto provider"),
+            Self::NoAuthenticationKey => {
+                f.write_str("no authentication key: this context is for encryption only")
+            }
             Self::Provider(m) => write!(f, "crypto provider failure: {m}"),
         }
     }

@@ -137,3 +137,36 @@ fn a_meter_installs_keys_only_from_an_authenticated_and_encrypted_transfer() {
     assert_eq!(handled, Handled::KeysInstalled);
     assert_eq!(m.installs(), 1);
 }
+
+#[test]
+fn an_encryption_only_context_refuses_authentication_before_any_work() {
+    use dlms_sec::error::KeyError;
+    let enc_only = Suite0::encryption_only(&GlobalUnicastEncryptionKey::from_bytes(GUEK));
+    // Protect: refused before a counter value is drawn.
+    let mut counter = SendCounter::volatile(InvocationCounter::new(9));
+    let r = enc_only.protect(
+        &Protect::unicast(Protection::AuthenticatedEncrypted, HEAD_END),
+        &mut counter,
+        &GET,
+        &mut [0u8; 64],
+    );
+    assert_eq!(r, Err(dlms_sec::Error::Key(KeyError::NoAuthenticationKey)));
+    use dlms_sec::counter::CounterSource;
+    assert_eq!(counter.next_counter().unwrap().value(), 9, "no value drawn");
+    // Unprotect: an authenticated frame is refused and left as received.
+    let params = Unprotect {
+        peer_system_title: PeerTitle::Expected(HEAD_END),
+        policy: SecurityPolicy::AcceptAnyProtection,
+    };
+    let sent = frame(Protection::AuthenticatedEncrypted, &GET, 5);
+    let mut f = sent.clone();
+    assert_eq!(
+        enc_only.unprotect(&mut f, &params).unwrap_err(),
+        dlms_sec::Error::Key(KeyError::NoAuthenticationKey)
+    );
+    assert_eq!(f, sent);
+    // Encryption only: the same bytes as with the AK.
+    let sent = frame(Protection::Encrypted, &GET, 6);
+    let mut f = sent.clone();
+    assert_eq!(enc_only.unprotect(&mut f, &params).unwrap().apdu(), &GET);
+}

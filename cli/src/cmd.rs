@@ -23,7 +23,9 @@ use crate::codec::hex;
 use crate::fail::Fail;
 use crate::keys::{KeyBytes, Keys};
 
-/// The suite-0 context: EK and AK (required), BK and DK when given.
+/// The suite-0 context: EK (required), AK, BK and DK when given. Without
+/// an AK it serves frames under encryption only, where the AK plays no
+/// part (an S1SP holds the GUEK alone).
 pub(crate) fn suite(
     keys: &Keys,
     ek: Option<&KeyBytes>,
@@ -32,11 +34,11 @@ pub(crate) fn suite(
     dk: Option<&KeyBytes>,
 ) -> Result<Suite0, Fail> {
     let ek = keys.require(ek, "--ek", "EK")?;
-    let ak = keys.require(ak, "--ak", "AK")?;
-    let mut suite = Suite0::new(
-        &GlobalUnicastEncryptionKey::from_bytes(*ek),
-        &AuthenticationKey::from_bytes(*ak),
-    );
+    let ek = GlobalUnicastEncryptionKey::from_bytes(*ek);
+    let mut suite = match keys.get(ak, "AK")? {
+        Some(ak) => Suite0::new(&ek, &AuthenticationKey::from_bytes(*ak)),
+        None => Suite0::encryption_only(&ek),
+    };
     if let Some(bk) = keys.get(bk, "BK")? {
         suite = suite.with_broadcast_key(&GlobalBroadcastEncryptionKey::from_bytes(*bk));
     }

@@ -83,6 +83,9 @@ impl From<Error> for Fail {
             Error::KeyNotAvailable(kind) => {
                 Self::usage(format_args!("this needs {}", key_source(kind)))
             }
+            Error::Key(KeyError::NoAuthenticationKey) => Self::usage(
+                "this is authenticated and needs the authentication key (--ak, AK, DLMS_AK)",
+            ),
             Error::Misuse(what) => Self::usage(what),
             _ => Self::usage(e),
         }

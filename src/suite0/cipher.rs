@@ -308,7 +308,7 @@ impl<C: Suite0Cipher> KeySource for ModuleKeys<'_, C> {
         }
     }
 
-    fn ak(&self) -> &[u8; 16] {
-        self.ak.as_bytes()
+    fn ak(&self) -> Result<&[u8; 16]> {
+        Ok(self.ak.as_bytes())
     }
 }

@@ -88,7 +88,7 @@ fn tag(
 ) -> Result<[u8; 12]> {
     Ok(suite.gcm(KeyKind::GlobalUnicast)?.gmac(
         &iv(title, ic),
-        Aad::suite0(HLS5_SC, suite.ak.as_bytes(), &[challenge]),
+        Aad::suite0(HLS5_SC, KeySource::ak(suite)?, &[challenge]),
     ))
 }
 

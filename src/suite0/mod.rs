@@ -76,7 +76,7 @@ pub mod cipher;
 pub mod hls5;
 
 use crate::counter::{CounterSource, KeyFingerprint, ReplayGuard, ReplayProof};
-use crate::error::{AuthError, CounterError, Error, Result, WireError};
+use crate::error::{AuthError, CounterError, Error, KeyError, Result, WireError};
 use crate::gcm::{Aad, Gcm, TAG_LEN};
 use crate::key::{
     AuthenticationKey, DedicatedKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey,
@@ -162,7 +162,7 @@ pub struct Suite0 {
     unicast: Gcm,
     broadcast: Option<Gcm>,
     dedicated: Option<Gcm>,
-    pub(crate) ak: AuthenticationKey,
+    pub(crate) ak: Option<AuthenticationKey>,
 }
 
 impl fmt::Debug for Suite0 {
@@ -182,7 +182,22 @@ impl Suite0 {
             unicast: Gcm::new(encryption_key_bytes(guek)),
             broadcast: None,
             dedicated: None,
-            ak: AuthenticationKey::from_bytes(*ak.as_bytes()),
+            ak: Some(AuthenticationKey::from_bytes(*ak.as_bytes())),
+        }
+    }
+
+    /// Expands the global unicast key alone, for a holder of the
+    /// encryption key only (an S1SP holds no AK, R-05): it protects and
+    /// unprotects frames under encryption only; anything authenticated is
+    /// refused with [`KeyError::NoAuthenticationKey`] before any key is
+    /// used or any counter value drawn.
+    #[must_use]
+    pub fn encryption_only(guek: &GlobalUnicastEncryptionKey) -> Self {
+        Self {
+            unicast: Gcm::new(encryption_key_bytes(guek)),
+            broadcast: None,
+            dedicated: None,
+            ak: None,
         }
     }
 
@@ -373,7 +388,7 @@ pub(crate) trait KeySource {
     /// The encryption key of `kind`.
     fn gcm(&self, kind: KeyKind) -> Result<&Self::Cipher>;
     /// The authentication key.
-    fn ak(&self) -> &[u8; 16];
+    fn ak(&self) -> Result<&[u8; 16]>;
 
     /// The fingerprint of the key of `kind` (see [`KeyFingerprint`]).
     fn key_fingerprint(&self, kind: KeyKind) -> Result<KeyFingerprint> {
@@ -383,6 +398,9 @@ pub(crate) trait KeySource {
     /// Every check that can fail before a counter value is drawn.
     fn plan<'r>(&self, req: &'r Protect<'r>, apdu: &[u8], room: usize) -> Result<Plan<'r>> {
         self.gcm(req.key)?;
+        if req.protection.is_authenticated() {
+            self.ak()?;
+        }
         let layout = layout(req, plain_tag(req, apdu)?, apdu.len())?;
         if room < layout.total {
             return Err(Error::BufferTooSmall {
@@ -439,10 +457,10 @@ pub(crate) trait KeySource {
                     }
                     None => payload,
                 };
-                Some(gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, apdu]))?)
+                Some(gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak?, &[fields, apdu]))?)
             }
             Protection::AuthenticatedEncrypted => {
-                Some(gcm.seal(&iv, &Aad::suite0(sc.bits(), ak, &[fields]), src, payload)?)
+                Some(gcm.seal(&iv, &Aad::suite0(sc.bits(), ak?, &[fields]), src, payload)?)
             }
             Protection::Encrypted => {
                 gcm.apply_keystream(&iv, src, payload)?;
@@ -512,7 +530,7 @@ pub(crate) trait KeySource {
             Protection::Authenticated => {
                 let tag = received_tag(tag)?;
                 let mut expected =
-                    gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak, &[fields, payload]))?;
+                    gcm.gmac(&iv, &Aad::suite0(sc.bits(), ak?, &[fields, payload]))?;
                 let ok = bool::from(crate::gcm::tag_eq(&expected, tag));
                 expected.zeroize();
                 if !ok {
@@ -521,7 +539,7 @@ pub(crate) trait KeySource {
             }
             Protection::AuthenticatedEncrypted => {
                 let tag = received_tag(tag)?;
-                gcm.open(&iv, &Aad::suite0(sc.bits(), ak, &[fields]), payload, tag)?;
+                gcm.open(&iv, &Aad::suite0(sc.bits(), ak?, &[fields]), payload, tag)?;
             }
             Protection::Encrypted => gcm.apply_keystream(&iv, None, payload)?,
         }
@@ -562,8 +580,11 @@ impl KeySource for Suite0 {
         .ok_or(Error::KeyNotAvailable(kind))
     }
 
-    fn ak(&self) -> &[u8; 16] {
-        self.ak.as_bytes()
+    fn ak(&self) -> Result<&[u8; 16]> {
+        self.ak
+            .as_ref()
+            .map(|ak| ak.as_bytes())
+            .ok_or(Error::Key(KeyError::NoAuthenticationKey))
     }
 }
 
@@ -586,8 +607,8 @@ impl<'a> KeySource for OneKey<'a> {
         }
     }
 
-    fn ak(&self) -> &[u8; 16] {
-        self.ak
+    fn ak(&self) -> Result<&[u8; 16]> {
+        Ok(self.ak)
     }
 }
 
