@@ -6,7 +6,7 @@
 //! second to second this cancels what criterion's one-after-the-other
 //! groups cannot (a load change between "dlms-sec" and "raw" lands in
 //! their ratio). A cross-check of `suite0.rs`, not a replacement: the
-//! issue's figures are criterion's.
+//! recorded figures are criterion's.
 //!
 //! `cargo bench -p dlms-sec-benches --bench interleaved` (criterion's
 //! arguments, when `cargo bench` passes them, are ignored).

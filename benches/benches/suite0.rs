@@ -109,8 +109,8 @@ fn protect(c: &mut Criterion) {
     }
 }
 
-/// The zero-copy path under authentication only (the issue's "streamed
-/// AAD, no copy" target): the APDU already built at its place in the
+/// The zero-copy path under authentication only (the streamed AAD with
+/// no copy, see docs/performance.md): the APDU already built at its place in the
 /// transmit buffer, as the baseline's input is prepared beforehand, and
 /// protected there with `protect_prepared` (which leaves it in clear, so
 /// every iteration sees the same input).

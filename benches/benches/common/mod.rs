@@ -67,9 +67,8 @@ pub fn raw_aad(protection: Protection, apdu: &[u8]) -> Vec<u8> {
 
 /// Puts the received frame back before the next in-place unprotect, 16
 /// octets at a time, the same on both sides of a comparison:
-/// `copy_from_slice` (`rep movsb` in this host's `memcpy`) took up to 5 µs
-/// for 16 KiB on the benchmark machine, more than the GHASH it was meant
-/// to sit beside.
+/// `copy_from_slice` (`rep movsb` in glibc's `memcpy`) is several times
+/// slower at some alignments, enough to outweigh the GHASH it sits beside.
 pub fn restore(dst: &mut [u8], src: &[u8]) {
     let mut d = dst.chunks_exact_mut(16);
     let mut s = src.chunks_exact(16);
