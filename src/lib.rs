@@ -83,8 +83,9 @@ pub mod audit;
 
 pub mod meter;
 
+pub use crate::counter::{ReplayGuard, SendCounter};
 pub use crate::error::{AuthError, Error, Result};
-pub use crate::suite0::Suite0;
+pub use crate::suite0::{PeerTitle, Protect, Suite0, Unprotect};
 pub use crate::types::{Client, KeyKind, KeyRole, Protection, SecurityPolicy};
 pub use crate::wire::{InvocationCounter, SecurityControl, SystemTitle};
 
