@@ -551,34 +551,25 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         /// J0 plus 16 blocks: 256 octets of payload per AES call.
         const BATCH: usize = 17;
 
-        /// `dst = src ⊕ ks` over `dst`'s length, 16 octets at a time (`src` and
-        /// `ks` are at least as long as `dst`).
-        fn xor_from(dst: &mut [u8], src: &[u8], ks: &[u8]) {
-            let mut d = dst.chunks_exact_mut(16);
-            let mut s = src.chunks_exact(16);
-            let mut k = ks.chunks_exact(16);
-            for ((d, s), k) in d.by_ref().zip(s.by_ref()).zip(k.by_ref()) {
-                d.copy_from_slice(&(u128_of(s) ^ u128_of(k)).to_ne_bytes());
-            }
-            // The tail's keystream: the next whole chunk, or the remainder.
-            let k = k.next().unwrap_or_else(|| k.remainder());
-            for ((d, s), k) in d.into_remainder().iter_mut().zip(s.remainder()).zip(k) {
-                *d = s ^ k;
-            }
-        }
-
-        /// `dst ^= ks` over `dst`'s length, 16 octets at a time.
-        fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
-            let mut d = dst.chunks_exact_mut(16);
-            let mut k = ks.chunks_exact(16);
-            for (d, k) in d.by_ref().zip(k.by_ref()) {
-                let x = u128_of(d) ^ u128_of(k);
-                d.copy_from_slice(&x.to_ne_bytes());
-            }
-            // The tail's keystream: the next whole chunk, or the remainder.
-            let k = k.next().unwrap_or_else(|| k.remainder());
-            for (d, k) in d.into_remainder().iter_mut().zip(k) {
-                *d ^= k;
+        /// `dst = src ⊕ ks` over `dst`'s length, 16 octets at a time; with
+        /// no `src`, `dst ^= ks` (`src`, when given, and `ks` are at least
+        /// as long as `dst`). One loop for both, so the meter links one.
+        fn xor_keystream(dst: &mut [u8], src: Option<&[u8]>, ks: &[u8]) {
+            let mut src = src.map(|s| s.chunks(16));
+            for (d, k) in dst.chunks_mut(16).zip(ks.chunks(16)) {
+                let s = src.as_mut().and_then(Iterator::next);
+                match <&mut [u8; 16]>::try_from(&mut *d) {
+                    Ok(d) => {
+                        let s = s.map_or(*d, |s| s.try_into().unwrap_or([0; 16]));
+                        *d = (u128::from_ne_bytes(s) ^ u128_of(k)).to_ne_bytes();
+                    }
+                    // The tail: octet by octet.
+                    Err(_) => {
+                        for (i, (d, k)) in d.iter_mut().zip(k).enumerate() {
+                            *d = s.and_then(|s| s.get(i)).unwrap_or(d) ^ k;
+                        }
+                    }
+                }
             }
         }
 
@@ -611,14 +602,15 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             }
             let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(take);
             let keystream = Block::slice_as_flattened(&ks[skip..used]);
-            match src.take() {
+            let head = match src {
                 Some(input) => {
                     let (head, tail) = input.split_at(take.min(input.len()));
-                    xor_from(chunk, head, keystream);
                     src = Some(tail);
+                    Some(head)
                 }
-                None => xor_in_place(chunk, keystream),
-            }
+                None => None,
+            };
+            xor_keystream(chunk, head, keystream);
             after_xor(chunk);
             rest = tail;
             if rest.is_empty() {
