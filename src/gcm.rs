@@ -641,8 +641,9 @@ fn encrypt_blocks(aes: &Aes128Enc, blocks: &mut [Block]) {
 /// here. On 32-bit targets (a meter), one out-of-line call that runs the
 /// backend's parallel-blocks path only, a last partial group padded in a
 /// scratch group: the soft backend's single-block path is a second,
-/// narrower instantiation of the whole cipher (1 KiB of flash), and on a
-/// 32-bit core it costs as much per call as a group of two blocks.
+/// 16-bit instantiation of the whole cipher (1 KiB of flash), while its
+/// two-block path works on 32-bit words, so a padding block rides along
+/// in word operations the call makes anyway.
 #[cfg(not(target_pointer_width = "64"))]
 #[inline(never)]
 fn encrypt_blocks(aes: &Aes128Enc, blocks: &mut [Block]) {
