@@ -188,7 +188,7 @@ impl Gcm {
     /// H and the key's fingerprint in one AES call.
     pub(crate) fn from_schedule(aes: Aes128Enc) -> Self {
         let mut blocks = [Block::default(), Block::from(FINGERPRINT_BLOCK)];
-        aes.encrypt_blocks(&mut blocks);
+        encrypt_blocks(&aes, &mut blocks);
         let [h, fingerprint] = &blocks;
         let ghash = GHash::new(h);
         let fingerprint = fingerprint_of(fingerprint);
@@ -324,7 +324,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         gh.finish(aad_len, 0);
         let mut s = state.finalize();
         let mut j0 = [counter_block(iv_base(iv), 1)];
-        self.aes().encrypt_blocks(&mut j0);
+        encrypt_blocks(self.aes(), &mut j0);
         let [mut mask] = j0;
         let tag = truncated_xor(&s, &mask);
         s.as_mut_slice().zeroize();
@@ -393,7 +393,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         let mut stage = [Block::default(); STAGE];
         let mut input = ShortInput::new(&mut stage, size, aad, 0)?;
         let mut j0 = [counter_block(iv_base(iv), 1)];
-        self.aes().encrypt_blocks(&mut j0);
+        encrypt_blocks(self.aes(), &mut j0);
         let [mut mask] = j0;
         let tag = input.hash_tag(&self.ghash, &mask);
         mask.as_mut_slice().zeroize();
@@ -423,7 +423,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             *b = counter_block(base, counter);
             counter = counter.wrapping_add(1);
         }
-        self.aes().encrypt_blocks(ks);
+        encrypt_blocks(self.aes(), ks);
         ks
     }
 
@@ -471,7 +471,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         use aes::cipher::{InnerIvInit, StreamCipherCore};
         let base = iv_base(iv);
         let mut j0 = [counter_block(base, 1)];
-        self.aes().encrypt_blocks(&mut j0);
+        encrypt_blocks(self.aes(), &mut j0);
         let [mut mask] = j0;
         let verdict = before_xor(&mask);
         mask.as_mut_slice().zeroize();
@@ -551,34 +551,25 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         /// J0 plus 16 blocks: 256 octets of payload per AES call.
         const BATCH: usize = 17;
 
-        /// `dst = src ⊕ ks` over `dst`'s length, 16 octets at a time (`src` and
-        /// `ks` are at least as long as `dst`).
-        fn xor_from(dst: &mut [u8], src: &[u8], ks: &[u8]) {
-            let mut d = dst.chunks_exact_mut(16);
-            let mut s = src.chunks_exact(16);
-            let mut k = ks.chunks_exact(16);
-            for ((d, s), k) in d.by_ref().zip(s.by_ref()).zip(k.by_ref()) {
-                d.copy_from_slice(&(u128_of(s) ^ u128_of(k)).to_ne_bytes());
-            }
-            // The tail's keystream: the next whole chunk, or the remainder.
-            let k = k.next().unwrap_or_else(|| k.remainder());
-            for ((d, s), k) in d.into_remainder().iter_mut().zip(s.remainder()).zip(k) {
-                *d = s ^ k;
-            }
-        }
-
-        /// `dst ^= ks` over `dst`'s length, 16 octets at a time.
-        fn xor_in_place(dst: &mut [u8], ks: &[u8]) {
-            let mut d = dst.chunks_exact_mut(16);
-            let mut k = ks.chunks_exact(16);
-            for (d, k) in d.by_ref().zip(k.by_ref()) {
-                let x = u128_of(d) ^ u128_of(k);
-                d.copy_from_slice(&x.to_ne_bytes());
-            }
-            // The tail's keystream: the next whole chunk, or the remainder.
-            let k = k.next().unwrap_or_else(|| k.remainder());
-            for (d, k) in d.into_remainder().iter_mut().zip(k) {
-                *d ^= k;
+        /// `dst = src ⊕ ks` over `dst`'s length, 16 octets at a time; with
+        /// no `src`, `dst ^= ks` (`src`, when given, and `ks` are at least
+        /// as long as `dst`). One loop for both, so the meter links one.
+        fn xor_keystream(dst: &mut [u8], src: Option<&[u8]>, ks: &[u8]) {
+            let mut src = src.map(|s| s.chunks(16));
+            for (d, k) in dst.chunks_mut(16).zip(ks.chunks(16)) {
+                let s = src.as_mut().and_then(Iterator::next);
+                match <&mut [u8; 16]>::try_from(&mut *d) {
+                    Ok(d) => {
+                        let s = s.map_or(*d, |s| s.try_into().unwrap_or([0; 16]));
+                        *d = (u128::from_ne_bytes(s) ^ u128_of(k)).to_ne_bytes();
+                    }
+                    // The tail: octet by octet.
+                    Err(_) => {
+                        for (i, (d, k)) in d.iter_mut().zip(k).enumerate() {
+                            *d = s.and_then(|s| s.get(i)).unwrap_or(d) ^ k;
+                        }
+                    }
+                }
             }
         }
 
@@ -602,7 +593,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
                 *b = counter_block(base, counter);
                 counter = counter.wrapping_add(1);
             }
-            self.aes().encrypt_blocks(&mut ks[..used]);
+            encrypt_blocks(self.aes(), &mut ks[..used]);
             max_used = max_used.max(used);
             if let Some(hook) = before.take()
                 && let Err(e) = hook(&ks[0])
@@ -611,14 +602,15 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             }
             let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(take);
             let keystream = Block::slice_as_flattened(&ks[skip..used]);
-            match src.take() {
+            let head = match src {
                 Some(input) => {
                     let (head, tail) = input.split_at(take.min(input.len()));
-                    xor_from(chunk, head, keystream);
                     src = Some(tail);
+                    Some(head)
                 }
-                None => xor_in_place(chunk, keystream),
-            }
+                None => None,
+            };
+            xor_keystream(chunk, head, keystream);
             after_xor(chunk);
             rest = tail;
             if rest.is_empty() {
@@ -627,6 +619,69 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         };
         Block::slice_as_flattened_mut(&mut ks[..max_used]).zeroize();
         result
+    }
+}
+
+/// Encrypts `blocks` in place: every AES call of this module goes through
+/// here. On 64-bit hosts, the `aes` crate's `encrypt_blocks`.
+#[cfg(target_pointer_width = "64")]
+#[inline(always)]
+fn encrypt_blocks(aes: &Aes128Enc, blocks: &mut [Block]) {
+    // Tests run every AES call through the meter's path as well
+    // (`tests::with_meter_ctr`).
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        aes.encrypt_with_backend(ParBlocksOnly { blocks });
+        return;
+    }
+    aes.encrypt_blocks(blocks);
+}
+
+/// Encrypts `blocks` in place: every AES call of this module goes through
+/// here. On 32-bit targets (a meter), one out-of-line call that runs the
+/// backend's parallel-blocks path only, a last partial group padded in a
+/// scratch group: the soft backend's single-block path is a second,
+/// 16-bit instantiation of the whole cipher (1 KiB of flash), while its
+/// two-block path works on 32-bit words, so a padding block rides along
+/// in word operations the call makes anyway.
+#[cfg(not(target_pointer_width = "64"))]
+#[inline(never)]
+fn encrypt_blocks(aes: &Aes128Enc, blocks: &mut [Block]) {
+    aes.encrypt_with_backend(ParBlocksOnly { blocks });
+}
+
+/// The closure of the par-blocks-only [`encrypt_blocks`]: whole groups of
+/// the backend's parallel width in place, then the rest (fewer than a
+/// group) through a scratch group that is wiped afterwards.
+#[cfg(any(test, not(target_pointer_width = "64")))]
+struct ParBlocksOnly<'a> {
+    blocks: &'a mut [Block],
+}
+
+#[cfg(any(test, not(target_pointer_width = "64")))]
+impl aes::cipher::BlockSizeUser for ParBlocksOnly<'_> {
+    type BlockSize = aes::cipher::consts::U16;
+}
+
+#[cfg(any(test, not(target_pointer_width = "64")))]
+impl aes::cipher::BlockCipherEncClosure for ParBlocksOnly<'_> {
+    #[inline(always)]
+    fn call<B: aes::cipher::BlockCipherEncBackend<BlockSize = Self::BlockSize>>(self, backend: &B) {
+        let mut group = aes::cipher::ParBlocks::<B>::default();
+        for chunk in self.blocks.chunks_mut(group.len()) {
+            if let Ok(whole) = <&mut aes::cipher::ParBlocks<B>>::try_from(&mut *chunk) {
+                backend.encrypt_par_blocks_inplace(whole);
+            } else {
+                for (g, b) in group.iter_mut().zip(chunk.iter()) {
+                    *g = *b;
+                }
+                backend.encrypt_par_blocks_inplace(&mut group);
+                for (b, g) in chunk.iter_mut().zip(group.iter()) {
+                    *b = *g;
+                }
+                Block::slice_as_flattened_mut(&mut group).zeroize();
+            }
+        }
     }
 }
 
@@ -1216,9 +1271,31 @@ mod tests {
         }
     }
 
+    /// The meter's AES path (parallel groups only, a last partial group
+    /// through a scratch group) against the `aes` crate's `encrypt_blocks`,
+    /// for every count across several groups of the backend's width.
+    #[test]
+    fn par_blocks_only_matches_encrypt_blocks() {
+        let aes = Aes128Enc::new(&[0x5Au8; 16].into());
+        for n in 0..=40usize {
+            let blocks: Vec<Block> = (0..n)
+                .map(|i| Block::from([(i * 7 + 1) as u8; 16]))
+                .collect();
+            let mut theirs = blocks.clone();
+            aes.encrypt_blocks(&mut theirs);
+            let mut ours = blocks.clone();
+            aes.encrypt_with_backend(ParBlocksOnly { blocks: &mut ours });
+            assert_eq!(ours, theirs, "n={n}");
+            if n > 0 {
+                assert_ne!(ours, blocks, "n={n}");
+            }
+        }
+    }
+
     std::thread_local! {
-        /// Whether [`Gcm::ctr`] runs the meter's batched counter mode on
-        /// this thread (64-bit hosts; 32-bit targets always do).
+        /// Whether [`Gcm::ctr`] runs the meter's batched counter mode, and
+        /// every AES call the meter's parallel-blocks-only path, on this
+        /// thread (64-bit hosts; 32-bit targets always do).
         pub(super) static METER_CTR: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
     }
 

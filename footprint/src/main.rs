@@ -19,13 +19,14 @@ use core::num::NonZeroU32;
 use core::panic::PanicInfo;
 
 use cortex_m_rt::entry;
-use dlms_sec::counter::{CounterKey, CounterPersistence, SendCounter};
+use dlms_sec::counter::{CounterKey, CounterPersistence, ReplayGuard, SendCounter};
 use dlms_sec::error::CounterError;
+use dlms_sec::key::wrap::KeyId;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Unprotect};
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
+use dlms_sec::{KeyKind, Protection, SecurityPolicy, SystemTitle};
 
 /// Frame buffers: one received frame, one response.
 const FRAME_LEN: usize = 512;
@@ -78,13 +79,23 @@ fn main() -> ! {
     let Ok(mut ic) = SendCounter::resume(counted, NonZeroU32::MIN.saturating_add(15), Flash) else {
         halt()
     };
-    let Ok(mut guard) = api::suite0_new(&keys).replay_guard(peer_title, KeyKind::GlobalUnicast) else {
-        halt()
-    };
+    // The replay guard for the current keys: made from the first context
+    // under them (the first one, and the first after each install), so no
+    // second context is ever expanded for it.
+    let mut guard: Option<ReplayGuard> = None;
 
     loop {
         // One association's context (Suite0::new over the current keys).
         let suite = api::suite0_new(&keys);
+        let current = match &mut guard {
+            Some(g) => g,
+            unset @ None => {
+                let Ok(g) = suite.replay_guard(peer_title, KeyKind::GlobalUnicast) else {
+                    halt()
+                };
+                unset.insert(g)
+            }
+        };
 
         // HLS-5: answer the client's CtoS, check its f(StoC).
         let ctos: &[u8] = black_box(&[0x11; 16]);
@@ -110,12 +121,15 @@ fn main() -> ! {
         let Some(proof) = received.replay_proof() else {
             continue;
         };
-        if !api::replay_accept(&mut guard, proof) {
+        if !api::replay_accept(current, proof) {
             continue;
         }
         let apdu = received.into_apdu();
 
-        let req = black_box(Protect::unicast(Protection::AuthenticatedEncrypted, own_title));
+        let req = black_box(Protect::unicast(
+            Protection::AuthenticatedEncrypted,
+            own_title,
+        ));
         match api::key_transfer_parse(apdu) {
             Ok((method, transfer)) => {
                 // key_transfer: stage under the current MK, answer under the
@@ -126,11 +140,13 @@ fn main() -> ! {
                 black_box(api::protect(&suite, &req, &mut ic, &response, tx).is_ok());
                 black_box(&tx[..]);
                 if let Ok(staged) = staged {
+                    let new_session_keys = staged.replaces(KeyId::GlobalUnicastEncryption)
+                        || staged.replaces(KeyId::Authentication);
                     api::key_transfer_install(staged, &mut mk, &mut keys);
-                    // New keys: a fresh guard for them.
-                    let new_keys = api::suite0_new(&keys);
-                    if let Ok(g) = new_keys.replay_guard(peer_title, KeyKind::GlobalUnicast) {
-                        guard = g;
+                    // New session keys: the next context makes a fresh
+                    // guard for them.
+                    if new_session_keys {
+                        guard = None;
                     }
                 }
             }
