@@ -13,10 +13,10 @@
 #![no_std]
 #![no_main]
 
-use dlms_sec::suite0::PeerTitle;
 use core::hint::black_box;
 use core::num::NonZeroU32;
 use core::panic::PanicInfo;
+use dlms_sec::suite0::PeerTitle;
 
 use cortex_m_rt::entry;
 use dlms_sec::counter::{CounterKey, CounterPersistence, ReplayGuard, SendCounter};
