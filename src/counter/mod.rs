@@ -110,6 +110,64 @@ mod tests {
     // ---- SendCounter -------------------------------------------------
 
     #[test]
+    fn the_default_warning_comes_a_million_values_before_the_end() {
+        assert_eq!(DEFAULT_WARNING_THRESHOLD, 0x0010_0000);
+        let at = |first: u32| SendCounter::volatile(ic(first));
+        let last_quiet = InvocationCounter::RESERVED - DEFAULT_WARNING_THRESHOLD - 1;
+        assert!(!at(last_quiet).near_exhaustion());
+        assert!(at(last_quiet + 1).near_exhaustion());
+        // Through the trait, directly and through a `&mut`.
+        let mut c = at(last_quiet + 1);
+        assert!(CounterSource::near_exhaustion(&c));
+        assert!(CounterSource::near_exhaustion(&&mut c));
+        let mut quiet = at(1);
+        assert!(!CounterSource::near_exhaustion(&quiet));
+        assert!(!CounterSource::near_exhaustion(&&mut quiet));
+    }
+
+    /// A store that hands back the blocks it was given, one per claim.
+    struct Hands(Vec<core::ops::Range<u32>>);
+
+    impl CounterPersistence for Hands {
+        fn create(&mut self, _: &CounterKey, _: u32) -> Result<(), CounterError> {
+            Ok(())
+        }
+        fn claim(
+            &mut self,
+            _: &CounterKey,
+            _: NonZeroU32,
+        ) -> Result<core::ops::Range<u32>, CounterError> {
+            Ok(self.0.remove(0))
+        }
+    }
+
+    #[test]
+    fn a_store_handing_back_a_broken_block_issues_nothing() {
+        // Backwards, or empty short of the end.
+        for block in [core::ops::Range { start: 5, end: 3 }, 7..7] {
+            let r = SendCounter::resume(KEY, nz(4), Hands(alloc::vec![block.clone()]));
+            assert_eq!(r.err(), Some(CounterError::Persistence), "{block:?}");
+        }
+        // Then a block that starts below what the first one acknowledged.
+        let mut c = SendCounter::resume(KEY, nz(4), Hands(alloc::vec![10..14, 12..20])).unwrap();
+        assert_eq!(issue(&mut c, 4), [10, 11, 12, 13]);
+        assert_eq!(c.next_counter(), Err(CounterError::Persistence));
+        // An empty block at the very end is the end, not a fault.
+        let end = InvocationCounter::RESERVED;
+        let mut c = SendCounter::resume(KEY, nz(4), Hands(alloc::vec![end..end])).unwrap();
+        assert_eq!(c.next_counter(), Err(CounterError::Exhausted));
+    }
+
+    #[test]
+    fn the_memory_store_keeps_one_key_and_refuses_another() {
+        let other = CounterKey::new(PEER, KeyKind::GlobalUnicast, 1);
+        let mut store = InMemoryCounterStore::<1>::new();
+        assert_eq!(store.create(&KEY, 5), Ok(()));
+        assert_eq!(store.create(&KEY, 5), Err(CounterError::RecordExists));
+        assert_eq!(store.create(&other, 5), Err(CounterError::Persistence));
+    }
+
+    #[test]
     fn issues_in_order_from_first() {
         let mut c =
             SendCounter::new_key(KEY, ic(5), nz(10), InMemoryCounterStore::<4>::new()).unwrap();
