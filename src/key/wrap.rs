@@ -96,6 +96,22 @@ pub fn unwrap<K: TransferableKey>(mk: &MasterKey, wrapped: &WrappedKey) -> Resul
     Ok(key)
 }
 
+/// Unwraps `wrapped` under `mk` straight into `slot`, where the key will
+/// live (crate-internal: staging a key_transfer), so no moved copy of it
+/// is left on the stack. On failure `slot` is `None`.
+pub(crate) fn unwrap_into<K: TransferableKey>(
+    mk: &MasterKey,
+    wrapped: &WrappedKey,
+    slot: &mut Option<K>,
+) -> Result<()> {
+    let key = slot.insert(device_key_from([0; KEY_LEN]));
+    if let Err(e) = unwrap_bytes(device_key_bytes(mk), wrapped, device_key_bytes_mut(key)) {
+        *slot = None;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

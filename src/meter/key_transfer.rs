@@ -104,7 +104,7 @@
 use core::fmt;
 
 use crate::error::{Error, KeyError, Result};
-use crate::key::wrap::{self, KeyId, TransferableKey};
+use crate::key::wrap::{self, KeyId, TransferableKey, WrappedKey};
 use crate::key::{
     AuthenticationKey, GlobalBroadcastEncryptionKey, GlobalUnicastEncryptionKey, MasterKey,
 };
@@ -259,13 +259,18 @@ impl fmt::Debug for StagedKeys {
     }
 }
 
-/// Puts `key` in an empty slot; a second key for the slot is refused.
-fn fill<K>(slot: &mut Option<K>, key: K, id: KeyId) -> Result<()> {
+/// Unwraps `wrapped` into an empty slot; a second key for the slot is
+/// refused.
+fn fill<K: TransferableKey>(
+    slot: &mut Option<K>,
+    mk: &MasterKey,
+    wrapped: &WrappedKey,
+    id: KeyId,
+) -> Result<()> {
     if slot.is_some() {
         return Err(Error::Key(KeyError::DuplicateKeyId(id.code())));
     }
-    *slot = Some(key);
-    Ok(())
+    wrap::unwrap_into(mk, wrapped, slot)
 }
 
 /// Unwraps every entry of `transfer` under `mk`, the Master Key current
@@ -297,16 +302,16 @@ pub fn stage(mk: &MasterKey, transfer: &KeyTransfer) -> Result<StagedKeys> {
         let w = &e.wrapped;
         match e.key_id {
             KeyId::GlobalUnicastEncryption => {
-                fill(&mut staged.guek, wrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.guek, mk, w, e.key_id)?;
             }
             KeyId::GlobalBroadcastEncryption => {
-                fill(&mut staged.gbek, wrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.gbek, mk, w, e.key_id)?;
             }
             KeyId::Authentication => {
-                fill(&mut staged.ak, wrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.ak, mk, w, e.key_id)?;
             }
             KeyId::Master => {
-                fill(&mut staged.mk, wrap::unwrap(mk, w)?, e.key_id)?;
+                fill(&mut staged.mk, mk, w, e.key_id)?;
             }
         }
     }
@@ -534,12 +539,14 @@ mod tests {
             t.push_key(&mk, &AuthenticationKey::from_bytes([2; 16])),
             Err(Error::Key(KeyError::DuplicateKeyId(2)))
         );
-        let mut slot = Some(1u8);
+        let mut slot = Some(MasterKey::from_bytes([1; 16]));
+        let wrapped = wrap::wrap(&mk, &MasterKey::from_bytes([2; 16]));
         assert_eq!(
-            fill(&mut slot, 2, KeyId::Master),
+            fill(&mut slot, &mk, &wrapped, KeyId::Master),
             Err(Error::Key(KeyError::DuplicateKeyId(3)))
         );
-        assert_eq!(slot, Some(1));
+        // The key already staged stays as it was.
+        assert_eq!(slot.map(|k| *k.as_bytes()), Some([1; 16]));
     }
 
     fn hex_key(s: &str) -> [u8; KEY_LEN] {
