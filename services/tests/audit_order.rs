@@ -16,33 +16,27 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use common::TestRng;
-use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
+use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
 use dlms_sec::counter::{CounterSource, SendCounter, Volatile};
 use dlms_sec::error::CounterError;
-use dlms_sec::key::package::RecordId;
-use dlms_sec::key::{
-    AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
-};
+use dlms_sec::key::{KeyRole, MasterKey};
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{DeviceCapabilities, Meter};
-use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
+use dlms_sec::meter::Meter;
+use dlms_sec::provider::{SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::{Client, Protection};
 use dlms_sec::wire::SecuritySetupMethod;
-use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
+use dlms_sec::{Error, InvocationCounter, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
 use dlms_sec_services::dco::{ClientRecords, Command, Dco, Rotation, RotationScope};
 use dlms_sec_services::s1sp::{MeterLink, RotationContext, S1sp};
+use support::{CLIENT, M1, T0, commissioned};
 
-const T0: Timestamp = Timestamp(1_795_000_000);
-const DCO_TITLE: SystemTitle = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
-const M1: SystemTitle = SystemTitle::new(*b"GBM\x00\x00\x00\x00\x01");
-const CLIENT: Client = Client::Management;
 const GET: [u8; 13] = [
     0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
 ];
@@ -131,58 +125,7 @@ struct World {
 fn world(mk_rotation: bool) -> World {
     let journal = Journal::default();
     let mut rng = TestRng::new(7);
-    let dco_key = DcoKey::generate(&mut rng).unwrap();
-    let shared = SharedKey::generate(&mut rng).unwrap();
-    let dco = Dco::new(SoftwareDco::new(&dco_key, &shared), DCO_TITLE);
-    let mut s1sp = S1sp::new(MemoryKeyStore::default(), SoftwareS1sp::new(&shared));
-    let id = |client, role| RecordId {
-        device: M1,
-        client,
-        role,
-        generation: 0,
-    };
-    let (mk, ak, guek) = ([0x4Du8; 16], [0xA0u8; 16], [0x60u8; 16]);
-    let records = [
-        *dco.provider()
-            .package(&MasterKey::from_bytes(mk), id(None, KeyRole::Master))
-            .unwrap()
-            .record(),
-        *dco.provider()
-            .package(
-                &AuthenticationKey::from_bytes(ak),
-                id(Some(CLIENT), KeyRole::Authentication),
-            )
-            .unwrap()
-            .record(),
-        *dco.provider()
-            .package(
-                &GlobalUnicastEncryptionKey::from_bytes(guek),
-                id(Some(CLIENT), KeyRole::GlobalUnicastEncryption),
-            )
-            .unwrap()
-            .record(),
-    ];
-    let mut meter = Meter::new(
-        M1,
-        DCO_TITLE,
-        MasterKey::from_bytes(mk),
-        SendCounter::volatile(InvocationCounter::new(1)),
-        DeviceCapabilities {
-            master_key_rotation: mk_rotation,
-        },
-    );
-    meter
-        .provision(
-            CLIENT,
-            SecuritySetupKeys::new(
-                GlobalUnicastEncryptionKey::from_bytes(guek),
-                AuthenticationKey::from_bytes(ak),
-            ),
-            SecurityPolicy::AuthenticatedEncrypted,
-        )
-        .unwrap();
-    s1sp.commission(M1, meter.capabilities(), &records, T0)
-        .unwrap();
+    let (dco, s1sp, meter) = commissioned(&mut rng, mk_rotation);
     World {
         dco,
         s1sp,
