@@ -170,3 +170,44 @@ fn an_encryption_only_context_refuses_authentication_before_any_work() {
     let mut f = sent.clone();
     assert_eq!(enc_only.unprotect(&mut f, &params).unwrap().apdu(), &GET);
 }
+
+#[test]
+fn protect_prepared_refuses_before_drawing_a_counter() {
+    use dlms_sec::counter::CounterSource;
+    use dlms_sec::error::KeyError;
+    let s = suite();
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, HEAD_END);
+    let header = s.header_len(&req, GET.len()).unwrap();
+    // Room for the header and the APDU, none for the tag.
+    let mut buf = vec![0u8; header + GET.len()];
+    buf[header..].copy_from_slice(&GET);
+    let mut counter = SendCounter::volatile(InvocationCounter::new(3));
+    let r = s.protect_prepared(&req, &mut counter, &mut buf, GET.len());
+    assert!(
+        matches!(r, Err(dlms_sec::Error::BufferTooSmall { .. })),
+        "{r:?}"
+    );
+    assert_eq!(counter.next_counter().unwrap().value(), 3, "no value drawn");
+    // An encryption-only context asked for authentication: the same.
+    let enc_only = Suite0::encryption_only(&GlobalUnicastEncryptionKey::from_bytes(GUEK));
+    let mut buf = vec![0u8; header + GET.len() + 12];
+    buf[header..header + GET.len()].copy_from_slice(&GET);
+    let r = enc_only.protect_prepared(&req, &mut counter, &mut buf, GET.len());
+    assert_eq!(r, Err(dlms_sec::Error::Key(KeyError::NoAuthenticationKey)));
+    assert_eq!(counter.next_counter().unwrap().value(), 4, "no value drawn");
+}
+
+#[test]
+fn a_context_says_which_keys_it_holds_and_shows_none() {
+    use dlms_sec::key::GlobalBroadcastEncryptionKey;
+    let s = suite();
+    assert!(s.has_key(KeyKind::GlobalUnicast));
+    assert!(!s.has_key(KeyKind::GlobalBroadcast));
+    assert!(!s.has_key(KeyKind::Dedicated));
+    let s = s.with_broadcast_key(&GlobalBroadcastEncryptionKey::from_bytes([0x55; 16]));
+    assert!(s.has_key(KeyKind::GlobalBroadcast));
+    let shown = format!("{s:?}");
+    assert!(shown.starts_with("Suite0"), "{shown}");
+    assert!(shown.contains("broadcast_key: true"), "{shown}");
+    assert!(!shown.contains("167") && !shown.contains("A7"), "{shown}");
+}
