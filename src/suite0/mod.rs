@@ -305,6 +305,9 @@ impl Suite0 {
         apdu_len: usize,
     ) -> Result<usize> {
         self.gcm(req.key)?;
+        if req.protection.is_authenticated() {
+            self.ak()?;
+        }
         // One layout computation: the header's length does not depend on
         // which service the APDU's tag names, so the tag is checked apart.
         let any_service = 0xC0;
