@@ -367,7 +367,7 @@ impl Suite0 {
     /// and only then decrypts; then the inner APDU tag against a
     /// service-specific outer tag.
     ///
-    /// Replay is the caller's [`ReplayGuard`](crate::counter::ReplayGuard)'s
+    /// Replay is the caller's [`ReplayGuard`]'s
     /// to judge, with the proof in the result.
     ///
     /// # Errors
