@@ -33,6 +33,6 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pins" 2>/dev/null)" != "$want
     echo "$want" >"$venv/.pins"
 fi
 
-cargo build -q --release --bin dlms-sec
+cargo build -q --release -p dlms-sec-cli --bin dlms-sec
 
 exec "$venv/bin/python" interop/interop.py --cli target/release/dlms-sec "$@"

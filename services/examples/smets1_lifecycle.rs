@@ -3,7 +3,7 @@
 //! policy. Every step checks what it shows; the program exits non-zero if
 //! any step does not behave as stated.
 //!
-//! Run: `cargo run --example smets1_lifecycle`
+//! Run: `cargo run --release -p dlms-sec-services --example smets1_lifecycle`
 
 mod story;
 
