@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pattern='session[- ][0-9]|\bsessions [0-9]|another engineer|this guest|\bturn [0-9]|issue ?#?[0-9]|\(issue [0-9]|for issue|work period'
+pattern='session[- ][0-9]|\bsessions [0-9]|another[ ]engineer|this[ ]guest|\bturn [0-9]|issue ?#?[0-9]|\(issue [0-9]|for[ ]issue|work[ ]period'
 
 status=0
 hits=$(git grep --perl-regexp --ignore-case --line-number -I -e "$pattern" -- . \
