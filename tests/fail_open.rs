@@ -211,3 +211,21 @@ fn a_context_says_which_keys_it_holds_and_shows_none() {
     assert!(shown.contains("broadcast_key: true"), "{shown}");
     assert!(!shown.contains("167") && !shown.contains("A7"), "{shown}");
 }
+
+#[test]
+fn a_discarded_frame_holds_no_plaintext() {
+    let s = suite();
+    let params = Unprotect {
+        peer_system_title: PeerTitle::Expected(HEAD_END),
+        policy: SecurityPolicy::AuthenticatedEncrypted,
+    };
+    let sent = frame(Protection::AuthenticatedEncrypted, &GET, 5);
+    let mut f = sent.clone();
+    let got = s.unprotect(&mut f, &params).unwrap();
+    assert_eq!(got.apdu(), &GET);
+    got.discard();
+    assert!(!f.windows(GET.len()).any(|w| w == GET), "plaintext left");
+    for (i, (b, r)) in f.iter().zip(&sent).enumerate() {
+        assert!(*b == *r || *b == 0, "octet {i}");
+    }
+}
