@@ -625,3 +625,77 @@ fn generated_keys_are_distinct_per_client_and_device() {
         }
     }
 }
+
+#[test]
+fn a_record_reads_back_its_fields_and_says_what_it_is() {
+    let shared = Packager::new(&SharedKey::from_bytes([0x77; 16]));
+    let a = shared
+        .package(
+            &DedicatedKey::from_bytes([0x99; 16]),
+            id(KeyRole::Dedicated, Some(Client::Management), 1),
+        )
+        .unwrap();
+    let b = shared
+        .package(
+            &DedicatedKey::from_bytes([0x98; 16]),
+            id(KeyRole::Dedicated, Some(Client::Management), 1),
+        )
+        .unwrap();
+    let bytes = a.record().as_bytes();
+    assert_eq!(a.record().ciphertext()[..], bytes[18..34]);
+    assert_eq!(a.record().check_value()[..], bytes[34..42]);
+    // Records of two keys are told apart, by Eq and by their hash.
+    let same = a;
+    assert!(a == same && a != b);
+    let state = std::hash::RandomState::new();
+    assert_ne!(
+        std::hash::BuildHasher::hash_one(&state, a),
+        std::hash::BuildHasher::hash_one(&state, b)
+    );
+    // Debug names the record's identity (a typed record shows its record),
+    // and the packager its KEK's check value, never key octets.
+    for text in [format!("{:?}", a.record()), format!("{a:?}")] {
+        assert!(text.starts_with("PackagedRecord"), "{text}");
+        assert!(
+            text.contains("Dedicated") && text.contains("generation: 1"),
+            "{text}"
+        );
+    }
+    let text = format!("{shared:?}");
+    assert!(
+        text.starts_with("Packager") && text.contains("Shared"),
+        "{text}"
+    );
+    // The key a record packages passes its check; another does not.
+    assert_eq!(a.check_key(&DedicatedKey::from_bytes([0x99; 16])), Ok(()));
+    assert_eq!(
+        a.check_key(&DedicatedKey::from_bytes([0x98; 16])),
+        Err(KeyError::Corrupted.into())
+    );
+}
+
+#[test]
+fn a_record_of_any_other_length_is_refused_by_kind() {
+    let shared = Packager::new(&SharedKey::from_bytes([0x77; 16]));
+    let rec = shared
+        .package(
+            &DedicatedKey::from_bytes([0x99; 16]),
+            id(KeyRole::Dedicated, Some(Client::Management), 1),
+        )
+        .unwrap();
+    let bytes = rec.record().as_bytes();
+    assert_eq!(
+        PackagedRecord::parse(&bytes[..RECORD_LEN - 1]),
+        Err(Error::Wire(dlms_sec::error::WireError::Truncated))
+    );
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert_eq!(
+        PackagedRecord::parse(&longer),
+        Err(Error::Wire(dlms_sec::error::WireError::TrailingBytes))
+    );
+    assert_eq!(
+        PackagedRecord::parse(bytes).map(|r| *r.as_bytes()),
+        Ok(*bytes)
+    );
+}
