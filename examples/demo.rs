@@ -21,7 +21,7 @@ use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey};
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Suite0, Unprotect};
 use dlms_sec::wire::CipheredForm;
-use dlms_sec::{InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
+use dlms_sec::{Client, InvocationCounter, KeyKind, Protection, SecurityPolicy, SystemTitle};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
@@ -52,13 +52,19 @@ fn main() -> Result<(), dlms_sec::Error> {
     // Counters persisted with reserve-ahead: one store write per 16 values.
     let block = NonZeroU32::new(16).ok_or(dlms_sec::Error::Misuse("zero block"))?;
     let mut client_ic = SendCounter::new_key(
-        CounterKey::new(client_title, KeyKind::GlobalUnicast, 0),
+        CounterKey::new(
+            client_title,
+            meter_title,
+            Client::Management,
+            KeyKind::GlobalUnicast,
+            0,
+        ),
         InvocationCounter::new(1),
         block,
         InMemoryCounterStore::<4>::new(),
     )?;
     let mut meter_ic = SendCounter::new_key(
-        CounterKey::new(meter_title, KeyKind::GlobalUnicast, 0),
+        CounterKey::own(meter_title, Client::Management, KeyKind::GlobalUnicast, 0),
         InvocationCounter::new(0x0123_4567),
         block,
         InMemoryCounterStore::<4>::new(),

@@ -11,10 +11,11 @@ use dlms_sec::counter::{
     CounterKey, CounterPersistence, CounterSource, InMemoryCounterStore, SendCounter,
 };
 use dlms_sec::error::CounterError;
-use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
+use dlms_sec::{Client, InvocationCounter, KeyKind, SystemTitle};
 
-const KEY: CounterKey = CounterKey::new(
+const KEY: CounterKey = CounterKey::own(
     SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01"),
+    Client::Management,
     KeyKind::GlobalUnicast,
     0,
 );

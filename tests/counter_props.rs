@@ -18,7 +18,7 @@ use dlms_sec::counter::{
     ReplayGuard, SendCounter,
 };
 use dlms_sec::error::CounterError;
-use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
+use dlms_sec::{Client, InvocationCounter, KeyKind, SystemTitle};
 use proptest::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -53,8 +53,9 @@ type Store = InMemoryCounterStore<4>;
 
 const FP: KeyFingerprint = KeyFingerprint::from_bytes([3; 8]);
 
-const KEY: CounterKey = CounterKey::new(
+const KEY: CounterKey = CounterKey::own(
     SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E"),
+    Client::Management,
     KeyKind::GlobalUnicast,
     0,
 );

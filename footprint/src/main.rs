@@ -26,7 +26,7 @@ use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::suite0::hls5;
 use dlms_sec::suite0::{Protect, Unprotect};
-use dlms_sec::{KeyKind, Protection, SecurityPolicy, SystemTitle};
+use dlms_sec::{Client, KeyKind, Protection, SecurityPolicy, SystemTitle};
 
 /// Frame buffers: one received frame, one response.
 const FRAME_LEN: usize = 512;
@@ -75,7 +75,7 @@ fn main() -> ! {
     let own_title = black_box(SystemTitle::new(*b"MMM\x00\x00\xBCaN"));
     let peer_title = black_box(SystemTitle::new(*b"MMM\x00\x00\x00\x00\x01"));
 
-    let counted = CounterKey::new(own_title, KeyKind::GlobalUnicast, 0);
+    let counted = CounterKey::own(own_title, Client::Management, KeyKind::GlobalUnicast, 0);
     let Ok(mut ic) = SendCounter::resume(counted, NonZeroU32::MIN.saturating_add(15), Flash) else {
         halt()
     };

@@ -80,12 +80,13 @@ mod tests {
     use core::num::NonZeroU32;
 
     use crate::error::CounterError;
+    use crate::types::Client;
     use crate::wire::{InvocationCounter, KeyKind, SystemTitle};
 
     const PEER: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\xBC\x61\x4E");
     const OTHER: SystemTitle = SystemTitle::new(*b"ABC\x00\x00\x00\x00\x01");
     const FP: KeyFingerprint = KeyFingerprint::from_bytes([7; 8]);
-    const KEY: CounterKey = CounterKey::new(OTHER, KeyKind::GlobalUnicast, 0);
+    const KEY: CounterKey = CounterKey::own(OTHER, Client::Management, KeyKind::GlobalUnicast, 0);
 
     fn ic(v: u32) -> InvocationCounter {
         InvocationCounter::new(v)
@@ -160,7 +161,7 @@ mod tests {
 
     #[test]
     fn the_memory_store_keeps_one_key_and_refuses_another() {
-        let other = CounterKey::new(PEER, KeyKind::GlobalUnicast, 1);
+        let other = CounterKey::own(PEER, Client::Management, KeyKind::GlobalUnicast, 1);
         let mut store = InMemoryCounterStore::<1>::new();
         assert_eq!(store.create(&KEY, 5), Ok(()));
         assert_eq!(store.create(&KEY, 5), Err(CounterError::RecordExists));
@@ -279,7 +280,7 @@ mod tests {
             Err(CounterError::RecordLost)
         );
         // Another key's record is not this key's.
-        let other = CounterKey::new(OTHER, KeyKind::GlobalUnicast, 1);
+        let other = CounterKey::own(OTHER, Client::Management, KeyKind::GlobalUnicast, 1);
         let mut s = InMemoryCounterStore::<4>::with_record(other, 9);
         assert_eq!(
             SendCounter::resume(KEY, nz(10), &mut s).map(|_| ()),

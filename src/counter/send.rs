@@ -5,6 +5,7 @@ use core::num::NonZeroU32;
 use core::ops::Range;
 
 use crate::error::CounterError;
+use crate::types::Client;
 use crate::wire::{InvocationCounter, KeyKind, SystemTitle};
 
 /// Default for [`SendCounter::with_warning_threshold`]: warn when 2^20
@@ -40,32 +41,54 @@ impl<C: CounterSource + ?Sized> CounterSource for &mut C {
     }
 }
 
-/// Names the key a send counter counts for: the sender's system title
-/// (the IV's first half), the key kind and the key's generation (0 for
-/// the key installed first, one more for each replacement; or any id the
-/// caller's key store gives the key). A [`CounterPersistence`] keeps one
+/// Names the key a send counter counts for, and who sends under it.
+///
+/// A key is one generation of one role of one client of one device
+/// (generation 0 for the key installed first, one more for each
+/// replacement). The sender's system title is the IV's first half: the
+/// meter for its answers, the head-end (DCO) for its commands, so one key
+/// has one counter per sending side. A [`CounterPersistence`] keeps one
 /// record per `CounterKey`, so a counter cannot take values claimed for
-/// another key.
+/// another key, and a head-end counts each meter's keys apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CounterKey {
     /// The sender's own system title.
     pub sender: SystemTitle,
-    /// Which of the sender's keys.
+    /// The device whose key it is.
+    pub device: SystemTitle,
+    /// The client whose key it is.
+    pub client: Client,
+    /// Which of the client's encryption keys.
     pub key: KeyKind,
     /// Which generation of that key.
     pub generation: u32,
 }
 
 impl CounterKey {
-    /// The record name of `sender`'s key of `key` kind, generation
-    /// `generation`.
+    /// The record name of `device`'s key for `client` of `key` kind,
+    /// generation `generation`, as `sender` counts it.
     #[must_use]
-    pub const fn new(sender: SystemTitle, key: KeyKind, generation: u32) -> Self {
+    pub const fn new(
+        sender: SystemTitle,
+        device: SystemTitle,
+        client: Client,
+        key: KeyKind,
+        generation: u32,
+    ) -> Self {
         Self {
             sender,
+            device,
+            client,
             key,
             generation,
         }
+    }
+
+    /// The record name of a device's own key for `client`, counted by the
+    /// device itself (the meter's answers).
+    #[must_use]
+    pub const fn own(device: SystemTitle, client: Client, key: KeyKind, generation: u32) -> Self {
+        Self::new(device, device, client, key, generation)
     }
 }
 
@@ -138,12 +161,12 @@ const fn store_error(e: CounterError) -> CounterError {
 /// ```
 /// use core::num::NonZeroU32;
 /// use dlms_sec::counter::{CounterKey, CounterSource, InMemoryCounterStore, SendCounter};
-/// use dlms_sec::{InvocationCounter, KeyKind, SystemTitle};
+/// use dlms_sec::{Client, InvocationCounter, KeyKind, SystemTitle};
 ///
 /// let mut flash = InMemoryCounterStore::<4>::new();
 /// let ahead = NonZeroU32::new(100).unwrap();
 /// let own = SystemTitle::new(*b"MMM\x00\x00\x01\x02\x03");
-/// let key = CounterKey::new(own, KeyKind::GlobalUnicast, 0);
+/// let key = CounterKey::own(own, Client::Management, KeyKind::GlobalUnicast, 0);
 ///
 /// // A key used for the first time: its record is created here.
 /// let first = InvocationCounter::new(1);
@@ -334,7 +357,12 @@ impl SendCounter<Volatile> {
     #[must_use]
     pub const fn volatile(first: InvocationCounter) -> Self {
         Self {
-            key: CounterKey::new(SystemTitle::new([0; 8]), KeyKind::GlobalUnicast, 0),
+            key: CounterKey::own(
+                SystemTitle::new([0; 8]),
+                Client::Management,
+                KeyKind::GlobalUnicast,
+                0,
+            ),
             next: first.value(),
             // Every value from `first` on is this counter's: it never
             // claims.
