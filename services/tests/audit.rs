@@ -741,3 +741,23 @@ fn r20_a_new_log_is_not_started_over_an_existing_one() {
     );
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn r20_append_refuses_a_writer_past_the_verified_end() {
+    // A crash while a line was written leaves a partial line after the
+    // verified records: nothing may be chained after it.
+    let path = fresh_path("torn-append.jsonl");
+    let (log, _) = write_log(&key(), &events()[..2]);
+    std::fs::write(&path, &log).unwrap();
+    let verified = verify(&log[..], &key()).unwrap();
+    let mut torn = log.clone();
+    torn.extend_from_slice(b"{\"seq\":2,\"action\":\"pack");
+    std::fs::write(&path, &torn).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    assert!(JsonLinesSink::append(file, &key(), &verified).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), torn);
+    std::fs::remove_file(&path).unwrap();
+}
