@@ -23,8 +23,17 @@
 //! writes, byte for byte: a log reformatted by another tool does not verify.
 //! Records removed from the end are visible only against a count kept
 //! elsewhere: [`verify_with_head`].
+//!
+//! A crash while a line is written can leave a partial last line. Nothing is
+//! chained after it: [`JsonLinesSink::append`] refuses a file longer than its
+//! verification. [`JsonLinesSink::recover`] cuts the partial line off and
+//! skips its sequence number, which a reader holding the partial line may
+//! have seen, so no sequence number ever names two records; its first record
+//! says so ([`AuditAction::LogRecovered`]), and only such a record may follow
+//! a gap, of exactly one.
 
 use core::fmt;
+use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 use dlms_sec::audit::{
@@ -75,6 +84,17 @@ pub enum OpenError {
     /// The writer already holds a log: continue it with
     /// [`JsonLinesSink::append`] from its verification.
     NotEmpty,
+    /// The writer's end is not where its verification ended: the file
+    /// changed since, or ends in a partial line (see
+    /// [`JsonLinesSink::recover`]).
+    NotAtVerifiedEnd {
+        /// Octets the verification covered.
+        verified: u64,
+        /// Octets the writer holds.
+        found: u64,
+    },
+    /// The log does not verify before its last line: nothing is recovered.
+    Broken(ChainBreak),
     /// The writer could not be examined.
     Io(io::ErrorKind),
 }
@@ -85,6 +105,11 @@ impl fmt::Display for OpenError {
             Self::Rng => f.write_str("random number generator failed"),
             Self::NoChain => f.write_str("the log holds no chain to continue"),
             Self::NotEmpty => f.write_str("the writer already holds a log"),
+            Self::NotAtVerifiedEnd { verified, found } => write!(
+                f,
+                "the writer holds {found} octets where its verification covered {verified}"
+            ),
+            Self::Broken(brk) => write!(f, "the log does not verify: {brk}"),
             Self::Io(kind) => write!(f, "the writer could not be examined: {kind}"),
         }
     }
@@ -118,18 +143,103 @@ impl<W: Write + Seek> JsonLinesSink<W> {
     }
 }
 
-impl<W: Write> JsonLinesSink<W> {
+impl<W: Write + Seek> JsonLinesSink<W> {
     /// Appends to the log that `verified` describes: take it from
     /// [`verify`] of the whole existing log.
     ///
     /// # Errors
-    /// [`OpenError::NoChain`] when the log holds no record.
-    pub fn append(writer: W, key: &AuditKey, verified: &VerifiedLog) -> Result<Self, OpenError> {
+    /// [`OpenError::NoChain`] when the log holds no record;
+    /// [`OpenError::NotAtVerifiedEnd`] when the writer's end is not where
+    /// the verification ended (a partial last line: [`Self::recover`]);
+    /// [`OpenError::Io`] when its end cannot be found.
+    pub fn append(
+        mut writer: W,
+        key: &AuditKey,
+        verified: &VerifiedLog,
+    ) -> Result<Self, OpenError> {
         let id = verified.chain.ok_or(OpenError::NoChain)?;
+        let found = writer
+            .seek(SeekFrom::End(0))
+            .map_err(|e| OpenError::Io(e.kind()))?;
+        if found != verified.len {
+            return Err(OpenError::NotAtVerifiedEnd {
+                verified: verified.len,
+                found,
+            });
+        }
         let chain = AuditChain::resume(key, id, verified.records, verified.last_mac);
         Ok(Self::resume(writer, chain))
     }
+}
 
+impl JsonLinesSink<File> {
+    /// Reopens the log in `file` for appending after a crash.
+    ///
+    /// A log that ends in a complete line is appended to as
+    /// [`Self::append`] would. A log whose last line is partial (no final
+    /// newline, shorter than any line the sink writes) has that line cut
+    /// off; the sequence number it would have carried is skipped, and a
+    /// [`AuditAction::LogRecovered`] record stamped `now` is written at the
+    /// next one before this returns. Returns the sink and the number of
+    /// octets cut off.
+    ///
+    /// # Errors
+    /// [`OpenError::Broken`] when the log does not verify up to its last
+    /// line, or the partial line is longer than any line of the sink;
+    /// [`OpenError::NoChain`] when no complete record precedes the partial
+    /// line (start a new log); [`OpenError::Io`] when the file cannot be
+    /// read, cut or written (the recovery record included). Nothing is cut
+    /// off unless the log verifies.
+    pub fn recover(
+        mut file: File,
+        key: &AuditKey,
+        now: Timestamp,
+    ) -> Result<(Self, u64), OpenError> {
+        let io = |e: io::Error| OpenError::Io(e.kind());
+        let end = file.seek(SeekFrom::End(0)).map_err(io)?;
+        let tail_len = end.min(MAX_LINE);
+        file.seek(SeekFrom::Start(end.saturating_sub(tail_len)))
+            .map_err(io)?;
+        let mut tail = Vec::new();
+        (&mut file)
+            .take(tail_len)
+            .read_to_end(&mut tail)
+            .map_err(io)?;
+        let complete = match tail.iter().rposition(|&b| b == b'\n') {
+            Some(at) => end
+                .saturating_sub(tail_len)
+                .saturating_add(u64::try_from(at).map_err(|_| OpenError::Io(io::ErrorKind::Other))?)
+                .saturating_add(1),
+            None if end < MAX_LINE => 0,
+            None => {
+                return Err(OpenError::Broken(ChainBreak {
+                    line: 1,
+                    kind: BreakKind::Malformed,
+                }));
+            }
+        };
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let verified = verify(io::BufReader::new((&mut file).take(complete)), key)
+            .map_err(OpenError::Broken)?;
+        let id = verified.chain.ok_or(OpenError::NoChain)?;
+        if complete == end {
+            return Self::append(file, key, &verified).map(|sink| (sink, 0));
+        }
+        let skip = verified.records.saturating_add(1);
+        file.set_len(complete).map_err(io)?;
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let mut sink = Self::resume(file, AuditChain::resume(key, id, skip, verified.last_mac));
+        sink.record(&AuditEvent::new(
+            AuditAction::LogRecovered,
+            Outcome::Success,
+            now,
+        ))
+        .map_err(|_| OpenError::Io(io::ErrorKind::WriteZero))?;
+        Ok((sink, end.saturating_sub(complete)))
+    }
+}
+
+impl<W: Write> JsonLinesSink<W> {
     const fn resume(writer: W, chain: AuditChain) -> Self {
         Self {
             writer,
@@ -319,12 +429,15 @@ fn parse_line(text: &str) -> Option<Record> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use]
 pub struct VerifiedLog {
-    /// Number of records (the next record's sequence number).
+    /// The next record's sequence number: the number of records, plus one
+    /// for each sequence number a recovery skipped.
     pub records: u64,
     /// The last record's MAC (zeros for an empty log).
     pub last_mac: [u8; MAC_LEN],
     /// The chain id the first record carries (none for an empty log).
     pub chain: Option<ChainId>,
+    /// Octets the records take: where the next record goes.
+    pub len: u64,
 }
 
 /// The first place a log stops verifying.
@@ -432,8 +545,10 @@ fn verify_lines<R: BufRead>(
     let mut chain: Option<AuditChain> = None;
     let next_seq = |c: &Option<AuditChain>| c.as_ref().map_or(0, AuditChain::next_seq);
     let mut buf = Vec::new();
+    let mut len: u64 = 0;
+    let mut lines: u64 = 0;
     loop {
-        let line = next_seq(&chain).saturating_add(1);
+        let line = lines.saturating_add(1);
         let brk = |kind| ChainBreak { line, kind };
         buf.clear();
         let n = (&mut reader)
@@ -463,7 +578,23 @@ fn verify_lines<R: BufRead>(
                 }));
             }
         };
-        link.check(seq, &event, &mac).map_err(|e| {
+        let checked = match link.check(seq, &event, &mac) {
+            // A recovery skipped the number of a partial record: one
+            // number, and only before the record that says so.
+            Err(LinkError::Sequence { expected, found })
+                if event.action == AuditAction::LogRecovered
+                    && expected.checked_add(1) == Some(found) =>
+            {
+                let mut skipped = AuditChain::resume(key, link.chain_id(), found, link.last_mac());
+                let checked = skipped.check(seq, &event, &mac);
+                if checked.is_ok() {
+                    *link = skipped;
+                }
+                checked
+            }
+            other => other,
+        };
+        checked.map_err(|e| {
             brk(match e {
                 LinkError::Sequence { expected, found } => {
                     BreakKind::SequenceGap { expected, found }
@@ -471,17 +602,20 @@ fn verify_lines<R: BufRead>(
                 LinkError::BadMac => BreakKind::BadMac,
             })
         })?;
+        len = len.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        lines = line;
     }
     let found = next_seq(&chain);
     match expected {
         Some(expected) if found < expected => Err(ChainBreak {
-            line: found.saturating_add(1),
+            line: lines.saturating_add(1),
             kind: BreakKind::Truncated { expected, found },
         }),
         _ => Ok(VerifiedLog {
             records: found,
             last_mac: chain.as_ref().map_or([0; MAC_LEN], AuditChain::last_mac),
             chain: chain.as_ref().map(AuditChain::chain_id),
+            len,
         }),
     }
 }

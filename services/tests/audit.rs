@@ -99,12 +99,17 @@ fn write_log_from<R: rand_core::TryCryptoRng>(
     for e in events {
         sink.record(e).unwrap();
     }
+    let records = sink.next_seq();
+    let last_mac = sink.last_mac();
+    let chain = Some(sink.chain_id());
+    let log = sink.into_inner().into_inner();
     let head = VerifiedLog {
-        records: sink.next_seq(),
-        last_mac: sink.last_mac(),
-        chain: Some(sink.chain_id()),
+        records,
+        last_mac,
+        chain,
+        len: log.len() as u64,
     };
-    (sink.into_inner().into_inner(), head)
+    (log, head)
 }
 
 fn lines(log: &[u8]) -> Vec<String> {
@@ -140,7 +145,8 @@ fn r20_intact_log_verifies() {
         Ok(VerifiedLog {
             records: 0,
             last_mac: [0; 12],
-            chain: None
+            chain: None,
+            len: 0,
         })
     );
     // Under another key nothing verifies, from the first line.
@@ -359,10 +365,12 @@ fn r20_inserted_forged_records_are_reported() {
         records,
         last_mac,
         chain,
+        len: 0,
     };
-    let mut sink = JsonLinesSink::append(Vec::new(), &forger, &at(2, prev_mac(&l[1]))).unwrap();
+    let mut sink =
+        JsonLinesSink::append(Cursor::new(Vec::new()), &forger, &at(2, prev_mac(&l[1]))).unwrap();
     sink.record(&forged_event).unwrap();
-    let forged = String::from_utf8(sink.into_inner()).unwrap();
+    let forged = String::from_utf8(sink.into_inner().into_inner()).unwrap();
 
     let mut t = l.clone();
     t.insert(2, forged.clone());
@@ -374,10 +382,11 @@ fn r20_inserted_forged_records_are_reported() {
     assert_eq!(check(&t), brk(3, BreakKind::BadMac));
 
     // Appended at the end.
-    let mut sink = JsonLinesSink::append(Vec::new(), &forger, &at(5, prev_mac(&l[4]))).unwrap();
+    let mut sink =
+        JsonLinesSink::append(Cursor::new(Vec::new()), &forger, &at(5, prev_mac(&l[4]))).unwrap();
     sink.record(&forged_event).unwrap();
     let mut t = l.clone();
-    t.push(String::from_utf8(sink.into_inner()).unwrap());
+    t.push(String::from_utf8(sink.into_inner().into_inner()).unwrap());
     assert_eq!(check(&t), brk(6, BreakKind::BadMac));
 
     // Inserted with a recomputed sequence number that collides.
@@ -403,7 +412,7 @@ fn r20_resumed_sink_continues_a_valid_chain() {
     let verified = verify(&log[..], &key()).unwrap();
     assert_eq!(verified.records, 3);
 
-    let mut sink = JsonLinesSink::append(&mut log, &key(), &verified).unwrap();
+    let mut sink = JsonLinesSink::append(Cursor::new(&mut log), &key(), &verified).unwrap();
     for e in &all[3..] {
         sink.record(e).unwrap();
     }
@@ -418,8 +427,9 @@ fn r20_resumed_sink_continues_a_valid_chain() {
         records: 3,
         last_mac: [0; 12],
         chain: verify(&log[..], &key()).unwrap().chain,
+        len: log.len() as u64,
     };
-    let mut sink = JsonLinesSink::append(&mut log, &key(), &wrong).unwrap();
+    let mut sink = JsonLinesSink::append(Cursor::new(&mut log), &key(), &wrong).unwrap();
     sink.record(&all[3]).unwrap();
     assert_eq!(verify(&log[..], &key()), brk(4, BreakKind::BadMac));
 }
@@ -676,7 +686,7 @@ fn r20_a_log_starts_only_under_a_fresh_chain_id() {
     );
     let empty = verify(&b""[..], &key()).unwrap();
     assert_eq!(
-        JsonLinesSink::append(Vec::new(), &key(), &empty).unwrap_err(),
+        JsonLinesSink::append(Cursor::new(Vec::new()), &key(), &empty).unwrap_err(),
         OpenError::NoChain
     );
     // The first line, and only it, carries the chain id.
@@ -760,4 +770,164 @@ fn r20_append_refuses_a_writer_past_the_verified_end() {
     assert!(JsonLinesSink::append(file, &key(), &verified).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), torn);
     std::fs::remove_file(&path).unwrap();
+}
+
+/// The log of `events` with the line of one more event cut after `keep`
+/// octets, as a crash while writing that line leaves it; and the octets
+/// of the whole line the crash cut.
+fn torn_log(events: &[AuditEvent], keep: usize) -> (Vec<u8>, String) {
+    let (whole, _) = write_log_from(&mut TestRng(Some(7)), &key(), events);
+    let (complete, _) = write_log_from(&mut TestRng(Some(7)), &key(), &events[..events.len() - 1]);
+    let torn_line = String::from_utf8(whole[complete.len()..].to_vec()).unwrap();
+    let mut log = complete;
+    log.extend_from_slice(&torn_line.as_bytes()[..keep]);
+    (log, torn_line)
+}
+
+fn seqs(log: &[u8]) -> Vec<u64> {
+    lines(log)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn r20_recovering_a_torn_last_line_never_repeats_its_sequence_number() {
+    let path = fresh_path("torn-recover.jsonl");
+    for keep in [1, 20, 100] {
+        let (log, torn_line) = torn_log(&events()[..4], keep);
+        std::fs::write(&path, &log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let (mut sink, cut) =
+            JsonLinesSink::recover(file, &key(), Timestamp(1_700_000_100)).unwrap();
+        assert_eq!(cut, keep as u64);
+        sink.record(&events()[4]).unwrap();
+        drop(sink);
+        let after = std::fs::read(&path).unwrap();
+        // The torn record had number 3: a reader who saw it never sees
+        // another record numbered 3.
+        assert!(torn_line.starts_with("{\"seq\":3,"));
+        assert_eq!(seqs(&after), [0, 1, 2, 4, 5]);
+        let recovered = &lines(&after)[3];
+        assert!(recovered.contains("\"action\":\"log-recovered\""));
+        assert_eq!(verify(&after[..], &key()).map(|v| v.records), Ok(6));
+        assert_eq!(
+            verify_with_head(&after[..], &key(), 6).map(|v| v.len),
+            Ok(after.len() as u64)
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn r20_a_log_ending_in_a_complete_line_recovers_without_a_gap() {
+    let path = fresh_path("whole-recover.jsonl");
+    let (log, _) = write_log(&key(), &events()[..3]);
+    std::fs::write(&path, &log).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let (mut sink, cut) = JsonLinesSink::recover(file, &key(), Timestamp(1)).unwrap();
+    assert_eq!(cut, 0);
+    sink.record(&events()[3]).unwrap();
+    drop(sink);
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(seqs(&after), [0, 1, 2, 3]);
+    assert_eq!(verify(&after[..], &key()).map(|v| v.records), Ok(4));
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn r20_recovery_refuses_a_log_that_does_not_verify_and_cuts_nothing() {
+    let path = fresh_path("broken-recover.jsonl");
+    let (log, _) = torn_log(&events()[..4], 30);
+    let mut l = lines(&log[..log.iter().rposition(|&b| b == b'\n').unwrap() + 1]);
+    l[1] = set(&l[1], "time", "1");
+    let mut broken = l.concat().into_bytes();
+    broken.extend_from_slice(&log[log.iter().rposition(|&b| b == b'\n').unwrap() + 1..]);
+    std::fs::write(&path, &broken).unwrap();
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap()
+    };
+    assert_eq!(
+        JsonLinesSink::recover(open(), &key(), Timestamp(1)).unwrap_err(),
+        OpenError::Broken(ChainBreak {
+            line: 2,
+            kind: BreakKind::BadMac
+        })
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), broken);
+    // A partial line longer than any the sink writes is not a torn record.
+    let (log, _) = write_log(&key(), &events()[..2]);
+    let mut long = log.clone();
+    long.extend(std::iter::repeat_n(b'x', 600));
+    std::fs::write(&path, &long).unwrap();
+    assert!(matches!(
+        JsonLinesSink::recover(open(), &key(), Timestamp(1)),
+        Err(OpenError::Broken(_))
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), long);
+    // Only a partial line, no record before it: nothing to continue.
+    std::fs::write(&path, b"{\"seq\":0,\"ch").unwrap();
+    assert_eq!(
+        JsonLinesSink::recover(open(), &key(), Timestamp(1)).unwrap_err(),
+        OpenError::NoChain
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn r20_a_gap_is_accepted_only_before_a_recovery_record_and_only_of_one() {
+    // Writing at a skipped number with an ordinary record: refused.
+    let (log, _) = torn_log(&events()[..4], 10);
+    let cut = log.iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let verified = verify(&log[..cut], &key()).unwrap();
+    let forged_gap = |skip: u64, action: AuditAction| {
+        let from = VerifiedLog {
+            records: verified.records + skip,
+            last_mac: verified.last_mac,
+            chain: verified.chain,
+            len: verified.len,
+        };
+        let mut sink =
+            JsonLinesSink::append(Cursor::new(log[..cut].to_vec()), &key(), &from).unwrap();
+        sink.record(&AuditEvent::new(action, Outcome::Success, Timestamp(5)))
+            .unwrap();
+        sink.into_inner().into_inner()
+    };
+    assert!(verify(&forged_gap(1, AuditAction::LogRecovered)[..], &key()).is_ok());
+    assert_eq!(
+        verify(&forged_gap(1, AuditAction::Activated)[..], &key()),
+        brk(
+            4,
+            BreakKind::SequenceGap {
+                expected: 3,
+                found: 4
+            }
+        )
+    );
+    assert_eq!(
+        verify(&forged_gap(2, AuditAction::LogRecovered)[..], &key()),
+        brk(
+            4,
+            BreakKind::SequenceGap {
+                expected: 3,
+                found: 5
+            }
+        )
+    );
 }

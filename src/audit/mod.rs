@@ -155,8 +155,13 @@ named_enum! {
         /// A send counter reached its limit: nothing more is protected
         /// under the key.
         CounterExhausted = (14, "counter-exhausted"),
+        /// An audit log that ended in a partial record (a crash while it
+        /// was written) was recovered: the partial record was cut off and
+        /// its sequence number skipped. The one record that may follow a
+        /// gap of one.
+        LogRecovered = (15, "log-recovered"),
     }
-    const COUNT = 14;
+    const COUNT = 15;
 }
 
 named_enum! {
