@@ -630,7 +630,7 @@ mod tests {
             assert_eq!(Outcome::from_code(o.code()), Some(o));
         }
         assert_eq!(AuditAction::from_code(0), None);
-        assert_eq!(AuditAction::from_code(15), None);
+        assert_eq!(AuditAction::from_code(16), None);
         assert_eq!(AuditAction::from_name("Generated"), None);
         assert_eq!(Outcome::from_name("ok"), None);
         for c in Client::ALL {
