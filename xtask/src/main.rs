@@ -2,12 +2,13 @@
 //! (an alias in `.cargo/config.toml`).
 //!
 //! * `test`: installs the services the tests need when they are missing
-//!   ([`SERVICES`]), then runs `cargo test --workspace --all-features` and
-//!   exits with its status.
-//! * `pg -- CMD [ARG...]`: runs any command with a throwaway PostgreSQL
-//!   server ([`pg`]) and `DATABASE_URL` naming its database, stops the
-//!   server and exits with the command's status (benches, the
-//!   demonstration on PostgreSQL, `psql`).
+//!   ([`SERVICES`]), starts a throwaway PostgreSQL server unless
+//!   `DATABASE_URL` is set ([`pg`]), then runs
+//!   `cargo test --workspace --all-features` with `DATABASE_URL` naming its
+//!   database, stops the server and exits with the tests' status.
+//! * `pg -- CMD [ARG...]`: runs any command the same way, with a throwaway
+//!   PostgreSQL server and `DATABASE_URL` (benches, the demonstration on
+//!   PostgreSQL, `psql`).
 //! * `demo`: runs the main demonstration ([`DEMO`]).
 //!
 //! Plain `std::process::Command` only, so the task runner builds in seconds
@@ -50,7 +51,8 @@ struct Service {
 
 /// The services the tests need, installed in this order. A new one is one
 /// more entry: a check that it answers, and the commands that install and
-/// start it.
+/// start it. PostgreSQL is not among them: it is needed only when
+/// `DATABASE_URL` is not set, and [`pg`] installs and starts it.
 const SERVICES: &[Service] = &[Service {
     // The PKCS#11 provider's tests (pkcs11/) run against SoftHSM2; they make
     // their own token store under target/ (.cargo/config.toml).
@@ -70,15 +72,17 @@ usage: cargo xtask TASK
 
 tasks:
   test             install the services the tests need when missing
-                   (SoftHSM2), then run `cargo test --workspace --all-features`
+                   (SoftHSM2, PostgreSQL), start a throwaway PostgreSQL
+                   server under target/pg/, then run
+                   `cargo test --workspace --all-features`
   pg -- CMD [ARG]  run CMD with a throwaway PostgreSQL server, its
                    database in DATABASE_URL, e.g.
                    cargo xtask pg -- sh -c 'psql \"$DATABASE_URL\"'
   demo             run the main demonstration (the smets1_lifecycle example)
   help             print this text
 
-When DATABASE_URL is set, `pg` uses that database as it is and starts
-no server.";
+When DATABASE_URL is set, `test` and `pg` use that database as it is
+and start no server.";
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = env::args_os().skip(1).collect();
@@ -110,7 +114,13 @@ fn test() -> Result<ExitCode, String> {
     for service in SERVICES {
         ensure(service)?;
     }
-    cargo(TEST)
+    with_database(|url| {
+        let mut c = cargo_command(TEST);
+        if let Some(url) = url {
+            c.env(DATABASE_URL, url);
+        }
+        status(c)
+    })
 }
 
 /// The command of `pg`: its arguments without a leading `--`.
