@@ -2,8 +2,13 @@
 //! (an alias in `.cargo/config.toml`).
 //!
 //! * `test`: installs the services the tests need when they are missing
-//!   ([`SERVICES`]), then runs `cargo test --workspace --all-features` and
-//!   exits with its status.
+//!   ([`SERVICES`]), starts a throwaway PostgreSQL server unless
+//!   `DATABASE_URL` is set ([`pg`]), then runs
+//!   `cargo test --workspace --all-features` with `DATABASE_URL` naming its
+//!   database, stops the server and exits with the tests' status.
+//! * `pg -- CMD [ARG...]`: runs any command the same way, with a throwaway
+//!   PostgreSQL server and `DATABASE_URL` (benches, the demonstration on
+//!   PostgreSQL, `psql`).
 //! * `demo`: runs the main demonstration ([`DEMO`]).
 //!
 //! Plain `std::process::Command` only, so the task runner builds in seconds
@@ -14,6 +19,8 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
+
+mod pg;
 
 /// The cargo arguments of the main demonstration (the README's first command).
 const DEMO: &[&str] = &[
@@ -42,9 +49,10 @@ struct Service {
     install: &'static [&'static [&'static str]],
 }
 
-/// The services the tests need, installed in this order. A new one (a
-/// database server, say) is one more entry: a check that it answers, and
-/// the commands that install and start it.
+/// The services the tests need, installed in this order. A new one is one
+/// more entry: a check that it answers, and the commands that install and
+/// start it. PostgreSQL is not among them: it is needed only when
+/// `DATABASE_URL` is not set, and [`pg`] installs and starts it.
 const SERVICES: &[Service] = &[Service {
     // The PKCS#11 provider's tests (pkcs11/) run against SoftHSM2; they make
     // their own token store under target/ (.cargo/config.toml).
@@ -56,25 +64,37 @@ const SERVICES: &[Service] = &[Service {
     ],
 }];
 
+/// The variable that names the store's PostgreSQL database.
+const DATABASE_URL: &str = "DATABASE_URL";
+
 const USAGE: &str = "\
 usage: cargo xtask TASK
 
 tasks:
-  test    install the services the tests need when missing (SoftHSM2),
-          then run `cargo test --workspace --all-features`
-  demo    run the main demonstration (the smets1_lifecycle example)
-  help    print this text";
+  test             install the services the tests need when missing
+                   (SoftHSM2, PostgreSQL), start a throwaway PostgreSQL
+                   server under target/pg/, then run
+                   `cargo test --workspace --all-features`
+  pg -- CMD [ARG]  run CMD with a throwaway PostgreSQL server, its
+                   database in DATABASE_URL, e.g.
+                   cargo xtask pg -- sh -c 'psql \"$DATABASE_URL\"'
+  demo             run the main demonstration (the smets1_lifecycle example)
+  help             print this text
+
+When DATABASE_URL is set, `test` and `pg` use that database as it is
+and start no server.";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = env::args().skip(1).collect();
-    let task = match args.as_slice() {
-        [task] => task.as_str(),
-        _ => "",
+    let args: Vec<OsString> = env::args_os().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.to_str().unwrap_or(""), rest),
+        None => ("", &[][..]),
     };
-    let result = match task {
-        "test" => test(),
-        "demo" => cargo(DEMO),
-        "help" | "--help" | "-h" => {
+    let result = match (task, rest) {
+        ("test", []) => test(),
+        ("pg", rest) if !pg_command(rest).is_empty() => with_pg(pg_command(rest)),
+        ("demo", []) => cargo(DEMO),
+        ("help" | "--help" | "-h", []) => {
             // A closed stdout (`| head`) is not an error of this task.
             let _ = writeln!(io::stdout(), "{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -94,7 +114,52 @@ fn test() -> Result<ExitCode, String> {
     for service in SERVICES {
         ensure(service)?;
     }
-    cargo(TEST)
+    with_database(|url| {
+        let mut c = cargo_command(TEST);
+        if let Some(url) = url {
+            c.env(DATABASE_URL, url);
+        }
+        status(c)
+    })
+}
+
+/// The command of `pg`: its arguments without a leading `--`.
+fn pg_command(args: &[OsString]) -> &[OsString] {
+    match args.split_first() {
+        Some((dashes, rest)) if dashes == "--" => rest,
+        _ => args,
+    }
+}
+
+/// Runs `argv` in the current directory with a database, and returns its
+/// exit status as this process's.
+fn with_pg(argv: &[OsString]) -> Result<ExitCode, String> {
+    let (program, args) = argv.split_first().ok_or("pg: no command to run")?;
+    with_database(|url| {
+        let mut c = Command::new(program);
+        c.args(args);
+        if let Some(url) = url {
+            c.env(DATABASE_URL, url);
+        }
+        status(c)
+    })
+}
+
+/// Runs `f` with the URL of a throwaway cluster's database, stopping the
+/// cluster after it whatever `f` returns; or, when `DATABASE_URL` is set,
+/// with `None` and no cluster (the child inherits the variable).
+fn with_database(
+    f: impl FnOnce(Option<&str>) -> Result<ExitCode, String>,
+) -> Result<ExitCode, String> {
+    if env::var_os(DATABASE_URL).is_some() {
+        eprintln!("xtask: {DATABASE_URL} is set; using it and starting no PostgreSQL server");
+        return f(None);
+    }
+    let cluster = pg::Cluster::start(&workspace_root().join("target").join("pg"))?;
+    eprintln!("xtask: PostgreSQL at {DATABASE_URL}={}", cluster.url());
+    let result = f(Some(cluster.url()));
+    drop(cluster);
+    result
 }
 
 /// Installs `service` unless its check already passes.
@@ -170,12 +235,22 @@ fn command(argv: &[&str]) -> Option<Command> {
 /// Runs cargo (the one that runs this task) with `args` at the workspace
 /// root, and returns its exit status as this process's.
 fn cargo(args: &[&str]) -> Result<ExitCode, String> {
+    status(cargo_command(args))
+}
+
+/// Cargo (the one that runs this task) with `args`, at the workspace root.
+fn cargo_command(args: &[&str]) -> Command {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(workspace_root())
+    let mut c = Command::new(cargo);
+    c.args(args).current_dir(workspace_root());
+    c
+}
+
+/// Runs `c` and returns its exit status as this process's.
+fn status(mut c: Command) -> Result<ExitCode, String> {
+    let status = c
         .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", c.get_program().display()))?;
     Ok(exit_code(status))
 }
 
@@ -241,6 +316,15 @@ mod tests {
     }
 
     #[test]
+    fn the_pg_command_is_what_follows_an_optional_double_dash() {
+        let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(pg_command(&os(&["--", "psql", "-c"])), os(&["psql", "-c"]));
+        assert_eq!(pg_command(&os(&["psql", "--"])), os(&["psql", "--"]));
+        assert_eq!(pg_command(&os(&["--"])), os(&[]));
+        assert_eq!(pg_command(&os(&[])), os(&[]));
+    }
+
+    #[test]
     fn a_check_is_the_exit_status_of_its_command() {
         assert!(check(&["true"]));
         assert!(!check(&["false"]));
@@ -249,7 +333,7 @@ mod tests {
 
     #[test]
     fn every_service_has_a_check_and_an_install_command() {
-        for service in SERVICES {
+        for service in SERVICES.iter().chain([&pg::POSTGRESQL]) {
             assert!(!service.check.is_empty(), "{}", service.name);
             assert!(!service.install.is_empty(), "{}", service.name);
             assert!(service.install.iter().all(|argv| !argv.is_empty()));
