@@ -26,7 +26,9 @@ use rand_core::TryCryptoRng;
 
 use dlms_sec::InvocationCounter;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
-use dlms_sec::counter::{CounterSource, KeyFingerprint, ReplayGuard};
+use dlms_sec::counter::{CounterKey, CounterSource, KeyFingerprint, ReplayGuard};
+
+use crate::counters::KeyCounters;
 use dlms_sec::error::{CounterError, Error, KeyError, Result};
 use dlms_sec::key::package::{KeyCheckValue, PackagedKey, RecordId};
 use dlms_sec::key::wrap::{KeyId, TransferableKey, WrappedKey};
@@ -211,6 +213,52 @@ impl<P: DcoProvider> Dco<P> {
         Self { provider, title }
     }
 
+    /// The name of the DCO's send counter for the key `id` names.
+    fn counter_key(&self, id: &RecordId, kind: KeyKind) -> Result<CounterKey> {
+        let client = id.client.ok_or(Error::Misuse(
+            "an encryption key record always names a client",
+        ))?;
+        Ok(CounterKey::new(
+            self.title,
+            id.device,
+            client,
+            kind,
+            id.generation,
+        ))
+    }
+
+    /// Makes the send counter of a GUEK the DCO has not protected under
+    /// yet: the keys a meter was commissioned with (a replacement's is made
+    /// by [`Self::prepare_rotation`]). Introducing a key again keeps its
+    /// counter as it is.
+    ///
+    /// # Errors
+    /// [`Error::Counter`] when the counter's record cannot be made.
+    pub fn introduce(
+        &self,
+        counters: &mut impl KeyCounters,
+        guek: &PackagedKey<GlobalUnicastEncryptionKey>,
+    ) -> Result<()> {
+        let key = self.counter_key(&guek.id(), KeyKind::GlobalUnicast)?;
+        counters.introduce(&key, InvocationCounter::new(1))?;
+        Ok(())
+    }
+
+    /// Makes the send counter of a dedicated key, before the first command
+    /// under it.
+    ///
+    /// # Errors
+    /// As [`Self::introduce`].
+    pub fn introduce_dedicated(
+        &self,
+        counters: &mut impl KeyCounters,
+        dk: &PackagedKey<DedicatedKey>,
+    ) -> Result<()> {
+        let key = self.counter_key(&dk.id(), KeyKind::Dedicated)?;
+        counters.introduce(&key, InvocationCounter::new(1))?;
+        Ok(())
+    }
+
     /// The DCO's system title (the IV of everything it protects).
     #[must_use]
     pub const fn title(&self) -> SystemTitle {
@@ -267,11 +315,11 @@ impl<P: DcoProvider> Dco<P> {
     pub fn protect(
         &self,
         command: &Command<'_>,
-        counter: &mut impl CounterSource,
+        counters: &mut impl KeyCounters,
         out: &mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<usize> {
-        self.protect_recorded(command, counter, out, audit)
+        self.protect_recorded(command, counters, out, audit)
             .map(|(n, _)| n)
     }
 
@@ -279,7 +327,7 @@ impl<P: DcoProvider> Dco<P> {
     fn protect_recorded(
         &self,
         command: &Command<'_>,
-        counter: &mut impl CounterSource,
+        counters: &mut impl KeyCounters,
         out: &mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<(usize, Option<InvocationCounter>)> {
@@ -299,6 +347,19 @@ impl<P: DcoProvider> Dco<P> {
             None => records.guek.id(),
         };
         let kcv = self.kcv(id.role);
+        let counter = match self.counter_key(&id, records.key_kind()) {
+            Ok(key) => counters.counter(&key).map_err(Error::Counter),
+            Err(e) => Err(e),
+        };
+        let counter = match counter {
+            Ok(counter) => counter,
+            Err(e) => {
+                out.fill(0);
+                let failure = event(audit, failure_action(&e), Outcome::Failure, &id, kcv);
+                audit.record(&failure)?;
+                return Err(e);
+            }
+        };
         let unpacked = event(audit, AuditAction::Unpacked, Outcome::Success, &id, kcv);
         let mut source = RecordFirst {
             counter,
@@ -450,7 +511,7 @@ impl<P: DcoProvider> Dco<P> {
     pub fn prepare_rotation<R: TryCryptoRng + ?Sized>(
         &self,
         rotation: Rotation<'_, R>,
-        counter: &mut impl CounterSource,
+        counters: &mut impl KeyCounters,
         out: &mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<PreparedRotation> {
@@ -501,7 +562,10 @@ impl<P: DcoProvider> Dco<P> {
             protection: Protection::AuthenticatedEncrypted,
             apdu,
         };
-        let (frame_len, drawn) = self.protect_recorded(&command, counter, out, audit)?;
+        // The new GUEK's counter exists before the key leaves: a record
+        // missing later is a loss, never a first use.
+        self.introduce(counters, &guek)?;
+        let (frame_len, drawn) = self.protect_recorded(&command, counters, out, audit)?;
         // Recorded before the frame is returned: no transfer leaves
         // unrecorded.
         let mut sent = audit

@@ -2,6 +2,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`counters`] | [`PerKeyCounters`](counters::PerKeyCounters): the DCO's send counter per key, over a persistence |
 //! | [`dco`] | [`Dco`](dco::Dco): protects commands and prepares key rotations with both KEKs (R-05, R-06) |
 //! | [`s1sp`] | [`S1sp`](s1sp::S1sp): the service provider's key lifecycle over a key store and a DCO |
 //! | [`jsonl`] | the tamper-evident JSON-lines audit log and its verifier (R-20) |
@@ -15,6 +16,7 @@
     reason = "a std crate: `std` is where its collections come from"
 )]
 
+pub mod counters;
 pub mod dco;
 pub mod jsonl;
 pub mod memory_store;

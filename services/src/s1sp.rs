@@ -66,9 +66,10 @@ use zeroize::Zeroizing;
 
 use rand_core::TryCryptoRng;
 
+use crate::counters::KeyCounters;
 use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
-use dlms_sec::counter::{CounterSource, ReplayGuard};
+use dlms_sec::counter::ReplayGuard;
 use dlms_sec::error::{Error, KeyError, Result, WireError};
 use dlms_sec::key::package::{CHECK_VALUE_LEN, PackagedKey, PackagedRecord};
 use dlms_sec::key::{
@@ -205,7 +206,7 @@ pub struct RotationContext<
     'a,
     P: DcoProvider,
     L: MeterLink,
-    C: CounterSource,
+    C: KeyCounters,
     A: AuditSink,
     R: ?Sized,
 > {
@@ -213,15 +214,15 @@ pub struct RotationContext<
     pub dco: &'a Dco<P>,
     /// The link to the meters.
     pub link: &'a mut L,
-    /// The DCO's send counter.
-    pub counter: &'a mut C,
+    /// The DCO's send counters, one per key.
+    pub counters: &'a mut C,
     /// The audit sink, and now.
     pub audit: Recorder<'a, A>,
     /// Randomness for new keys (software providers).
     pub rng: &'a mut R,
 }
 
-impl<P: DcoProvider, L: MeterLink, C: CounterSource, A: AuditSink, R: ?Sized> core::fmt::Debug
+impl<P: DcoProvider, L: MeterLink, C: KeyCounters, A: AuditSink, R: ?Sized> core::fmt::Debug
     for RotationContext<'_, P, L, C, A, R>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -643,7 +644,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -667,7 +668,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -680,7 +681,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         };
         let n = cx
             .dco
-            .protect(&command, cx.counter, &mut request, &mut cx.audit)?;
+            .protect(&command, cx.counters, &mut request, &mut cx.audit)?;
         let frame = request.get_mut(..n).unwrap_or_default();
         self.transact(cx, records, frame, sent, answer)
     }
@@ -699,7 +700,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -775,7 +776,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -828,7 +829,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -863,7 +864,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         };
         let prepared =
             cx.dco
-                .prepare_rotation(rotation, cx.counter, &mut request, &mut cx.audit)?;
+                .prepare_rotation(rotation, cx.counters, &mut request, &mut cx.audit)?;
         let generation = prepared.ak.id().generation;
         let now = cx.audit.now();
         let client_event = |action, outcome| {
@@ -941,7 +942,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -979,7 +980,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
@@ -1092,7 +1093,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     where
         D: DcoProvider,
         L: MeterLink,
-        C: CounterSource,
+        C: KeyCounters,
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {

@@ -23,7 +23,10 @@ use std::rc::Rc;
 
 use common::TestRng;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
-use dlms_sec::counter::{CounterSource, SendCounter, Volatile};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use dlms_sec::counter::{CounterKey, CounterPersistence, CounterSource, SendCounter, Volatile};
 use dlms_sec::error::CounterError;
 use dlms_sec::key::{KeyRole, MasterKey};
 use dlms_sec::keystore::{KeySlot, KeyStore};
@@ -33,9 +36,10 @@ use dlms_sec::types::{Client, Protection};
 use dlms_sec::wire::SecuritySetupMethod;
 use dlms_sec::{Error, InvocationCounter, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::counters::{KeyCounters, MemoryCounters};
 use dlms_sec_services::dco::{ClientRecords, Command, Dco, Rotation, RotationScope};
 use dlms_sec_services::s1sp::{MeterLink, RotationContext, S1sp};
-use support::{CLIENT, M1, T0, commissioned};
+use support::{CLIENT, M1, T0, commissioned, introduce_all};
 
 const GET: [u8; 13] = [
     0xC0, 0x01, 0xC1, 0x00, 0x08, 0x00, 0x00, 0x01, 0x00, 0x00, 0xFF, 0x02, 0x00,
@@ -75,7 +79,39 @@ impl AuditSink for FailingSink {
 
 struct JournalCounter {
     journal: Journal,
-    inner: SendCounter<Volatile>,
+    inner: SendCounter<MemoryCounters>,
+}
+
+/// Per-key counters whose every draw goes to the journal.
+struct JournalCounters {
+    journal: Journal,
+    store: MemoryCounters,
+    open: BTreeMap<CounterKey, JournalCounter>,
+}
+
+impl KeyCounters for JournalCounters {
+    fn introduce(
+        &mut self,
+        key: &CounterKey,
+        first: InvocationCounter,
+    ) -> Result<(), CounterError> {
+        match self.store.create(key, first.value()) {
+            Ok(()) | Err(CounterError::RecordExists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn counter(&mut self, key: &CounterKey) -> Result<&mut dyn CounterSource, CounterError> {
+        if !self.open.contains_key(key) {
+            let inner = SendCounter::resume(*key, NonZeroU32::MIN, self.store.clone())?
+                // Every value is near the end: each protect also records
+                // counter-near-exhaustion.
+                .with_warning_threshold(u32::MAX);
+            let journal = self.journal.clone();
+            self.open.insert(*key, JournalCounter { journal, inner });
+        }
+        Ok(self.open.get_mut(key).unwrap())
+    }
 }
 
 impl CounterSource for JournalCounter {
@@ -117,7 +153,7 @@ struct World {
     dco: Dco<SoftwareDco>,
     s1sp: S1sp<MemoryKeyStore, SoftwareS1sp>,
     link: JournalLink,
-    counter: JournalCounter,
+    counter: JournalCounters,
     rng: TestRng,
     journal: Journal,
 }
@@ -126,6 +162,12 @@ fn world(mk_rotation: bool) -> World {
     let journal = Journal::default();
     let mut rng = TestRng::new(7);
     let (dco, s1sp, meter) = commissioned(&mut rng, mk_rotation);
+    let mut counter = JournalCounters {
+        journal: journal.clone(),
+        store: MemoryCounters::new(),
+        open: BTreeMap::new(),
+    };
+    introduce_all(&dco, &s1sp, &mut counter);
     World {
         dco,
         s1sp,
@@ -134,13 +176,7 @@ fn world(mk_rotation: bool) -> World {
             meter,
             drop_next: false,
         },
-        counter: JournalCounter {
-            journal: journal.clone(),
-            // Every value is near the end: each protect also records
-            // counter-near-exhaustion.
-            inner: SendCounter::volatile(InvocationCounter::new(1))
-                .with_warning_threshold(u32::MAX),
-        },
+        counter,
         rng,
         journal,
     }
@@ -335,7 +371,7 @@ fn a_rotation_with_an_audit_failure_at_every_write_sends_nothing_unrecorded() {
             &mut RotationContext {
                 dco: &w.dco,
                 link: &mut w.link,
-                counter: &mut w.counter,
+                counters: &mut w.counter,
                 audit: Recorder::new(&mut sink, T0),
                 rng: &mut w.rng,
             },
@@ -397,7 +433,7 @@ fn a_rotation_with_an_audit_failure_at_every_write_activates_nothing_unrecorded(
             &mut RotationContext {
                 dco: &w.dco,
                 link: &mut w.link,
-                counter: &mut w.counter,
+                counters: &mut w.counter,
                 audit: Recorder::new(&mut sink, T0),
                 rng: &mut w.rng,
             },
@@ -432,7 +468,7 @@ fn a_resume_with_an_audit_failure_at_every_write_drops_nothing_unrecorded() {
         let mut cx = RotationContext {
             dco: &w.dco,
             link: &mut w.link,
-            counter: &mut w.counter,
+            counters: &mut w.counter,
             audit: Recorder::new(&mut sink, T0),
             rng: &mut w.rng,
         };
@@ -443,7 +479,7 @@ fn a_resume_with_an_audit_failure_at_every_write_drops_nothing_unrecorded() {
             &mut RotationContext {
                 dco: &w.dco,
                 link: &mut w.link,
-                counter: &mut w.counter,
+                counters: &mut w.counter,
                 audit: Recorder::new(&mut sink, T0),
                 rng: &mut w.rng,
             },

@@ -11,8 +11,11 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::TestRng;
+use std::num::NonZeroU32;
+
 use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::error::KeyError;
@@ -28,6 +31,7 @@ use dlms_sec::suite0::PeerTitle;
 use dlms_sec::types::Client;
 use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::counters::{MemoryCounters, PerKeyCounters};
 use dlms_sec_services::dco::Dco;
 use dlms_sec_services::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
 
@@ -129,7 +133,7 @@ struct World {
     dco: Dco<SoftwareDco>,
     s1sp: S1sp<FlakyStore, SoftwareS1sp>,
     link: Link,
-    counter: SendCounter<Volatile>,
+    counter: PerKeyCounters<MemoryCounters>,
     audit: MemoryAuditLog<4096>,
     rng: TestRng,
 }
@@ -204,6 +208,8 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             .unwrap();
         meters.push(meter);
     }
+    let mut counter = PerKeyCounters::new(MemoryCounters::new(), NonZeroU32::MIN);
+    support::introduce_all(&dco, &s1sp, &mut counter);
     World {
         dco,
         s1sp,
@@ -211,7 +217,7 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             meters,
             fault: Fault::None,
         },
-        counter: SendCounter::volatile(InvocationCounter::new(1)),
+        counter,
         audit: MemoryAuditLog::new(),
         rng,
     }
@@ -222,7 +228,7 @@ macro_rules! cx {
         RotationContext {
             dco: &$w.dco,
             link: &mut $w.link,
-            counter: &mut $w.counter,
+            counters: &mut $w.counter,
             audit: Recorder::new(&mut $w.audit, $now),
             rng: &mut $w.rng,
         }
@@ -613,7 +619,9 @@ fn r20_every_rotation_step_is_audited_without_secrets() {
 #[test]
 fn r20_a_counter_near_its_end_is_audited() {
     let mut w = world(&[(M1, false)]);
-    w.counter = SendCounter::volatile(InvocationCounter::new(1)).with_warning_threshold(u32::MAX);
+    w.counter = PerKeyCounters::new(MemoryCounters::new(), NonZeroU32::MIN)
+        .with_warning_threshold(u32::MAX);
+    support::introduce_all(&w.dco, &w.s1sp, &mut w.counter);
     assert!(reachable(&mut w, M1, Client::Management));
     assert!(
         w.audit
@@ -715,6 +723,7 @@ fn r06_dco_protects_a_bundle_in_one_call_including_a_dedicated_key() {
             },
         )
         .unwrap();
+    w.dco.introduce_dedicated(&mut w.counter, &dk).unwrap();
     let mut out = [0u8; 64];
     let command = Command {
         records: ClientRecords {
@@ -939,4 +948,51 @@ impl World {
             )
             .unwrap();
     }
+}
+
+#[test]
+fn the_dco_counts_per_key_and_refuses_a_key_whose_counter_is_lost() {
+    use dlms_sec::Protection;
+    use dlms_sec::counter::CounterKey;
+    use dlms_sec::error::CounterError;
+    use dlms_sec::wire::KeyKind;
+    use dlms_sec_services::dco::{ClientRecords, Command};
+
+    let mut w = world(&[(M1, false), (M2, false)]);
+    let store = w.counter.persistence().clone();
+    let key =
+        |device, client| CounterKey::new(DCO_TITLE, device, client, KeyKind::GlobalUnicast, 0);
+    // Commands to two meters and two clients: each key's counter moves on
+    // its own.
+    assert!(reachable(&mut w, M1, Client::Management));
+    assert!(reachable(&mut w, M1, Client::Management));
+    assert!(reachable(&mut w, M2, Client::Management));
+    assert_eq!(store.ceiling(&key(M1, Client::Management)), Some(3));
+    assert_eq!(store.ceiling(&key(M2, Client::Management)), Some(2));
+    assert_eq!(store.ceiling(&key(M1, Client::DataCollection)), Some(1));
+
+    // A key whose record is gone: nothing is protected, nothing leaves,
+    // and the refusal is audited.
+    store.lose(&key(M2, Client::Management));
+    w.counter.forget_reservations();
+    let (ak, guek) = w.s1sp.active_records(M2, Client::Management).unwrap();
+    let mut out = [0xAAu8; 64];
+    let before = w.audit.events().len();
+    let got = w.dco.protect(
+        &Command {
+            records: ClientRecords::new(&ak, &guek),
+            protection: Protection::AuthenticatedEncrypted,
+            apdu: &GET,
+        },
+        &mut w.counter,
+        &mut out,
+        &mut Recorder::new(&mut w.audit, T0),
+    );
+    assert_eq!(got, Err(Error::Counter(CounterError::RecordLost)));
+    assert_eq!(out, [0; 64]);
+    assert!(
+        w.audit.events()[before..]
+            .iter()
+            .any(|e| e.outcome == Outcome::Failure && e.device == Some(M2))
+    );
 }

@@ -20,21 +20,23 @@ mod common;
 mod support;
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 
 use common::TestRng;
 use dlms_sec::audit::{MemoryAuditLog, NoAudit, Recorder};
-use dlms_sec::counter::{SendCounter, Volatile};
+use dlms_sec::counter::Volatile;
 use dlms_sec::key::package::PackagedKey;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole};
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::Meter;
 use dlms_sec::provider::{SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::{Client, Protection};
-use dlms_sec::{Error, InvocationCounter, SystemTitle};
+use dlms_sec::{Error, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::counters::{MemoryCounters, PerKeyCounters};
 use dlms_sec_services::dco::{ClientRecords, Command, Dco};
 use dlms_sec_services::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp};
-use support::{CLIENT, M1, T0, commissioned};
+use support::{CLIENT, M1, T0, commissioned, introduce_all};
 
 /// get-request-normal, invoke-id 1: the meter answers get-response C4 01 C1.
 const GET: [u8; 13] = [
@@ -143,7 +145,7 @@ struct World {
     dco: Dco<SoftwareDco>,
     s1sp: S1sp<MemoryKeyStore, SoftwareS1sp>,
     link: Mitm,
-    counter: SendCounter<Volatile>,
+    counter: PerKeyCounters<MemoryCounters>,
     audit: MemoryAuditLog<4096>,
     rng: TestRng,
 }
@@ -151,6 +153,8 @@ struct World {
 fn world(seed: u8, mk_rotation: bool) -> World {
     let mut rng = TestRng::new(seed);
     let (dco, s1sp, meter) = commissioned(&mut rng, mk_rotation);
+    let mut counter = PerKeyCounters::new(MemoryCounters::new(), NonZeroU32::MIN);
+    introduce_all(&dco, &s1sp, &mut counter);
     World {
         dco,
         s1sp,
@@ -160,7 +164,7 @@ fn world(seed: u8, mk_rotation: bool) -> World {
             held: Vec::new(),
             delivered: Vec::new(),
         },
-        counter: SendCounter::volatile(InvocationCounter::new(1)),
+        counter,
         audit: MemoryAuditLog::new(),
         rng,
     }
@@ -171,7 +175,7 @@ macro_rules! cx {
         RotationContext {
             dco: &$w.dco,
             link: &mut $w.link,
-            counter: &mut $w.counter,
+            counters: &mut $w.counter,
             audit: Recorder::new(&mut $w.audit, T0),
             rng: &mut $w.rng,
         }

@@ -22,12 +22,16 @@ use dlms_sec::provider::{CryptoProvider, DcoProvider, SoftwareDco};
 use dlms_sec::types::Client;
 use dlms_sec::{Error, SecurityPolicy, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::counters::{MemoryCounters, PerKeyCounters};
 use dlms_sec_services::dco::Dco;
 use dlms_sec_services::jsonl::{JsonLinesSink, verify};
 use dlms_sec_services::s1sp::{MeterLink, RotationContext, RotationOutcome, S1sp, Scope};
 use rand_core::TryRng;
 
 const DAY: u64 = 24 * 3600;
+
+/// Values each key's counter claims per write.
+const RESERVE_AHEAD: core::num::NonZeroU32 = core::num::NonZeroU32::new(64).unwrap();
 
 /// The simulated radio link to one meter, which can lose the next answer,
 /// or (a man in the middle) hold an answer back and release it in place of
@@ -191,7 +195,13 @@ where
         held: None,
         last_request: Vec::new(),
     };
-    let mut counter = SendCounter::volatile(dlms_sec::InvocationCounter::new(1));
+    // The DCO's send counters, one per key; each GUEK's is made when the
+    // DCO first meets the key (here, at commissioning).
+    let mut counters = PerKeyCounters::new(MemoryCounters::new(), RESERVE_AHEAD);
+    for client in Client::KEYED {
+        let (_, guek) = s1sp.active_records(device, client)?;
+        dco.introduce(&mut counters, &guek)?;
+    }
 
     println!("\n== R-09: the 7-day commissioning rotation");
     let due = s1sp.due(Timestamp(t0.0 + 6 * DAY), DAY);
@@ -204,7 +214,7 @@ where
         let mut cx = RotationContext {
             dco: &dco,
             link: &mut link,
-            counter: &mut counter,
+            counters: &mut counters,
             audit: Recorder::new(&mut audit, Timestamp(t0.0 + 6 * DAY)),
             rng: &mut rng,
         };
@@ -237,7 +247,7 @@ where
         let mut cx = RotationContext {
             dco: &dco,
             link: &mut link,
-            counter: &mut counter,
+            counters: &mut counters,
             audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
         };
@@ -345,7 +355,7 @@ where
         let mut cx = RotationContext {
             dco: &dco,
             link: &mut link,
-            counter: &mut counter,
+            counters: &mut counters,
             audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
         };
@@ -379,7 +389,7 @@ where
         let mut cx = RotationContext {
             dco: &dco,
             link: &mut link,
-            counter: &mut counter,
+            counters: &mut counters,
             audit: Recorder::new(&mut audit, now),
             rng: &mut rng,
         };
@@ -422,7 +432,7 @@ where
         let mut cx = RotationContext {
             dco: &dco,
             link: &mut link,
-            counter: &mut counter,
+            counters: &mut counters,
             audit: Recorder::new(&mut audit, Timestamp(now.0 + 30 * DAY)),
             rng: &mut rng,
         };

@@ -15,6 +15,7 @@ use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::{InvocationCounter, SecurityPolicy, SystemTitle};
 use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::counters::KeyCounters;
 use dlms_sec_services::dco::Dco;
 use dlms_sec_services::s1sp::S1sp;
 use rand_core::TryCryptoRng;
@@ -87,4 +88,20 @@ pub fn commissioned<R: TryCryptoRng>(
     s1sp.commission(M1, meter.capabilities(), &records, T0)
         .unwrap();
     (dco, s1sp, meter)
+}
+
+/// Makes the DCO's send counter of every active GUEK the S1SP holds, as
+/// commissioning does.
+pub fn introduce_all<S: dlms_sec::keystore::KeyStore>(
+    dco: &Dco<SoftwareDco>,
+    s1sp: &S1sp<S, SoftwareS1sp>,
+    counters: &mut impl KeyCounters,
+) {
+    for device in s1sp.devices().keys() {
+        for client in Client::KEYED {
+            if let Ok((_, guek)) = s1sp.active_records(*device, client) {
+                dco.introduce(counters, &guek).unwrap();
+            }
+        }
+    }
 }
