@@ -122,11 +122,10 @@ fn verify_chain(store: &Store, key: &AuditKey) -> Result<Option<AuditChain>, Aud
         let page = store
             .audit_page(after, PAGE)
             .map_err(|e| brk(AuditBreakKind::Store(e)))?;
-        let Some(last) = page.last() else {
+        if page.is_empty() {
             return Ok(chain);
-        };
+        }
         let full = page.len() == PAGE as usize;
-        let _ = last;
         for row in &page {
             let expected = chain.as_ref().map_or(0, AuditChain::next_seq);
             let brk = |why| AuditBreak { seq: expected, why };
@@ -157,8 +156,14 @@ fn verify_chain(store: &Store, key: &AuditKey) -> Result<Option<AuditChain>, Aud
     }
 }
 
-/// An [`AuditSink`] appending to the store's audit table. See the
-/// [module docs](self).
+/// An [`AuditSink`] appending to the store's audit table (`seq`,
+/// `chain_id`, the event's canonical octets, the chain MAC).
+///
+/// Opens only on a table whose whole chain verifies and continues it, or
+/// starts a chain with a random id on an empty table. A record is committed
+/// before [`AuditSink::record`] returns `Ok`; if it cannot be written, or
+/// another writer took its `seq`, it fails with [`Error::Audit`] and the sink
+/// refuses every later record (open a new one: it resumes from the table).
 pub struct DatabaseAuditSink<'s> {
     store: &'s Store,
     chain: AuditChain,

@@ -98,12 +98,6 @@ fn is_key_violation(e: &rusqlite::Error) -> bool {
         if f.extended_code == PRIMARY_KEY || f.extended_code == UNIQUE)
 }
 
-fn pool_err(e: &r2d2::Error) -> StoreError {
-    // r2d2 reports a pool timeout and a failed connect alike, as text.
-    let _ = e;
-    StoreError::Unavailable
-}
-
 impl Db {
     /// Opens the database and migrates it to `version`.
     pub(crate) fn open(target: Target, version: u32) -> Result<Self> {
@@ -139,7 +133,9 @@ impl Db {
     }
 
     fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
-        self.pool.get().map_err(|e| pool_err(&e))
+        // r2d2 reports a pool timeout and a failed connect alike: either way
+        // the database cannot be reached now.
+        self.pool.get().map_err(|_| StoreError::Unavailable)
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed only if `f`

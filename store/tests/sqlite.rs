@@ -46,6 +46,12 @@ fn open_fresh() -> Store {
 }
 
 #[test]
+fn a_store_is_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+}
+
+#[test]
 fn behaviour_on_files() {
     common::all(&open_fresh);
 }
