@@ -437,6 +437,9 @@ impl KeyStore for &Store {
     fn activate(&mut self, slot: &KeySlot, generation: u32) -> dlms_sec::Result<()> {
         Store::activate(self, slot, generation).map_err(|e| e.to_key_error())
     }
+    fn activate_all(&mut self, slots: &[(KeySlot, u32)]) -> dlms_sec::Result<()> {
+        Store::activate_all(self, slots).map_err(|e| e.to_key_error())
+    }
     fn active(&self, slot: &KeySlot) -> dlms_sec::Result<PackagedRecord> {
         Store::active(self, slot).map_err(|e| e.to_key_error())
     }
