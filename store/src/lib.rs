@@ -292,7 +292,18 @@ impl Store {
     /// [`StoreError::FloorLowered`] when `value` is below the stored floor
     /// (nothing changes; audit it).
     pub fn raise_floor(&self, key: &CounterKey, value: u32) -> Result<()> {
-        on_backend!(self, db => db.raise_floor(key, value))
+        on_backend!(self, db => db.raise_floor(key, value, false))
+    }
+
+    /// Records `value` as the counter of a frame accepted under `key`: as
+    /// [`Self::raise_floor`], but a value equal to the floor is refused
+    /// too, so of two nodes accepting one frame exactly one succeeds.
+    ///
+    /// # Errors
+    /// [`StoreError::FloorLowered`] when `value` is at or below the stored
+    /// floor; nothing changes.
+    pub fn accept_counter(&self, key: &CounterKey, value: u32) -> Result<()> {
+        on_backend!(self, db => db.raise_floor(key, value, true))
     }
 
     // --- Device registry ------------------------------------------------
@@ -327,6 +338,15 @@ impl Store {
     /// [`StoreError::NotFound`] when it is not registered.
     pub fn mark_rotated(&self, device: &SystemTitle, at: u64) -> Result<()> {
         on_backend!(self, db => db.mark_rotated(device, at))
+    }
+
+    /// Replaces what `device` is recorded to support (after a capability
+    /// survey).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it is not registered.
+    pub fn set_capabilities(&self, device: &SystemTitle, capabilities: u32) -> Result<()> {
+        on_backend!(self, db => db.set_capabilities(device, capabilities))
     }
 
     /// Up to `limit` devices not yet rotated whose deadline is at or before

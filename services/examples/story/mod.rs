@@ -204,7 +204,7 @@ where
     }
 
     println!("\n== R-09: the 7-day commissioning rotation");
-    let due = s1sp.due(Timestamp(t0.0 + 6 * DAY), DAY);
+    let due = s1sp.due(Timestamp(t0.0 + 6 * DAY), DAY, u32::MAX)?;
     step(
         due.len() == 1 && due[0].0 == device,
         "day 6: the device is due within a day",
@@ -231,12 +231,13 @@ where
         }
     }
     step(
-        s1sp.devices()[&device].master_key_rotated,
+        s1sp.device(device)?.is_some_and(|d| d.master_key_rotated),
         "the MK was rotated too (the device supports it)",
         &mut failures,
     );
     step(
-        s1sp.due(Timestamp(t0.0 + 6 * DAY), 30 * DAY).is_empty(),
+        s1sp.due(Timestamp(t0.0 + 6 * DAY), 30 * DAY, u32::MAX)?
+            .is_empty(),
         "nothing is due any more",
         &mut failures,
     );
@@ -436,7 +437,7 @@ where
             audit: Recorder::new(&mut audit, Timestamp(now.0 + 30 * DAY)),
             rng: &mut rng,
         };
-        let report = s1sp.campaign(&mut cx, Scope::All)?;
+        let report = s1sp.campaign(&mut cx, "compromise", Scope::All)?;
         println!(
             "  campaign: {} attempted, {} activated, {} pending, {} failed",
             report.attempted,
