@@ -330,7 +330,14 @@ impl Db {
             tx.execute(
                 "INSERT INTO send_counters (sender, device, client, key_kind, generation, ceiling)
                  VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&k.sender, &k.device, &k.client, &k.kind, &k.generation, &col(first)],
+                &[
+                    &k.sender,
+                    &k.device,
+                    &k.client,
+                    &k.kind,
+                    &k.generation,
+                    &col(first),
+                ],
             )
             .map(drop)
             .map_err(|e| match err(e) {
@@ -359,7 +366,14 @@ impl Db {
                      )
                      SELECT old.ceiling, (SELECT ceiling FROM new) FROM old"
                 ),
-                &[&k.sender, &k.device, &k.client, &k.kind, &k.generation, &col(n.get())],
+                &[
+                    &k.sender,
+                    &k.device,
+                    &k.client,
+                    &k.kind,
+                    &k.generation,
+                    &col(n.get()),
+                ],
             )
             .map_err(err)
         })?;
@@ -783,13 +797,8 @@ fn counter_row(
             params,
         )
         .map_err(err)?;
-    row.map(|r| {
-        rows::u32_col(
-            get(&r, 0)?,
-            format_args!("{} ({column})", CounterName(key)),
-        )
-    })
-    .transpose()
+    row.map(|r| rows::u32_col(get(&r, 0)?, format_args!("{} ({column})", CounterName(key))))
+        .transpose()
 }
 
 const DEVICE_COLUMNS: &str = "device, commissioned_at, capabilities, deadline, rotated_at";
@@ -933,7 +942,72 @@ impl SlotTx for Slots<'_, '_> {
         self.one(
             "DELETE FROM key_records
              WHERE device = $1 AND client = $2 AND role = $3 AND state = $4 AND record = $5",
-            &[&device, &client, &role, &state.as_str(), &&old.as_bytes()[..]],
+            &[
+                &device,
+                &client,
+                &role,
+                &state.as_str(),
+                &&old.as_bytes()[..],
+            ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_cannot_serve_is_unavailable() {
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        ] {
+            assert!(is_unavailable(&code), "{}", code.code());
+        }
+        for code in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::CHECK_VIOLATION,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::QUERY_CANCELED,
+        ] {
+            assert!(!is_unavailable(&code), "{}", code.code());
+        }
+    }
+
+    #[test]
+    fn only_postgres_urls_are_this_backends() {
+        assert!(target("sqlite::memory:").is_none());
+        assert!(target("mysql://h/d").is_none());
+        assert!(matches!(target("postgres://u@h/d"), Some(Ok(_))));
+        assert!(matches!(target("postgresql://u@h:5/d"), Some(Ok(_))));
+        assert!(matches!(
+            target("postgres://u@h:notaport/d"),
+            Some(Err(StoreError::BadUrl))
+        ));
+    }
+
+    #[test]
+    fn slot_lock_keys_are_stable_and_tell_slots_apart() {
+        let slot = |b: u8, role| KeySlot {
+            device: SystemTitle::new([1, 2, 3, 4, 5, 6, 7, b]),
+            client: None,
+            role,
+        };
+        let mk = slot(8, dlms_sec::KeyRole::Master);
+        // The key is the same in every process and build: FNV-1a of the
+        // device, the client code (0) and the role code (1), as 64-bit
+        // big-endian columns.
+        assert_eq!(slot_lock(&mk), Ok(-674_045_126));
+        assert_ne!(
+            slot_lock(&mk).ok(),
+            slot_lock(&slot(9, dlms_sec::KeyRole::Master)).ok()
+        );
     }
 }

@@ -232,14 +232,16 @@ fn one_lease_holder_among_racing_takers() {
         let hs: Vec<_> = (0..8)
             .map(|t| {
                 let s = &s;
-                scope.spawn(move || match s.take_lease(&DEV, &format!("node-{t}"), 100, 50) {
-                    Ok(l) => {
-                        assert!(!l.taken_over);
-                        true
-                    }
-                    Err(StoreError::Conflict) => false,
-                    Err(e) => panic!("{e}"),
-                })
+                scope.spawn(
+                    move || match s.take_lease(&DEV, &format!("node-{t}"), 100, 50) {
+                        Ok(l) => {
+                            assert!(!l.taken_over);
+                            true
+                        }
+                        Err(StoreError::Conflict) => false,
+                        Err(e) => panic!("{e}"),
+                    },
+                )
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -250,14 +252,16 @@ fn one_lease_holder_among_racing_takers() {
         let hs: Vec<_> = (0..8)
             .map(|t| {
                 let s = &s;
-                scope.spawn(move || match s.take_lease(&DEV, &format!("late-{t}"), 150, 50) {
-                    Ok(l) => {
-                        assert!(l.taken_over);
-                        true
-                    }
-                    Err(StoreError::Conflict) => false,
-                    Err(e) => panic!("{e}"),
-                })
+                scope.spawn(
+                    move || match s.take_lease(&DEV, &format!("late-{t}"), 150, 50) {
+                        Ok(l) => {
+                            assert!(l.taken_over);
+                            true
+                        }
+                        Err(StoreError::Conflict) => false,
+                        Err(e) => panic!("{e}"),
+                    },
+                )
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -269,9 +273,7 @@ fn one_lease_holder_among_racing_takers() {
 fn stores_opening_at_once_migrate_once() {
     let (_, url) = fresh_schema();
     let stores: Vec<Result<Store, StoreError>> = std::thread::scope(|scope| {
-        let hs: Vec<_> = (0..6)
-            .map(|_| scope.spawn(|| Store::open(&url)))
-            .collect();
+        let hs: Vec<_> = (0..6).map(|_| scope.spawn(|| Store::open(&url))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for s in &stores {
@@ -476,7 +478,10 @@ fn a_dump_holds_every_record_and_no_clear_key() {
     }
     for seed in seeds.iter().flat_map(|s| [*s, s.wrapping_add(0x40)]) {
         let key = [seed; KEY_LEN];
-        assert!(!contains(&dump, &hex(&key)), "clear key {seed:#04x} in the dump");
+        assert!(
+            !contains(&dump, &hex(&key)),
+            "clear key {seed:#04x} in the dump"
+        );
         assert!(!contains(&dump, &key), "clear key {seed:#04x} in the dump");
     }
 }
@@ -589,7 +594,15 @@ impl Cluster {
     fn stop(&self, mode: &str) {
         self.run(
             "pg_ctl",
-            &["stop", "-w", "-s", "-m", mode, "-D", self.data.to_str().unwrap()],
+            &[
+                "stop",
+                "-w",
+                "-s",
+                "-m",
+                mode,
+                "-D",
+                self.data.to_str().unwrap(),
+            ],
         );
     }
 
@@ -614,7 +627,8 @@ impl Drop for Cluster {
 
 #[test]
 fn the_server_going_away_is_unavailable_and_half_a_change_is_none() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-outage-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-outage-{}", std::process::id()));
     let cluster = Cluster::new(&dir);
     let url = cluster.url();
     let s = Store::open(&url).unwrap();
