@@ -413,7 +413,7 @@ impl Db {
 
     /// The upsert creates or raises the floor; when it does neither it still
     /// locks the row, so the floor read next is the one that refused it.
-    pub(crate) fn raise_floor(&self, key: &CounterKey, value: u32) -> Result<()> {
+    pub(crate) fn raise_floor(&self, key: &CounterKey, value: u32, strict: bool) -> Result<()> {
         let k = KeyCols::of(key);
         self.write(|tx| {
             let raised = tx
@@ -431,8 +431,8 @@ impl Db {
                 return Ok(());
             }
             match counter_row(tx, "receive_floors", "floor", key)? {
-                Some(current) if current == value => Ok(()),
-                Some(current) if current > value => Err(StoreError::FloorLowered { current }),
+                Some(current) if current == value && !strict => Ok(()),
+                Some(current) if current >= value => Err(StoreError::FloorLowered { current }),
                 // Locked, yet neither raised nor at or above: not a floor
                 // this statement could have left.
                 _ => Err(StoreError::Conflict),
@@ -495,6 +495,22 @@ impl Db {
                 .execute(
                     "UPDATE devices SET rotated_at = $2 WHERE device = $1",
                     &[&title(device), &at],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    pub(crate) fn set_capabilities(&self, device: &SystemTitle, capabilities: u32) -> Result<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE devices SET capabilities = $2 WHERE device = $1",
+                    &[&title(device), &col(capabilities)],
                 )
                 .map_err(err)?;
             if n == 0 {
