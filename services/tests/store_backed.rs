@@ -310,7 +310,7 @@ fn a_restart_loses_no_record_counter_floor_or_registration() {
     let mut b = Node::new(&store, "node-b", &meters);
     let record = b.s1sp.device(M1).unwrap().unwrap();
     assert_eq!(record.commissioned_at, T0);
-    assert_eq!(record.rotated[2], true, "management was rotated");
+    assert!(record.rotated[2], "management was rotated");
     assert_eq!(b.s1sp.device_titles().unwrap(), [M1, M2]);
     assert_eq!(
         b.s1sp
