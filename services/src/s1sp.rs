@@ -605,31 +605,45 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
         }
     }
 
-    /// Checks every Shared-Key record this S1SP holds and returns the
-    /// (device, client) pairs whose records are corrupt, audited as
+    /// Reads every active record this S1SP holds, checks every Shared-Key
+    /// one, and returns the slots whose record is corrupt, audited as
     /// corruption detected: the input of a re-key campaign.
     ///
+    /// A record the store cannot read back as stored (a damaged row, a
+    /// record moved to another slot) is corrupt whatever its KEK; a
+    /// Shared-Key record is also checked against the Shared Key. MK and AK
+    /// records cannot be opened here: their check value is the DCO's
+    /// to verify.
+    ///
     /// # Errors
-    /// Store and audit errors.
-    pub fn sweep(
-        &self,
-        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
-    ) -> Result<Vec<(SystemTitle, Option<Client>)>> {
+    /// Store errors other than a corrupt record; audit errors.
+    pub fn sweep(&self, audit: &mut Recorder<'_, impl AuditSink + ?Sized>) -> Result<Vec<KeySlot>> {
         let mut slots = Vec::new();
         for device in self.device_titles()? {
             self.store.for_each_slot(&device, &mut |s| slots.push(s))?;
         }
         let mut corrupt = Vec::new();
         for s in slots {
-            if s.role.kek() != KekKind::Shared {
-                continue;
-            }
-            let record = self.store.active(&s)?;
-            match self.check_record(&record, audit) {
-                Ok(()) => {}
-                Err(Error::Key(KeyError::Corrupted | KeyError::WrongKek)) => {
-                    corrupt.push((s.device, s.client));
+            let checked = match self.store.active(&s) {
+                Ok(record) if s.role.kek() == KekKind::Shared => self.check_record(&record, audit),
+                Ok(_) => Ok(()),
+                Err(Error::Key(KeyError::Corrupted)) => {
+                    let unreadable = audit
+                        .event(AuditAction::CorruptionDetected, Outcome::Failure)
+                        .with_device(s.device)
+                        .with_role(s.role);
+                    let unreadable = match s.client {
+                        Some(c) => unreadable.with_client(c),
+                        None => unreadable,
+                    };
+                    audit.record(&unreadable)?;
+                    Err(KeyError::Corrupted.into())
                 }
+                Err(e) => return Err(e),
+            };
+            match checked {
+                Ok(()) => {}
+                Err(Error::Key(KeyError::Corrupted | KeyError::WrongKek)) => corrupt.push(s),
                 Err(e) => return Err(e),
             }
         }

@@ -827,7 +827,7 @@ fn r17_a_sweep_finds_corrupt_records_and_a_campaign_replaces_them() {
     }
     *w.s1sp.store_mut() = fresh;
     let corrupt = w.s1sp.sweep(&mut Recorder::new(&mut w.audit, T0)).unwrap();
-    assert_eq!(corrupt, vec![(M2, Some(Client::Firmware))]);
+    assert_eq!(corrupt, vec![slot]);
     assert!(
         w.audit
             .events()

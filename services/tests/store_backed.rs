@@ -402,3 +402,62 @@ fn a_campaign_stopped_part_way_goes_on_from_where_it_stopped() {
     drop(store);
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn a_damaged_row_is_a_typed_error_and_the_sweep_reports_its_slot() {
+    let (store, path) = fresh("sweep");
+    let meters = {
+        let mut a = Node::new(&store, "node-a", &Rc::default());
+        commission(&mut a, &[M1, M2])
+    };
+    // An octet of M2's firmware AK record (its device title) changes on
+    // disk, and M1's management GUEK row is moved to another generation.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let changed = raw
+        .execute(
+            "UPDATE key_records SET record = substr(record, 1, 10) || x'EE' || substr(record, 12)
+             WHERE device = ?1 AND client = ?2 AND role = ?3",
+            rusqlite::params![M2.as_bytes(), 4, KeyRole::Authentication.code()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let changed = raw
+        .execute(
+            "UPDATE key_records SET generation = 3 WHERE device = ?1 AND client = ?2 AND role = ?3",
+            rusqlite::params![M1.as_bytes(), 3, KeyRole::GlobalUnicastEncryption.code()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(raw);
+    let mut a = Node::new(&store, "node-a", &meters);
+    assert_eq!(
+        a.s1sp.active_records(M1, Client::Management).map(|_| ()),
+        Err(Error::Key(KeyError::Corrupted))
+    );
+    assert_eq!(a.get(M1, T0), Err(Error::Key(KeyError::Corrupted)));
+    let corrupt = a.s1sp.sweep(&mut Recorder::new(&mut a.audit, T0)).unwrap();
+    let slot = |device, client, role| dlms_sec::keystore::KeySlot {
+        device,
+        client: Some(client),
+        role,
+    };
+    assert_eq!(
+        corrupt,
+        [
+            slot(M1, Client::Management, KeyRole::GlobalUnicastEncryption),
+            slot(M2, Client::Firmware, KeyRole::Authentication),
+        ]
+    );
+    let audited = a
+        .audit
+        .events()
+        .iter()
+        .filter(|e| e.action == dlms_sec::audit::AuditAction::CorruptionDetected)
+        .count();
+    assert_eq!(audited, 2);
+    // The other clients are untouched.
+    a.get(M2, T0).unwrap();
+    drop(a);
+    drop(store);
+    std::fs::remove_file(path).unwrap();
+}

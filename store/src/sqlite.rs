@@ -740,6 +740,33 @@ fn current_version(tx: &Transaction<'_>) -> Result<u32> {
 }
 
 /// The 32-bit value column `col` of `table`'s row for `key`.
+/// A column read whatever SQLite holds in it: a value of another type
+/// than the schema's (a row edited outside the store) reads as one the
+/// decoding refuses as corrupt, naming the row, rather than as a driver
+/// error.
+fn loose_blob(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<u8>> {
+    Ok(match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Blob(b) => b.to_vec(),
+        _ => Vec::new(),
+    })
+}
+
+/// As [`loose_blob`], for an integer column: anything else reads as -1.
+fn loose_int(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<i64> {
+    Ok(match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Integer(v) => v,
+        _ => -1,
+    })
+}
+
+/// As [`loose_blob`], for a text column: anything else reads as empty.
+fn loose_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    Ok(match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => String::new(),
+    })
+}
+
 fn counter_row(
     tx: &Transaction<'_>,
     table: &str,
@@ -760,7 +787,7 @@ fn counter_row(
                     rows::kind_code(key.key),
                     key.generation
                 ],
-                |r| r.get(0),
+                |r| loose_int(r, 0),
             )
             .optional()
         })
@@ -846,11 +873,7 @@ impl SlotTx for Slots<'_, '_> {
             .map_err(err)?;
         let found = st
             .query_map(params![device, client, role], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
+                Ok((loose_text(r, 0)?, loose_int(r, 1)?, loose_blob(r, 2)?))
             })
             .map_err(err)?;
         let mut g = SlotRecords::default();

@@ -345,3 +345,58 @@ fn no_clear_key_in_the_file() {
         );
     }
 }
+
+#[test]
+fn a_value_of_another_type_in_a_column_is_corrupt_naming_the_row() {
+    // SQLite keeps whatever type a statement writes: a record rewritten
+    // as text, a generation or a ceiling as text or a real.
+    let path = fresh_path();
+    let s = Store::open(&url(&path)).unwrap();
+    let slot = KeySlot {
+        device: dlms_sec::SystemTitle::new([7; 8]),
+        client: Some(Client::Management),
+        role: dlms_sec::key::KeyRole::Authentication,
+    };
+    s.put_initial(&rec(&slot, 0, 1)).unwrap();
+    s.counter_create(&ckey(0), 1).unwrap();
+    let c = Connection::open(&path).unwrap();
+    let (d, cl, r) = slot_where(&slot);
+    let corrupt_active = |what: &str| match s.active(&slot) {
+        Err(StoreError::Corrupt { what: named }) => {
+            assert!(named.contains("management"), "{what}: {named}");
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    for (what, sql) in [
+        (
+            "record as text",
+            "UPDATE key_records SET record = 'x' || record WHERE device=?1 AND client=?2 AND role=?3",
+        ),
+        (
+            "generation as text",
+            "UPDATE key_records SET record = record, generation = 'zero' WHERE device=?1 AND client=?2 AND role=?3",
+        ),
+        (
+            "generation as a real",
+            "UPDATE key_records SET generation = 0.5 WHERE device=?1 AND client=?2 AND role=?3",
+        ),
+    ] {
+        let fresh_record = rec(&slot, 0, 1);
+        c.execute(
+            "UPDATE key_records SET record = ?4, generation = 0 WHERE device=?1 AND client=?2 AND role=?3",
+            params![d, cl, r, fresh_record.as_bytes().to_vec()],
+        )
+        .unwrap();
+        assert_eq!(s.active(&slot).unwrap(), fresh_record);
+        assert_eq!(c.execute(sql, params![d, cl, r]).unwrap(), 1, "{what}");
+        corrupt_active(what);
+    }
+    c.execute("UPDATE send_counters SET ceiling = 'many'", [])
+        .unwrap();
+    assert!(matches!(
+        s.counter_claim(&ckey(0), NonZeroU32::MIN),
+        Err(StoreError::Corrupt { .. })
+    ));
+    drop(s);
+    std::fs::remove_file(&path).unwrap();
+}
