@@ -15,7 +15,9 @@
 //! * a rotation lease is held by one owner at a time until it expires
 //!   ([`KeyError::Conflict`] for the other);
 //! * a campaign's device list is fixed when it starts, and what is not
-//!   marked done is still pending after a crash.
+//!   marked done is still pending after a crash;
+//! * each client's last rotation is recorded as it goes: key_transfer
+//!   sent, accepted by the meter, proven by a probe under the new keys.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,8 +25,11 @@ use dlms_sec::audit::Timestamp;
 use dlms_sec::counter::CounterKey;
 use dlms_sec::error::{CounterError, Error, KeyError, Result};
 use dlms_sec::meter::DeviceCapabilities;
+use dlms_sec::types::Client;
 use dlms_sec::wire::SystemTitle;
 use dlms_sec_store::{DeviceEntry, Store, StoreError};
+
+pub use dlms_sec_store::{Progress, ProgressState};
 
 /// The rotation deadline after commissioning: 7 days.
 pub const ROTATION_DEADLINE_SECS: u64 = 7 * 24 * 3600;
@@ -106,6 +111,23 @@ pub trait Registry {
     /// # Errors
     /// Only a backend error.
     fn devices(&self, after: Option<&SystemTitle>, limit: u32) -> Result<Vec<SystemTitle>>;
+
+    /// Records how far the rotation of `device`'s `client` has gone.
+    ///
+    /// # Errors
+    /// Only a backend error.
+    fn set_progress(
+        &mut self,
+        device: &SystemTitle,
+        client: Client,
+        progress: &Progress,
+    ) -> Result<()>;
+
+    /// How far the last rotation of `device`'s `client` went.
+    ///
+    /// # Errors
+    /// Only a backend error.
+    fn progress(&self, device: &SystemTitle, client: Client) -> Result<Option<Progress>>;
 
     /// How many devices are registered.
     ///
@@ -200,6 +222,17 @@ impl<R: Registry + ?Sized> Registry for &mut R {
     fn devices(&self, after: Option<&SystemTitle>, limit: u32) -> Result<Vec<SystemTitle>> {
         (**self).devices(after, limit)
     }
+    fn set_progress(
+        &mut self,
+        device: &SystemTitle,
+        client: Client,
+        progress: &Progress,
+    ) -> Result<()> {
+        (**self).set_progress(device, client, progress)
+    }
+    fn progress(&self, device: &SystemTitle, client: Client) -> Result<Option<Progress>> {
+        (**self).progress(device, client)
+    }
     fn device_count(&self) -> Result<u64> {
         (**self).device_count()
     }
@@ -242,6 +275,7 @@ fn limited<T>(items: impl Iterator<Item = T>, limit: u32) -> Vec<T> {
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
     devices: BTreeMap<SystemTitle, Registration>,
+    progress: BTreeMap<(SystemTitle, Client), Progress>,
     floors: BTreeMap<CounterKey, u32>,
     leases: BTreeMap<SystemTitle, (String, Timestamp)>,
     campaigns: BTreeMap<String, (Vec<SystemTitle>, BTreeSet<SystemTitle>)>,
@@ -317,6 +351,20 @@ impl Registry for MemoryRegistry {
             .collect();
         due.sort_by_key(|(t, d)| (*d, *t));
         Ok(limited(due.into_iter(), limit))
+    }
+
+    fn set_progress(
+        &mut self,
+        device: &SystemTitle,
+        client: Client,
+        progress: &Progress,
+    ) -> Result<()> {
+        self.progress.insert((*device, client), *progress);
+        Ok(())
+    }
+
+    fn progress(&self, device: &SystemTitle, client: Client) -> Result<Option<Progress>> {
+        Ok(self.progress.get(&(*device, client)).copied())
     }
 
     fn devices(&self, after: Option<&SystemTitle>, limit: u32) -> Result<Vec<SystemTitle>> {
@@ -485,6 +533,19 @@ impl Registry for &Store {
 
     fn devices(&self, after: Option<&SystemTitle>, limit: u32) -> Result<Vec<SystemTitle>> {
         Store::devices(self, after, limit).map_err(|e| store_error(&e))
+    }
+
+    fn set_progress(
+        &mut self,
+        device: &SystemTitle,
+        client: Client,
+        progress: &Progress,
+    ) -> Result<()> {
+        Store::set_progress(self, device, client, progress).map_err(|e| store_error(&e))
+    }
+
+    fn progress(&self, device: &SystemTitle, client: Client) -> Result<Option<Progress>> {
+        Store::progress(self, device, client).map_err(|e| store_error(&e))
     }
 
     fn device_count(&self) -> Result<u64> {

@@ -68,7 +68,7 @@ use rand_core::TryCryptoRng;
 
 use crate::counters::KeyCounters;
 use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
-use crate::registry::{MemoryRegistry, Registry};
+use crate::registry::{MemoryRegistry, Progress, ProgressState, Registry};
 use dlms_sec::InvocationCounter;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{CounterKey, ReplayGuard};
@@ -1045,6 +1045,14 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
                 .record(&client_event(AuditAction::RotationFailed, Outcome::Failure))?;
             return Err(e);
         }
+        let progress = |state| Progress {
+            state,
+            generation,
+            invoke_id: invoke,
+            at: now.0,
+        };
+        self.registry
+            .set_progress(&device, client, &progress(ProgressState::Sent))?;
         let sent = Sent {
             tag: ACTION_REQUEST,
             invoke,
@@ -1069,6 +1077,8 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
                     AuditAction::TransferAccepted,
                     Outcome::Success,
                 ))?;
+                self.registry
+                    .set_progress(&device, client, &progress(ProgressState::Installed))?;
                 self.confirm(cx, device, client, prepared.mk.is_some())
             }
             Some(false) => {
@@ -1108,6 +1118,16 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
         match self.probe(cx, ClientRecords::new(&ak, &guek)) {
             Ok(_) => {
                 self.activate(&mut cx.audit, device, client, with_mk)?;
+                let probed = Progress {
+                    state: ProgressState::Probed,
+                    generation: ak.id().generation,
+                    invoke_id: self
+                        .registry
+                        .progress(&device, client)?
+                        .map_or(0, |p| p.invoke_id),
+                    at: cx.audit.now().0,
+                };
+                self.registry.set_progress(&device, client, &probed)?;
                 Ok(RotationOutcome::Activated)
             }
             Err(Error::Audit) => Err(Error::Audit),

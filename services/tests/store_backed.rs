@@ -312,6 +312,17 @@ fn a_restart_loses_no_record_counter_floor_or_registration() {
     assert_eq!(record.commissioned_at, T0);
     assert!(record.rotated[2], "management was rotated");
     assert_eq!(b.s1sp.device_titles().unwrap(), [M1, M2]);
+    let progress = Registry::progress(&&store, &M1, Client::Management)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (progress.state, progress.generation),
+        (dlms_sec_services::registry::ProgressState::Probed, 1)
+    );
+    assert_eq!(
+        Registry::progress(&&store, &M2, Client::Management).unwrap(),
+        None
+    );
     assert_eq!(
         b.s1sp
             .active_records(M1, Client::Management)
