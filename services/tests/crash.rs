@@ -1,7 +1,8 @@
 //! Crash safety of a re-key campaign over a SQLite store.
 //!
 //! A child process (this test binary, started again) runs a campaign over
-//! two commissioned devices against the store and is killed with SIGKILL
+//! two commissioned devices against the store, then sends a few commands
+//! under the new keys, and is killed with SIGKILL
 //! at each of its steps in turn: before every store write, audit record
 //! and request to a meter, and between a request reaching the meter and its
 //! answer reaching the child. A few more children are killed at random
@@ -81,7 +82,10 @@ const MARK: &str = "@crash ";
 const CAMPAIGN: &str = "re-key-all";
 /// Values each counter claim reserves: a claim is not a step of its own
 /// every time.
-const RESERVE_AHEAD: NonZeroU32 = NonZeroU32::new(4).unwrap();
+const RESERVE_AHEAD: NonZeroU32 = NonZeroU32::new(2).unwrap();
+/// Commands the child sends to each client of [`M1`] after the campaign,
+/// so some keys draw values from more than one claim.
+const COMMANDS_AFTER: u32 = 2;
 /// When the child runs the campaign.
 const T_CHILD: Timestamp = Timestamp(T0.0 + 3600);
 /// When the fresh node takes over: the child's lease has run out.
@@ -507,6 +511,14 @@ fn run_child() {
         report.failed.is_empty() && report.pending == 0,
         "the uninterrupted campaign: {report:?}"
     );
+    // Commands under the new keys, past the first block of counter values.
+    for client in Client::KEYED {
+        for _ in 0..COMMANDS_AFTER {
+            let mut answer = [0u8; 64];
+            s1sp.command(&mut cx, M1, client, &GET, &mut answer)
+                .unwrap();
+        }
+    }
     say(&format!("done {}", gate.passed.get()));
 }
 
