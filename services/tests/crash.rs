@@ -22,6 +22,15 @@
 //! Then a fresh node over the same store, once the dead node's lease has
 //! run out, finishes the campaign (same id), and every meter answers a
 //! command under the keys the store holds active.
+//!
+//! The child speaks in lines on stdout, each flushed before it goes on:
+//! `step <k> <what>` at each step, `stop <k>` where it waits to be killed,
+//! `record <hex>` before a record is stored, `ic <device> <client>
+//! <generation> <value>` for each counter value drawn, `frame <device>
+//! <client> <hex>` for a request, answered on its stdin with `ok <hex>` or
+//! `err`, and `done <steps>`. The random kill times print their seed;
+//! `DLMS_SEC_CRASH_SEED` runs them again. The store is SQLite, on a
+//! memory-backed file where there is one.
 
 #![allow(
     clippy::unwrap_used,
