@@ -991,6 +991,7 @@ fn whole(keks: &Keks) -> (u32, Duration) {
         steps > 20 * 8,
         "a campaign over two devices has {steps} steps"
     );
+    eprintln!("the uninterrupted child: {steps} steps in {took:?}");
     (steps, took)
 }
 
