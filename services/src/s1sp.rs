@@ -1142,9 +1142,18 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
     /// never will, so they are dropped and the rotation can simply run
     /// again. Anything else changes nothing.
     ///
+    /// A rotation whose AK and GUEK are not both pending (a crash while its
+    /// pending keys were being stored or dropped) never reached the meter:
+    /// a key_transfer is sent only once all its keys are pending, and
+    /// pending keys are dropped only when the meter does not have them. Its
+    /// pending keys are dropped without asking the meter, the device MK's
+    /// too unless another client's rotation holds pending keys.
+    ///
     /// # Errors
-    /// [`KeyError::NoPending`] when nothing is pending; store, DCO and audit
-    /// errors; a link error or an answer that does not verify leaves
+    /// [`KeyError::NoPending`] when nothing is pending;
+    /// [`Error::Misuse`] when only the device MK is pending and another
+    /// client's rotation holds pending keys (resume that one); store, DCO
+    /// and audit errors; a link error or an answer that does not verify leaves
     /// everything as it was. A verified answer not bound to the probe
     /// returns [`RotationOutcome::Pending`].
     pub fn resume<D, L, C, A, R>(
@@ -1182,6 +1191,9 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
             .store
             .pending(&slot(device, None, KeyRole::Master))?
             .is_some();
+        if self.pending_records(device, client)?.is_none() {
+            return self.drop_unsent(&mut cx.audit, device, client, mk_pending);
+        }
         if self.confirm(cx, device, client, mk_pending)? == RotationOutcome::Activated {
             return Ok(RotationOutcome::Activated);
         }
@@ -1261,6 +1273,63 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
             self.registry.mark_rotated(&device, audit.now())?;
         }
         Ok(())
+    }
+
+    /// Drops what a rotation of (device, client) left pending when its AK
+    /// and GUEK are not both pending: that rotation was never sent (see
+    /// [`Self::resume`]). The device MK's pending record goes too, unless
+    /// another client's pending keys show it belongs to their rotation.
+    fn drop_unsent(
+        &mut self,
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
+        device: SystemTitle,
+        client: Client,
+        mk_pending: bool,
+    ) -> Result<RotationOutcome> {
+        let own = [KeyRole::Authentication, KeyRole::GlobalUnicastEncryption];
+        let mut generation = None;
+        for role in own {
+            if let Some(p) = self.store.pending(&slot(device, Some(client), role))? {
+                generation = Some(p.generation());
+            }
+        }
+        let mut others_pending = false;
+        for other in Client::KEYED.into_iter().filter(|&c| c != client) {
+            for role in own {
+                others_pending |= self
+                    .store
+                    .pending(&slot(device, Some(other), role))?
+                    .is_some();
+            }
+        }
+        let drop_mk = mk_pending && !others_pending;
+        if generation.is_none() && !drop_mk {
+            return Err(if mk_pending {
+                Error::Misuse(
+                    "the device MK is pending with another client's rotation: resume that",
+                )
+            } else {
+                Error::Key(KeyError::NoPending)
+            });
+        }
+        let mut dropped = audit
+            .event(AuditAction::RotationFailed, Outcome::Refused)
+            .with_device(device)
+            .with_client(client);
+        if let Some(g) = generation {
+            dropped = dropped.with_generation(g);
+        }
+        // Recorded before the pending keys are dropped.
+        audit.record(&dropped)?;
+        for role in own {
+            self.store
+                .discard_pending(&slot(device, Some(client), role))?;
+        }
+        if drop_mk {
+            self.store
+                .discard_pending(&slot(device, None, KeyRole::Master))?;
+        }
+        Ok(RotationOutcome::Refused)
     }
 
     fn abandon(&mut self, device: SystemTitle, client: Client) -> Result<()> {
