@@ -68,7 +68,7 @@ use dlms_sec::wire::KeyKind;
 use dlms_sec::{InvocationCounter, SecurityPolicy, SystemTitle};
 use dlms_sec_services::counters::{KeyCounters, PerKeyCounters};
 use dlms_sec_services::dco::Dco;
-use dlms_sec_services::registry::{Registration, Registry};
+use dlms_sec_services::registry::{Progress, Registration, Registry};
 use dlms_sec_services::s1sp::{MeterLink, ROTATION_LEASE_SECS, RotationContext, S1sp, Scope};
 use dlms_sec_store::{DatabaseAuditSink, Store, verify_audit};
 use getrandom::SysRng;
@@ -328,6 +328,18 @@ impl Registry for Crashable<'_> {
     }
     fn device_count(&self) -> dlms_sec::Result<u64> {
         Registry::device_count(&self.store)
+    }
+    fn set_progress(
+        &mut self,
+        device: &SystemTitle,
+        client: Client,
+        progress: &Progress,
+    ) -> dlms_sec::Result<()> {
+        self.gate.boundary("set_progress");
+        Registry::set_progress(&mut self.store, device, client, progress)
+    }
+    fn progress(&self, device: &SystemTitle, client: Client) -> dlms_sec::Result<Option<Progress>> {
+        Registry::progress(&self.store, device, client)
     }
     fn floor(&self, key: &CounterKey) -> dlms_sec::Result<Option<u32>> {
         Registry::floor(&self.store, key)
