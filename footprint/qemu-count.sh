@@ -19,12 +19,32 @@
 # target, 0.9. --limit RATIO fails only above RATIO instead (the missed
 # target is still printed). --breakdown N lists the N functions that run
 # the most instructions in each GCM operation (default 8, 0 for none).
+# --cargo-config KEY=VALUE builds with that cargo setting as well (in its
+# own target directory), e.g. 'profile.release.opt-level=3' or
+# 'target.thumbv7em-none-eabihf.rustflags=["--cfg", "cpubits=\"64\""]'.
 set -euo pipefail
 
 TARGET=thumbv7em-none-eabihf
 MACHINE=mps2-an386
 here="$(cd "$(dirname "$0")" && pwd)"
-args=("$@")
+parser_args=()
+cargo_config=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --limit | --breakdown)
+        parser_args+=("$1" "${2:?$1 needs a value}")
+        shift 2
+        ;;
+    --cargo-config)
+        cargo_config+=(--config "${2:?$1 needs a value}")
+        shift 2
+        ;;
+    *)
+        echo "usage: qemu-count.sh [--limit RATIO] [--breakdown N] [--cargo-config KEY=VALUE]..." >&2
+        exit 2
+        ;;
+    esac
+done
 
 if ! command -v qemu-system-arm >/dev/null; then
     echo "qemu-count: installing qemu-system-arm (Debian)"
@@ -70,15 +90,20 @@ cd "$here/count" # footprint/.cargo/config.toml applies from here too
 # The link script and the aes cfg come from footprint/.cargo/config.toml;
 # RUSTFLAGS from the environment would replace them.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
-cargo build -q --release --locked --target "$TARGET"
-elf="$here/count/target/$TARGET/release/count"
+target_dir="$here/count/target"
+if [ ${#cargo_config[@]} -gt 0 ]; then
+    # Another build: its own target directory, so the default one stays.
+    target_dir="$here/count/target/config-$(printf '%s' "${cargo_config[*]}" | cksum | cut -d' ' -f1)"
+fi
+cargo build -q --release --locked --target "$TARGET" --target-dir "$target_dir" "${cargo_config[@]}"
+elf="$target_dir/$TARGET/release/count"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # The log (about 200 MB) goes through a pipe to the parser, not to disk.
 mkfifo "$work/log"
 python3 "$here/qemu-count.py" --elf "$elf" --nm "$nm" --ops "$work/out" --log "$work/log" \
-    "${args[@]}" >"$work/table" &
+    "${parser_args[@]}" >"$work/table" &
 parser=$!
 
 started=$SECONDS
@@ -99,7 +124,7 @@ parse_status=0
 wait "$parser" || parse_status=$?
 
 echo "Cortex-M4 ($MACHINE) under QEMU $(qemu-system-arm --version | head -n 1 | awk '{ print $4 }'):" \
-    "footprint/count, opt-level \"s\", fat LTO, aes_backend_soft=\"compact\""
+    "footprint/count, opt-level \"s\", fat LTO, aes_backend_soft=\"compact\"${cargo_config[*]:+, with ${cargo_config[*]}}"
 echo "(QEMU ran $((SECONDS - started)) s)"
 echo
 cat "$work/table"
