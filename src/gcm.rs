@@ -63,6 +63,18 @@ const STAGE: usize = 8;
 /// the length block, `STAGE - 1`, so with E(K, J0) that is `STAGE`.
 const SHORT_KEYSTREAM: usize = STAGE;
 
+/// The short path's GHASH input is laid out in whole groups of this many
+/// blocks, led by zero blocks (GHASH of a zero block from the zero state
+/// is zero): on 64-bit hosts 4, which polyval's CLMUL and PMULL backends
+/// hash aggregated, so no block ends up in a single multiply; on a 32-bit
+/// meter's software GHASH, which multiplies block by block either way, 1,
+/// so no multiply goes to a leading zero block.
+const GHASH_GROUP: usize = if cfg!(target_pointer_width = "64") {
+    4
+} else {
+    1
+};
+
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
 /// The additional authenticated data of one GCM call: optionally the
@@ -693,8 +705,8 @@ struct ShortInput<'s> {
     stage: &'s mut [Block],
     /// Where the payload starts (a block boundary).
     payload: usize,
-    /// Blocks in use (a multiple of 4): leading zero blocks, the AAD, the
-    /// payload and the length block.
+    /// Blocks in use (a multiple of the group): leading zero blocks, the
+    /// AAD, the payload and the length block.
     blocks: usize,
 }
 
@@ -705,7 +717,8 @@ struct ShortInput<'s> {
 )]
 impl<'s> ShortInput<'s> {
     /// Lays out in `stage` (all zeros) the AAD, room for `payload_len`
-    /// octets and the length block; `None` when they do not fit.
+    /// octets and the length block, in whole groups of [`GHASH_GROUP`]
+    /// blocks; `None` when they do not fit.
     #[inline(always)]
     fn new(
         stage: &'s mut [Block],
@@ -713,17 +726,28 @@ impl<'s> ShortInput<'s> {
         aad: &Aad<'_>,
         payload_len: usize,
     ) -> Option<Self> {
+        Self::grouped(stage, size, aad, payload_len, GHASH_GROUP)
+    }
+
+    /// [`Self::new`] with groups of `group` blocks (1, 2 or 4).
+    #[inline(always)]
+    fn grouped(
+        stage: &'s mut [Block],
+        size: ShortSize,
+        aad: &Aad<'_>,
+        payload_len: usize,
+        group: usize,
+    ) -> Option<Self> {
         let ShortSize { aad_len, blocks } = size;
         let aad_blocks = aad_len.div_ceil(16);
-        if blocks > stage.len() {
+        let grouped = blocks.next_multiple_of(group);
+        if grouped > stage.len() {
             return None;
         }
-        // GHASH of a zero block from the zero state is zero: leading zero
-        // blocks round the input up to whole groups of 4, which polyval
-        // hashes aggregated, instead of ending on 1-3 single multiplies.
-        let start = (4 - blocks % 4) % 4 * 16;
+        // Leading zero blocks round the input up to whole groups.
+        let start = (grouped - blocks) * 16;
         let payload = start + aad_blocks * 16;
-        let lens = (blocks.next_multiple_of(4) - 1) * 16;
+        let lens = (grouped - 1) * 16;
         let flat = Block::slice_as_flattened_mut(stage);
         let mut pos = start;
         if let Some((sc, ak)) = aad.sc_ak {
@@ -1135,6 +1159,52 @@ mod tests {
         let all: Vec<serde_json::Value> =
             serde_json::from_str(include_str!("../vectors/suite0-vectors.json")).unwrap();
         all.into_iter().filter(|v| v["kind"] == "gcm").collect()
+    }
+
+    /// The short path's layout in groups of 1, 2 and 4 blocks (the meter's
+    /// and the hosts'): for every AAD and payload length that fits, the
+    /// staged ciphertext hashes to aes-gcm's tag and opens to its
+    /// plaintext, whatever the number of leading zero blocks.
+    #[test]
+    fn short_layout_in_every_group_size_matches_aes_gcm() {
+        let key = [0x42u8; 16];
+        let iv = [7u8; 12];
+        let gcm = Gcm::new(&key);
+        let reference = Reference::new(&key.into());
+        let mut j0 = [counter_block(iv_base(&iv), 1)];
+        encrypt_blocks(gcm.aes(), &mut j0);
+        let [mask] = j0;
+        for aad_len in 0..=STAGE * 16 {
+            for len in 0..=STAGE * 16 {
+                let aad: Vec<u8> = (0..aad_len).map(|i| (i * 7 + 1) as u8).collect();
+                let pt: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
+                let pieces = [aad.as_slice()];
+                let a = Aad::pieces(&pieces);
+                let Some(size) = ShortSize::of(&a, len) else {
+                    continue;
+                };
+                let mut ct = pt.clone();
+                let tag = reference
+                    .encrypt_inout_detached(&iv.into(), &aad, ct.as_mut_slice().into())
+                    .unwrap();
+                let mut batch = [Block::default(); SHORT_KEYSTREAM];
+                let ks = gcm.keystream_batch(&iv, &mut batch, len);
+                let keystream = ks.get(1..).unwrap_or_default().to_vec();
+                for group in [1, 2, 4] {
+                    let mut stage = [Block::default(); STAGE];
+                    let mut input = ShortInput::grouped(&mut stage, size, &a, len, group).unwrap();
+                    input.load_payload(&ct);
+                    assert_eq!(
+                        input.hash_tag(&gcm.ghash, &mask),
+                        tag.as_slice(),
+                        "aad {aad_len}, payload {len}, group {group}"
+                    );
+                    let mut out = ct.clone();
+                    input.open_payload(&keystream, &mut out);
+                    assert_eq!(out, pt, "aad {aad_len}, payload {len}, group {group}");
+                }
+            }
+        }
     }
 
     /// NIST CAVS gcmEncryptExtIV128 entries with 96-bit tags, through the
