@@ -312,3 +312,58 @@ impl<C: Suite0Cipher> KeySource for ModuleKeys<'_, C> {
         Ok(self.ak.as_bytes())
     }
 }
+
+#[cfg(all(test, feature = "hazmat"))]
+mod tests {
+    extern crate alloc;
+    use alloc::format;
+
+    use super::*;
+    use crate::counter::SendCounter;
+    use crate::key::GlobalUnicastEncryptionKey;
+    use crate::suite0::{PeerTitle, Suite0};
+    use crate::types::{Protection, SecurityPolicy};
+    use crate::wire::{InvocationCounter, SystemTitle};
+
+    const TITLE: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x07");
+
+    /// Authentication only runs GMAC through the cipher: a frame
+    /// protected through `ModuleKeys` over a `SoftwareCipher` verifies
+    /// under `Suite0` and the other way round, and a forged tag does not.
+    #[test]
+    fn module_keys_over_the_software_cipher_agree_with_suite0_under_authentication_only() {
+        let guek = GlobalUnicastEncryptionKey::from_bytes([0x31; 16]);
+        let ak = AuthenticationKey::from_bytes([0xA1; 16]);
+        let cipher = SoftwareCipher::dangerous_new(&guek);
+        let module = ModuleKeys::new(KeyKind::GlobalUnicast, &cipher, &ak);
+        let suite = Suite0::new(&guek, &ak);
+        let apdu = [
+            0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
+        ];
+        let req = Protect::unicast(Protection::Authenticated, TITLE);
+        let params = Unprotect {
+            peer_system_title: PeerTitle::Expected(TITLE),
+            policy: SecurityPolicy::Authenticated,
+        };
+        let mut counter = SendCounter::volatile(InvocationCounter::new(5));
+        let mut a = [0u8; 64];
+        let n = module.protect(&req, &mut counter, &apdu, &mut a).unwrap();
+        let mut b = [0u8; 64];
+        let mut counter = SendCounter::volatile(InvocationCounter::new(5));
+        let m = suite.protect(&req, &mut counter, &apdu, &mut b).unwrap();
+        assert_eq!(a[..n], b[..m], "same frame, same tag");
+        assert_eq!(suite.unprotect(&mut a[..n], &params).unwrap().apdu(), &apdu);
+        assert_eq!(
+            module.unprotect(&mut b[..m], &params).unwrap().apdu(),
+            &apdu
+        );
+        let mut forged = [0u8; 64];
+        let mut counter = SendCounter::volatile(InvocationCounter::new(6));
+        let k = module
+            .protect(&req, &mut counter, &apdu, &mut forged)
+            .unwrap();
+        forged[k - 1] ^= 0x01;
+        assert!(suite.unprotect(&mut forged[..k], &params).is_err());
+        assert_eq!(format!("{cipher:?}"), "SoftwareCipher { .. }");
+    }
+}

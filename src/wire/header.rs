@@ -334,6 +334,14 @@ impl<'a> CipheredContentRepr<'a> {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn length_and_emptiness() {
+        let frame = CipheredContentFrame::new_unchecked(&CONTENT_AE[..]);
+        assert_eq!(frame.len(), 30);
+        assert!(!frame.is_empty());
+        assert!(CipheredContentFrame::new_unchecked(&[][..]).is_empty());
+    }
+
     /// GB Table 40, A+E: SC 30, IC 01234567, C (13), T (12).
     pub(crate) static CONTENT_AE: [u8; 30] = [
         0x30, 0x01, 0x23, 0x45, 0x67, 0x41, 0x13, 0x12, 0xFF, 0x93, 0x5A, 0x47, 0x56, 0x68, 0x27,

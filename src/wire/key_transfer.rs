@@ -266,9 +266,16 @@ fn parse_entry(bytes: &[u8]) -> Result<(KeyTransferEntry, &[u8]), Error> {
 )]
 pub(crate) mod tests {
     extern crate alloc;
+    use alloc::format;
     use alloc::vec::Vec;
 
     use super::*;
+
+    #[test]
+    fn debug_of_a_wrapped_key_shows_no_octet() {
+        let w = WrappedKey::new([0xA7; WRAPPED_KEY_LEN]);
+        assert_eq!(format!("{w:?}"), "WrappedKey(24 octets)");
+    }
 
     /// vectors/README.md (self-built): AK `D0D1…DF` wrapped under KEK
     /// `000102…0F`, as a one-entry key_transfer.

@@ -139,6 +139,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_bit_alone() {
+        for (bits, a, e) in [
+            (0x00, false, false),
+            (0x10, true, false),
+            (0x20, false, true),
+            (0x30, true, true),
+        ] {
+            let sc = SecurityControl::from_bits(bits);
+            assert_eq!((sc.authenticated(), sc.encrypted()), (a, e), "{bits:#04X}");
+        }
+    }
+
+    #[test]
     fn fields() {
         let sc = SecurityControl::from_bits(0x70);
         assert_eq!(sc.suite_id(), 0);

@@ -222,7 +222,30 @@ impl fmt::Debug for ApduTag {
 
 #[cfg(test)]
 mod tests {
+    extern crate alloc;
+    use alloc::format;
+
     use super::*;
+
+    #[test]
+    fn debug_names_the_tag_and_what_it_is() {
+        assert_eq!(
+            format!("{:?}", ApduTag::from(0xC8)),
+            "ApduTag(0xC8 Global GetRequest)"
+        );
+        assert_eq!(
+            format!("{:?}", ApduTag::from(0xC0)),
+            "ApduTag(0xC0 GetRequest)"
+        );
+        assert_eq!(
+            format!("{:?}", ApduTag::from(0x01)),
+            "ApduTag(0x01 InitiateRequest)"
+        );
+        assert_eq!(
+            format!("{:?}", ApduTag::from(0x7E)),
+            "ApduTag(0x7E unknown)"
+        );
+    }
 
     #[test]
     fn table_maps_both_ways() {
