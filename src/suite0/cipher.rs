@@ -365,5 +365,53 @@ mod tests {
         forged[k - 1] ^= 0x01;
         assert!(suite.unprotect(&mut forged[..k], &params).is_err());
         assert_eq!(format!("{cipher:?}"), "SoftwareCipher { .. }");
+        assert_eq!(
+            format!("{module:?}"),
+            "ModuleKeys { kind: GlobalUnicast, .. }"
+        );
+    }
+
+    /// Encryption only runs the bare keystream through the cipher: the
+    /// same agreement, and the ciphertext is not the plaintext.
+    #[test]
+    fn module_keys_over_the_software_cipher_agree_with_suite0_under_encryption_only() {
+        let guek = GlobalUnicastEncryptionKey::from_bytes([0x32; 16]);
+        let ak = AuthenticationKey::from_bytes([0xA2; 16]);
+        let cipher = SoftwareCipher::dangerous_new(&guek);
+        let module = ModuleKeys::new(KeyKind::GlobalUnicast, &cipher, &ak);
+        let suite = Suite0::new(&guek, &ak);
+        let apdu = [
+            0xC0, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
+        ];
+        let req = Protect::unicast(Protection::Encrypted, TITLE);
+        let params = Unprotect {
+            peer_system_title: PeerTitle::Expected(TITLE),
+            policy: SecurityPolicy::Encrypted,
+        };
+        let mut a = [0u8; 64];
+        let n = module
+            .protect(
+                &req,
+                &mut SendCounter::volatile(InvocationCounter::new(9)),
+                &apdu,
+                &mut a,
+            )
+            .unwrap();
+        let mut b = [0u8; 64];
+        let m = suite
+            .protect(
+                &req,
+                &mut SendCounter::volatile(InvocationCounter::new(9)),
+                &apdu,
+                &mut b,
+            )
+            .unwrap();
+        assert_eq!(a[..n], b[..m]);
+        assert!(!a[..n].windows(apdu.len() - 1).any(|w| w == &apdu[1..]));
+        assert_eq!(suite.unprotect(&mut a[..n], &params).unwrap().apdu(), &apdu);
+        assert_eq!(
+            module.unprotect(&mut b[..m], &params).unwrap().apdu(),
+            &apdu
+        );
     }
 }
