@@ -111,7 +111,7 @@ pub(crate) fn parse_octet_string(parameter: &[u8]) -> Option<&[u8]> {
 }
 
 /// Length of the pass-4 action-response.
-pub(crate) const HLS_ANSWER_LEN: usize = 24;
+pub(crate) const HLS_ANSWER_LEN: usize = 25;
 
 /// action-response-normal with the octet-string f(CtoS) as return data:
 /// `C7 01 iid 00 01 00 09 11 <17>`.
@@ -225,5 +225,8 @@ mod tests {
         assert_eq!(action_head(&b), None);
         assert_eq!(parse_octet_string(&[0x09, 0x02, 1, 2]), Some(&[1u8, 2][..]));
         assert_eq!(parse_octet_string(&[0x09, 0x03, 1, 2]), None);
+        let a = hls_answer(0xC1, &[7; 17]);
+        assert_eq!(a[..8], [0xC7, 0x01, 0xC1, 0x00, 0x01, 0x00, 0x09, 0x11]);
+        assert_eq!(a[8..], [7; 17]);
     }
 }
