@@ -39,7 +39,7 @@ use crate::key::wrap::KeyId;
 use crate::key::{DedicatedKey, MasterKey};
 use crate::meter::DeviceCapabilities;
 use crate::meter::floors::{Floor, FloorPersistence};
-use crate::meter::key_transfer::{SecuritySetupKeys, stage};
+use crate::meter::key_transfer::{SecuritySetupKeys, StagedKeys, stage};
 use crate::meter::setup::{
     self, ACTION_DENIED, ACTION_OTHER_REASON, ACTION_SUCCESS, ACTION_TYPE_UNMATCHED,
     ASSOCIATION_LN_CLASS_ID, REPLY_TO_HLS_METHOD, SECURITY_ACTIVATE_METHOD,
@@ -47,7 +47,7 @@ use crate::meter::setup::{
 use crate::suite0::{PeerTitle, Protect, Suite0, Unprotect, hls5};
 use crate::types::{Client, Protection, SecurityPolicy};
 use crate::wire::{
-    CipheredForm, FrameKind, FrameLayout, KeyFamily, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle,
+    CipheredForm, FrameKind, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle,
     parse_key_transfer_request,
 };
 
@@ -100,6 +100,14 @@ enum Hls {
     },
     /// Pass 3 verified, pass 4 answered.
     Authenticated,
+}
+
+/// What a served method changes once its answer is out.
+enum After {
+    Nothing,
+    Install(StagedKeys),
+    Policy(SecurityPolicy),
+    Hls(Hls),
 }
 
 /// One association's state: what dies at release.
@@ -293,7 +301,7 @@ impl<C: SendCounters, F: FloorPersistence> Endpoint<Client, C, F, 5> {
     /// An endpoint for the five SMETS1 clients ([`Client::ALL`]; Public
     /// is never provisioned).
     #[must_use]
-    pub const fn smets1(
+    pub fn smets1(
         title: SystemTitle,
         mk: MasterKey,
         counters: C,
@@ -310,7 +318,7 @@ impl<K: Copy + PartialEq, C: SendCounters, F: FloorPersistence, const N: usize>
     /// An endpoint for the device `title` with Master Key `mk`, serving
     /// `clients`; no client has keys yet.
     #[must_use]
-    pub const fn new(
+    pub fn new(
         title: SystemTitle,
         mk: MasterKey,
         clients: [K; N],
@@ -323,7 +331,7 @@ impl<K: Copy + PartialEq, C: SendCounters, F: FloorPersistence, const N: usize>
             mk,
             capabilities,
             clients,
-            setups: [const { None }; N],
+            setups: core::array::from_fn(|_| None),
             counters,
             floors,
             floor_ahead: DEFAULT_FLOOR_RESERVE,
@@ -501,28 +509,25 @@ impl<K: Copy + PartialEq, C: SendCounters, F: FloorPersistence, const N: usize>
             .get_mut(slot)
             .and_then(Option::as_mut)
             .ok_or(Error::KeyNotAvailable(KeyKind::GlobalUnicast))?;
-        let layout = FrameLayout::parse(frame)?;
-        let (dedicated, form) = match layout.kind {
-            FrameKind::Service(s) => (s.family == KeyFamily::Dedicated, Answer::ServiceSpecific),
-            FrameKind::GeneralDed => (true, Answer::General),
-            FrameKind::GeneralGlo | FrameKind::GeneralCiphering { .. } => (false, Answer::General),
-        };
-        // The stateless replay check first: an old counter is refused
-        // before any key is used or any byte of the frame changes.
-        let ic = layout.invocation_counter;
-        if dedicated {
-            match &setup.association.dedicated {
-                Some((_, guard)) => guard.check(ic)?,
-                None => return Err(Error::KeyNotAvailable(KeyKind::Dedicated)),
-            }
-        } else {
-            setup.floor.guard().check(ic)?;
-        }
         let params = Unprotect {
             peer_system_title: PeerTitle::Expected(setup.peer),
             policy: setup.policy,
         };
-        let got = setup.suite.unprotect(frame, &params)?;
+        // The stateless replay check first: an old counter is refused
+        // before any key is used or any byte of the frame changes.
+        let (floor, association) = (&setup.floor, &setup.association);
+        let got = setup.suite.unprotect_checked(frame, &params, |key, ic| {
+            match (key, &association.dedicated) {
+                (KeyKind::Dedicated, Some((_, guard))) => guard.check(ic)?,
+                (KeyKind::Dedicated, None) => return Err(Error::KeyNotAvailable(key)),
+                _ => floor.guard().check(ic)?,
+            }
+            Ok(())
+        })?;
+        let form = match got.kind() {
+            FrameKind::Service(_) => Answer::ServiceSpecific,
+            _ => Answer::General,
+        };
         // From here on the frame holds plaintext: every path wipes it.
         let admitted = match (got.replay_proof(), &mut setup.association.dedicated) {
             (None, _) => Err(CounterError::Unauthenticated),
@@ -615,129 +620,119 @@ impl<K: Copy + PartialEq, C: SendCounters, F: FloorPersistence, const N: usize>
         let Some(head) = setup::action_head(request.apdu) else {
             return Ok(Served::Application(request));
         };
-        let iid = head.invoke_id_and_priority;
-        match (head.class_id, head.method) {
+        let title = self.title;
+        let slot = request.slot;
+        let setup = self
+            .setups
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Error::KeyNotAvailable(KeyKind::GlobalUnicast))?;
+        // Decide (nothing changes yet), answer, then apply.
+        let mut f_ctos = None;
+        let (outcome, after) = match (head.class_id, head.method) {
             (SECURITY_SETUP_CLASS_ID, crate::wire::KEY_TRANSFER_METHOD) => {
-                self.key_transfer(&request, out)
+                match self.key_transfer_stage(&request) {
+                    Ok(staged) => (Outcome::KeysInstalled, After::Install(staged)),
+                    Err(r) => (Outcome::Refused(r), After::Nothing),
+                }
             }
             (SECURITY_SETUP_CLASS_ID, SECURITY_ACTIVATE_METHOD) => {
-                let wanted = setup::parse_activate(head.parameter);
-                let current = self.setup_mut(request.slot)?.policy;
-                let outcome = match wanted {
+                match setup::parse_activate(head.parameter) {
                     _ if !request.protection.is_authenticated() => {
-                        Outcome::Refused(Refusal::Protection)
+                        (Outcome::Refused(Refusal::Protection), After::Nothing)
                     }
-                    None => Outcome::Refused(Refusal::Malformed),
-                    Some(p) if setup::strengthens(current, p) => Outcome::PolicyActivated(p),
-                    Some(_) => Outcome::Refused(Refusal::Weakening),
-                };
-                let len =
-                    self.protect(&request, &setup::action_response(iid, result(outcome)), out)?;
-                if let Outcome::PolicyActivated(p) = outcome {
-                    self.setup_mut(request.slot)?.policy = p;
+                    None => (Outcome::Refused(Refusal::Malformed), After::Nothing),
+                    Some(p) if setup::strengthens(setup.policy, p) => {
+                        (Outcome::PolicyActivated(p), After::Policy(p))
+                    }
+                    Some(_) => (Outcome::Refused(Refusal::Weakening), After::Nothing),
                 }
-                Ok(Served::Answered { len, outcome })
             }
             (ASSOCIATION_LN_CLASS_ID, REPLY_TO_HLS_METHOD) => {
-                let title = self.title;
-                let setup = self
-                    .setups
-                    .get_mut(request.slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Error::KeyNotAvailable(KeyKind::GlobalUnicast))?;
                 let counter = self
                     .counters
-                    .counter(request.slot)
+                    .counter(slot)
                     .ok_or(Error::Misuse("no send counter for this client"))?;
-                let f_ctos = match (
+                if let (Hls::Pending { ctos, stoc }, Some(f_stoc)) = (
                     &setup.association.hls,
                     setup::parse_octet_string(head.parameter),
-                ) {
-                    (Hls::Pending { ctos, stoc }, Some(f_stoc))
-                        if hls5::verify(&setup.suite, &setup.peer, stoc, f_stoc).is_ok() =>
-                    {
-                        Some(hls5::respond(&setup.suite, &title, counter, ctos)?)
-                    }
-                    _ => None,
-                };
-                let (len, outcome) = match f_ctos {
-                    Some(f) => (
-                        self.protect(&request, &setup::hls_answer(iid, f.as_bytes()), out)?,
-                        Outcome::HlsAuthenticated,
-                    ),
-                    None => (
-                        self.protect(
-                            &request,
-                            &setup::action_response(iid, ACTION_OTHER_REASON),
-                            out,
-                        )?,
-                        Outcome::Refused(Refusal::Hls),
-                    ),
-                };
+                ) && hls5::verify(&setup.suite, &setup.peer, stoc, f_stoc).is_ok()
+                {
+                    f_ctos = Some(hls5::respond(&setup.suite, &title, counter, ctos)?);
+                }
                 // One attempt: a failed pass 3 leaves the association
                 // unauthenticated for good.
-                self.setup_mut(request.slot)?.association.hls = match outcome {
-                    Outcome::HlsAuthenticated => Hls::Authenticated,
-                    _ => Hls::None,
-                };
-                Ok(Served::Answered { len, outcome })
-            }
-            _ => Ok(Served::Application(request)),
-        }
-    }
-
-    /// key_transfer: stage, answer under the old keys, install.
-    fn key_transfer(&mut self, request: &Request<'_>, out: &mut [u8]) -> Result<Served<'static>> {
-        let iid = setup::action_head(request.apdu).map_or(0, |h| h.invoke_id_and_priority);
-        let staged = if request.protection == Protection::AuthenticatedEncrypted {
-            match parse_key_transfer_request(request.apdu) {
-                Ok((_, t)) => {
-                    let new_mk = t.entries().iter().any(|e| e.key_id == KeyId::Master);
-                    if new_mk && !self.capabilities.master_key_rotation {
-                        Err(Refusal::MasterKeyRotation)
-                    } else {
-                        stage(&self.mk, &t).map_err(|_| Refusal::Unwrap)
-                    }
+                match f_ctos {
+                    Some(_) => (Outcome::HlsAuthenticated, After::Hls(Hls::Authenticated)),
+                    None => (Outcome::Refused(Refusal::Hls), After::Hls(Hls::None)),
                 }
-                Err(_) => Err(Refusal::Malformed),
             }
+            _ => return Ok(Served::Application(request)),
+        };
+        let iid = head.invoke_id_and_priority;
+        let answer = match &f_ctos {
+            Some(f) => setup::hls_answer(iid, f.as_bytes()),
+            None => setup::hls_answer_prefix(setup::action_response(iid, result(outcome))),
+        };
+        let answer_len = if f_ctos.is_some() {
+            setup::HLS_ANSWER_LEN
         } else {
-            Err(Refusal::Protection)
+            setup::ACTION_RESPONSE_LEN
         };
-        let outcome = match &staged {
-            Ok(_) => Outcome::KeysInstalled,
-            Err(r) => Outcome::Refused(*r),
-        };
-        // Under the old keys; if it cannot be sent the staged keys are
-        // dropped (wiped) and nothing changes.
-        let len = self.protect(request, &setup::action_response(iid, result(outcome)), out)?;
-        if let Ok(staged) = staged {
-            let fresh_floor = staged.replaces(KeyId::GlobalUnicastEncryption)
-                || staged.replaces(KeyId::Authentication);
-            let slot = request.slot;
-            let setup = self
-                .setups
-                .get_mut(slot)
-                .and_then(Option::as_mut)
-                .ok_or(Error::KeyNotAvailable(KeyKind::GlobalUnicast))?;
-            staged.install(&mut self.mk, &mut setup.keys);
-            setup.suite = setup.keys.suite0();
-            // The association's dedicated key outlives a key_transfer.
-            if let Some((dk, _)) = &setup.association.dedicated {
-                setup.suite.set_dedicated_key(dk);
-            }
-            setup.epoch = setup.epoch.wrapping_add(1);
-            if fresh_floor {
-                let guard = setup
-                    .suite
-                    .replay_guard(setup.peer, KeyKind::GlobalUnicast)?;
-                setup.floor = Floor::fresh(guard);
-                // Best effort: until it lands the old record names the old
-                // key, which restores as a fresh floor for the new one too.
-                let _ = self.floors.store(slot, setup.floor.empty_record());
+        // Under the keys the request came under (the old keys for a
+        // key_transfer); if it cannot be sent, nothing is applied (staged
+        // keys are wiped as they drop).
+        let len = self.protect(&request, answer.get(..answer_len).unwrap_or_default(), out)?;
+        let setup = self
+            .setups
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Error::KeyNotAvailable(KeyKind::GlobalUnicast))?;
+        match after {
+            After::Nothing => {}
+            After::Policy(p) => setup.policy = p,
+            After::Hls(h) => setup.association.hls = h,
+            After::Install(staged) => {
+                let fresh_floor = staged.replaces(KeyId::GlobalUnicastEncryption)
+                    || staged.replaces(KeyId::Authentication);
+                staged.install(&mut self.mk, &mut setup.keys);
+                setup.suite = setup.keys.suite0();
+                // The association's dedicated key outlives a key_transfer.
+                if let Some((dk, _)) = &setup.association.dedicated {
+                    setup.suite.set_dedicated_key(dk);
+                }
+                setup.epoch = setup.epoch.wrapping_add(1);
+                if fresh_floor {
+                    let guard = setup
+                        .suite
+                        .replay_guard(setup.peer, KeyKind::GlobalUnicast)?;
+                    setup.floor = Floor::fresh(guard);
+                    // Best effort: until it lands the old record names the
+                    // old key, which restores as a fresh floor for the new
+                    // one too.
+                    let _ = self.floors.store(slot, setup.floor.empty_record());
+                }
             }
         }
         Ok(Served::Answered { len, outcome })
+    }
+
+    /// key_transfer, phase 1: every check, and every entry unwrapped under
+    /// the current Master Key; nothing changes.
+    fn key_transfer_stage(
+        &self,
+        request: &Request<'_>,
+    ) -> core::result::Result<StagedKeys, Refusal> {
+        if request.protection != Protection::AuthenticatedEncrypted {
+            return Err(Refusal::Protection);
+        }
+        let (_, t) = parse_key_transfer_request(request.apdu).map_err(|_| Refusal::Malformed)?;
+        if !self.capabilities.master_key_rotation
+            && t.entries().iter().any(|e| e.key_id == KeyId::Master)
+        {
+            return Err(Refusal::MasterKeyRotation);
+        }
+        stage(&self.mk, &t).map_err(|_| Refusal::Unwrap)
     }
 
     /// Opens an association of `client` from the AARQ's user-information:

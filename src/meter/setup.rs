@@ -57,10 +57,25 @@ pub(crate) fn action_head(apdu: &[u8]) -> Option<ActionHead<'_>> {
     })
 }
 
+/// Length of an action-response without return parameters.
+pub(crate) const ACTION_RESPONSE_LEN: usize = 5;
+
 /// action-response-normal without return parameters:
 /// `C7 01 iid result 00`.
-pub(crate) const fn action_response(iid: u8, result: u8) -> [u8; 5] {
+pub(crate) const fn action_response(iid: u8, result: u8) -> [u8; ACTION_RESPONSE_LEN] {
     [0xC7, 0x01, iid, result, 0x00]
+}
+
+/// `response` at the start of a buffer as long as the longest answer.
+pub(crate) const fn hls_answer_prefix(response: [u8; ACTION_RESPONSE_LEN]) -> [u8; HLS_ANSWER_LEN] {
+    let [a, b, c, d, e] = response;
+    let mut out = [0u8; HLS_ANSWER_LEN];
+    out[0] = a;
+    out[1] = b;
+    out[2] = c;
+    out[3] = d;
+    out[4] = e;
+    out
 }
 
 /// The security policy of a version-0 Security Setup value (0..=3).

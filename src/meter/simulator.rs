@@ -50,7 +50,7 @@ impl<P: CounterPersistence> Meter<P> {
     /// A meter with its Master Key and no client keys yet. `head_end` is the
     /// system title its clients send under (the DCO's).
     #[must_use]
-    pub const fn new(
+    pub fn new(
         title: SystemTitle,
         head_end: SystemTitle,
         mk: MasterKey,
