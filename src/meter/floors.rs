@@ -3,8 +3,9 @@
 //!
 //! The record a firmware keeps per client is a **ceiling**: every counter
 //! value accepted under the record's key is below it. Before the floor
-//! accepts a counter at or above the ceiling it makes the ceiling durable
-//! at that counter + 1 + N ([`Floor::admit`]); the frames up to that mark
+//! accepts a counter at or above the ceiling (in
+//! [`Endpoint::unprotect`](crate::meter::Endpoint::unprotect)) it makes
+//! the ceiling durable at that counter + 1 + N; the frames up to that mark
 //! are then accepted without a write. After a power loss the floor resumes
 //! **at** the ceiling: nothing accepted before the loss is accepted again,
 //! and at most N unused values are skipped (a client whose next counter is
