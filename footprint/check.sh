@@ -2,9 +2,10 @@
 # Meter-firmware footprint check. Run from anywhere; CI runs
 # it from the repository root through .ci/run.
 #
-# Builds footprint/ (a #![no_std] #![no_main] Cortex-M4F image that calls
-# protect, unprotect, HLS-5 respond/verify and key_transfer parse/stage/
-# install) for thumbv7em-none-eabihf at opt-level "s" with fat LTO and the
+# Builds footprint/ (a #![no_std] #![no_main] Cortex-M4F image that runs
+# the meter endpoint: restore, associate, expect_hls, unprotect, serve
+# (key_transfer, security_activate, HLS-5 pass 3), protect, release) for
+# thumbv7em-none-eabihf at opt-level "s" with fat LTO and the
 # aes crate's compact software backend, then:
 #   * reports .text + .rodata and fails when it exceeds the budget;
 #   * breaks it down by crate from the symbol table;

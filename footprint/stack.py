@@ -144,14 +144,13 @@ def short(name):
 
 
 roots = [
-    ("protect", "footprint::api::protect"),
-    ("unprotect", "footprint::api::unprotect"),
-    ("hls5::respond", "footprint::api::hls5_respond"),
-    ("hls5::verify", "footprint::api::hls5_verify"),
-    ("key_transfer parse", "footprint::api::key_transfer_parse"),
-    ("key_transfer stage", "footprint::api::key_transfer_stage"),
-    ("key_transfer install", "footprint::api::key_transfer_install"),
-    ("Suite0::new (keys.suite0())", "footprint::api::suite0_new"),
+    ("Endpoint::restore", "footprint::api::restore"),
+    ("Endpoint::unprotect", "footprint::api::unprotect"),
+    ("Endpoint::serve", "footprint::api::serve"),
+    ("Endpoint::protect", "footprint::api::protect"),
+    ("Endpoint::associate", "footprint::api::associate"),
+    ("Endpoint::expect_hls", "footprint::api::expect_hls"),
+    ("Endpoint::release", "footprint::api::release"),
     ("whole firmware (Reset -> main)", "Reset"),
     ("whole firmware (Reset -> main)", "__stext"),  # Reset's other label
 ]
@@ -177,7 +176,7 @@ for label_, path in chains:
     print(f"  {label_}: {steps}")
 ind = sorted(f for f in indirect if f in memo)
 print("Each figure is what that call needs below its caller (the shim's frame")
-print("included); the Suite0 (in main's frame) counts only in the whole-firmware")
+print("included); the Endpoint (in main's frame) counts only in the whole-firmware")
 print("line. '~': the path has a frame read from a prologue (compiler_builtins")
 print("has no .stack_sizes record). Interrupt handlers come on top.")
 if ind:

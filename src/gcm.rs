@@ -53,6 +53,12 @@ pub const TAG_LEN: usize = 12;
 /// `u128` shifts are library code and cost flash.
 const WINDOWED: bool = cfg!(target_pointer_width = "64");
 
+/// Whether short messages take the one-pass paths (`seal_short`,
+/// `open_short`, `gmac_short`): on hosts, where they are faster; not on
+/// the meter (32-bit), where the streaming path alone costs less flash.
+/// The streaming path is tested on short messages too.
+const SHORT_PATHS: bool = cfg!(target_pointer_width = "64");
+
 /// Blocks of the short path's buffer (a message whose GHASH input fits in
 /// 128 octets: with the 17-octet SC ‖ AK as the whole AAD, a payload of up
 /// to 80 octets) and blocks a GHASH stream stages before one `update` call.
@@ -258,9 +264,21 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         src: Option<&[u8]>,
         data: &mut [u8],
     ) -> [u8; TAG_LEN] {
-        if let Some(tag) = self.seal_short(iv, &aad, src, data) {
+        if SHORT_PATHS && let Some(tag) = self.seal_short(iv, &aad, src, data) {
             return tag;
         }
+        self.seal_stream(iv, &aad, src, data)
+    }
+
+    /// [`Self::seal_from`] through the streaming path, whatever the length.
+    fn seal_stream(
+        &self,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        src: Option<&[u8]>,
+        data: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let aad = *aad;
         let mut state = self.ghash.clone();
         let mut gh = GhashStream::new(&mut state, &aad, data.len());
         let aad_len = gh.update_aad(&aad);
@@ -295,9 +313,21 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthError> {
-        if let Some(result) = self.open_short(iv, &aad, data, tag) {
+        if SHORT_PATHS && let Some(result) = self.open_short(iv, &aad, data, tag) {
             return result;
         }
+        self.open_stream(iv, &aad, data, tag)
+    }
+
+    /// [`Self::open`] through the streaming path, whatever the length.
+    fn open_stream(
+        &self,
+        iv: &[u8; 12],
+        aad: &Aad<'_>,
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AuthError> {
+        let aad = *aad;
         let mut state = self.ghash.clone();
         let mut gh = GhashStream::new(&mut state, &aad, data.len());
         let aad_len = gh.update_aad(&aad);
@@ -327,9 +357,15 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
 
     /// The 96-bit GMAC tag over `aad` (GCM with an empty plaintext).
     pub(crate) fn gmac(&self, iv: &[u8; 12], aad: Aad<'_>) -> [u8; TAG_LEN] {
-        if let Some(tag) = self.gmac_short(iv, &aad) {
+        if SHORT_PATHS && let Some(tag) = self.gmac_short(iv, &aad) {
             return tag;
         }
+        self.gmac_stream(iv, &aad)
+    }
+
+    /// [`Self::gmac`] through the streaming path, whatever the length.
+    fn gmac_stream(&self, iv: &[u8; 12], aad: &Aad<'_>) -> [u8; TAG_LEN] {
+        let aad = *aad;
         let mut state = self.ghash.clone();
         let mut gh = GhashStream::new(&mut state, &aad, 0);
         let aad_len = gh.update_aad(&aad);
@@ -1288,6 +1324,44 @@ mod tests {
                     reference(&key, &iv, &joined, &mut [])
                 );
                 gcm.open(&iv, Aad::pieces(&[&aad]), &mut ours, &t1).unwrap();
+                assert_eq!(ours, pt);
+            }
+        }
+    }
+
+    /// The streaming paths (the only ones on the meter) on the short
+    /// messages the one-pass paths take on hosts: the same frames and tags
+    /// as aes-gcm, and a wrong tag refused with the buffer untouched.
+    #[test]
+    fn streaming_paths_match_aes_gcm_on_short_messages() {
+        let key = [7u8; 16];
+        let iv = [9u8; 12];
+        let gcm = Gcm::new(&key);
+        for n in 0..=96usize {
+            for m in [0usize, 1, 17, 31, 48] {
+                let aad: Vec<u8> = (0..m).map(|i| i as u8).collect();
+                let pt: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+                let mut ours = pt.clone();
+                let mut theirs = pt.clone();
+                let t1 = gcm.seal_stream(&iv, &Aad::pieces(&[&aad]), None, &mut ours);
+                let t2 = reference(&key, &iv, &aad, &mut theirs);
+                assert_eq!((t1, &ours), (t2, &theirs), "n={n} m={m}");
+                let mut joined = aad.clone();
+                joined.extend_from_slice(&pt);
+                assert_eq!(
+                    gcm.gmac_stream(&iv, &Aad::pieces(&[&aad, &pt])),
+                    reference(&key, &iv, &joined, &mut [])
+                );
+                let mut bad = t1;
+                bad[0] ^= 1;
+                let ct = ours.clone();
+                assert!(
+                    gcm.open_stream(&iv, &Aad::pieces(&[&aad]), &mut ours, &bad)
+                        .is_err()
+                );
+                assert_eq!(ours, ct);
+                gcm.open_stream(&iv, &Aad::pieces(&[&aad]), &mut ours, &t1)
+                    .unwrap();
                 assert_eq!(ours, pt);
             }
         }

@@ -153,3 +153,98 @@ fn hot_paths_do_not_allocate() {
         0
     );
 }
+
+/// The meter endpoint's request path (unprotect, serve, protect) and a
+/// key_transfer through it allocate nothing.
+#[test]
+fn the_meter_endpoint_does_not_allocate() {
+    use dlms_sec::counter::SendCounter;
+    use dlms_sec::key::wrap::KeyId;
+    use dlms_sec::meter::key_transfer::SecuritySetupKeys;
+    use dlms_sec::meter::{DeviceCapabilities, Endpoint, InMemoryFloors, OneCounter, Served};
+    use dlms_sec::wire::{KeyTransfer, SecuritySetupMethod};
+
+    let head_end = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
+    let mk = [0x0F; 16];
+    let mut m = Endpoint::smets1(
+        TITLE,
+        MasterKey::from_bytes(mk),
+        OneCounter(SendCounter::volatile(InvocationCounter::new(1))),
+        InMemoryFloors::<5>::new(),
+        DeviceCapabilities::default(),
+    );
+    m.provision(
+        Client::Management,
+        head_end,
+        SecuritySetupKeys::new(
+            GlobalUnicastEncryptionKey::from_bytes([7; 16]),
+            AuthenticationKey::from_bytes([8; 16]),
+        ),
+        SecurityPolicy::AuthenticatedEncrypted,
+    )
+    .unwrap();
+    let client = Suite0::new(
+        &GlobalUnicastEncryptionKey::from_bytes([7; 16]),
+        &AuthenticationKey::from_bytes([8; 16]),
+    );
+    let req = Protect::unicast(Protection::AuthenticatedEncrypted, head_end);
+    let get = [
+        0xC0u8, 0x01, 0xC1, 0x00, 0x08, 0, 0, 1, 0, 0, 0xFF, 0x02, 0x00,
+    ];
+    let mut transfer = KeyTransfer::new();
+    transfer
+        .push(
+            KeyId::Authentication,
+            wrap::wrap(
+                &MasterKey::from_bytes(mk),
+                &AuthenticationKey::from_bytes([9; 16]),
+            ),
+        )
+        .unwrap();
+    let mut action = [0u8; 64];
+    let n = SecuritySetupMethod::default()
+        .emit_key_transfer_request(&transfer, &mut action)
+        .unwrap();
+    let mut get_frame = [0u8; 64];
+    let g = client
+        .protect(
+            &req,
+            &mut SendCounter::volatile(InvocationCounter::new(1)),
+            &get,
+            &mut get_frame,
+        )
+        .unwrap();
+    let mut kt_frame = [0u8; 128];
+    let k = client
+        .protect(
+            &req,
+            &mut SendCounter::volatile(InvocationCounter::new(2)),
+            &action[..n],
+            &mut kt_frame,
+        )
+        .unwrap();
+    let mut out = [0u8; 128];
+    let mut installed = false;
+    let count = allocations(|| {
+        let request = m
+            .unprotect(Client::Management, &mut get_frame[..g])
+            .unwrap();
+        match m.serve(request, &mut out).unwrap() {
+            Served::Application(r) => {
+                m.protect(&r, &[0xC4, 0x01, 0xC1, 0x00, 0x11, 0x00], &mut out)
+                    .unwrap();
+            }
+            Served::Answered { .. } => {}
+        }
+        let request = m.unprotect(Client::Management, &mut kt_frame[..k]).unwrap();
+        installed = matches!(
+            m.serve(request, &mut out).unwrap(),
+            Served::Answered {
+                outcome: dlms_sec::meter::Outcome::KeysInstalled,
+                ..
+            }
+        );
+    });
+    assert!(installed);
+    assert_eq!(count, 0);
+}

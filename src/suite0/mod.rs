@@ -380,6 +380,22 @@ impl Suite0 {
     pub fn unprotect<'b>(&self, frame: &'b mut [u8], req: &Unprotect) -> Result<Unprotected<'b>> {
         self.unprotect_core(frame, req)
     }
+
+    /// As [`Self::unprotect`], with `check` run on the key the frame names
+    /// and its counter after the structural checks and before any key is
+    /// used or any byte of `frame` changes: a receiver's stateless replay
+    /// check ([`ReplayGuard::check`]) without parsing the frame twice.
+    ///
+    /// # Errors
+    /// As [`Self::unprotect`], and whatever `check` returns.
+    pub fn unprotect_checked<'b>(
+        &self,
+        frame: &'b mut [u8],
+        req: &Unprotect,
+        check: impl FnOnce(KeyKind, InvocationCounter) -> Result<()>,
+    ) -> Result<Unprotected<'b>> {
+        self.unprotect_core_checked(frame, req, check)
+    }
 }
 
 /// Where the protection code finds its keys: a [`Suite0`] context, or the
@@ -491,6 +507,16 @@ pub(crate) trait KeySource {
 
     /// The body of [`Suite0::unprotect`].
     fn unprotect_core<'b>(&self, frame: &'b mut [u8], req: &Unprotect) -> Result<Unprotected<'b>> {
+        self.unprotect_core_checked(frame, req, |_, _| Ok(()))
+    }
+
+    /// The body of [`Suite0::unprotect_checked`].
+    fn unprotect_core_checked<'b>(
+        &self,
+        frame: &'b mut [u8],
+        req: &Unprotect,
+        check: impl FnOnce(KeyKind, InvocationCounter) -> Result<()>,
+    ) -> Result<Unprotected<'b>> {
         let layout = FrameLayout::parse(frame)?;
         let sc = layout.security_control;
         let protection = sc.check_suite0()?;
@@ -499,6 +525,7 @@ pub(crate) trait KeySource {
         if ic.value() == InvocationCounter::RESERVED {
             return Err(Error::Counter(CounterError::Replay));
         }
+        check(key, ic)?;
         if !req.policy.permits(protection) {
             return Err(Error::PolicyViolation {
                 required: req.policy,

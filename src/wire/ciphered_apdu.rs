@@ -316,7 +316,10 @@ impl HeaderLayout {
     ///
     /// # Errors
     /// [`Error::BufferTooSmall`] when `out` is shorter than the whole frame.
+    // Inlined on the meter too: in its one caller the forms that caller
+    // never emits (general-ciphering, for the meter endpoint) drop out.
     #[cfg_attr(target_pointer_width = "64", inline(always))]
+    #[cfg_attr(not(target_pointer_width = "64"), inline)]
     pub(crate) fn emit(&self, fields: &HeaderFields<'_>, out: &mut [u8]) -> Result<Range<usize>> {
         let HeaderFields {
             form,

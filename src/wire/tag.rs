@@ -39,35 +39,68 @@ macro_rules! services {
             /// Every service in the table.
             pub const ALL: &'static [Service] = &[$(Service::$name,)*];
 
+            /// Each service with its plain, glo- and ded- tags (one table
+            /// walked by the lookups below: less flash than a `match` per
+            /// lookup).
+            const TAGS: &'static [(Service, [u8; 3])] = &[$((Service::$name, [$plain, $glo, $ded]),)*];
+
+            /// The plain, glo- and ded- tags of `self`.
+            const fn tags(self) -> [u8; 3] {
+                let mut rest = Self::TAGS;
+                while let [(service, tags), tail @ ..] = rest {
+                    if *service as u8 == self as u8 {
+                        return *tags;
+                    }
+                    rest = tail;
+                }
+                [0; 3]
+            }
+
             /// The tag of the unprotected APDU.
             #[must_use]
             pub const fn plain_tag(self) -> u8 {
-                match self { $( Self::$name => $plain, )* }
+                self.tags()[0]
             }
 
             /// The ciphered tag for `family`.
             #[must_use]
             pub const fn ciphered_tag(self, family: KeyFamily) -> u8 {
-                match (self, family) {
-                    $( (Self::$name, KeyFamily::Global) => $glo,
-                       (Self::$name, KeyFamily::Dedicated) => $ded, )*
+                let [_, glo, ded] = self.tags();
+                match family {
+                    KeyFamily::Global => glo,
+                    KeyFamily::Dedicated => ded,
                 }
             }
 
             /// The service whose plain tag is `tag`.
             #[must_use]
             pub const fn from_plain_tag(tag: u8) -> Option<Self> {
-                match tag { $( $plain => Some(Self::$name), )* _ => None }
+                let mut rest = Self::TAGS;
+                while let [(service, [plain, ..]), tail @ ..] = rest {
+                    if *plain == tag {
+                        return Some(*service);
+                    }
+                    rest = tail;
+                }
+                None
             }
 
             /// The service and key family of a ciphered tag.
             #[must_use]
             pub const fn from_ciphered_tag(tag: u8) -> Option<CipheredService> {
-                match tag {
-                    $( $glo => Some(CipheredService { service: Self::$name, family: KeyFamily::Global }),
-                       $ded => Some(CipheredService { service: Self::$name, family: KeyFamily::Dedicated }), )*
-                    _ => None,
+                let mut rest = Self::TAGS;
+                while let [(service, [_, glo, ded]), tail @ ..] = rest {
+                    let family = if *glo == tag {
+                        KeyFamily::Global
+                    } else if *ded == tag {
+                        KeyFamily::Dedicated
+                    } else {
+                        rest = tail;
+                        continue;
+                    };
+                    return Some(CipheredService { service: *service, family });
                 }
+                None
             }
         }
     };

@@ -1,0 +1,198 @@
+//! A simulated SMETS1 meter: the [`Endpoint`] under a fake COSEM
+//! application with canned answers, for the tests and the demonstration.
+//!
+//! The application answers a get-request with the meter's title, a
+//! set-request and any action-request the layer does not serve with
+//! success; the security layer serves key_transfer, security_activate and
+//! HLS-5. One send counter counts every client's answers.
+
+use crate::counter::{CounterPersistence, SendCounter};
+use crate::error::{Error, Result, Unsupported, WireError};
+use crate::key::MasterKey;
+use crate::meter::endpoint::{Endpoint, OneCounter, Outcome, Served};
+use crate::meter::floors::VolatileFloors;
+use crate::meter::key_transfer::SecuritySetupKeys;
+use crate::meter::{DeviceCapabilities, setup};
+use crate::types::{Client, SecurityPolicy};
+use crate::wire::{KEY_TRANSFER_METHOD, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle};
+
+/// A simulated SMETS1 meter.
+pub struct Meter<P: CounterPersistence> {
+    endpoint: Endpoint<Client, OneCounter<SendCounter<P>>, VolatileFloors, 5>,
+    head_end: SystemTitle,
+    installs: u32,
+}
+
+impl<P: CounterPersistence> core::fmt::Debug for Meter<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Meter")
+            .field("title", &self.endpoint.title())
+            .field("head_end", &self.head_end)
+            .field("capabilities", &self.endpoint.capabilities())
+            .field("installs", &self.installs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Meter::handle`] did with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// An ordinary request was answered.
+    Answered,
+    /// A key_transfer was answered with success and its keys installed.
+    KeysInstalled,
+    /// A key_transfer was refused (answered with a failure result); nothing
+    /// was installed.
+    TransferRefused,
+}
+
+impl<P: CounterPersistence> Meter<P> {
+    /// A meter with its Master Key and no client keys yet. `head_end` is the
+    /// system title its clients send under (the DCO's).
+    #[must_use]
+    pub fn new(
+        title: SystemTitle,
+        head_end: SystemTitle,
+        mk: MasterKey,
+        counter: SendCounter<P>,
+        capabilities: DeviceCapabilities,
+    ) -> Self {
+        Self {
+            endpoint: Endpoint::smets1(
+                title,
+                mk,
+                OneCounter(counter),
+                VolatileFloors,
+                capabilities,
+            ),
+            head_end,
+            installs: 0,
+        }
+    }
+
+    /// The meter's system title.
+    #[must_use]
+    pub const fn title(&self) -> SystemTitle {
+        self.endpoint.title()
+    }
+
+    /// Its capabilities.
+    #[must_use]
+    pub const fn capabilities(&self) -> DeviceCapabilities {
+        self.endpoint.capabilities()
+    }
+
+    /// How many key_transfers it has installed.
+    #[must_use]
+    pub const fn installs(&self) -> u32 {
+        self.installs
+    }
+
+    /// Its send counter.
+    #[must_use]
+    pub const fn counter(&self) -> &SendCounter<P> {
+        self.endpoint.counters().get()
+    }
+
+    /// The security layer under the simulated application.
+    pub const fn endpoint_mut(
+        &mut self,
+    ) -> &mut Endpoint<Client, OneCounter<SendCounter<P>>, VolatileFloors, 5> {
+        &mut self.endpoint
+    }
+
+    /// Gives a keyed client its manufacture-time keys and policy.
+    ///
+    /// # Errors
+    /// [`Error::Misuse`] for the Public client (it has no keys).
+    pub fn provision(
+        &mut self,
+        client: Client,
+        keys: SecuritySetupKeys,
+        policy: SecurityPolicy,
+    ) -> Result<()> {
+        if !client.has_keys() {
+            return Err(Error::Misuse("the Public client has no keys"));
+        }
+        self.endpoint.provision(client, self.head_end, keys, policy)
+    }
+
+    /// Handles one protected request from `client` and writes the protected
+    /// response to `response`; returns its length and what was done.
+    ///
+    /// # Errors
+    /// Everything [`Endpoint::unprotect`] returns (the request is not
+    /// answered); [`Error::Counter`] (replay) for a replayed or older
+    /// counter, before anything is decrypted;
+    /// [`Unsupported::UnservedService`] for a service the model does not
+    /// serve; [`Error::KeyNotAvailable`] for a client without keys.
+    ///
+    /// After it returns, with or without an error, `request` holds what was
+    /// received or zeros: the plaintext request is wiped once answered.
+    pub fn handle(
+        &mut self,
+        client: Client,
+        request: &mut [u8],
+        response: &mut [u8],
+    ) -> Result<(usize, Handled)> {
+        if !client.has_keys() {
+            return Err(Error::KeyNotAvailable(KeyKind::GlobalUnicast));
+        }
+        let title = self.endpoint.title();
+        let req = self.endpoint.unprotect(client, request)?;
+        let key_transfer = setup::action_head(req.apdu()).is_some_and(|h| {
+            h.class_id == SECURITY_SETUP_CLASS_ID && h.method == KEY_TRANSFER_METHOD
+        });
+        let req = match self.endpoint.serve(req, response)? {
+            Served::Answered { len, outcome } => {
+                let handled = match outcome {
+                    Outcome::KeysInstalled => {
+                        self.installs = self.installs.saturating_add(1);
+                        Handled::KeysInstalled
+                    }
+                    Outcome::Refused(_) if key_transfer => Handled::TransferRefused,
+                    _ => Handled::Answered,
+                };
+                return Ok((len, handled));
+            }
+            Served::Application(req) => req,
+        };
+        let mut plain = [0u8; ANSWER_CAPACITY];
+        let len = answer(req.apdu(), title, &mut plain)?;
+        let body = plain.get(..len).unwrap_or_default();
+        let sent = self.endpoint.protect(&req, body, response);
+        zeroize::Zeroize::zeroize(&mut plain);
+        Ok((sent?, Handled::Answered))
+    }
+}
+
+/// The longest plaintext answer the model sends.
+const ANSWER_CAPACITY: usize = 24;
+
+/// The model application's plaintext answer to `apdu`, written to `plain`;
+/// returns its length.
+fn answer(apdu: &[u8], title: SystemTitle, plain: &mut [u8; ANSWER_CAPACITY]) -> Result<usize> {
+    let [tag, _, invoke, ..] = *apdu else {
+        return Err(WireError::Truncated.into());
+    };
+    let answer: &[u8] = match tag {
+        // Any action the layer does not serve: success, nothing to do.
+        0xC3 => &[0xC7, 0x01, invoke, setup::ACTION_SUCCESS, 0x00],
+        0xC0 => {
+            // get-response-normal carrying the meter's title as an
+            // octet-string.
+            let (head, rest) = plain.split_at_mut(6);
+            head.copy_from_slice(&[0xC4, 0x01, invoke, 0x00, 0x09, 0x08]);
+            if let Some(t) = rest.get_mut(..8) {
+                t.copy_from_slice(title.as_bytes());
+            }
+            return Ok(14);
+        }
+        0xC1 => &[0xC5, 0x01, invoke, 0x00],
+        _ => return Err(Unsupported::UnservedService.into()),
+    };
+    for (d, s) in plain.iter_mut().zip(answer) {
+        *d = *s;
+    }
+    Ok(answer.len())
+}
