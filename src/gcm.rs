@@ -81,6 +81,17 @@ const GHASH_GROUP: usize = if cfg!(target_pointer_width = "64") {
     1
 };
 
+/// [`GHASH_GROUP`], except in tests that run the meter's paths on the
+/// host (`tests::with_meter_ctr`), which take the meter's group.
+#[inline(always)]
+fn ghash_group() -> usize {
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        return 1;
+    }
+    GHASH_GROUP
+}
+
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
 /// The additional authenticated data of one GCM call: optionally the
@@ -762,7 +773,7 @@ impl<'s> ShortInput<'s> {
         aad: &Aad<'_>,
         payload_len: usize,
     ) -> Option<Self> {
-        Self::grouped(stage, size, aad, payload_len, GHASH_GROUP)
+        Self::grouped(stage, size, aad, payload_len, ghash_group())
     }
 
     /// [`Self::new`] with groups of `group` blocks (1, 2 or 4).
@@ -1013,10 +1024,11 @@ struct GhashStream<'g> {
 )]
 impl<'g> GhashStream<'g> {
     /// A stream for `aad` and `payload_len` octets of payload. It starts
-    /// with 0-3 zero blocks (GHASH of a zero block from the zero state is
-    /// zero) so the whole input is a multiple of 4 blocks: with every
-    /// `update` call 4-block aligned, polyval never ends on single-block
-    /// multiplies.
+    /// with zero blocks (GHASH of a zero block from the zero state is
+    /// zero) so the whole input is whole groups of [`GHASH_GROUP`] blocks:
+    /// on a host, with every `update` call 4-block aligned, polyval never
+    /// ends on single-block multiplies; on a meter, no multiply goes to a
+    /// zero block.
     fn new(ghash: &'g mut GHash, aad: &Aad<'_>, payload_len: usize) -> Self {
         let blocks = aad
             .len()
@@ -1026,7 +1038,10 @@ impl<'g> GhashStream<'g> {
         Self {
             ghash,
             stage: [Block::default(); STAGE],
-            staged: (4 - blocks % 4) % 4,
+            staged: {
+                let group = ghash_group();
+                (group - blocks % group) % group
+            },
             partial: 0,
             partial_len: 0,
         }
