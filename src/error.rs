@@ -253,6 +253,9 @@ pub enum KeyError {
     /// The context holds no authentication key (it was built for
     /// encryption only), and the frame or request needs one.
     NoAuthenticationKey,
+    /// Another holder of the store changed the same state first (a lost
+    /// race, or a lease another node holds); nothing was changed.
+    Conflict,
 }
 
 /// How a crypto module (an HSM behind PKCS#11) failed. Every module error
@@ -336,6 +339,7 @@ impl fmt::Display for KeyError {
             Self::StoreFull => f.write_str("key store full"),
             Self::NoPending => f.write_str("no such pending generation"),
             Self::StaleGeneration => f.write_str("pending generation not newer than active"),
+            Self::Conflict => f.write_str("another holder changed it first"),
             Self::Refused => f.write_str("operation refused by the crypto provider"),
             Self::NoAuthenticationKey => {
                 f.write_str("no authentication key: this context is for encryption only")

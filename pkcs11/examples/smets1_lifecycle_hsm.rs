@@ -14,7 +14,14 @@ mod story;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::io::Cursor;
 use std::process::ExitCode;
+
+use dlms_sec::key::AuditKey;
+use dlms_sec_services::MemoryKeyStore;
+use dlms_sec_services::counters::MemoryCounters;
+use dlms_sec_services::jsonl::JsonLinesSink;
+use dlms_sec_services::registry::MemoryRegistry;
 
 fn main() -> ExitCode {
     let pair = support::pair();
@@ -28,11 +35,26 @@ fn main() -> ExitCode {
     );
     let s1sp = support::s1sp(&pair);
     let support::Pair { hsm, software, .. } = pair;
+    // State in memory; the audit log a JSON-lines file in memory.
+    let mut rng = getrandom::SysRng;
+    let audit_key = AuditKey::generate(&mut rng).unwrap();
+    let mut audit = JsonLinesSink::new(Cursor::new(Vec::new()), &audit_key, &mut rng).unwrap();
     let result = story::run(
         hsm,
         s1sp,
         &software,
         "PKCS#11 on SoftHSM2 (DCO Key and Shared Key are token objects)",
+        story::State {
+            keys: MemoryKeyStore::new(),
+            registry: MemoryRegistry::new(),
+            counters: MemoryCounters::new(),
+        },
+        &mut audit,
     );
+    let result = result.map(|mut failures| {
+        let log = audit.into_inner().into_inner();
+        story::check_jsonl(&log, &audit_key, &mut failures);
+        failures
+    });
     story::report(result)
 }

@@ -68,9 +68,11 @@ use rand_core::TryCryptoRng;
 
 use crate::counters::KeyCounters;
 use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
+use crate::registry::{MemoryRegistry, Registry};
+use dlms_sec::InvocationCounter;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
-use dlms_sec::counter::ReplayGuard;
-use dlms_sec::error::{Error, KeyError, Result, WireError};
+use dlms_sec::counter::{CounterKey, ReplayGuard};
+use dlms_sec::error::{CounterError, Error, KeyError, Result, WireError};
 use dlms_sec::key::package::{CHECK_VALUE_LEN, PackagedKey, PackagedRecord};
 use dlms_sec::key::{
     AuthenticationKey, GlobalUnicastEncryptionKey, KekKind, KeyRole, MasterKey, SharedKey,
@@ -112,10 +114,14 @@ const fn response_tag(request: u8) -> Option<u8> {
     }
 }
 
-/// The rotation deadline after commissioning: 7 days.
-pub const ROTATION_DEADLINE_SECS: u64 = 7 * 24 * 3600;
+pub use crate::registry::ROTATION_DEADLINE_SECS;
 
-/// What the S1SP knows of one device.
+/// How long a node holds a device's rotation lease: a rotation that has
+/// not finished by then may be taken over by another node.
+pub const ROTATION_LEASE_SECS: u64 = 600;
+
+/// What the S1SP knows of one device: its registration, and which keys
+/// its key store shows rotated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceRecord {
     /// When it was commissioned.
@@ -123,10 +129,12 @@ pub struct DeviceRecord {
     /// What it supports.
     pub capabilities: DeviceCapabilities,
     /// Per keyed client (in [`Client::KEYED`] order): rotated since
-    /// commissioning.
+    /// commissioning (its active AK is not the one it was made with).
     pub rotated: [bool; 4],
     /// The MK has been rotated since commissioning.
     pub master_key_rotated: bool,
+    /// When the commissioning rotation finished, if it has.
+    pub rotated_at: Option<Timestamp>,
 }
 
 impl DeviceRecord {
@@ -191,6 +199,9 @@ pub enum Scope<'a> {
 /// Progress of a campaign.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CampaignReport {
+    /// The campaign had been started before: this run went on with the
+    /// devices it had not done.
+    pub resumed: bool,
     /// (device, client) rotations attempted.
     pub attempted: u32,
     /// Activated.
@@ -246,6 +257,14 @@ struct Peer {
 }
 
 impl Peer {
+    const fn new() -> Self {
+        Self {
+            guard: None,
+            unanswered: Vec::new(),
+            next_invoke: 0,
+        }
+    }
+
     /// Forgets the requests before the first unanswered one with invoke-id
     /// `id`, and that one too when no other carries `id`: an answer with
     /// `id` has arrived, so the meter has taken one of them, and everything
@@ -317,12 +336,19 @@ impl Sent {
     }
 }
 
-/// An S1SP service over a key store and a Shared-Key-only provider.
+/// An S1SP service over a key store, a registry and a Shared-Key-only
+/// provider.
+///
+/// With a shared database as store and registry (`&Store` for both),
+/// several S1SP nodes serve one device population: each rotation runs
+/// under the device's lease, and each meter answer is accepted by one node
+/// only (its counter raises the durable floor first).
 #[derive(Debug)]
-pub struct S1sp<S: KeyStore, P: CryptoProvider<SharedKey>> {
+pub struct S1sp<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry = MemoryRegistry> {
     store: S,
     provider: P,
-    devices: BTreeMap<SystemTitle, DeviceRecord>,
+    registry: G,
+    node: String,
     peers: BTreeMap<PeerKey, Peer>,
 }
 
@@ -335,14 +361,29 @@ fn slot(device: SystemTitle, client: Option<Client>, role: KeyRole) -> KeySlot {
 }
 
 impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
-    /// An S1SP with its store and its provider (Shared Key only).
-    pub const fn new(store: S, provider: P) -> Self {
+    /// An S1SP with its store and its provider (Shared Key only), and a
+    /// registry in memory.
+    pub fn new(store: S, provider: P) -> Self {
+        Self::with_registry(store, provider, MemoryRegistry::new(), "local")
+    }
+}
+
+impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
+    /// An S1SP node named `node` (the owner of the rotation leases it
+    /// takes) over its store, its provider and its registry.
+    pub fn with_registry(store: S, provider: P, registry: G, node: &str) -> Self {
         Self {
             store,
             provider,
-            devices: BTreeMap::new(),
+            registry,
+            node: node.to_owned(),
             peers: BTreeMap::new(),
         }
+    }
+
+    /// The registry.
+    pub const fn registry(&self) -> &G {
+        &self.registry
     }
 
     /// The key store.
@@ -365,25 +406,64 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         device: SystemTitle,
         capabilities: DeviceCapabilities,
     ) -> Result<()> {
-        let d = self
-            .devices
-            .get_mut(&device)
-            .ok_or(Error::Key(KeyError::NotFound))?;
-        d.capabilities = capabilities;
-        Ok(())
+        self.registry.set_capabilities(&device, capabilities)
     }
 
-    /// The device registry.
-    pub const fn devices(&self) -> &BTreeMap<SystemTitle, DeviceRecord> {
-        &self.devices
+    /// What the S1SP knows of `device`; `None` for a device not
+    /// commissioned here.
+    ///
+    /// # Errors
+    /// Registry and store errors.
+    pub fn device(&self, device: SystemTitle) -> Result<Option<DeviceRecord>> {
+        let Some(reg) = self.registry.registration(&device)? else {
+            return Ok(None);
+        };
+        // A client without keys was never rotated.
+        let rotated_since_made = |client, role| -> Result<bool> {
+            match self.store.active(&slot(device, client, role)) {
+                Ok(r) => Ok(r.generation() > 0),
+                Err(Error::Key(KeyError::NotFound)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let mut rotated = [false; 4];
+        for (r, client) in rotated.iter_mut().zip(Client::KEYED) {
+            *r = rotated_since_made(Some(client), KeyRole::Authentication)?;
+        }
+        Ok(Some(DeviceRecord {
+            commissioned_at: reg.commissioned_at,
+            capabilities: reg.capabilities,
+            rotated,
+            master_key_rotated: rotated_since_made(None, KeyRole::Master)?,
+            rotated_at: reg.rotated_at,
+        }))
+    }
+
+    /// Every device commissioned here, ascending.
+    ///
+    /// # Errors
+    /// Registry errors.
+    pub fn device_titles(&self) -> Result<Vec<SystemTitle>> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.registry.devices(all.last(), 1000)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
     }
 
     /// Commissions a device: stores the packaged records it was made with
     /// (MK, and AK and GUEK per keyed client) as active, and starts its
     /// 7-day rotation clock.
     ///
+    /// A retry after a crash part way through is safe: a record already
+    /// stored as it is given is skipped.
+    ///
     /// # Errors
-    /// Store errors; nothing is half-registered (records are stored first).
+    /// Store errors; [`KeyError::Conflict`] for a device registered
+    /// already. The device is registered only once every record is stored.
     pub fn commission(
         &mut self,
         device: SystemTitle,
@@ -395,34 +475,27 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             if r.device() != device {
                 return Err(Error::Misuse("a record of another device"));
             }
-            self.store.put_initial(r)?;
+            let stored = self.store.active(&KeySlot::of(&r.id())).ok();
+            if stored.as_ref() != Some(r) {
+                self.store.put_initial(r)?;
+            }
         }
-        self.devices.insert(
-            device,
-            DeviceRecord {
-                commissioned_at: now,
-                capabilities,
-                rotated: [false; 4],
-                master_key_rotated: false,
-            },
-        );
-        Ok(())
+        self.registry.register(&device, now, capabilities)
     }
 
-    /// Devices whose commissioning rotation is not finished and whose
-    /// deadline has passed or falls within `horizon_secs` of `now`, with the
-    /// deadline, earliest first.
-    #[must_use]
-    pub fn due(&self, now: Timestamp, horizon_secs: u64) -> Vec<(SystemTitle, Timestamp)> {
-        let limit = now.0.saturating_add(horizon_secs);
-        let mut due: Vec<_> = self
-            .devices
-            .iter()
-            .filter(|(_, d)| !d.fully_rotated() && d.deadline().0 <= limit)
-            .map(|(t, d)| (*t, d.deadline()))
-            .collect();
-        due.sort_by_key(|(t, d)| (*d, *t));
-        due
+    /// Up to `limit` devices whose commissioning rotation is not finished
+    /// and whose deadline has passed or falls within `horizon_secs` of
+    /// `now`, with the deadline, earliest first.
+    ///
+    /// # Errors
+    /// Registry errors.
+    pub fn due(
+        &self,
+        now: Timestamp,
+        horizon_secs: u64,
+        limit: u32,
+    ) -> Result<Vec<(SystemTitle, Timestamp)>> {
+        self.registry.due(now, horizon_secs, limit)
     }
 
     /// The active AK and GUEK records of (device, client), as a bundle for
@@ -543,8 +616,8 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<Vec<(SystemTitle, Option<Client>)>> {
         let mut slots = Vec::new();
-        for device in self.devices.keys() {
-            self.store.for_each_slot(device, &mut |s| slots.push(s))?;
+        for device in self.device_titles()? {
+            self.store.for_each_slot(&device, &mut |s| slots.push(s))?;
         }
         let mut corrupt = Vec::new();
         for s in slots {
@@ -597,11 +670,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     }
 
     fn peer(&mut self, key: PeerKey) -> &mut Peer {
-        self.peers.entry(key).or_insert_with(|| Peer {
-            guard: None,
-            unanswered: Vec::new(),
-            next_invoke: 0,
-        })
+        self.peers.entry(key).or_insert_with(Peer::new)
     }
 
     /// An invoke-id no unanswered request of `key` carries.
@@ -706,13 +775,27 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     {
         let key = peer_key(&records)?;
         let (device, client, ..) = key;
-        let peer = self.peer(key);
-        if peer.guard.is_none() {
+        // The meter's answers under this GUEK: their floor is shared by
+        // every node, so the guard starts from it.
+        let floor_key = CounterKey::own(
+            device,
+            client,
+            KeyKind::GlobalUnicast,
+            records.guek.id().generation,
+        );
+        let floor = self.registry.floor(&floor_key)?.map(InvocationCounter::new);
+        let peer = self.peers.entry(key).or_insert_with(Peer::new);
+        let behind = match &peer.guard {
+            None => true,
+            Some(g) => floor.is_some() && g.last_accepted() < floor,
+        };
+        if behind {
             let fingerprint = cx.dco.key_fingerprint(records)?;
-            peer.guard = Some(ReplayGuard::new(
+            peer.guard = Some(ReplayGuard::resume(
                 device,
                 KeyKind::GlobalUnicast,
                 fingerprint,
+                floor,
             ));
         }
         let earlier = peer.unanswered.contains(&sent.invoke);
@@ -734,6 +817,25 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
             check,
             &mut cx.audit,
         )?;
+        // Accepted here only if no node accepted this counter (or a later
+        // one) first.
+        let accepted = peer
+            .guard
+            .as_ref()
+            .and_then(ReplayGuard::last_accepted)
+            .ok_or(Error::Misuse("a verified answer advances the guard"))?;
+        if let Err(e) = self.registry.raise_floor(&floor_key, accepted.value()) {
+            if e == Error::Counter(CounterError::Replay) {
+                let replay = cx
+                    .audit
+                    .event(AuditAction::ReplayRejected, Outcome::Refused)
+                    .with_device(device)
+                    .with_client(client)
+                    .with_counter(accepted);
+                cx.audit.record(&replay)?;
+            }
+            return Err(e);
+        }
         let plain = got.apdu();
         let invoke = plain.get(2).map(|b| b & INVOKE_ID);
         let ours = plain.first().copied() == response_tag(sent.tag) && invoke == Some(sent.invoke);
@@ -833,10 +935,50 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
-        let record = *self
-            .devices
-            .get(&device)
-            .ok_or(Error::Key(KeyError::NotFound))?;
+        self.leased(cx, device, |s1sp, cx| {
+            s1sp.rotate_leased(cx, device, client)
+        })
+    }
+
+    /// Runs `f` under `device`'s rotation lease, taken for this node and
+    /// given back after, whatever `f` returns.
+    fn leased<D, L, C, A, R, T>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        f: impl FnOnce(&mut Self, &mut RotationContext<'_, D, L, C, A, R>) -> Result<T>,
+    ) -> Result<T>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: KeyCounters,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let now = cx.audit.now();
+        self.registry
+            .take_lease(&device, &self.node, now, ROTATION_LEASE_SECS)?;
+        let result = f(self, cx);
+        let released = self.registry.release_lease(&device, &self.node);
+        let value = result?;
+        released?;
+        Ok(value)
+    }
+
+    fn rotate_leased<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+    ) -> Result<RotationOutcome>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: KeyCounters,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let record = self.device(device)?.ok_or(Error::Key(KeyError::NotFound))?;
         if self.rotation_pending(device, client)? {
             return Err(Error::Misuse(
                 "a rotation of this client or of the device MK is pending: resume it first",
@@ -984,6 +1126,24 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
+        self.leased(cx, device, |s1sp, cx| {
+            s1sp.resume_leased(cx, device, client)
+        })
+    }
+
+    fn resume_leased<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        client: Client,
+    ) -> Result<RotationOutcome>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: KeyCounters,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
         let mk_pending = self
             .store
             .pending(&slot(device, None, KeyRole::Master))?
@@ -1045,9 +1205,13 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 .with_kek(p.kek_check_value());
             audit.record(&activated)?;
         }
+        // One transaction: never an AK of one generation with a GUEK of
+        // another.
+        let together: Vec<(KeySlot, u32)> =
+            pending.iter().map(|(s, p)| (*s, p.generation())).collect();
+        self.store.activate_all(&together)?;
         let mut generation = None;
         for (s, p) in &pending {
-            self.store.activate(s, p.generation())?;
             self.store.retire_previous(s)?;
             if s.role == KeyRole::Authentication {
                 generation = Some(p.generation());
@@ -1056,13 +1220,11 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         // The old generation's answers are of no use any more.
         self.peers
             .retain(|&(d, c, g, _), _| !(d == device && c == client && Some(g) != generation));
-        if let Some(d) = self.devices.get_mut(&device) {
-            if let Some(i) = client.keyed_index()
-                && let Some(r) = d.rotated.get_mut(i)
-            {
-                *r = true;
-            }
-            d.master_key_rotated |= with_mk;
+        if let Some(d) = self.device(device)?
+            && d.rotated_at.is_none()
+            && d.fully_rotated()
+        {
+            self.registry.mark_rotated(&device, audit.now())?;
         }
         Ok(())
     }
@@ -1082,12 +1244,19 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
     /// Re-keys every keyed client of every device in `scope`:
     /// the same rotation, with a report of what happened.
     ///
+    /// The campaign is named `id` in the registry, with its device list
+    /// fixed when it starts; each device is marked done once its clients
+    /// have been tried. Run again with the same `id` (after a crash, or on
+    /// another node), it goes on with the devices not done and ignores
+    /// `scope`. A rotation left pending is resumed before a new one starts.
+    ///
     /// # Errors
-    /// Only audit failures stop a campaign; every other failure is counted
-    /// in the report.
+    /// Audit and registry failures stop a campaign; every other failure is
+    /// counted in the report.
     pub fn campaign<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
+        id: &str,
         scope: Scope<'_>,
     ) -> Result<CampaignReport>
     where
@@ -1100,13 +1269,54 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
         let devices: Vec<SystemTitle> = match scope {
             Scope::Device(d) => vec![d],
             Scope::Devices(list) => list.to_vec(),
-            Scope::All => self.devices.keys().copied().collect(),
+            Scope::All => self.device_titles()?,
         };
-        let mut report = CampaignReport::default();
-        for device in devices {
+        // A campaign started before (by this node or one that stopped)
+        // keeps its device list and goes on with what is not done.
+        let resumed = !self.registry.campaign_start(id, &devices, cx.audit.now())?;
+        let mut report = CampaignReport {
+            resumed,
+            ..CampaignReport::default()
+        };
+        loop {
+            let batch = self.registry.campaign_pending(id, 256)?;
+            if batch.is_empty() {
+                return Ok(report);
+            }
+            for device in batch {
+                self.campaign_device(cx, device, &mut report)?;
+                self.registry.campaign_mark_done(id, &device)?;
+            }
+        }
+    }
+
+    /// One device of a campaign: each keyed client rotated, or its pending
+    /// rotation resumed first.
+    fn campaign_device<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        device: SystemTitle,
+        report: &mut CampaignReport,
+    ) -> Result<()>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: KeyCounters,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        {
             for client in Client::KEYED {
                 report.attempted = report.attempted.saturating_add(1);
-                match self.rotate(cx, device, client) {
+                let outcome = match self.rotation_pending(device, client) {
+                    Ok(true) => match self.resume(cx, device, client) {
+                        Ok(RotationOutcome::Refused) => self.rotate(cx, device, client),
+                        other => other,
+                    },
+                    Ok(false) => self.rotate(cx, device, client),
+                    Err(e) => Err(e),
+                };
+                match outcome {
                     Ok(RotationOutcome::Activated) => {
                         report.activated = report.activated.saturating_add(1);
                     }
@@ -1119,6 +1329,6 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>> S1sp<S, P> {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 }

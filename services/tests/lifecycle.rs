@@ -275,14 +275,20 @@ const M2: SystemTitle = SystemTitle::new(*b"GBM\x00\x00\x00\x00\x02");
 fn r09_commissioning_rotation_meets_the_deadline() {
     let mut w = world(&[(M1, true), (M2, false)]);
     assert!(
-        w.s1sp.due(T0, DAY).is_empty(),
+        w.s1sp.due(T0, DAY, u32::MAX).unwrap().is_empty(),
         "not due on day 0 with a 1-day horizon"
     );
-    let due = w.s1sp.due(Timestamp(T0.0 + 6 * DAY), DAY);
+    let due = w
+        .s1sp
+        .due(Timestamp(T0.0 + 6 * DAY), DAY, u32::MAX)
+        .unwrap();
     assert_eq!(due.len(), 2);
     assert_eq!(due[0].1, Timestamp(T0.0 + 7 * DAY));
     assert_eq!(
-        w.s1sp.due(Timestamp(T0.0 + 8 * DAY), 0).len(),
+        w.s1sp
+            .due(Timestamp(T0.0 + 8 * DAY), 0, u32::MAX)
+            .unwrap()
+            .len(),
         2,
         "overdue devices are listed"
     );
@@ -293,10 +299,13 @@ fn r09_commissioning_rotation_meets_the_deadline() {
             RotationOutcome::Activated
         );
     }
-    let due = w.s1sp.due(Timestamp(T0.0 + 6 * DAY), DAY);
+    let due = w
+        .s1sp
+        .due(Timestamp(T0.0 + 6 * DAY), DAY, u32::MAX)
+        .unwrap();
     assert_eq!(due, vec![(M2, Timestamp(T0.0 + 7 * DAY))]);
     // the MK is rotated where the device supports it, not elsewhere.
-    assert!(w.s1sp.devices()[&M1].master_key_rotated);
+    assert!(w.s1sp.device(M1).unwrap().unwrap().master_key_rotated);
     let mk = |w: &World, d| {
         w.s1sp
             .store()
@@ -317,7 +326,12 @@ fn r09_commissioning_rotation_meets_the_deadline() {
         );
     }
     assert_eq!(mk(&w, M2), 0);
-    assert!(w.s1sp.due(Timestamp(T0.0 + 6 * DAY), 365 * DAY).is_empty());
+    assert!(
+        w.s1sp
+            .due(Timestamp(T0.0 + 6 * DAY), 365 * DAY, u32::MAX)
+            .unwrap()
+            .is_empty()
+    );
     for client in Client::KEYED {
         assert!(reachable(&mut w, M1, client));
         assert!(reachable(&mut w, M2, client));
@@ -495,14 +509,20 @@ fn fault_before_wrap_a_corrupt_mk_record_stops_the_rotation() {
 fn r10_campaign_over_scopes() {
     let mut w = world(&[(M1, false), (M2, false)]);
     let mut cx = cx!(w, T0);
-    let r = w.s1sp.campaign(&mut cx, Scope::Device(M2)).unwrap();
+    let r = w
+        .s1sp
+        .campaign(&mut cx, "one device", Scope::Device(M2))
+        .unwrap();
     assert_eq!((r.attempted, r.activated), (4, 4));
     let mut cx = cx!(w, T0);
-    let r = w.s1sp.campaign(&mut cx, Scope::Devices(&[M1])).unwrap();
+    let r = w
+        .s1sp
+        .campaign(&mut cx, "a list", Scope::Devices(&[M1]))
+        .unwrap();
     assert_eq!((r.attempted, r.activated), (4, 4));
     w.link.fault = Fault::LoseAnswer;
     let mut cx = cx!(w, T0);
-    let r = w.s1sp.campaign(&mut cx, Scope::All).unwrap();
+    let r = w.s1sp.campaign(&mut cx, "all", Scope::All).unwrap();
     assert_eq!((r.attempted, r.activated, r.pending), (8, 7, 1));
     for d in [M1, M2] {
         for c in Client::KEYED {
@@ -817,7 +837,10 @@ fn r17_a_sweep_finds_corrupt_records_and_a_campaign_replaces_them() {
     // The GUEK record is unusable, so this client cannot be re-keyed under
     // it; the other clients of the device can, through the same campaign.
     let mut cx = cx!(w, T0);
-    let report = w.s1sp.campaign(&mut cx, Scope::Devices(&[M2])).unwrap();
+    let report = w
+        .s1sp
+        .campaign(&mut cx, "corrupt GUEK", Scope::Devices(&[M2]))
+        .unwrap();
     assert_eq!(report.activated, 3);
     assert_eq!(report.failed, vec![(M2, Client::Firmware)]);
 }

@@ -111,6 +111,8 @@ pub fn run<S: KeyStore>(mut new_store: impl FnMut() -> S) -> Outcome {
     independence(&mut new_store())?;
     independence(&mut &mut new_store())?;
     listing(&mut new_store())?;
+    activation_together(&mut new_store())?;
+    activation_together(&mut &mut new_store())?;
     Ok(())
 }
 
@@ -957,4 +959,53 @@ fn listing<S: KeyStore + ?Sized>(s: &mut S) -> Outcome {
         snapshot(s)?.slots == before.slots,
         "activate and retire_previous keep the listing",
     )
+}
+
+/// `activate_all` activates every slot, or none when one cannot be.
+fn activation_together<S: KeyStore + ?Sized>(s: &mut S) -> Outcome {
+    let (ak, guek, mk) = (A_AK_DC, A_GUEK_DC, A_MK);
+    for (slot, seed) in [(ak, 1), (guek, 2), (mk, 3)] {
+        ok(s.put_initial(&record(&slot, 0, seed)?), "put_initial")?;
+    }
+    ok(s.put_pending(&record(&ak, 1, 4)?), "put_pending")?;
+    ok(s.put_pending(&record(&guek, 1, 5)?), "put_pending")?;
+    let before = snapshot(s)?;
+    refused(
+        s.activate_all(&[(ak, 1), (guek, 1), (mk, 1)]),
+        KeyError::NoPending,
+        "activate_all with one slot lacking the pending generation is NoPending",
+    )?;
+    unchanged(s, &before, "a refused activate_all changes no slot")?;
+    refused(
+        s.activate_all(&[(ak, 1), (guek, 2)]),
+        KeyError::NoPending,
+        "activate_all of another generation than the pending one is NoPending",
+    )?;
+    unchanged(s, &before, "a refused activate_all changes no slot")?;
+    ok(
+        s.activate_all(&[(ak, 1), (guek, 1)]),
+        "activate_all of two slots",
+    )?;
+    expect_state(
+        s,
+        &ak,
+        [Some(&record(&ak, 1, 4)?), None, Some(&record(&ak, 0, 1)?)],
+        "activate_all activates the first slot",
+    )?;
+    expect_state(
+        s,
+        &guek,
+        [
+            Some(&record(&guek, 1, 5)?),
+            None,
+            Some(&record(&guek, 0, 2)?),
+        ],
+        "activate_all activates the second slot",
+    )?;
+    let after = snapshot(s)?;
+    ok(
+        s.activate_all(&[(ak, 1), (guek, 1)]),
+        "activate_all again (retry) is Ok",
+    )?;
+    unchanged(s, &after, "activate_all again changes nothing")
 }

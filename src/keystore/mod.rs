@@ -194,6 +194,32 @@ pub trait KeyStore {
     /// generation and it is not the active one; nothing changes.
     fn activate(&mut self, slot: &KeySlot, generation: u32) -> Result<()>;
 
+    /// Activates several slots together (a client's AK and GUEK, and the
+    /// device MK with them): each as [`Self::activate`], and all or none.
+    ///
+    /// The provided method checks every slot first, so a slot without the
+    /// pending generation fails the call before anything changes; then it
+    /// activates them in turn. A store with a backend overrides it with one
+    /// transaction, so that a crash or a backend error between two slots
+    /// cannot leave one activated without the other.
+    ///
+    /// # Errors
+    /// As [`Self::activate`], for the first slot that would fail; nothing
+    /// changes.
+    fn activate_all(&mut self, slots: &[(KeySlot, u32)]) -> Result<()> {
+        for (slot, generation) in slots {
+            let active = self.active(slot).ok().map(|r| r.generation());
+            let pending = self.pending(slot)?.map(|r| r.generation());
+            if active != Some(*generation) && pending != Some(*generation) {
+                return Err(crate::error::KeyError::NoPending.into());
+            }
+        }
+        for (slot, generation) in slots {
+            self.activate(slot, *generation)?;
+        }
+        Ok(())
+    }
+
     /// The active record of `slot`.
     ///
     /// # Errors
@@ -252,6 +278,9 @@ impl<S: KeyStore + ?Sized> KeyStore for &mut S {
     }
     fn activate(&mut self, slot: &KeySlot, generation: u32) -> Result<()> {
         (**self).activate(slot, generation)
+    }
+    fn activate_all(&mut self, slots: &[(KeySlot, u32)]) -> Result<()> {
+        (**self).activate_all(slots)
     }
     fn active(&self, slot: &KeySlot) -> Result<PackagedRecord> {
         (**self).active(slot)

@@ -99,6 +99,7 @@ impl StoreError {
             Self::StaleGeneration => KeyError::StaleGeneration,
             Self::NoPending => KeyError::NoPending,
             Self::NotFound => KeyError::NotFound,
+            Self::Conflict => KeyError::Conflict,
             Self::Corrupt { .. } => KeyError::Corrupted,
             Self::Unavailable => KeyError::Provider(ModuleFailure::SessionLost),
             _ => KeyError::Provider(ModuleFailure::Other),
@@ -122,6 +123,7 @@ impl StoreError {
             Error::Key(KeyError::StaleGeneration) => Self::StaleGeneration,
             Error::Key(KeyError::NoPending) => Self::NoPending,
             Error::Key(KeyError::NotFound) => Self::NotFound,
+            Error::Key(KeyError::Conflict) => Self::Conflict,
             other => Self::Backend(other.to_string()),
         }
     }

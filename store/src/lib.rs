@@ -4,8 +4,10 @@
 //!
 //! One [`Store`] type over a database named by URL ([`Store::open`]):
 //! `sqlite://PATH` (a file, in WAL mode, shared by any number of threads
-//! and processes) or `sqlite::memory:` (tests). Every method takes `&self`
-//! and runs in its own transaction; a failed call changes nothing.
+//! and processes), `sqlite::memory:` (tests), or `postgres://…` /
+//! `postgresql://…` (a pool of connections to a PostgreSQL database; see
+//! the backend's URL parameters at [`Store::open`]). Every method takes
+//! `&self` and runs in its own transaction; a failed call changes nothing.
 //!
 //! # What every backend guarantees
 //!
@@ -41,6 +43,7 @@ use dlms_sec::types::Client;
 mod audit;
 mod error;
 mod model;
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -64,6 +67,7 @@ pub struct Store {
 #[derive(Debug)]
 enum Backend {
     Sqlite(sqlite::Db),
+    Postgres(postgres::Db),
 }
 
 /// Runs `$e` with `$db` bound to the backend's handle.
@@ -71,20 +75,26 @@ macro_rules! on_backend {
     ($self:expr, $db:ident => $e:expr) => {
         match &$self.backend {
             Backend::Sqlite($db) => $e,
+            Backend::Postgres($db) => $e,
         }
     };
 }
 
 impl Store {
     /// Opens (and migrates to [`SCHEMA_VERSION`]) the database at `url`:
-    /// `sqlite://PATH` (created on first open, WAL mode) or
-    /// `sqlite::memory:` (a private in-memory database).
+    /// `sqlite://PATH` (created on first open, WAL mode),
+    /// `sqlite::memory:` (a private in-memory database), or a PostgreSQL
+    /// connection URL, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`
+    /// (or `postgresql://`), whose parameters include `connect_timeout=SECS`
+    /// (how long to wait for a connection; 10 s without it) and
+    /// `options=-csearch_path%3DSCHEMA` (the store's tables in an existing
+    /// schema of that name, so one database holds several stores).
     ///
     /// # Errors
-    /// [`StoreError::BadUrl`] for any other URL (a `postgres://` URL in a
-    /// build without that backend included); [`StoreError::Schema`] when the
-    /// database is newer than this build; [`StoreError::Unavailable`] or
-    /// [`StoreError::Backend`] when it cannot be opened.
+    /// [`StoreError::BadUrl`] for any other URL, or a PostgreSQL URL that
+    /// does not parse; [`StoreError::Schema`] when the database is newer
+    /// than this build; [`StoreError::Unavailable`] when the server cannot
+    /// be reached; [`StoreError::Backend`] when it cannot be opened.
     pub fn open(url: &str) -> Result<Self> {
         Self::open_with_schema(url, SCHEMA_VERSION)
     }
@@ -105,6 +115,8 @@ impl Store {
         }
         let backend = if let Some(target) = sqlite::target(url) {
             Backend::Sqlite(sqlite::Db::open(target?, version)?)
+        } else if let Some(config) = postgres::target(url) {
+            Backend::Postgres(postgres::Db::open(config?, version)?)
         } else {
             return Err(StoreError::BadUrl);
         };
@@ -292,7 +304,18 @@ impl Store {
     /// [`StoreError::FloorLowered`] when `value` is below the stored floor
     /// (nothing changes; audit it).
     pub fn raise_floor(&self, key: &CounterKey, value: u32) -> Result<()> {
-        on_backend!(self, db => db.raise_floor(key, value))
+        on_backend!(self, db => db.raise_floor(key, value, false))
+    }
+
+    /// Records `value` as the counter of a frame accepted under `key`: as
+    /// [`Self::raise_floor`], but a value equal to the floor is refused
+    /// too, so of two nodes accepting one frame exactly one succeeds.
+    ///
+    /// # Errors
+    /// [`StoreError::FloorLowered`] when `value` is at or below the stored
+    /// floor; nothing changes.
+    pub fn accept_counter(&self, key: &CounterKey, value: u32) -> Result<()> {
+        on_backend!(self, db => db.raise_floor(key, value, true))
     }
 
     // --- Device registry ------------------------------------------------
@@ -327,6 +350,15 @@ impl Store {
     /// [`StoreError::NotFound`] when it is not registered.
     pub fn mark_rotated(&self, device: &SystemTitle, at: u64) -> Result<()> {
         on_backend!(self, db => db.mark_rotated(device, at))
+    }
+
+    /// Replaces what `device` is recorded to support (after a capability
+    /// survey).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when it is not registered.
+    pub fn set_capabilities(&self, device: &SystemTitle, capabilities: u32) -> Result<()> {
+        on_backend!(self, db => db.set_capabilities(device, capabilities))
     }
 
     /// Up to `limit` devices not yet rotated whose deadline is at or before
@@ -436,6 +468,9 @@ impl KeyStore for &Store {
     }
     fn activate(&mut self, slot: &KeySlot, generation: u32) -> dlms_sec::Result<()> {
         Store::activate(self, slot, generation).map_err(|e| e.to_key_error())
+    }
+    fn activate_all(&mut self, slots: &[(KeySlot, u32)]) -> dlms_sec::Result<()> {
+        Store::activate_all(self, slots).map_err(|e| e.to_key_error())
     }
     fn active(&self, slot: &KeySlot) -> dlms_sec::Result<PackagedRecord> {
         Store::active(self, slot).map_err(|e| e.to_key_error())

@@ -340,10 +340,10 @@ impl Db {
         self.read(|tx| counter_row(tx, "receive_floors", "floor", key))
     }
 
-    pub(crate) fn raise_floor(&self, key: &CounterKey, value: u32) -> Result<()> {
+    pub(crate) fn raise_floor(&self, key: &CounterKey, value: u32, strict: bool) -> Result<()> {
         self.write(|tx| {
             let sql = match counter_row(tx, "receive_floors", "floor", key)? {
-                Some(current) if current > value => {
+                Some(current) if current > value || (strict && current == value) => {
                     return Err(StoreError::FloorLowered { current });
                 }
                 Some(current) if current == value => return Ok(()),
@@ -428,6 +428,22 @@ impl Db {
                 .execute(
                     "UPDATE devices SET rotated_at = ?2 WHERE device = ?1",
                     params![device.as_bytes(), at],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    pub(crate) fn set_capabilities(&self, device: &SystemTitle, capabilities: u32) -> Result<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE devices SET capabilities = ?2 WHERE device = ?1",
+                    params![device.as_bytes(), capabilities],
                 )
                 .map_err(err)?;
             if n == 0 {

@@ -92,14 +92,14 @@ pub fn commissioned<R: TryCryptoRng>(
 
 /// Makes the DCO's send counter of every active GUEK the S1SP holds, as
 /// commissioning does.
-pub fn introduce_all<S: dlms_sec::keystore::KeyStore>(
+pub fn introduce_all<S: dlms_sec::keystore::KeyStore, G: dlms_sec_services::registry::Registry>(
     dco: &Dco<SoftwareDco>,
-    s1sp: &S1sp<S, SoftwareS1sp>,
+    s1sp: &S1sp<S, SoftwareS1sp, G>,
     counters: &mut impl KeyCounters,
 ) {
-    for device in s1sp.devices().keys() {
+    for device in s1sp.device_titles().unwrap() {
         for client in Client::KEYED {
-            if let Ok((_, guek)) = s1sp.active_records(*device, client) {
+            if let Ok((_, guek)) = s1sp.active_records(device, client) {
                 dco.introduce(counters, &guek).unwrap();
             }
         }

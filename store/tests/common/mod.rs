@@ -96,6 +96,7 @@ pub fn all(open: Open<'_>) {
     fence_raises_every_ceiling(&open());
     counters_through_the_core(&open());
     floors_never_lowered(&open());
+    accept_each_counter_once(&open());
     floors_race_to_the_max(&open());
     registry(&open());
     due_order_horizon_limit(&open());
@@ -358,6 +359,42 @@ pub fn floors_never_lowered(s: &Store) {
     assert_eq!(s.floor(&ckey(1)).unwrap(), None);
     s.raise_floor(&ckey(1), 0).unwrap();
     assert_eq!(s.floor(&ckey(1)).unwrap(), Some(0));
+    // Accepting a counter is strict: the same value twice is refused.
+    let k = ckey(2);
+    s.accept_counter(&k, 9).unwrap();
+    assert_eq!(
+        s.accept_counter(&k, 9),
+        Err(StoreError::FloorLowered { current: 9 })
+    );
+    assert_eq!(
+        s.accept_counter(&k, 8),
+        Err(StoreError::FloorLowered { current: 9 })
+    );
+    s.accept_counter(&k, 10).unwrap();
+    assert_eq!(s.floor(&k).unwrap(), Some(10));
+}
+
+/// Threads accepting the same counters: each value is accepted once.
+pub fn accept_each_counter_once(s: &Store) {
+    let k = ckey(3);
+    let accepted = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for v in 1..=50u32 {
+                    match s.accept_counter(&k, v) {
+                        Ok(()) => {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(StoreError::FloorLowered { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    assert!(accepted.into_inner() <= 50);
+    assert_eq!(s.floor(&k).unwrap(), Some(50));
 }
 
 pub fn floors_race_to_the_max(s: &Store) {
@@ -391,6 +428,10 @@ pub fn registry(s: &Store) {
     assert_eq!(s.device(&DEV).unwrap(), Some(e));
     assert_eq!(s.device_count().unwrap(), 1);
     assert_eq!(s.mark_rotated(&DEV2, 5), Err(StoreError::NotFound));
+    assert_eq!(s.set_capabilities(&DEV2, 1), Err(StoreError::NotFound));
+    s.set_capabilities(&DEV, 0b110).unwrap();
+    assert_eq!(s.device(&DEV).unwrap().unwrap().capabilities, 0b110);
+    s.set_capabilities(&DEV, 0b101).unwrap();
     s.mark_rotated(&DEV, 1_700_100_000).unwrap();
     assert_eq!(
         s.device(&DEV).unwrap().unwrap().rotated_at,
