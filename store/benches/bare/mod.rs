@@ -7,6 +7,7 @@ use dlms_sec::key::package::PackagedRecord;
 use dlms_sec::keystore::KeySlot;
 use dlms_sec::{Client, KeyKind};
 use dlms_sec_store::{DeviceEntry, Store, StoreError};
+use postgres::{IsolationLevel, NoTls, Statement};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::Target;
@@ -306,8 +307,352 @@ impl Bare for SqliteBare {
 /// Fresh databases on the server at `url`, or why there are none.
 pub fn postgres_target(url: &str) -> Result<Box<dyn Target>, String> {
     match Store::open(url) {
-        Err(StoreError::BadUrl) => Err("this build of the store has no PostgreSQL backend".into()),
-        Err(e) => Err(format!("cannot open {url}: {e}")),
-        Ok(_) => Err("the bare PostgreSQL loop is not written yet".into()),
+        Err(StoreError::BadUrl) => {
+            return Err("this build of the store has no PostgreSQL backend".into());
+        }
+        Err(e) => return Err(format!("cannot open {url}: {e}")),
+        Ok(_) => {}
+    }
+    let admin = postgres::Client::connect(url, NoTls).map_err(|e| e.to_string())?;
+    Ok(Box::new(PgTarget {
+        url: url.to_owned(),
+        admin: std::sync::Mutex::new(admin),
+        made: std::sync::Mutex::new(Vec::new()),
+    }))
+}
+
+/// Fresh databases on one server, dropped when done.
+struct PgTarget {
+    url: String,
+    admin: std::sync::Mutex<postgres::Client>,
+    made: std::sync::Mutex<Vec<String>>,
+}
+
+impl PgTarget {
+    /// The server's URL with another database name.
+    fn url_of(&self, db: &str) -> String {
+        let (base, query) = self
+            .url
+            .split_once('?')
+            .map_or((self.url.as_str(), None), |(b, q)| (b, Some(q)));
+        let (server, _) = base.rsplit_once('/').unwrap();
+        match query {
+            Some(q) => format!("{server}/{db}?{q}"),
+            None => format!("{server}/{db}"),
+        }
+    }
+}
+
+impl Target for PgTarget {
+    fn fresh(&self, name: &str) -> String {
+        let db = format!(
+            "store_bench_{}_{}",
+            std::process::id(),
+            name.replace('-', "_")
+        );
+        let mut admin = self.admin.lock().unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        self.made.lock().unwrap().push(db.clone());
+        self.url_of(&db)
+    }
+    fn bare(&self, url: &str) -> Box<dyn Bare> {
+        let c = postgres::Client::connect(url, NoTls).unwrap();
+        Box::new(PgBare::new(c))
+    }
+}
+
+impl Drop for PgTarget {
+    fn drop(&mut self) {
+        let (Ok(admin), Ok(made)) = (self.admin.get_mut(), self.made.get_mut()) else {
+            return;
+        };
+        for db in made.drain(..) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        }
+    }
+}
+
+/// A bare connection with its statements prepared once.
+struct PgBare {
+    c: postgres::Client,
+    load: Statement,
+    load_for_update: Statement,
+    lock: Statement,
+    insert: Statement,
+    replace: Statement,
+    delete: Statement,
+    claim: Statement,
+    due: Statement,
+}
+
+const PG_KEY_WHERE: &str =
+    "sender = $1 AND device = $2 AND client = $3 AND key_kind = $4 AND generation = $5";
+
+impl PgBare {
+    fn new(mut c: postgres::Client) -> Self {
+        let load = "SELECT state, generation, record FROM key_records
+                 WHERE device = $1 AND client = $2 AND role = $3";
+        Self {
+            load: c.prepare(load).unwrap(),
+            load_for_update: c.prepare(&format!("{load} FOR UPDATE")).unwrap(),
+            lock: c
+                .prepare("SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k")
+                .unwrap(),
+            insert: c
+                .prepare(
+                    "INSERT INTO key_records (device, client, role, state, generation, record)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .unwrap(),
+            replace: c
+                .prepare(
+                    "UPDATE key_records SET generation = $5, record = $6
+             WHERE device = $1 AND client = $2 AND role = $3 AND state = $4 AND record = $7",
+                )
+                .unwrap(),
+            delete: c
+                .prepare(
+                    "DELETE FROM key_records
+             WHERE device = $1 AND client = $2 AND role = $3 AND state = $4 AND record = $5",
+                )
+                .unwrap(),
+            claim: c
+                .prepare(&format!(
+                    "WITH old AS (
+                         SELECT ceiling FROM send_counters WHERE {PG_KEY_WHERE} FOR UPDATE
+                     ), new AS (
+                         UPDATE send_counters SET ceiling = LEAST(ceiling + $6, 4294967295)
+                         WHERE {PG_KEY_WHERE}
+                           AND (SELECT ceiling FROM old) BETWEEN 0 AND 4294967295
+                         RETURNING ceiling
+                     )
+                     SELECT old.ceiling, (SELECT ceiling FROM new) FROM old"
+                ))
+                .unwrap(),
+            due: c
+                .prepare(
+                    "SELECT device, commissioned_at, capabilities, deadline, rotated_at FROM devices
+                     WHERE rotated_at IS NULL AND deadline <= $1
+                     ORDER BY deadline, device LIMIT $2",
+                )
+                .unwrap(),
+            c,
+        }
+    }
+}
+
+/// The key of a slot's advisory lock, as the store computes it.
+fn pg_slot_lock(slot: &KeySlot) -> i32 {
+    let (device, client, role) = slot_key(slot);
+    let h = device
+        .iter()
+        .copied()
+        .chain(client.to_be_bytes())
+        .chain(role.to_be_bytes())
+        .fold(0x811C_9DC5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    i32::from_be_bytes(h.to_be_bytes())
+}
+
+const PG_SLOT_LOCK_CLASS: i32 = i32::from_be_bytes(*b"slot");
+
+fn pg_lock(tx: &mut postgres::Transaction<'_>, lock: &Statement, slots: &[&KeySlot]) {
+    let mut keys: Vec<i32> = slots.iter().map(|s| pg_slot_lock(s)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    tx.execute(lock, &[&PG_SLOT_LOCK_CLASS, &keys]).unwrap();
+}
+
+fn pg_insert(
+    tx: &mut postgres::Transaction<'_>,
+    insert: &Statement,
+    state: &str,
+    r: &PackagedRecord,
+) {
+    let slot = KeySlot::of(&r.id());
+    let (d, c, role) = slot_key(&slot);
+    let n = tx
+        .execute(
+            insert,
+            &[
+                &d,
+                &c,
+                &role,
+                &state,
+                &i64::from(r.generation()),
+                &&r.as_bytes()[..],
+            ],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+impl Bare for PgBare {
+    fn lookup(&mut self, slot: &KeySlot) -> usize {
+        let (d, c, r) = slot_key(slot);
+        let mut tx = self
+            .c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .unwrap();
+        let rows = tx.query(&self.load, &[&d, &c, &r]).unwrap();
+        let active = rows
+            .iter()
+            .filter(|row| {
+                let _: i64 = row.get(1);
+                let _: &[u8] = row.get(2);
+                row.get::<_, &str>(0) == "active"
+            })
+            .count();
+        tx.commit().unwrap();
+        active
+    }
+
+    fn claim(&mut self, key: &CounterKey, n: u32) {
+        let mut tx = self.c.transaction().unwrap();
+        let row = tx
+            .query_one(
+                &self.claim,
+                &[
+                    &&key.sender.as_bytes()[..],
+                    &&key.device.as_bytes()[..],
+                    &client_code(key.client),
+                    &kind_code(key.key),
+                    &i64::from(key.generation),
+                    &i64::from(n),
+                ],
+            )
+            .unwrap();
+        let (old, new): (i64, Option<i64>) = (row.get(0), row.get(1));
+        assert!(new.unwrap() > old);
+        tx.commit().unwrap();
+    }
+
+    fn put_pending(&mut self, record: &PackagedRecord) {
+        let slot = KeySlot::of(&record.id());
+        let (d, c, r) = slot_key(&slot);
+        let mut tx = self.c.transaction().unwrap();
+        pg_lock(&mut tx, &self.lock, &[&slot]);
+        assert!(
+            !tx.query(&self.load_for_update, &[&d, &c, &r])
+                .unwrap()
+                .is_empty()
+        );
+        pg_insert(&mut tx, &self.insert, "pending", record);
+        tx.commit().unwrap();
+    }
+
+    fn activate(&mut self, slots: &[(KeySlot, PackagedRecord, PackagedRecord)]) {
+        let mut tx = self.c.transaction().unwrap();
+        let just: Vec<&KeySlot> = slots.iter().map(|(s, _, _)| s).collect();
+        pg_lock(&mut tx, &self.lock, &just);
+        for (slot, active, pending) in slots {
+            let (d, c, r) = slot_key(slot);
+            assert_eq!(
+                tx.query(&self.load_for_update, &[&d, &c, &r])
+                    .unwrap()
+                    .len(),
+                2
+            );
+            let n = tx
+                .execute(
+                    &self.replace,
+                    &[
+                        &d,
+                        &c,
+                        &r,
+                        &"active",
+                        &i64::from(pending.generation()),
+                        &&pending.as_bytes()[..],
+                        &&active.as_bytes()[..],
+                    ],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+            let n = tx
+                .execute(
+                    &self.delete,
+                    &[&d, &c, &r, &"pending", &&pending.as_bytes()[..]],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+            pg_insert(&mut tx, &self.insert, "previous", active);
+        }
+        tx.commit().unwrap();
+    }
+
+    fn due(&mut self, until: u64, limit: u32) -> usize {
+        let mut tx = self
+            .c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .unwrap();
+        let rows = tx
+            .query(&self.due, &[&(until as i64), &i64::from(limit)])
+            .unwrap();
+        for row in &rows {
+            let _: (&[u8], i64, i64, i64, Option<i64>) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        }
+        tx.commit().unwrap();
+        rows.len()
+    }
+
+    fn load(&mut self, records: &[PackagedRecord]) {
+        let mut tx = self.c.transaction().unwrap();
+        for record in records {
+            let slot = KeySlot::of(&record.id());
+            let (d, c, r) = slot_key(&slot);
+            assert!(
+                tx.query(&self.load_for_update, &[&d, &c, &r])
+                    .unwrap()
+                    .is_empty()
+            );
+            pg_insert(&mut tx, &self.insert, "active", record);
+        }
+        tx.commit().unwrap();
+    }
+
+    fn register(&mut self, entries: &[DeviceEntry]) {
+        // Columns as arrays, one statement per 10 000 devices.
+        let mut tx = self.c.transaction().unwrap();
+        let st = tx
+            .prepare(
+                "INSERT INTO devices (device, commissioned_at, capabilities, deadline, rotated_at)
+                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])",
+            )
+            .unwrap();
+        for chunk in entries.chunks(10_000) {
+            let devices: Vec<&[u8]> = chunk.iter().map(|e| &e.device.as_bytes()[..]).collect();
+            let commissioned: Vec<i64> = chunk.iter().map(|e| e.commissioned_at as i64).collect();
+            let caps: Vec<i64> = chunk.iter().map(|e| i64::from(e.capabilities)).collect();
+            let deadlines: Vec<i64> = chunk.iter().map(|e| e.deadline as i64).collect();
+            let rotated: Vec<Option<i64>> = chunk
+                .iter()
+                .map(|e| e.rotated_at.map(|t| t as i64))
+                .collect();
+            tx.execute(&st, &[&devices, &commissioned, &caps, &deadlines, &rotated])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        self.c.batch_execute("ANALYZE").unwrap();
+    }
+
+    fn size(&mut self) -> u64 {
+        let row = self
+            .c
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .unwrap();
+        row.get::<_, i64>(0) as u64
     }
 }
