@@ -78,8 +78,12 @@ fn main() {
     if wanted("sqlite") {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("store-bench");
         std::fs::create_dir_all(&dir).unwrap();
-        let sqlite = bare::SqliteTarget { dir };
+        let sqlite = bare::SqliteTarget { dir: dir.clone() };
         run("sqlite", &sqlite, n);
+        // The files are large at N = 10⁶: removed once measured.
+        for name in ["main", "bare-load", "small"] {
+            fresh_file(&dir, name);
+        }
     }
     if wanted("postgres") {
         match std::env::var("DATABASE_URL") {
@@ -330,13 +334,34 @@ fn run(name: &str, target: &dyn Target, n: u32) {
         },
     );
     let _ = lookup_ratio;
+    if bare.lookup_unprepared(&ak(0, Client::Management)).is_some() {
+        let mut walk = Walk(0x5EED_1234_ABCD_0006);
+        let mut walk2 = Walk(0x5EED_1234_ABCD_0007);
+        compare(
+            "lookup, bare preparing per call",
+            5_000,
+            3,
+            &mut |i| {
+                let d = walk.next(n);
+                let c = CLIENTS[i as usize % 4];
+                s.active(&ak(d, c)).unwrap();
+                s.active(&guek(d, c)).unwrap();
+            },
+            &mut |i| {
+                let d = walk2.next(n);
+                let c = CLIENTS[i as usize % 4];
+                let a = bare.lookup_unprepared(&ak(d, c)).unwrap();
+                assert_eq!(a + bare.lookup_unprepared(&guek(d, c)).unwrap(), 2);
+            },
+        );
+    }
     s.counter_create(&counter_key(0), 0).unwrap();
     s.counter_create(&counter_key(1), 0).unwrap();
     for k in [1, 64] {
         compare(
             &format!("counter claim n = {k}"),
-            300,
-            3,
+            50,
+            12,
             &mut |_| {
                 s.counter_claim(&counter_key(0), nz(k)).unwrap();
             },
@@ -345,8 +370,8 @@ fn run(name: &str, target: &dyn Target, n: u32) {
     }
     compare(
         "activate (2 put_pending + activate_all)",
-        100,
-        3,
+        20,
+        12,
         &mut |i| {
             let c = CLIENTS[i as usize % 4];
             let (a, g) = (ak(i, c), guek(i, c));

@@ -16,6 +16,12 @@ use crate::Target;
 pub trait Bare {
     /// Reads a slot's rows in a read transaction; returns how many are active.
     fn lookup(&mut self, slot: &KeySlot) -> usize;
+    /// [`Self::lookup`] with the statement prepared afresh by the server
+    /// and a validity check of the connection first (how a pooled store
+    /// without a statement cache talks); `None` where that is no different.
+    fn lookup_unprepared(&mut self, _slot: &KeySlot) -> Option<usize> {
+        None
+    }
     /// Claims `n` values of `key`.
     fn claim(&mut self, key: &CounterKey, n: u32);
     /// Stores `record` as pending in a slot that holds no pending record.
@@ -390,13 +396,15 @@ struct PgBare {
     due: Statement,
 }
 
+const PG_LOAD: &str = "SELECT state, generation, record FROM key_records
+                 WHERE device = $1 AND client = $2 AND role = $3";
+
 const PG_KEY_WHERE: &str =
     "sender = $1 AND device = $2 AND client = $3 AND key_kind = $4 AND generation = $5";
 
 impl PgBare {
     fn new(mut c: postgres::Client) -> Self {
-        let load = "SELECT state, generation, record FROM key_records
-                 WHERE device = $1 AND client = $2 AND role = $3";
+        let load = PG_LOAD;
         Self {
             load: c.prepare(load).unwrap(),
             load_for_update: c.prepare(&format!("{load} FOR UPDATE")).unwrap(),
@@ -514,6 +522,29 @@ impl Bare for PgBare {
             .count();
         tx.commit().unwrap();
         active
+    }
+
+    fn lookup_unprepared(&mut self, slot: &KeySlot) -> Option<usize> {
+        let (d, c, r) = slot_key(slot);
+        self.c.simple_query("").unwrap();
+        let mut tx = self
+            .c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .unwrap();
+        let rows = tx.query(PG_LOAD, &[&d, &c, &r]).unwrap();
+        let active = rows
+            .iter()
+            .filter(|row| {
+                let _: i64 = row.get(1);
+                let _: &[u8] = row.get(2);
+                row.get::<_, &str>(0) == "active"
+            })
+            .count();
+        tx.commit().unwrap();
+        Some(active)
     }
 
     fn claim(&mut self, key: &CounterKey, n: u32) {
