@@ -172,8 +172,12 @@ impl Db {
             config.connect_timeout(CONNECT_TIMEOUT);
             CONNECT_TIMEOUT
         });
+        // No test query on every checkout (a round trip per call): a
+        // connection the server closed fails its call with `Unavailable`,
+        // and the pool drops it when it comes back broken.
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
+            .test_on_check_out(false)
             .min_idle(Some(1))
             .connection_timeout(timeout)
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
@@ -352,7 +356,7 @@ impl Db {
     /// row: the record is lost; no `new`: the stored ceiling is corrupt.
     pub(crate) fn counter_claim(&self, key: &CounterKey, n: NonZeroU32) -> Result<Range<u32>> {
         let k = KeyCols::of(key);
-        let what = || format!("{} (ceiling)", CounterName(key));
+        let what = rows::Lazy(|| format!("{} (ceiling)", CounterName(key)));
         let row = self.write(|tx| {
             tx.query_opt(
                 &format!(
@@ -378,11 +382,11 @@ impl Db {
             .map_err(err)
         })?;
         let row = row.ok_or(StoreError::CounterLost)?;
-        let old = rows::u32_col(get(&row, 0)?, what())?;
+        let old = rows::u32_col(get(&row, 0)?, &what)?;
         let new: Option<i64> = get(&row, 1)?;
-        let new = rows::u32_col(new.ok_or_else(|| StoreError::corrupt(what()))?, what())?;
+        let new = rows::u32_col(new.ok_or_else(|| StoreError::corrupt(&what))?, &what)?;
         if new < old {
-            return Err(StoreError::corrupt(what()));
+            return Err(StoreError::corrupt(&what));
         }
         Ok(old..new)
     }
@@ -582,16 +586,16 @@ impl Db {
                     &[&title(device), &rows::client_code(client)],
                 )
                 .map_err(err)?;
-            let what = || format!("rotation progress of {device:?}/{}", client.name());
+            let what = rows::Lazy(|| format!("rotation progress of {device:?}/{}", client.name()));
             row.map(|r| {
                 let state: String = get(&r, 0)?;
                 Ok(Progress {
                     state: ProgressState::from_name(&state)
-                        .ok_or_else(|| StoreError::corrupt(what()))?,
-                    generation: rows::u32_col(get(&r, 1)?, what())?,
+                        .ok_or_else(|| StoreError::corrupt(&what))?,
+                    generation: rows::u32_col(get(&r, 1)?, &what)?,
                     invoke_id: u8::try_from(get::<i64>(&r, 2)?)
-                        .map_err(|_| StoreError::corrupt(what()))?,
-                    at: rows::u64_col(get(&r, 3)?, what())?,
+                        .map_err(|_| StoreError::corrupt(&what))?,
+                    at: rows::u64_col(get(&r, 3)?, &what)?,
                 })
             })
             .transpose()
@@ -671,10 +675,10 @@ impl Db {
                     &[&id],
                 )
                 .map_err(err)?;
-            let what = || format!("campaign {id}");
+            let what = rows::Lazy(|| format!("campaign {id}"));
             Ok(Some(CampaignStatus {
-                total: rows::u64_col(get(&row, 0)?, what())?,
-                done: rows::u64_col(get(&row, 1)?, what())?,
+                total: rows::u64_col(get(&row, 0)?, &what)?,
+                done: rows::u64_col(get(&row, 1)?, &what)?,
             }))
         })
     }
@@ -822,14 +826,14 @@ const DEVICE_COLUMNS: &str = "device, commissioned_at, capabilities, deadline, r
 /// A `devices` row, checked.
 fn device_row(r: &Row) -> Result<DeviceEntry> {
     let device = rows::title(&get::<Vec<u8>>(r, 0)?, "registry device")?;
-    let what = || format!("registry entry of {device:?}");
+    let what = rows::Lazy(|| format!("registry entry of {device:?}"));
     Ok(DeviceEntry {
         device,
-        commissioned_at: rows::u64_col(get(r, 1)?, what())?,
-        capabilities: rows::u32_col(get(r, 2)?, what())?,
-        deadline: rows::u64_col(get(r, 3)?, what())?,
+        commissioned_at: rows::u64_col(get(r, 1)?, &what)?,
+        capabilities: rows::u32_col(get(r, 2)?, &what)?,
+        deadline: rows::u64_col(get(r, 3)?, &what)?,
         rotated_at: get::<Option<i64>>(r, 4)?
-            .map(|t| rows::u64_col(t, what()))
+            .map(|t| rows::u64_col(t, &what))
             .transpose()?,
     })
 }

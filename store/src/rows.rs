@@ -121,6 +121,16 @@ pub(crate) fn time_col(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{what} {v} is out of range")))
 }
 
+/// A row's name, formatted only when it is shown (in an error): decoding a
+/// healthy row builds no string.
+pub(crate) struct Lazy<F: Fn() -> String>(pub(crate) F);
+
+impl<F: Fn() -> String> fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&(self.0)())
+    }
+}
+
 /// A counter key's display name (no key material: titles, client, kind,
 /// generation).
 pub(crate) struct CounterName<'a>(pub(crate) &'a CounterKey);

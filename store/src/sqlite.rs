@@ -104,6 +104,9 @@ impl Db {
         let init = |c: &mut Connection| -> rusqlite::Result<()> {
             c.busy_timeout(BUSY_TIMEOUT)?;
             c.pragma_update(None, "synchronous", "FULL")?;
+            // A page cache of 8 MiB per connection: lookups in a file of
+            // millions of records touch the index's inner pages each time.
+            c.pragma_update(None, "cache_size", -8192)?;
             c.pragma_update(None, "foreign_keys", "ON")?;
             Ok(())
         };
@@ -113,14 +116,19 @@ impl Db {
                     init(c)?;
                     let _: String =
                         c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+                    // Reads through a memory map, not a read call per page.
+                    c.pragma_update(None, "mmap_size", 1_i64 << 30)?;
                     Ok(())
                 }),
                 POOL_SIZE,
             ),
             Target::Memory => (SqliteConnectionManager::memory().with_init(init), 1),
         };
+        // No test query on every checkout: a statement per call for
+        // nothing, on a file that does not go away.
         let pool = Pool::builder()
             .max_size(size)
+            .test_on_check_out(false)
             .min_idle(Some(1))
             .idle_timeout(None)
             .max_lifetime(None)
@@ -523,14 +531,14 @@ impl Db {
                 )
                 .optional()
                 .map_err(err)?;
-            let what = || format!("rotation progress of {device:?}/{}", client.name());
+            let what = rows::Lazy(|| format!("rotation progress of {device:?}/{}", client.name()));
             row.map(|(state, generation, invoke_id, at)| {
                 Ok(Progress {
                     state: ProgressState::from_name(&state)
-                        .ok_or_else(|| StoreError::corrupt(what()))?,
-                    generation: rows::u32_col(generation, what())?,
-                    invoke_id: u8::try_from(invoke_id).map_err(|_| StoreError::corrupt(what()))?,
-                    at: rows::u64_col(at, what())?,
+                        .ok_or_else(|| StoreError::corrupt(&what))?,
+                    generation: rows::u32_col(generation, &what)?,
+                    invoke_id: u8::try_from(invoke_id).map_err(|_| StoreError::corrupt(&what))?,
+                    at: rows::u64_col(at, &what)?,
                 })
             })
             .transpose()
@@ -616,10 +624,10 @@ impl Db {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(err)?;
-            let what = || format!("campaign {id}");
+            let what = rows::Lazy(|| format!("campaign {id}"));
             Ok(Some(CampaignStatus {
-                total: rows::u64_col(total, what())?,
-                done: rows::u64_col(done, what())?,
+                total: rows::u64_col(total, &what)?,
+                done: rows::u64_col(done, &what)?,
             }))
         })
     }
@@ -820,15 +828,15 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
 impl DeviceRow {
     fn decode(self) -> Result<DeviceEntry> {
         let device = rows::title(&self.device, "registry device")?;
-        let what = || format!("registry entry of {device:?}");
+        let what = rows::Lazy(|| format!("registry entry of {device:?}"));
         Ok(DeviceEntry {
             device,
-            commissioned_at: rows::u64_col(self.commissioned_at, what())?,
-            capabilities: rows::u32_col(self.capabilities, what())?,
-            deadline: rows::u64_col(self.deadline, what())?,
+            commissioned_at: rows::u64_col(self.commissioned_at, &what)?,
+            capabilities: rows::u32_col(self.capabilities, &what)?,
+            deadline: rows::u64_col(self.deadline, &what)?,
             rotated_at: self
                 .rotated_at
-                .map(|t| rows::u64_col(t, what()))
+                .map(|t| rows::u64_col(t, &what))
                 .transpose()?,
         })
     }
