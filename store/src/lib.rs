@@ -54,7 +54,7 @@ pub use crate::model::{
 };
 
 /// The newest schema version this build knows (and migrates to on open).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A handle on one database; cheap to share by reference across threads.
 /// See the [crate docs](crate) for what it guarantees.

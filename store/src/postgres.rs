@@ -65,9 +65,10 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_SIZE: u32 = 8;
 
 /// The embedded migrations, in order: version `i + 1` at index `i`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/postgres/V1__keys_and_counters.sql"),
     include_str!("../migrations/postgres/V2__registry_campaigns_leases_audit.sql"),
+    include_str!("../migrations/postgres/V3__key_tables_without_rowid.sql"),
 ];
 
 /// The advisory lock (one 64-bit key) held while migrating.

@@ -47,9 +47,10 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_SIZE: u32 = 8;
 
 /// The embedded migrations, in order: version `i + 1` at index `i`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/sqlite/V1__keys_and_counters.sql"),
     include_str!("../migrations/sqlite/V2__registry_campaigns_leases_audit.sql"),
+    include_str!("../migrations/sqlite/V3__key_tables_without_rowid.sql"),
 ];
 
 /// The largest 32-bit value, as the 64-bit columns hold it.

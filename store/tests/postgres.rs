@@ -289,21 +289,31 @@ fn stores_opening_at_once_migrate_once() {
     assert_eq!(n, i64::from(SCHEMA_VERSION));
 }
 
+/// A device registered before an upgrade.
+const V2_DEVICE: SystemTitle = SystemTitle::new([0x56, 0x32, 0, 0, 0, 0, 0, 1]);
+
 #[test]
 fn upgrades_from_every_earlier_version() {
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     for from in 0..SCHEMA_VERSION {
         let (_, url) = fresh_schema();
         {
             let s = Store::open_with_schema(&url, from).unwrap();
             assert_eq!(s.schema_version().unwrap(), from);
+            if from == 2 {
+                // Version 2 has the registry and floors.
+                s.register_device(&DeviceEntry::commissioned(V2_DEVICE, 0, 0))
+                    .unwrap();
+                s.raise_floor(&ckey(1), 9).unwrap();
+            }
             if from >= 1 {
                 s.put_initial(&rec(&AK, 2, 7)).unwrap();
                 s.counter_create(&ckey(0), 40).unwrap();
                 // Version 1 has no registry yet.
                 assert!(
-                    s.register_device(&DeviceEntry::commissioned(DEV, 0, 0))
-                        .is_err()
+                    from > 1
+                        || s.register_device(&DeviceEntry::commissioned(DEV, 0, 0))
+                            .is_err()
                 );
             } else {
                 assert!(s.put_initial(&rec(&AK, 2, 7)).is_err());
@@ -311,6 +321,10 @@ fn upgrades_from_every_earlier_version() {
         }
         let s = Store::open(&url).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "from {from}");
+        if from == 2 {
+            assert!(s.device(&V2_DEVICE).unwrap().is_some());
+            assert_eq!(s.floor(&ckey(1)).unwrap(), Some(9));
+        }
         if from >= 1 {
             assert_eq!(s.active(&AK).unwrap(), rec(&AK, 2, 7));
             assert_eq!(s.counter_claim(&ckey(0), NonZeroU32::MIN).unwrap(), 40..41);

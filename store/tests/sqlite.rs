@@ -218,21 +218,31 @@ fn the_file_is_in_wal_mode() {
     assert_eq!(mode, "wal");
 }
 
+/// A device registered before an upgrade.
+const V2_DEVICE: dlms_sec::SystemTitle = dlms_sec::SystemTitle::new([0x56, 0x32, 0, 0, 0, 0, 0, 1]);
+
 #[test]
 fn upgrades_from_every_earlier_version() {
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     for from in 0..SCHEMA_VERSION {
         let path = fresh_path();
         {
             let s = Store::open_with_schema(&url(&path), from).unwrap();
             assert_eq!(s.schema_version().unwrap(), from);
+            if from == 2 {
+                // Version 2 has the registry and floors.
+                s.register_device(&DeviceEntry::commissioned(V2_DEVICE, 0, 0))
+                    .unwrap();
+                s.raise_floor(&ckey(1), 9).unwrap();
+            }
             if from >= 1 {
                 s.put_initial(&rec(&common::AK, 2, 7)).unwrap();
                 s.counter_create(&ckey(0), 40).unwrap();
                 // Version 1 has no registry yet.
                 assert!(
-                    s.register_device(&DeviceEntry::commissioned(common::DEV, 0, 0))
-                        .is_err()
+                    from > 1
+                        || s.register_device(&DeviceEntry::commissioned(common::DEV, 0, 0))
+                            .is_err()
                 );
             } else {
                 assert!(s.put_initial(&rec(&common::AK, 2, 7)).is_err());
@@ -240,6 +250,10 @@ fn upgrades_from_every_earlier_version() {
         }
         let s = Store::open(&url(&path)).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "from {from}");
+        if from == 2 {
+            assert!(s.device(&V2_DEVICE).unwrap().is_some());
+            assert_eq!(s.floor(&ckey(1)).unwrap(), Some(9));
+        }
         if from >= 1 {
             assert_eq!(s.active(&common::AK).unwrap(), rec(&common::AK, 2, 7));
             assert_eq!(s.counter_claim(&ckey(0), NonZeroU32::MIN).unwrap(), 40..41);
