@@ -325,7 +325,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             |ek_j0| {
                 let mut expected = truncated_xor(&s, ek_j0);
                 let ok = tag_eq(&expected, tag);
-                expected.zeroize();
+                expected.as_mut_slice().zeroize();
                 if bool::from(ok) {
                     Ok(())
                 } else {
@@ -400,7 +400,8 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         let mut expected = input.hash_tag(&self.ghash, mask);
         let ok = bool::from(tag_eq(&expected, tag));
-        expected.zeroize();
+        // One fill, not a store per octet (as the array's `zeroize`).
+        expected.as_mut_slice().zeroize();
         let result = if ok {
             input.open_payload(keystream, data);
             Ok(())
@@ -778,8 +779,15 @@ impl<'s> ShortInput<'s> {
         let flat = Block::slice_as_flattened_mut(stage);
         let mut pos = start;
         if let Some((sc, ak)) = aad.sc_ak {
-            flat[pos] = sc;
-            flat[pos + 1..pos + 17].copy_from_slice(ak);
+            // SC ‖ AK starts at a block boundary: SC and the first 15
+            // octets of the AK as one block, the last octet starting the
+            // next; fixed-size moves, not a copy at an odd offset (a
+            // `memcpy` call on a 32-bit meter).
+            let mut key = u128::from_be_bytes(*ak);
+            let first = (u128::from(sc) << 120) | (key >> 8);
+            flat[pos..pos + 16].copy_from_slice(&first.to_be_bytes());
+            flat[pos + 16] = ak[15];
+            key.zeroize();
             pos += 17;
         }
         for p in aad.rest.iter().filter(|p| !p.is_empty()) {
@@ -990,12 +998,11 @@ fn counter_block(base: u128, counter: u32) -> Block {
 }
 
 /// The leftmost 96 bits of `a ⊕ b`.
+/// One 16-octet XOR, the last 4 octets dropped: word operations, not an
+/// octet loop into a buffer that is then copied out.
 fn truncated_xor(a: &Block, b: &Block) -> [u8; TAG_LEN] {
-    let mut out = [0u8; TAG_LEN];
-    for ((o, x), y) in out.iter_mut().zip(a.iter()).zip(b.iter()) {
-        *o = x ^ y;
-    }
-    out
+    let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, ..] = xor_block(&a.0, &b.0);
+    [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11]
 }
 
 /// GHASH over a stream of byte pieces, carried across piece boundaries and
