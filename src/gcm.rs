@@ -772,12 +772,11 @@ impl<'s> ShortInput<'s> {
             // SC ‖ AK starts at a block boundary: SC and the first 15
             // octets of the AK as one block, the last octet starting the
             // next; fixed-size moves, not a copy at an odd offset (a
-            // `memcpy` call on a 32-bit meter).
-            let mut key = u128::from_be_bytes(*ak);
-            let first = (u128::from(sc) << 120) | (key >> 8);
+            // `memcpy` call on a 32-bit meter). The AK passes through
+            // registers only; its staged copy is wiped with the stage.
+            let first = (u128::from(sc) << 120) | (u128::from_be_bytes(*ak) >> 8);
             flat[pos..pos + 16].copy_from_slice(&first.to_be_bytes());
             flat[pos + 16] = ak[15];
-            key.zeroize();
             pos += 17;
         }
         for p in aad.rest.iter().filter(|p| !p.is_empty()) {
