@@ -770,14 +770,20 @@ impl<'s> ShortInput<'s> {
         let flat = Block::slice_as_flattened_mut(stage);
         let mut pos = start;
         if let Some((sc, ak)) = aad.sc_ak {
-            // SC ‖ AK starts at a block boundary: SC and the first 15
-            // octets of the AK as one block, the last octet starting the
-            // next; fixed-size moves, not a copy at an odd offset (a
-            // `memcpy` call on a 32-bit meter). The AK passes through
-            // registers only; its staged copy is wiped with the stage.
-            let first = (u128::from(sc) << 120) | (u128::from_be_bytes(*ak) >> 8);
-            flat[pos..pos + 16].copy_from_slice(&first.to_be_bytes());
-            flat[pos + 16] = ak[15];
+            flat[pos] = sc;
+            if word_moves() {
+                // SC ‖ AK starts at a block boundary: SC and the first 15
+                // octets of the AK as one block, the last octet starting
+                // the next; fixed-size moves, not a copy at an odd offset
+                // (a `memcpy` call on a 32-bit meter). The AK passes
+                // through registers only; its staged copy is wiped with
+                // the stage.
+                let first = (u128::from(sc) << 120) | (u128::from_be_bytes(*ak) >> 8);
+                flat[pos..pos + 16].copy_from_slice(&first.to_be_bytes());
+                flat[pos + 16] = ak[15];
+            } else {
+                flat[pos + 1..pos + 17].copy_from_slice(ak);
+            }
             pos += 17;
         }
         for p in aad.rest.iter().filter(|p| !p.is_empty()) {
@@ -897,12 +903,30 @@ fn wipe(buf: &mut [Block]) {
     Block::slice_as_flattened_mut(buf).zeroize();
 }
 
-/// Copies one block as four separate 32-bit words: register moves, where
-/// an array copy from a buffer of no known alignment (a frame's
-/// ciphertext) is a `memcpy` call on a 32-bit meter, and a loop of
-/// whole-block copies one `memcpy` call over all of them.
+/// Whether the short path stages blocks with explicit word moves: on
+/// 32-bit targets (a meter), where an array copy from or to a place of no
+/// known alignment is a `memcpy` call; on 64-bit hosts a copy is one or
+/// two vector moves. Tests on 64-bit hosts take the meter's moves under
+/// `tests::with_meter_ctr`.
+#[inline(always)]
+fn word_moves() -> bool {
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        return true;
+    }
+    !cfg!(target_pointer_width = "64")
+}
+
+/// Copies one block; with [`word_moves`], as four separate 32-bit words:
+/// register moves, where an array copy from a frame's ciphertext is a
+/// `memcpy` call on a 32-bit meter, and a loop of whole-block copies one
+/// `memcpy` call over all of them.
 #[inline(always)]
 fn copy_block(dst: &mut [u8; 16], src: &[u8; 16]) {
+    if !word_moves() {
+        *dst = *src;
+        return;
+    }
     let (d, _) = dst.as_chunks_mut::<4>();
     let (s, _) = src.as_chunks::<4>();
     if let ([d0, d1, d2, d3], [s0, s1, s2, s3]) = (d, s) {
@@ -1460,6 +1484,49 @@ mod tests {
             i = j + 1;
         }
         out.join(", ")
+    }
+
+    /// SC ‖ AK as the short path stages it, with the host's copy and with
+    /// the meter's word moves: an AK of distinct octets (so an octet
+    /// misplaced shows), every payload length the short path takes, seal
+    /// and GMAC equal aes-gcm's output and open takes it back.
+    #[test]
+    fn short_path_stages_sc_ak_octet_for_octet() {
+        let key = [0x11u8; 16];
+        let iv = [0x22u8; 12];
+        let sc = 0x30u8;
+        let ak: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(17).wrapping_add(1));
+        let gcm = Gcm::new(&key);
+        let r = Reference::new(&key.into());
+        let mut sc_ak = vec![sc];
+        sc_ak.extend_from_slice(&ak);
+        for meter in [false, true] {
+            with_meter_ctr(meter, || {
+                for n in 0..=(STAGE - 3) * 16 {
+                    let pt: Vec<u8> = (0..n).map(|i| (i * 31 + 7) as u8).collect();
+                    let mut ct = pt.clone();
+                    let tag = r
+                        .encrypt_inout_detached(&iv.into(), &sc_ak, ct.as_mut_slice().into())
+                        .unwrap();
+                    let mut ours = pt.clone();
+                    let t = gcm.seal(&iv, Aad::suite0(sc, &ak, &[]), &mut ours);
+                    assert_eq!(ours, ct, "seal, meter {meter}, n {n}");
+                    assert_eq!(t, tag.as_slice(), "seal tag, meter {meter}, n {n}");
+                    let mut back = ct.clone();
+                    let opened = gcm.open(&iv, Aad::suite0(sc, &ak, &[]), &mut back, &t);
+                    assert_eq!(opened, Ok(()), "open, meter {meter}, n {n}");
+                    assert_eq!(back, pt, "open, meter {meter}, n {n}");
+                    let mut aad = sc_ak.clone();
+                    aad.extend_from_slice(&pt);
+                    let gmac = r
+                        .encrypt_inout_detached(&iv.into(), &aad, (&mut [][..]).into())
+                        .unwrap();
+                    let rest: [&[u8]; 1] = [&pt];
+                    let ours = gcm.gmac(&iv, Aad::suite0(sc, &ak, &rest));
+                    assert_eq!(ours, gmac.as_slice(), "gmac, meter {meter}, n {n}");
+                }
+            });
+        }
     }
 
     /// Every payload length from 0 to 1100 octets, with an empty AAD and
