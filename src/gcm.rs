@@ -68,6 +68,8 @@ const STAGE: usize = 8;
 /// an empty AAD a short message's payload fills every [`STAGE`] block but
 /// the length block, `STAGE - 1`, so with E(K, J0) that is `STAGE`.
 const SHORT_KEYSTREAM: usize = STAGE;
+// Whole groups of [`AES_GROUP`] (1 or 2) and of the meter's 2 in tests.
+const _: () = assert!(SHORT_KEYSTREAM.is_multiple_of(2));
 
 /// The short path's GHASH input is laid out in whole groups of this many
 /// blocks, led by zero blocks (GHASH of a zero block from the zero state
@@ -91,6 +93,18 @@ fn ghash_group() -> usize {
     }
     GHASH_GROUP
 }
+
+/// Blocks per parallel AES call of the backend the meter links (the
+/// compact software backend on 32-bit words encrypts 2 at a time; 1 on
+/// 64-bit hosts, whose backends take any count). The short path's
+/// keystream batch is rounded up to whole groups of this many, so
+/// [`ParBlocksOnly`] never pads a last partial group through a scratch
+/// copy; the extra keystream is wiped with the rest.
+const AES_GROUP: usize = if cfg!(target_pointer_width = "64") {
+    1
+} else {
+    2
+};
 
 const ZERO_BLOCK: Block = aes::cipher::array::Array([0; 16]);
 
@@ -353,7 +367,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             |ek_j0| {
                 let mut expected = truncated_xor(&s, ek_j0);
                 let ok = tag_eq(&expected, tag);
-                expected.zeroize();
+                expected.as_mut_slice().zeroize();
                 if bool::from(ok) {
                     Ok(())
                 } else {
@@ -403,9 +417,9 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<[u8; TAG_LEN]> {
         let size = ShortSize::of(aad, data.len())?;
         let mut stage = [Block::default(); STAGE];
-        let mut batch = [Block::default(); SHORT_KEYSTREAM];
+        let mut batch = short_batch(iv);
         let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
-        let ks = self.keystream_batch(iv, &mut batch, data.len());
+        let ks = self.keystream_batch(&mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         // Plaintext into the staged payload, the keystream over it in
         // whole blocks, the ciphertext out, the padding back to zero.
@@ -427,14 +441,15 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     ) -> Option<Result<(), AuthError>> {
         let size = ShortSize::of(aad, data.len())?;
         let mut stage = [Block::default(); STAGE];
-        let mut batch = [Block::default(); SHORT_KEYSTREAM];
+        let mut batch = short_batch(iv);
         let mut input = ShortInput::new(&mut stage, size, aad, data.len())?;
         input.load_payload(data);
-        let ks = self.keystream_batch(iv, &mut batch, data.len());
+        let ks = self.keystream_batch(&mut batch, data.len());
         let (mask, keystream) = ks.split_first().unwrap_or((&ZERO_BLOCK, &[]));
         let mut expected = input.hash_tag(&self.ghash, mask);
         let ok = bool::from(tag_eq(&expected, tag));
-        expected.zeroize();
+        // One fill, not a store per octet (as the array's `zeroize`).
+        expected.as_mut_slice().zeroize();
         let result = if ok {
             input.open_payload(keystream, data);
             Ok(())
@@ -460,28 +475,21 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         Some(tag)
     }
 
-    /// E(K, J0) and the keystream for `len` octets, in one AES call into
-    /// the front of `batch` (which the caller wipes); returns that front.
+    /// E(K, J0) and the keystream for `len` octets, in one AES call over
+    /// the front of `batch` (counter blocks 1 on, from [`short_batch`];
+    /// the caller wipes it); returns that front.
     #[inline(always)]
-    fn keystream_batch<'b>(
-        &self,
-        iv: &[u8; 12],
-        batch: &'b mut [Block],
-        len: usize,
-    ) -> &'b mut [Block] {
-        let used = len.div_ceil(16).saturating_add(1);
+    fn keystream_batch<'b>(&self, batch: &'b mut [Block], len: usize) -> &'b mut [Block] {
+        let used = len
+            .div_ceil(16)
+            .saturating_add(1)
+            .next_multiple_of(aes_group());
         debug_assert!(
             used <= batch.len(),
             "a short payload's keystream fits the batch"
         );
         let used = used.min(batch.len());
         let ks = batch.get_mut(..used).unwrap_or_default();
-        let base = iv_base(iv);
-        let mut counter: u32 = 1;
-        for b in ks.iter_mut() {
-            *b = counter_block(base, counter);
-            counter = counter.wrapping_add(1);
-        }
         encrypt_blocks(self.aes(), ks);
         ks
     }
@@ -681,6 +689,17 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     }
 }
 
+/// [`AES_GROUP`]; in tests on 64-bit hosts, the meter's 2 under
+/// `tests::with_meter_ctr`, so its rounding runs there too.
+#[inline(always)]
+fn aes_group() -> usize {
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        return 2;
+    }
+    AES_GROUP
+}
+
 /// Encrypts `blocks` in place: every AES call of this module goes through
 /// here. On 64-bit hosts, the `aes` crate's `encrypt_blocks`.
 #[cfg(target_pointer_width = "64")]
@@ -799,7 +818,19 @@ impl<'s> ShortInput<'s> {
         let mut pos = start;
         if let Some((sc, ak)) = aad.sc_ak {
             flat[pos] = sc;
-            flat[pos + 1..pos + 17].copy_from_slice(ak);
+            if word_moves() {
+                // SC ‖ AK starts at a block boundary: SC and the first 15
+                // octets of the AK as one block, the last octet starting
+                // the next; fixed-size moves, not a copy at an odd offset
+                // (a `memcpy` call on a 32-bit meter). The AK passes
+                // through registers only; its staged copy is wiped with
+                // the stage.
+                let first = (u128::from(sc) << 120) | (u128::from_be_bytes(*ak) >> 8);
+                flat[pos..pos + 16].copy_from_slice(&first.to_be_bytes());
+                flat[pos + 16] = ak[15];
+            } else {
+                flat[pos + 1..pos + 17].copy_from_slice(ak);
+            }
             pos += 17;
         }
         for p in aad.rest.iter().filter(|p| !p.is_empty()) {
@@ -870,7 +901,7 @@ impl<'s> ShortInput<'s> {
         let stage = self.payload_blocks();
         let (blocks, tail) = data.as_chunks::<16>();
         for (st, b) in stage.iter_mut().zip(blocks) {
-            st.0 = *b;
+            copy_block(&mut st.0, b);
         }
         if let Some(st) = stage.get_mut(blocks.len()) {
             for (s, b) in st.iter_mut().zip(tail) {
@@ -917,6 +948,40 @@ impl<'s> ShortInput<'s> {
 #[inline(always)]
 fn wipe(buf: &mut [Block]) {
     Block::slice_as_flattened_mut(buf).zeroize();
+}
+
+/// Whether the short path stages blocks with explicit word moves: on
+/// 32-bit targets (a meter), where an array copy from or to a place of no
+/// known alignment is a `memcpy` call; on 64-bit hosts a copy is one or
+/// two vector moves. Tests on 64-bit hosts take the meter's moves under
+/// `tests::with_meter_ctr`.
+#[inline(always)]
+fn word_moves() -> bool {
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        return true;
+    }
+    !cfg!(target_pointer_width = "64")
+}
+
+/// Copies one block; with [`word_moves`], as four separate 32-bit words:
+/// register moves, where an array copy from a frame's ciphertext is a
+/// `memcpy` call on a 32-bit meter, and a loop of whole-block copies one
+/// `memcpy` call over all of them.
+#[inline(always)]
+fn copy_block(dst: &mut [u8; 16], src: &[u8; 16]) {
+    if !word_moves() {
+        *dst = *src;
+        return;
+    }
+    let (d, _) = dst.as_chunks_mut::<4>();
+    let (s, _) = src.as_chunks::<4>();
+    if let ([d0, d1, d2, d3], [s0, s1, s2, s3]) = (d, s) {
+        *d0 = u32::from_ne_bytes(*s0).to_ne_bytes();
+        *d1 = u32::from_ne_bytes(*s1).to_ne_bytes();
+        *d2 = u32::from_ne_bytes(*s2).to_ne_bytes();
+        *d3 = u32::from_ne_bytes(*s3).to_ne_bytes();
+    }
 }
 
 /// `a ⊕ b` for one block, as one 16-octet word.
@@ -988,16 +1053,41 @@ fn iv_base(iv: &[u8; 12]) -> u128 {
     u128::from_be_bytes(b)
 }
 
+/// The short path's AES batch before encryption: counter blocks 1 (J0)
+/// to [`SHORT_KEYSTREAM`] under `iv`, written once each (an array built
+/// in place: no zeros first, no loop, no copy).
+#[inline(always)]
+fn short_batch(iv: &[u8; 12]) -> [Block; SHORT_KEYSTREAM] {
+    let b = iv_base(iv);
+    [
+        counter_block(b, 1),
+        counter_block(b, 2),
+        counter_block(b, 3),
+        counter_block(b, 4),
+        counter_block(b, 5),
+        counter_block(b, 6),
+        counter_block(b, 7),
+        counter_block(b, 8),
+    ]
+}
+
 /// IV ‖ counter (big-endian), the GCM counter block.
 fn counter_block(base: u128, counter: u32) -> Block {
     Block::from((base | u128::from(counter)).to_be_bytes())
 }
 
 /// The leftmost 96 bits of `a ⊕ b`.
+/// One 16-octet XOR, the last 4 octets dropped: word operations, not an
+/// octet loop into a buffer that is then copied out.
 fn truncated_xor(a: &Block, b: &Block) -> [u8; TAG_LEN] {
+    let x = xor_block(&a.0, &b.0);
     let mut out = [0u8; TAG_LEN];
-    for ((o, x), y) in out.iter_mut().zip(a.iter()).zip(b.iter()) {
-        *o = x ^ y;
+    let (d, _) = out.as_chunks_mut::<4>();
+    let (s, _) = x.as_chunks::<4>();
+    if let ([d0, d1, d2], [s0, s1, s2, _]) = (d, s) {
+        *d0 = *s0;
+        *d1 = *s1;
+        *d2 = *s2;
     }
     out
 }
@@ -1238,8 +1328,8 @@ mod tests {
                 let tag = reference
                     .encrypt_inout_detached(&iv.into(), &aad, ct.as_mut_slice().into())
                     .unwrap();
-                let mut batch = [Block::default(); SHORT_KEYSTREAM];
-                let ks = gcm.keystream_batch(&iv, &mut batch, len);
+                let mut batch = short_batch(&iv);
+                let ks = gcm.keystream_batch(&mut batch, len);
                 let keystream = ks.get(1..).unwrap_or_default().to_vec();
                 for group in [1, 2, 4] {
                     let mut stage = [Block::default(); STAGE];
@@ -1483,6 +1573,49 @@ mod tests {
             i = j + 1;
         }
         out.join(", ")
+    }
+
+    /// SC ‖ AK as the short path stages it, with the host's copy and with
+    /// the meter's word moves: an AK of distinct octets (so an octet
+    /// misplaced shows), every payload length the short path takes, seal
+    /// and GMAC equal aes-gcm's output and open takes it back.
+    #[test]
+    fn short_path_stages_sc_ak_octet_for_octet() {
+        let key = [0x11u8; 16];
+        let iv = [0x22u8; 12];
+        let sc = 0x30u8;
+        let ak: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(17).wrapping_add(1));
+        let gcm = Gcm::new(&key);
+        let r = Reference::new(&key.into());
+        let mut sc_ak = vec![sc];
+        sc_ak.extend_from_slice(&ak);
+        for meter in [false, true] {
+            with_meter_ctr(meter, || {
+                for n in 0..=(STAGE - 3) * 16 {
+                    let pt: Vec<u8> = (0..n).map(|i| (i * 31 + 7) as u8).collect();
+                    let mut ct = pt.clone();
+                    let tag = r
+                        .encrypt_inout_detached(&iv.into(), &sc_ak, ct.as_mut_slice().into())
+                        .unwrap();
+                    let mut ours = pt.clone();
+                    let t = gcm.seal(&iv, Aad::suite0(sc, &ak, &[]), &mut ours);
+                    assert_eq!(ours, ct, "seal, meter {meter}, n {n}");
+                    assert_eq!(t, tag.as_slice(), "seal tag, meter {meter}, n {n}");
+                    let mut back = ct.clone();
+                    let opened = gcm.open(&iv, Aad::suite0(sc, &ak, &[]), &mut back, &t);
+                    assert_eq!(opened, Ok(()), "open, meter {meter}, n {n}");
+                    assert_eq!(back, pt, "open, meter {meter}, n {n}");
+                    let mut aad = sc_ak.clone();
+                    aad.extend_from_slice(&pt);
+                    let gmac = r
+                        .encrypt_inout_detached(&iv.into(), &aad, (&mut [][..]).into())
+                        .unwrap();
+                    let rest: [&[u8]; 1] = [&pt];
+                    let ours = gcm.gmac(&iv, Aad::suite0(sc, &ak, &rest));
+                    assert_eq!(ours, gmac.as_slice(), "gmac, meter {meter}, n {n}");
+                }
+            });
+        }
     }
 
     /// Every payload length from 0 to 1100 octets, with an empty AAD and

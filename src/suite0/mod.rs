@@ -486,8 +486,8 @@ pub(crate) trait KeySource {
                 None
             }
         };
-        if let (Some(tag), Some(out)) = (tag, tag_out.get_mut(..TAG_LEN)) {
-            out.copy_from_slice(&tag);
+        if let (Some(tag), Some(out)) = (tag, tag_out.first_chunk_mut::<TAG_LEN>()) {
+            put_tag(out, &tag);
         }
         Ok(layout.total)
     }
@@ -662,6 +662,18 @@ fn layout(req: &Protect<'_>, plain_tag: u8, apdu_len: usize) -> Result<HeaderLay
         apdu_len,
         req.protection.is_authenticated(),
     )
+}
+
+/// Writes the tag into the frame as three 32-bit words: an array copy to
+/// a place of no known alignment is a `memcpy` call on a 32-bit meter.
+fn put_tag(out: &mut [u8; TAG_LEN], tag: &[u8; TAG_LEN]) {
+    let (d, _) = out.as_chunks_mut::<4>();
+    let (s, _) = tag.as_chunks::<4>();
+    if let ([d0, d1, d2], [s0, s1, s2]) = (d, s) {
+        *d0 = u32::from_ne_bytes(*s0).to_ne_bytes();
+        *d1 = u32::from_ne_bytes(*s1).to_ne_bytes();
+        *d2 = u32::from_ne_bytes(*s2).to_ne_bytes();
+    }
 }
 
 /// Copies `src` into `dst` 16 octets at a time. Plain vector moves: some
