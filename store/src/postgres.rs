@@ -30,6 +30,13 @@
 //!   lock before it reads the schema version, and applies every migration
 //!   in that one transaction: two processes opening at once migrate once,
 //!   and a failed migration leaves the previous version whole.
+//! * **Statements are prepared once per connection.** Each connection
+//!   keeps the statements it has prepared, by their SQL; a call runs each
+//!   in one round trip. A statement that no longer fits the schema (another
+//!   process migrated it: `cached plan must not change result type`, or the
+//!   server no longer knows it) rolls the call's transaction back, empties
+//!   the connection's statements, and the call runs once more. Migration
+//!   scripts run unprepared.
 //! * **Driver errors are typed.** A refused, closed or shut-down connection
 //!   (SQLSTATE classes 08 and 57P) is [`StoreError::Unavailable`]; a unique
 //!   violation, a serialization failure or a deadlock (a lost race) is
@@ -40,6 +47,7 @@
 use core::num::NonZeroU32;
 use core::ops::Range;
 use core::time::Duration;
+use std::collections::HashMap;
 
 use dlms_sec::SystemTitle;
 use dlms_sec::counter::CounterKey;
@@ -48,9 +56,8 @@ use dlms_sec::keystore::{KeySlot, SlotChange, SlotRecords};
 use dlms_sec::types::Client;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Config, IsolationLevel, NoTls, Row, Transaction};
-use r2d2::{Pool, PooledConnection};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Config, IsolationLevel, NoTls, Row, Statement, Transaction};
+use r2d2::{ManageConnection, Pool, PooledConnection};
 
 use crate::audit::AuditRow;
 use crate::error::{Result, StoreError};
@@ -93,7 +100,139 @@ pub(crate) fn target(url: &str) -> Option<Result<Config>> {
 /// A pool of connections to one PostgreSQL database (and schema).
 #[derive(Debug)]
 pub(crate) struct Db {
-    pool: Pool<PostgresConnectionManager<NoTls>>,
+    pool: Pool<Manager>,
+}
+
+/// A connection and the statements prepared on it, by their SQL.
+///
+/// A statement is prepared the first time a connection runs its SQL and
+/// runs from then on in one round trip (bind and execute). Statements
+/// belong to their connection and live as long as it does; the cache is
+/// emptied when the server says a statement no longer fits the schema.
+struct Conn {
+    client: postgres::Client,
+    prepared: HashMap<String, Statement>,
+}
+
+/// Opens the pool's connections: a [`Conn`] each, with an empty cache.
+#[derive(Debug)]
+struct Manager {
+    config: Config,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> core::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.config.connect(NoTls)?,
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> core::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// What a transaction may do.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// READ COMMITTED, read and write.
+    Write,
+    /// READ ONLY, REPEATABLE READ (one snapshot).
+    Read,
+}
+
+/// A transaction on a [`Conn`], running every statement prepared once per
+/// connection.
+struct Tx<'c> {
+    tx: Transaction<'c>,
+    prepared: &'c mut HashMap<String, Statement>,
+    /// A statement failed as no longer fitting the schema (its plan's
+    /// result type changed, or the server no longer knows it).
+    stale: bool,
+}
+
+/// The statement failed because the schema changed under it (or the
+/// server dropped it): prepared afresh, it may run.
+fn is_stale(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME
+    })
+}
+
+impl Tx<'_> {
+    /// The statement of `sql` on this connection, prepared if it is not yet.
+    fn statement(&mut self, sql: &str) -> core::result::Result<Statement, postgres::Error> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.tx.prepare(sql)?;
+        self.prepared.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+
+    /// Notes a stale statement, for the caller to run the call once more.
+    fn checked<T>(
+        &mut self,
+        r: core::result::Result<T, postgres::Error>,
+    ) -> core::result::Result<T, postgres::Error> {
+        if let Err(e) = &r {
+            self.stale |= is_stale(e);
+        }
+        r
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> core::result::Result<Vec<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        let r = self.tx.query(&st, params);
+        self.checked(r)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> core::result::Result<Option<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        let r = self.tx.query_opt(&st, params);
+        self.checked(r)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> core::result::Result<Row, postgres::Error> {
+        let st = self.statement(sql)?;
+        let r = self.tx.query_one(&st, params);
+        self.checked(r)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> core::result::Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        let r = self.tx.execute(&st, params);
+        self.checked(r)
+    }
+
+    /// Runs `sql` (several statements, no parameters) unprepared.
+    fn batch_execute(&mut self, sql: &str) -> core::result::Result<(), postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
 }
 
 /// The store's error for a driver one.
@@ -181,13 +320,13 @@ impl Db {
             .test_on_check_out(false)
             .min_idle(Some(1))
             .connection_timeout(timeout)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(Manager { config });
         let db = Self { pool };
         db.migrate(version)?;
         Ok(db)
     }
 
-    fn conn(&self) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>> {
+    fn conn(&self) -> Result<PooledConnection<Manager>> {
         // r2d2 reports a pool timeout and a failed connect alike: either way
         // the database cannot be reached now.
         self.pool.get().map_err(|_| StoreError::Unavailable)
@@ -195,26 +334,56 @@ impl Db {
 
     /// Runs `f` in a READ COMMITTED transaction, committed only if `f`
     /// succeeds (dropping it rolls back).
-    fn write<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(err)?;
-        let out = f(&mut tx)?;
-        tx.commit().map_err(err)?;
-        Ok(out)
+    fn write<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.run(Mode::Write, f)
     }
 
     /// Runs `f` in a READ ONLY, REPEATABLE READ transaction (one snapshot).
-    fn read<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.run(Mode::Read, f)
+    }
+
+    /// Runs `f` in a transaction of `mode` on a pooled connection. When a
+    /// cached statement no longer fits the schema (another process migrated
+    /// it), the transaction is rolled back, the connection's statements are
+    /// forgotten, and `f` runs once more in a new transaction.
+    fn run<T>(&self, mode: Mode, mut f: impl FnMut(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
-        let mut tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+        let Conn { client, prepared } = &mut *conn;
+        let mut again = true;
+        loop {
+            let tx = match mode {
+                Mode::Write => client.transaction(),
+                Mode::Read => client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            }
             .map_err(err)?;
-        let out = f(&mut tx)?;
-        tx.commit().map_err(err)?;
-        Ok(out)
+            let mut tx = Tx {
+                tx,
+                prepared: &mut *prepared,
+                stale: false,
+            };
+            match f(&mut tx) {
+                Ok(out) => {
+                    tx.tx.commit().map_err(err)?;
+                    return Ok(out);
+                }
+                Err(e) => {
+                    let stale = tx.stale;
+                    drop(tx);
+                    if !stale {
+                        return Err(e);
+                    }
+                    prepared.clear();
+                    if !core::mem::take(&mut again) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
     }
 
     fn migrate(&self, target: u32) -> Result<()> {
@@ -796,7 +965,7 @@ fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T>
     row.try_get(i).map_err(err)
 }
 
-fn current_version(tx: &mut Transaction<'_>) -> Result<u32> {
+fn current_version(tx: &mut Tx<'_>) -> Result<u32> {
     let row = tx
         .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
         .map_err(err)?;
@@ -805,7 +974,7 @@ fn current_version(tx: &mut Transaction<'_>) -> Result<u32> {
 
 /// The 32-bit value column `column` of `table`'s row for `key`.
 fn counter_row(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     table: &str,
     column: &str,
     key: &CounterKey,
@@ -857,7 +1026,7 @@ fn slot_lock(slot: &KeySlot) -> Result<i32> {
 /// Takes the advisory locks of `slots` for the rest of the transaction, in
 /// ascending key order (every caller takes them in that order: no
 /// deadlock between two calls).
-fn lock_slots(tx: &mut Transaction<'_>, slots: &[KeySlot]) -> Result<()> {
+fn lock_slots(tx: &mut Tx<'_>, slots: &[KeySlot]) -> Result<()> {
     let mut keys = slots.iter().map(slot_lock).collect::<Result<Vec<i32>>>()?;
     keys.sort_unstable();
     keys.dedup();
@@ -878,7 +1047,7 @@ fn slot_cols(slot: &KeySlot) -> Result<(&[u8], i64, i64)> {
 }
 
 /// The rows of `slot`, checked; `suffix` is `FOR UPDATE` in a write.
-fn load_slot(tx: &mut Transaction<'_>, slot: &KeySlot, suffix: &str) -> Result<SlotRecords> {
+fn load_slot(tx: &mut Tx<'_>, slot: &KeySlot, suffix: &str) -> Result<SlotRecords> {
     let (device, client, role) = slot_cols(slot)?;
     let found = tx
         .query(
@@ -900,7 +1069,7 @@ fn load_slot(tx: &mut Transaction<'_>, slot: &KeySlot, suffix: &str) -> Result<S
 
 /// The slot statements, inside one write transaction that holds the
 /// slot's advisory lock.
-struct Slots<'a, 'c>(&'a mut Transaction<'c>);
+struct Slots<'a, 'c>(&'a mut Tx<'c>);
 
 impl Slots<'_, '_> {
     /// Runs a conditional write that must touch exactly one row.

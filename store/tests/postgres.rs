@@ -292,6 +292,41 @@ fn stores_opening_at_once_migrate_once() {
 /// A device registered before an upgrade.
 const V2_DEVICE: SystemTitle = SystemTitle::new([0x56, 0x32, 0, 0, 0, 0, 0, 1]);
 
+/// Another process changes a column's type under the statements a store's
+/// connection has prepared (as a migration would): the call that meets a
+/// statement whose result type changed prepares it afresh and succeeds,
+/// reads and writes alike.
+#[test]
+fn statements_prepared_before_a_schema_change_are_prepared_again() {
+    let (_, url) = fresh_schema();
+    let s = Store::open(&url).unwrap();
+    // Let the pool's spare connection come up: from then on each call is
+    // served by the connection the call before it gave back (the pool
+    // hands out the last one returned), whose statements are prepared.
+    std::thread::sleep(Duration::from_millis(500));
+    s.put_initial(&rec(&MK, 0, 1)).unwrap();
+    s.put_pending(&rec(&MK, 1, 2)).unwrap();
+    assert_eq!(s.active(&MK).unwrap(), rec(&MK, 0, 1));
+    let mut other = raw(&url);
+    let retype = |c: &mut postgres::Client, ty: &str| {
+        c.batch_execute(&format!(
+            "ALTER TABLE key_records ALTER COLUMN state TYPE {ty}"
+        ))
+        .unwrap();
+    };
+
+    retype(&mut other, "varchar(16)");
+    assert_eq!(s.active(&MK).unwrap(), rec(&MK, 0, 1));
+    s.activate(&MK, 1).unwrap();
+    assert_eq!(s.pending(&MK).unwrap(), None);
+
+    retype(&mut other, "text");
+    s.put_pending(&rec(&MK, 2, 3)).unwrap();
+    assert_eq!(s.active(&MK).unwrap(), rec(&MK, 1, 2));
+    assert_eq!(s.previous(&MK).unwrap(), Some(rec(&MK, 0, 1)));
+    assert_eq!(s.pending(&MK).unwrap(), Some(rec(&MK, 2, 3)));
+}
+
 #[test]
 fn upgrades_from_every_earlier_version() {
     assert_eq!(SCHEMA_VERSION, 3);
