@@ -390,6 +390,7 @@ struct PgBare {
     load_for_update: Statement,
     lock: Statement,
     insert: Statement,
+    import: Statement,
     replace: Statement,
     delete: Statement,
     claim: Statement,
@@ -415,6 +416,18 @@ impl PgBare {
                 .prepare(
                     "INSERT INTO key_records (device, client, role, state, generation, record)
              VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .unwrap(),
+            import: c
+                .prepare(
+                    "INSERT INTO key_records (device, client, role, state, generation, record)
+                     SELECT u.device, u.client, u.role, 'active', u.generation, u.record
+                     FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[])
+                          AS u(device, client, role, generation, record)
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM key_records k
+                         WHERE k.device = u.device AND k.client = u.client AND k.role = u.role
+                           AND k.state IN ('active', 'pending'))",
                 )
                 .unwrap(),
             replace: c
@@ -641,16 +654,18 @@ impl Bare for PgBare {
 
     fn load(&mut self, records: &[PackagedRecord]) {
         let mut tx = self.c.transaction().unwrap();
+        let (mut d, mut c, mut r, mut g, mut b) = (vec![], vec![], vec![], vec![], vec![]);
         for record in records {
             let slot = KeySlot::of(&record.id());
-            let (d, c, r) = slot_key(&slot);
-            assert!(
-                tx.query(&self.load_for_update, &[&d, &c, &r])
-                    .unwrap()
-                    .is_empty()
-            );
-            pg_insert(&mut tx, &self.insert, "active", record);
+            let (device, client, role) = slot_key(&slot);
+            d.push(device.to_vec());
+            c.push(client);
+            r.push(role);
+            g.push(i64::from(record.generation()));
+            b.push(&record.as_bytes()[..]);
         }
+        let n = tx.execute(&self.import, &[&d, &c, &r, &g, &b]).unwrap();
+        assert_eq!(n as usize, records.len());
         tx.commit().unwrap();
     }
 

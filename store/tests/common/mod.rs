@@ -87,6 +87,7 @@ pub fn all(open: Open<'_>) {
     schema_is_current(&open());
     rollback_refused(&open());
     put_initial_many_is_all_or_nothing(&open());
+    put_initial_many_refuses_a_slot_named_twice_or_pending(&open());
     activate_all_is_all_or_nothing(&open());
     listing_pages(&open());
     keystore_errors_map_to_the_core(&open());
@@ -151,6 +152,20 @@ pub fn put_initial_many_is_all_or_nothing(s: &Store) {
     s.put_initial_many(&batch[..2]).unwrap();
     assert_eq!(s.active(&MK).unwrap(), batch[0]);
     assert_eq!(s.active(&AK).unwrap(), batch[1]);
+}
+
+pub fn put_initial_many_refuses_a_slot_named_twice_or_pending(s: &Store) {
+    let twice = [rec(&AK, 0, 1), rec(&GUEK, 0, 2), rec(&AK, 0, 3)];
+    assert_eq!(s.put_initial_many(&twice), Err(StoreError::StaleGeneration));
+    assert_eq!(s.active(&AK), Err(StoreError::NotFound));
+    assert_eq!(s.active(&GUEK), Err(StoreError::NotFound));
+    // A slot that holds only a pending generation is not empty.
+    s.put_pending(&rec(&MK, 1, 4)).unwrap();
+    let batch = [rec(&AK, 0, 5), rec(&MK, 0, 6)];
+    assert_eq!(s.put_initial_many(&batch), Err(StoreError::StaleGeneration));
+    assert_eq!(s.active(&AK), Err(StoreError::NotFound));
+    assert_eq!(s.pending(&MK).unwrap(), Some(rec(&MK, 1, 4)));
+    assert_eq!(s.put_initial_many(&[]), Ok(()));
 }
 
 pub fn activate_all_is_all_or_nothing(s: &Store) {
