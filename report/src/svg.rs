@@ -98,9 +98,14 @@ pub(crate) fn stacked_bars(
     const TOP: f64 = 36.0;
     const PLOT_H: f64 = 220.0;
     const BOTTOM: f64 = 56.0;
+    const MIN_PLOT_W: f64 = 640.0;
     let n = labels.len().max(1) as f64;
     let slot = (720.0 / n).clamp(8.0, 48.0);
-    let width = LEFT + slot * n + RIGHT;
+    let legend_w: f64 = series
+        .iter()
+        .map(|s| 24.0 + 7.0 * s.label.chars().count() as f64)
+        .sum();
+    let width = LEFT + (slot * n).max(MIN_PLOT_W).max(legend_w) + RIGHT;
     let height = TOP + PLOT_H + BOTTOM;
     let totals: Vec<u64> = (0..labels.len())
         .map(|i| {
@@ -134,7 +139,8 @@ pub(crate) fn stacked_bars(
     }
 
     // Bars, and a label under every bar when they fit, else every few.
-    let every = (40.0 / slot).ceil().max(1.0);
+    let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as f64 * 6.5 + 8.0;
+    let every = (label_w / slot).ceil().max(1.0);
     for (i, label) in labels.iter().enumerate() {
         let x = LEFT + slot * i as f64;
         let mut y = base;
@@ -190,7 +196,8 @@ mod tests {
         assert_eq!(tick_step(5), 1);
         assert_eq!(tick_step(6), 2);
         assert_eq!(tick_step(12), 5);
-        assert_eq!(tick_step(26), 10);
+        assert_eq!(tick_step(26), 5);
+        assert_eq!(tick_step(36), 10);
         assert_eq!(tick_step(1_000_000), 200_000);
         assert!(tick_step(u64::MAX) > 0);
     }
