@@ -200,6 +200,9 @@ fn october_date(days_before_now: u64) -> String {
     format!("2025-10-{:02}", 32 - days_before_now)
 }
 
+/// A KEK's audit events, first and last time seen, and records by state.
+type KekSeen = (u64, Option<u64>, Option<u64>, [u64; 3]);
+
 /// What the report must say about the fixture, computed from its inputs.
 fn expected(events: &[AuditEvent], records: &[(PackagedRecord, &str)]) -> Value {
     let window = 7 * DAY;
@@ -284,7 +287,7 @@ fn expected(events: &[AuditEvent], records: &[(PackagedRecord, &str)]) -> Value 
         .collect();
 
     // KEKs: audit events naming them, key records by state.
-    let mut keks: BTreeMap<[u8; 3], (u64, Option<u64>, Option<u64>, [u64; 3])> = BTreeMap::new();
+    let mut keks: BTreeMap<[u8; 3], KekSeen> = BTreeMap::new();
     for e in events {
         if let Some(k) = e.kek {
             let v = keks.entry(k.0).or_default();
