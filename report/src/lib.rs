@@ -19,7 +19,7 @@
 //! are read only through [`verify_audit_with`], so only events whose row
 //! verified are counted. [`render_html`] writes the report as one page that
 //! loads nothing from anywhere (inline CSS, SVG charts drawn from the
-//! figures, no script); [`write`] puts `report.html` and `report.json` (the
+//! figures, no script); [`write()`] puts `report.html` and `report.json` (the
 //! serialised report) in a directory. `docs/report.md` describes every
 //! figure.
 
