@@ -105,6 +105,13 @@ pub(crate) enum Command {
     Package(Package),
     /// Checks a record and prints the key in it
     Unpackage(Unpackage),
+    /// Writes the compliance report of a store (report.html, report.json)
+    ///
+    /// Rotation latency against the 7-day rule, overdue devices, campaigns,
+    /// refusals and corruption from the audit table, the audit chain's
+    /// verdict and the KEK check values in use. Exit 1 when the audit chain
+    /// is broken (the report is written first).
+    Report(crate::report::Report),
     /// Prints a shell completion script
     Completions {
         /// The shell to complete in
@@ -116,7 +123,7 @@ pub(crate) enum Command {
 /// A flag's value parser from a `codec`-style function, which names the
 /// flag in its messages.
 #[derive(Debug)]
-pub(crate) struct ValueFn<T>(fn(&str, &str) -> Result<T, Fail>);
+pub(crate) struct ValueFn<T>(pub(crate) fn(&str, &str) -> Result<T, Fail>);
 
 impl<T> Clone for ValueFn<T> {
     fn clone(&self) -> Self {

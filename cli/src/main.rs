@@ -12,6 +12,7 @@ mod decode;
 mod fail;
 mod keys;
 mod names;
+mod report;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn run(out: &mut String) -> Result<(), Fail> {
         Command::Hls5Verify(a) => cmd::hls5_verify(a, out),
         Command::Package(a) => cmd::package(a, out),
         Command::Unpackage(a) => cmd::unpackage(a, out),
+        Command::Report(a) => report::run(a, out),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut cli::command(), "dlms-sec", &mut script);

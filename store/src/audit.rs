@@ -1,5 +1,6 @@
 //! The audit log in the database: [`DatabaseAuditSink`] appends events
-//! sealed into an [`AuditChain`]; [`verify_audit`] checks the whole table.
+//! sealed into an [`AuditChain`]; [`verify_audit`] checks the whole table,
+//! and [`verify_audit_with`] also hands each verified event to a visitor.
 //!
 //! Table `audit_log (seq, chain_id, event, mac)`: one row per event, `seq`
 //! from 0, `event` the canonical [`AuditEvent::encode`] octets, `mac` the
@@ -106,14 +107,32 @@ impl std::error::Error for AuditBreak {}
 /// # Errors
 /// The first row that does not verify, as an [`AuditBreak`].
 pub fn verify_audit(store: &Store, key: &AuditKey) -> Result<VerifiedHead, AuditBreak> {
-    verify_chain(store, key).map(|c| VerifiedHead {
+    verify_audit_with(store, key, |_, _| {})
+}
+
+/// As [`verify_audit`], handing each event to `visit` (with its `seq`)
+/// once its row has verified, in order. On a break, `visit` has seen
+/// every event before it and none after.
+///
+/// # Errors
+/// The first row that does not verify, as an [`AuditBreak`].
+pub fn verify_audit_with(
+    store: &Store,
+    key: &AuditKey,
+    mut visit: impl FnMut(u64, &AuditEvent),
+) -> Result<VerifiedHead, AuditBreak> {
+    verify_chain(store, key, &mut visit).map(|c| VerifiedHead {
         count: c.as_ref().map_or(0, AuditChain::next_seq),
         chain_id: c.as_ref().map(AuditChain::chain_id),
         last_mac: c.as_ref().map_or([0; MAC_LEN], AuditChain::last_mac),
     })
 }
 
-fn verify_chain(store: &Store, key: &AuditKey) -> Result<Option<AuditChain>, AuditBreak> {
+fn verify_chain(
+    store: &Store,
+    key: &AuditKey,
+    visit: &mut dyn FnMut(u64, &AuditEvent),
+) -> Result<Option<AuditChain>, AuditBreak> {
     let mut chain: Option<AuditChain> = None;
     loop {
         let expected = chain.as_ref().map_or(0, AuditChain::next_seq);
@@ -149,6 +168,7 @@ fn verify_chain(store: &Store, key: &AuditKey) -> Result<Option<AuditChain>, Aud
                     LinkError::BadMac => AuditBreakKind::BadMac,
                 })
             })?;
+            visit(seq, &event);
         }
         if !full {
             return Ok(chain);
@@ -192,7 +212,7 @@ impl<'s> DatabaseAuditSink<'s> {
         key: &AuditKey,
         rng: &mut R,
     ) -> Result<Self, StoreError> {
-        let chain = match verify_chain(store, key) {
+        let chain = match verify_chain(store, key, &mut |_, _| {}) {
             Ok(Some(chain)) => chain,
             Ok(None) => {
                 let id = ChainId::random(rng)

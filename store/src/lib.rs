@@ -47,10 +47,13 @@ mod postgres;
 mod rows;
 mod sqlite;
 
-pub use crate::audit::{AuditBreak, AuditBreakKind, DatabaseAuditSink, VerifiedHead, verify_audit};
+pub use crate::audit::{
+    AuditBreak, AuditBreakKind, DatabaseAuditSink, VerifiedHead, verify_audit, verify_audit_with,
+};
 pub use crate::error::{Result, StoreError};
 pub use crate::model::{
-    CampaignStatus, DeviceEntry, Lease, Progress, ProgressState, ROTATION_WINDOW,
+    CampaignEntry, CampaignStatus, DeviceEntry, KekRecords, Lease, Progress, ProgressState,
+    ROTATION_WINDOW,
 };
 
 /// The newest schema version this build knows (and migrates to on open).
@@ -231,6 +234,15 @@ impl Store {
         on_backend!(self, db => db.change(slot, dlms_sec::keystore::SlotChange::RetirePrevious))
     }
 
+    /// How many records, by state, are packaged under each KEK, by check
+    /// value in ascending order (a walk over every record: for reports).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a record too short to carry a check value.
+    pub fn record_keks(&self) -> Result<Vec<KekRecords>> {
+        on_backend!(self, db => db.record_keks())
+    }
+
     /// Up to `limit` devices holding a record, in ascending order, starting
     /// after `after` (a page of a walk over every device).
     ///
@@ -344,6 +356,15 @@ impl Store {
         on_backend!(self, db => db.device_count())
     }
 
+    /// Up to `limit` registry entries in ascending order of system title,
+    /// starting after `after` (a page of a walk over the whole registry).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a row out of range.
+    pub fn registry(&self, after: Option<&SystemTitle>, limit: u32) -> Result<Vec<DeviceEntry>> {
+        on_backend!(self, db => db.registry(after, limit))
+    }
+
     /// Records that `device`'s keys were rotated at `at`.
     ///
     /// # Errors
@@ -425,6 +446,15 @@ impl Store {
     /// The backend's.
     pub fn campaign_status(&self, id: &str) -> Result<Option<CampaignStatus>> {
         on_backend!(self, db => db.campaign_status(id))
+    }
+
+    /// Up to `limit` campaigns in ascending order of id, starting after
+    /// `after`, each with its status.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a row out of range.
+    pub fn campaigns(&self, after: Option<&str>, limit: u32) -> Result<Vec<CampaignEntry>> {
+        on_backend!(self, db => db.campaigns(after, limit))
     }
 
     // --- Rotation leases ------------------------------------------------

@@ -3,6 +3,7 @@
 //! carries key material.
 
 use dlms_sec::SystemTitle;
+use dlms_sec::key::package::KeyCheckValue;
 
 /// Seven days in seconds: the time a commissioned device has before its
 /// keys must have been rotated ([`DeviceEntry::deadline`]).
@@ -91,6 +92,33 @@ pub struct CampaignStatus {
     pub total: u64,
     /// Devices marked done.
     pub done: u64,
+}
+
+/// A campaign as listed by [`Store::campaigns`](crate::Store::campaigns).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CampaignEntry {
+    /// The campaign's id.
+    pub id: String,
+    /// Why it was started.
+    pub reason: String,
+    /// When it was started, in Unix seconds.
+    pub started_at: u64,
+    /// How far it has got.
+    pub status: CampaignStatus,
+}
+
+/// How many key records, by state, are packaged under one KEK (named by its
+/// check value), as counted by [`Store::record_keks`](crate::Store::record_keks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KekRecords {
+    /// The KEK's check value, as the records carry it.
+    pub kek: KeyCheckValue,
+    /// Active records under it.
+    pub active: u64,
+    /// Pending records under it.
+    pub pending: u64,
+    /// Previous (superseded) records under it.
+    pub previous: u64,
 }
 
 /// A rotation lease on one device: while it is unexpired, no other owner

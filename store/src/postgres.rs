@@ -61,7 +61,9 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 
 use crate::audit::AuditRow;
 use crate::error::{Result, StoreError};
-use crate::model::{CampaignStatus, DeviceEntry, Lease, Progress, ProgressState};
+use crate::model::{
+    CampaignEntry, CampaignStatus, DeviceEntry, KekRecords, Lease, Progress, ProgressState,
+};
 use crate::rows::{self, CounterName, SlotTx, State};
 
 /// How long a connection attempt, or the wait for a pooled connection, may
@@ -515,6 +517,32 @@ impl Db {
         })
     }
 
+    /// The check value is octets 4 to 6 of the packaged record.
+    pub(crate) fn record_keks(&self) -> Result<Vec<KekRecords>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT substring(record FROM 4 FOR 3) AS kek,
+                     count(*) FILTER (WHERE state = 'active'),
+                     count(*) FILTER (WHERE state = 'pending'),
+                     count(*) FILTER (WHERE state = 'previous')
+                 FROM key_records GROUP BY kek ORDER BY kek",
+                &[],
+            )
+            .map_err(err)?
+            .iter()
+            .map(|r| {
+                let what = "key record KEK check value";
+                Ok(KekRecords {
+                    kek: rows::kek_check_value(&get::<Vec<u8>>(r, 0)?, what)?,
+                    active: rows::u64_col(get(r, 1)?, what)?,
+                    pending: rows::u64_col(get(r, 2)?, what)?,
+                    previous: rows::u64_col(get(r, 3)?, what)?,
+                })
+            })
+            .collect()
+        })
+    }
+
     pub(crate) fn slots(&self, device: &SystemTitle) -> Result<Vec<KeySlot>> {
         self.read(|tx| {
             tx.query(
@@ -692,6 +720,27 @@ impl Db {
                 .query_one("SELECT count(*) FROM devices", &[])
                 .map_err(err)?;
             rows::u64_col(get(&row, 0)?, "device count")
+        })
+    }
+
+    pub(crate) fn registry(
+        &self,
+        after: Option<&SystemTitle>,
+        limit: u32,
+    ) -> Result<Vec<DeviceEntry>> {
+        let after: &[u8] = after.map_or(&[], |d| d.as_bytes());
+        self.read(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE device > $1
+                     ORDER BY device LIMIT $2"
+                ),
+                &[&after, &col(limit)],
+            )
+            .map_err(err)?
+            .iter()
+            .map(device_row)
+            .collect()
         })
     }
 
@@ -883,6 +932,34 @@ impl Db {
                 total: rows::u64_col(get(&row, 0)?, &what)?,
                 done: rows::u64_col(get(&row, 1)?, &what)?,
             }))
+        })
+    }
+
+    pub(crate) fn campaigns(&self, after: Option<&str>, limit: u32) -> Result<Vec<CampaignEntry>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT c.id, c.reason, c.started_at, count(d.device),
+                     count(d.device) FILTER (WHERE d.done)
+                 FROM campaigns c LEFT JOIN campaign_devices d ON d.campaign = c.id
+                 WHERE $1::text IS NULL OR c.id > $1 GROUP BY c.id ORDER BY c.id LIMIT $2",
+                &[&after, &col(limit)],
+            )
+            .map_err(err)?
+            .iter()
+            .map(|r| {
+                let id: String = get(r, 0)?;
+                let what = rows::Lazy(|| format!("campaign {id}"));
+                Ok(CampaignEntry {
+                    reason: get(r, 1)?,
+                    started_at: rows::u64_col(get(r, 2)?, &what)?,
+                    status: CampaignStatus {
+                        total: rows::u64_col(get(r, 3)?, &what)?,
+                        done: rows::u64_col(get(r, 4)?, &what)?,
+                    },
+                    id,
+                })
+            })
+            .collect()
         })
     }
 

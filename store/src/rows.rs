@@ -189,6 +189,19 @@ pub(crate) fn u64_col(v: i64, what: impl fmt::Display) -> Result<u64> {
     u64::try_from(v).map_err(|_| StoreError::corrupt(what))
 }
 
+/// A KEK check value read back (the record octets that carry it).
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming `what` unless exactly 3 octets.
+pub(crate) fn kek_check_value(
+    blob: &[u8],
+    what: impl fmt::Display,
+) -> Result<dlms_sec::key::package::KeyCheckValue> {
+    <[u8; 3]>::try_from(blob)
+        .map(dlms_sec::key::package::KeyCheckValue)
+        .map_err(|_| StoreError::corrupt(what))
+}
+
 /// A system title read back.
 ///
 /// # Errors

@@ -37,7 +37,9 @@ use rusqlite::{
 
 use crate::audit::AuditRow;
 use crate::error::{Result, StoreError};
-use crate::model::{CampaignStatus, DeviceEntry, Lease, Progress, ProgressState};
+use crate::model::{
+    CampaignEntry, CampaignStatus, DeviceEntry, KekRecords, Lease, Progress, ProgressState,
+};
 use crate::rows::{self, CounterName, SlotTx, State};
 
 /// How long a connection waits for another's lock.
@@ -253,6 +255,41 @@ impl Db {
         })
     }
 
+    /// The check value is octets 4 to 6 of the packaged record.
+    pub(crate) fn record_keks(&self) -> Result<Vec<KekRecords>> {
+        self.read(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT substr(record, 4, 3) AS kek, sum(state = 'active'),
+                         sum(state = 'pending'), sum(state = 'previous')
+                     FROM key_records GROUP BY kek ORDER BY kek",
+                )
+                .map_err(err)?;
+            let found = st
+                .query_map([], |r| {
+                    Ok((
+                        loose_blob(r, 0)?,
+                        loose_int(r, 1)?,
+                        loose_int(r, 2)?,
+                        loose_int(r, 3)?,
+                    ))
+                })
+                .map_err(err)?;
+            found
+                .map(|r| {
+                    let (kek, active, pending, previous) = r.map_err(err)?;
+                    let what = "key record KEK check value";
+                    Ok(KekRecords {
+                        kek: rows::kek_check_value(&kek, what)?,
+                        active: rows::u64_col(active, what)?,
+                        pending: rows::u64_col(pending, what)?,
+                        previous: rows::u64_col(previous, what)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     pub(crate) fn slots(&self, device: &SystemTitle) -> Result<Vec<KeySlot>> {
         self.read(|tx| {
             let mut st = tx
@@ -427,6 +464,28 @@ impl Db {
                 .query_row("SELECT count(*) FROM devices", [], |r| r.get(0))
                 .map_err(err)?;
             rows::u64_col(n, "device count")
+        })
+    }
+
+    pub(crate) fn registry(
+        &self,
+        after: Option<&SystemTitle>,
+        limit: u32,
+    ) -> Result<Vec<DeviceEntry>> {
+        let after: &[u8] = after.map_or(&[], |d| d.as_bytes());
+        self.read(|tx| {
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE device > ?1
+                     ORDER BY device LIMIT ?2"
+                ))
+                .map_err(err)?;
+            let found = st
+                .query_map(params![after, limit], device_row)
+                .map_err(err)?;
+            found
+                .map(|r| r.map_err(err).and_then(DeviceRow::decode))
+                .collect()
         })
     }
 
@@ -630,6 +689,45 @@ impl Db {
                 total: rows::u64_col(total, &what)?,
                 done: rows::u64_col(done, &what)?,
             }))
+        })
+    }
+
+    pub(crate) fn campaigns(&self, after: Option<&str>, limit: u32) -> Result<Vec<CampaignEntry>> {
+        self.read(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT c.id, c.reason, c.started_at, count(d.device),
+                         coalesce(sum(d.done), 0)
+                     FROM campaigns c LEFT JOIN campaign_devices d ON d.campaign = c.id
+                     WHERE ?1 IS NULL OR c.id > ?1 GROUP BY c.id ORDER BY c.id LIMIT ?2",
+                )
+                .map_err(err)?;
+            let found = st
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        loose_text(r, 0)?,
+                        loose_text(r, 1)?,
+                        loose_int(r, 2)?,
+                        loose_int(r, 3)?,
+                        loose_int(r, 4)?,
+                    ))
+                })
+                .map_err(err)?;
+            found
+                .map(|r| {
+                    let (id, reason, started_at, total, done) = r.map_err(err)?;
+                    let what = rows::Lazy(|| format!("campaign {id}"));
+                    Ok(CampaignEntry {
+                        started_at: rows::u64_col(started_at, &what)?,
+                        status: CampaignStatus {
+                            total: rows::u64_col(total, &what)?,
+                            done: rows::u64_col(done, &what)?,
+                        },
+                        id,
+                        reason,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -53,16 +53,28 @@ struct Service {
 /// more entry: a check that it answers, and the commands that install and
 /// start it. PostgreSQL is not among them: it is needed only when
 /// `DATABASE_URL` is not set, and [`pg`] installs and starts it.
-const SERVICES: &[Service] = &[Service {
-    // The PKCS#11 provider's tests (pkcs11/) run against SoftHSM2; they make
-    // their own token store under target/ (.cargo/config.toml).
-    name: "SoftHSM2",
-    check: &["test", "-e", "/usr/lib/softhsm/libsofthsm2.so"],
-    install: &[
-        &["apt-get", "update", "-qq"],
-        &["apt-get", "install", "-y", "-qq", "softhsm2"],
-    ],
-}];
+const SERVICES: &[Service] = &[
+    Service {
+        // The PKCS#11 provider's tests (pkcs11/) run against SoftHSM2; they
+        // make their own token store under target/ (.cargo/config.toml).
+        name: "SoftHSM2",
+        check: &["test", "-e", "/usr/lib/softhsm/libsofthsm2.so"],
+        install: &[
+            &["apt-get", "update", "-qq"],
+            &["apt-get", "install", "-y", "-qq", "softhsm2"],
+        ],
+    },
+    Service {
+        // The compliance report's page is rendered and screenshotted in
+        // headless Chromium (report/tests/report.rs).
+        name: "Chromium",
+        check: &["chromium", "--version"],
+        install: &[
+            &["apt-get", "update", "-qq"],
+            &["apt-get", "install", "-y", "-qq", "chromium"],
+        ],
+    },
+];
 
 /// The variable that names the store's PostgreSQL database.
 const DATABASE_URL: &str = "DATABASE_URL";
@@ -72,7 +84,7 @@ usage: cargo xtask TASK
 
 tasks:
   test             install the services the tests need when missing
-                   (SoftHSM2, PostgreSQL), start a throwaway PostgreSQL
+                   (SoftHSM2, Chromium, PostgreSQL), start a throwaway PostgreSQL
                    server under target/pg/, then run
                    `cargo test --workspace --all-features`
   pg -- CMD [ARG]  run CMD with a throwaway PostgreSQL server, its

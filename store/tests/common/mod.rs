@@ -22,8 +22,8 @@ use dlms_sec::key::package::PackagedRecord;
 use dlms_sec::keystore::{KeySlot, KeyStore, conformance};
 use dlms_sec::{Client, InvocationCounter, KeyKind, KeyRole, SystemTitle};
 use dlms_sec_store::{
-    AuditBreakKind, DatabaseAuditSink, DeviceEntry, Progress, ProgressState, Store, StoreError,
-    verify_audit,
+    AuditBreakKind, CampaignStatus, DatabaseAuditSink, DeviceEntry, KekRecords, Progress,
+    ProgressState, Store, StoreError, verify_audit, verify_audit_with,
 };
 
 /// A fresh, empty store.
@@ -100,11 +100,15 @@ pub fn all(open: Open<'_>) {
     accept_each_counter_once(&open());
     floors_race_to_the_max(&open());
     registry(&open());
+    registry_pages(&open());
     due_order_horizon_limit(&open());
     progress(&open());
     campaigns(&open());
+    campaigns_listed(&open());
+    record_keks(&open());
     leases(&open());
     audit_chain(&open());
+    audit_visitor(&open());
     audit_race_fails_the_loser(&open());
 }
 
@@ -459,6 +463,37 @@ pub fn registry(s: &Store) {
     assert_eq!(s.device_count().unwrap(), 1);
 }
 
+pub fn registry_pages(s: &Store) {
+    assert_eq!(s.registry(None, 10).unwrap(), []);
+    let title = |b: u8| SystemTitle::new([3, 0, 0, 0, 0, 0, 0, b]);
+    let mut entries: Vec<DeviceEntry> = [7u8, 2, 9, 4, 1]
+        .into_iter()
+        .map(|b| DeviceEntry::commissioned(title(b), 1_000 + u64::from(b), u32::from(b)))
+        .collect();
+    for e in &entries {
+        s.register_device(e).unwrap();
+    }
+    s.mark_rotated(&title(4), 5_000).unwrap();
+    entries.sort_by_key(|e| e.device);
+    entries[2].rotated_at = Some(5_000);
+    assert_eq!(s.registry(None, 2).unwrap(), entries[..2]);
+    assert_eq!(s.registry(Some(&title(2)), 2).unwrap(), entries[2..4]);
+    assert_eq!(s.registry(Some(&title(7)), 2).unwrap(), entries[4..]);
+    assert_eq!(s.registry(Some(&title(9)), 2).unwrap(), []);
+    // A walk page by page sees every entry once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.registry(after.as_ref(), 2).unwrap();
+        seen.extend_from_slice(&page);
+        match page.last() {
+            Some(last) => after = Some(last.device),
+            None => break,
+        }
+    }
+    assert_eq!(seen, entries);
+}
+
 pub fn due_order_horizon_limit(s: &Store) {
     let title = |b: u8| SystemTitle::new([1, 0, 0, 0, 0, 0, 0, b]);
     let entry = |b: u8, deadline: u64| DeviceEntry {
@@ -545,6 +580,91 @@ pub fn campaigns(s: &Store) {
     s.campaign_start("c2", "second", &[t(1)], 12).unwrap();
     assert_eq!(s.campaign_pending("c2", 10).unwrap(), [t(1)]);
     assert_eq!(s.campaign_pending("c3", 10).unwrap(), []);
+}
+
+pub fn campaigns_listed(s: &Store) {
+    let t = |b: u8| SystemTitle::new([2, 0, 0, 0, 0, 0, 0, b]);
+    assert_eq!(s.campaigns(None, 10).unwrap(), []);
+    s.campaign_start("b", "KEK compromise", &[t(1), t(2), t(3), t(4)], 20)
+        .unwrap();
+    s.campaign_start("a", "planned", &[t(1)], 10).unwrap();
+    s.campaign_start("c <&>", "empty", &[], 30).unwrap();
+    s.campaign_mark_done("b", &t(2)).unwrap();
+    s.campaign_mark_done("b", &t(4)).unwrap();
+    let all = s.campaigns(None, 10).unwrap();
+    let got: Vec<(&str, &str, u64, CampaignStatus)> = all
+        .iter()
+        .map(|c| (c.id.as_str(), c.reason.as_str(), c.started_at, c.status))
+        .collect();
+    let st = |total, done| CampaignStatus { total, done };
+    assert_eq!(
+        got,
+        [
+            ("a", "planned", 10, st(1, 0)),
+            ("b", "KEK compromise", 20, st(4, 2)),
+            ("c <&>", "empty", 30, st(0, 0)),
+        ]
+    );
+    for c in &all {
+        assert_eq!(s.campaign_status(&c.id).unwrap(), Some(c.status));
+    }
+    assert_eq!(s.campaigns(None, 1).unwrap(), all[..1]);
+    assert_eq!(s.campaigns(Some("a"), 5).unwrap(), all[1..]);
+    assert_eq!(s.campaigns(Some("c <&>"), 5).unwrap(), []);
+    // The empty id is a campaign like any other, first in the walk.
+    s.campaign_start("", "no name", &[t(5)], 40).unwrap();
+    assert_eq!(s.campaigns(None, 1).unwrap()[0].id, "");
+    assert_eq!(s.campaigns(Some(""), 5).unwrap(), all);
+}
+
+pub fn record_keks(s: &Store) {
+    assert_eq!(s.record_keks().unwrap(), []);
+    let mk = rec(&MK, 1, 1);
+    let ak = rec(&AK, 1, 2);
+    s.put_initial_many(&[mk, ak, rec(&GUEK, 1, 3)]).unwrap();
+    s.put_pending(&rec(&GUEK, 2, 4)).unwrap();
+    s.put_pending(&rec(&AK, 2, 5)).unwrap();
+    s.activate(&AK, 2).unwrap();
+    let dco = mk.kek_check_value();
+    let shared = rec(&GUEK, 1, 3).kek_check_value();
+    assert_eq!(ak.kek_check_value(), dco);
+    assert_ne!(dco, shared);
+    let mut want = vec![
+        KekRecords {
+            kek: dco,
+            active: 2,
+            pending: 0,
+            previous: 1,
+        },
+        KekRecords {
+            kek: shared,
+            active: 1,
+            pending: 1,
+            previous: 0,
+        },
+    ];
+    want.sort_by_key(|k| k.kek);
+    assert_eq!(s.record_keks().unwrap(), want);
+}
+
+pub fn audit_visitor(s: &Store) {
+    let key = audit_key();
+    let mut seen = Vec::new();
+    let head = verify_audit_with(s, &key, |seq, e| seen.push((seq, *e))).unwrap();
+    assert_eq!((head.count, seen.len()), (0, 0));
+    let mut sink = DatabaseAuditSink::open(s, &key, &mut getrandom::SysRng).unwrap();
+    for i in 0..4 {
+        sink.record(&event(i)).unwrap();
+    }
+    let head = verify_audit_with(s, &key, |seq, e| seen.push((seq, *e))).unwrap();
+    assert_eq!(head, verify_audit(s, &key).unwrap());
+    let want: Vec<(u64, AuditEvent)> = (0..4).map(|i| (u64::from(i), event(i))).collect();
+    assert_eq!(seen, want);
+    // Under another key the first row breaks: nothing is handed over.
+    let mut seen = Vec::new();
+    let other = AuditKey::from_bytes([0xA8; 16]);
+    let brk = verify_audit_with(s, &other, |seq, e| seen.push((seq, *e))).unwrap_err();
+    assert_eq!((brk.seq, seen.len()), (0, 0));
 }
 
 pub fn leases(s: &Store) {
