@@ -180,13 +180,16 @@ fn an_unsigned_package_is_refused() {
     assert!(matches!(e, KekPackageError::Unsigned), "{e}");
 }
 
+/// A change to one field of a signed package.
+type Alteration = fn(&mut KekPackage);
+
 #[test]
 fn an_altered_field_is_a_wrong_signature() {
     let _serial = support::serial();
     let s = setup();
     let label = support::fresh_label("pkg-altered");
     let p = s.package(&label);
-    let alterations: [(&str, fn(&mut KekPackage)); 7] = [
+    let alterations: [(&str, Alteration); 7] = [
         ("role", |p| p.contents.role = KekRole::Dco),
         ("wrapped", |p| p.contents.wrapped[3] ^= 1),
         ("kcv", |p| p.contents.kcv.0[0] ^= 1),
