@@ -105,6 +105,9 @@ pub(crate) enum Command {
     Package(Package),
     /// Checks a record and prints the key in it
     Unpackage(Unpackage),
+    /// Signed KEK packages: create, verify, keygen, public-key
+    #[command(subcommand)]
+    KekPackage(crate::kek_package::KekPackageCommand),
     /// Prints a shell completion script
     Completions {
         /// The shell to complete in
@@ -501,14 +504,24 @@ pub(crate) enum Request {
 /// The command line as clap declares it. A flag takes the next word as its
 /// value whatever it starts with, so `--after-ic -1` is refused as a number.
 pub(crate) fn command() -> clap::Command {
-    Cli::command().mut_subcommands(|c| {
-        c.help_template(SUB).mut_args(|a| {
-            if a.is_positional() || !a.get_action().takes_values() {
-                a
-            } else {
-                a.allow_hyphen_values(true)
-            }
-        })
+    Cli::command().mut_subcommands(subcommand)
+}
+
+/// A subcommand's help template and flags; a group of subcommands
+/// (`kek-package`) lists its own, each formatted the same way.
+fn subcommand(c: clap::Command) -> clap::Command {
+    if c.has_subcommands() {
+        return c
+            .help_template(TOP)
+            .subcommand_required(true)
+            .mut_subcommands(subcommand);
+    }
+    c.help_template(SUB).mut_args(|a| {
+        if a.is_positional() || !a.get_action().takes_values() {
+            a
+        } else {
+            a.allow_hyphen_values(true)
+        }
     })
 }
 

@@ -10,6 +10,7 @@ mod cmd;
 mod codec;
 mod decode;
 mod fail;
+mod kek_package;
 mod keys;
 mod names;
 
@@ -40,6 +41,7 @@ fn run(out: &mut String) -> Result<(), Fail> {
         Command::Hls5Verify(a) => cmd::hls5_verify(a, out),
         Command::Package(a) => cmd::package(a, out),
         Command::Unpackage(a) => cmd::unpackage(a, out),
+        Command::KekPackage(c) => kek_package::run(c, out),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut cli::command(), "dlms-sec", &mut script);
