@@ -865,7 +865,8 @@ impl PackageIdGuard for InMemoryPackageIds {
 /// Package ids in an append-only file, one id (32 hex digits) a line.
 /// Each claim takes an exclusive lock on the file, reads it, appends the
 /// id and syncs it to disk before the import goes on, so several
-/// processes on one host may share the file. Keep it with the token's own
+/// processes on one host may share the file. Only [`Self::open`] creates
+/// the file: a claim on a file that has vanished fails. Keep it with the token's own
 /// state (for SoftHSM2, beside its token directory; for a network HSM, on
 /// storage every importing host mounts) and back it up with it.
 #[derive(Debug)]
@@ -928,10 +929,11 @@ impl FilePackageIds {
 
 impl PackageIdGuard for FilePackageIds {
     fn claim(&mut self, id: &PackageId) -> std::io::Result<Claim> {
+        // Not created here: a record that vanished since `open` is an
+        // error, not an empty record that would admit every id again.
         let file = OpenOptions::new()
             .read(true)
             .append(true)
-            .create(true)
             .open(&self.path)?;
         file.lock()?;
         let result = (|| {
@@ -1259,6 +1261,10 @@ mod tests {
         assert_eq!(g.claim(&a).unwrap(), Claim::Seen);
         assert_eq!(g.claim(&b).unwrap(), Claim::Fresh);
         assert_eq!(f.claim(&b).unwrap(), Claim::Seen);
+        // A record that vanished is an error, not a fresh start.
+        std::fs::remove_file(&path).unwrap();
+        assert!(f.claim(&b).is_err());
+        assert!(!path.exists());
         std::fs::write(&path, "not an id\n").unwrap();
         assert!(FilePackageIds::open(&path).is_err());
         assert!(f.claim(&a).is_err());

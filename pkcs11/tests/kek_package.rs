@@ -113,8 +113,16 @@ fn refused(
                 .ok()
         })
         .flatten()
-        .any(|a| matches!(a, cryptoki::object::Attribute::Label(l) if l.starts_with(label.as_bytes())));
-    assert!(!pending, "an object labelled {label}… remains after {e}");
+        .any(|a| match a {
+            cryptoki::object::Attribute::Label(l) => {
+                l == label.as_bytes() || l.starts_with(format!("{label}.pending-").as_bytes())
+            }
+            _ => false,
+        });
+    assert!(
+        !pending,
+        "an object labelled {label}.pending-… remains after {e}"
+    );
     e
 }
 
