@@ -112,6 +112,9 @@ pub(crate) enum Command {
     /// verdict and the KEK check values in use. Exit 1 when the audit chain
     /// is broken (the report is written first).
     Report(crate::report::Report),
+    /// Signed KEK packages: create, verify, keygen, public-key
+    #[command(subcommand)]
+    KekPackage(crate::kek_package::KekPackageCommand),
     /// Prints a shell completion script
     Completions {
         /// The shell to complete in
@@ -508,14 +511,24 @@ pub(crate) enum Request {
 /// The command line as clap declares it. A flag takes the next word as its
 /// value whatever it starts with, so `--after-ic -1` is refused as a number.
 pub(crate) fn command() -> clap::Command {
-    Cli::command().mut_subcommands(|c| {
-        c.help_template(SUB).mut_args(|a| {
-            if a.is_positional() || !a.get_action().takes_values() {
-                a
-            } else {
-                a.allow_hyphen_values(true)
-            }
-        })
+    Cli::command().mut_subcommands(subcommand)
+}
+
+/// A subcommand's help template and flags; a group of subcommands
+/// (`kek-package`) lists its own, each formatted the same way.
+fn subcommand(c: clap::Command) -> clap::Command {
+    if c.has_subcommands() {
+        return c
+            .help_template(TOP)
+            .subcommand_required(true)
+            .mut_subcommands(subcommand);
+    }
+    c.help_template(SUB).mut_args(|a| {
+        if a.is_positional() || !a.get_action().takes_values() {
+            a
+        } else {
+            a.allow_hyphen_values(true)
+        }
     })
 }
 

@@ -10,6 +10,7 @@ mod cmd;
 mod codec;
 mod decode;
 mod fail;
+mod kek_package;
 mod keys;
 mod names;
 mod report;
@@ -42,6 +43,7 @@ fn run(out: &mut String) -> Result<(), Fail> {
         Command::Package(a) => cmd::package(a, out),
         Command::Unpackage(a) => cmd::unpackage(a, out),
         Command::Report(a) => report::run(a, out),
+        Command::KekPackage(c) => kek_package::run(c, out),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut cli::command(), "dlms-sec", &mut script);

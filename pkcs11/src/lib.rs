@@ -9,6 +9,10 @@
 //! `dlms_sec_services::dco::Dco` and `dlms_sec_services::s1sp::S1sp` run on
 //! them unchanged; an S1SP's provider has no DCO Key at all.
 //!
+//! KEKs arrive in signed packages ([`kek_package`]):
+//! [`Token::import_kek_package`] verifies one and unwraps its KEK in the
+//! token.
+//!
 //! # What stays inside the module, per operation
 //!
 //! | operation | inside the token | on the host |
@@ -55,12 +59,17 @@ pub mod calls;
 mod cipher;
 pub mod config;
 pub mod error;
+pub mod kek_package;
 mod provider;
 pub mod token;
 
 pub use crate::cache::CacheConfig;
 pub use crate::config::{Pin, Pkcs11Config};
 pub use crate::error::Pkcs11Error;
+pub use crate::kek_package::{
+    FilePackageIds, InMemoryPackageIds, KekPackage, KekPackageError, PackageIdGuard,
+    PackageSigningKey, TrustAnchors,
+};
 pub use crate::provider::{HsmDco, HsmS1sp};
 pub use crate::token::{
     Capabilities, KekRole, KekUsages, KeystreamPath, PackagePath, Token, UnpackPath, init_token,

@@ -22,6 +22,7 @@ use crate::cache::KeyCache;
 use crate::calls;
 use crate::config::{Pin, Pkcs11Config};
 use crate::error::{Pkcs11Error, bad_output, module_error, session_broken};
+use crate::kek_package::{self, Claim, KekPackage, KekPackageError, PackageIdGuard, TrustAnchors};
 
 /// How a packaged record's key gets into the token for use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1062,6 +1063,85 @@ impl Token {
         let found = self.check_kek(&session, label, role, None, true);
         self.give_back(session);
         Ok(found?.kcv)
+    }
+
+    /// Imports the KEK of a signed package, refusing it unless every
+    /// check passes, in this order: the octets parse
+    /// ([`KekPackage::parse`]); the signature, the signer and the validity
+    /// window at `now` (Unix seconds) verify ([`kek_package::verify`]);
+    /// `guard` had not recorded the package id, and records it now; the
+    /// label is free and the transport key is on the token; the token
+    /// unwraps the KEK (RFC 3394) under a temporary label and computes its
+    /// check value, which must equal the package's. Only then does the KEK
+    /// get its label. A claimed id stays claimed whatever follows: a
+    /// package is presented once, and a refused one is issued again under
+    /// a new id. Returns the KEK's check value.
+    ///
+    /// # Errors
+    /// Each refusal is a [`KekPackageError`]; after any of them no object
+    /// carries the label (a KEK unwrapped before the check value was
+    /// compared is destroyed).
+    pub fn import_kek_package(
+        &self,
+        octets: &[u8],
+        trust: &TrustAnchors,
+        now: u64,
+        guard: &mut dyn PackageIdGuard,
+    ) -> std::result::Result<KeyCheckValue, KekPackageError> {
+        let package = KekPackage::parse(octets)?;
+        let verified = kek_package::verify(&package, trust, now)?;
+        let c = &verified.package().contents;
+        match guard.claim(&c.id).map_err(KekPackageError::Guard)? {
+            Claim::Fresh => {}
+            Claim::Seen => return Err(KekPackageError::Replayed { id: c.id }),
+        }
+        let _admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
+        self.refuse_taken(&c.label, c.role)?;
+        let unwrap_key = self
+            .find_kek(&c.transport, KekRole::Transport, None)?
+            .handle();
+        // Unwrapped under a label no provider looks for, renamed once its
+        // check value matches.
+        let pending = format!("{}.pending-{}", c.label, c.id);
+        self.refuse_taken(&pending, c.role)?;
+        let session = self.new_session()?;
+        let result = (|| {
+            let template = self.kek_template(&pending, c.role, false);
+            let handle = calls::unwrap_key(
+                &session,
+                &Mechanism::AesKeyWrap,
+                unwrap_key,
+                &c.wrapped,
+                &template,
+            )
+            .map_err(Pkcs11Error::from)?;
+            let checked = self
+                .check_kek(&session, &pending, c.role, None, true)
+                .map_err(KekPackageError::from)
+                .and_then(|found| {
+                    if found.kcv == c.kcv {
+                        Ok(found.kcv)
+                    } else {
+                        Err(KekPackageError::KcvMismatch {
+                            package: c.kcv,
+                            token: found.kcv,
+                        })
+                    }
+                })
+                .and_then(|kcv| {
+                    calls::add(1);
+                    session
+                        .update_attributes(handle, &[Attribute::Label(c.label.as_bytes().to_vec())])
+                        .map_err(|e| KekPackageError::Token(e.into()))?;
+                    Ok(kcv)
+                });
+            if checked.is_err() {
+                let _ = calls::destroy_object(&session, handle);
+            }
+            checked
+        })();
+        self.give_back(session);
+        result
     }
 
     /// **Development only.** Imports a KEK given in clear, so tests and
