@@ -204,7 +204,6 @@ fn a_campaign_names_its_id_and_the_node_in_every_event() {
     // The caller's context is given back as it was.
     assert_eq!(cx.audit.context().campaign, None);
     assert_eq!(cx.audit.context().node, None);
-    drop(cx);
     let events = log.events();
     assert!(events.iter().any(|e| e.action == AuditAction::Activated));
     assert!(events.iter().any(|e| e.action == AuditAction::TransferSent));

@@ -41,12 +41,12 @@ const fn check_name(bytes: &[u8], max: usize) -> Result<(), NameError> {
     if bytes.len() > max {
         return Err(NameError::TooLong { max });
     }
-    let mut i = 0;
-    while i < bytes.len() {
-        if !matches!(bytes[i], 0x20..=0x7E) {
+    let mut rest = bytes;
+    while let [b, tail @ ..] = rest {
+        if !matches!(*b, 0x20..=0x7E) {
             return Err(NameError::NotPrintable);
         }
-        i += 1;
+        rest = tail;
     }
     Ok(())
 }

@@ -866,6 +866,7 @@ pub use self::context::{
 
 #[cfg(test)]
 mod tests {
+    extern crate alloc;
     extern crate std;
     use super::*;
     use crate::key::AuditKey;
@@ -999,7 +1000,7 @@ mod tests {
             AuditEvent::new(AuditAction::Activated, Outcome::Success, Timestamp(5)).to_bytes();
         assert_eq!(bytes[0], 2);
         assert_eq!(bytes.get(1..EVENT_LEN), v1_part.get(1..));
-        let mut tail = std::vec![0x1F, 1, 5];
+        let mut tail = alloc::vec![0x1F, 1, 5];
         tail.extend_from_slice(b"alice");
         tail.push(6);
         tail.extend_from_slice(b"s1sp-a");
@@ -1061,7 +1062,7 @@ mod tests {
     fn r20_v2_decode_rejects_non_canonical_bytes() {
         let e = full().with_context(&context());
         let good = e.to_bytes().to_vec();
-        let with = |f: &dyn Fn(&mut std::vec::Vec<u8>)| {
+        let with = |f: &dyn Fn(&mut alloc::vec::Vec<u8>)| {
             let mut b = good.clone();
             f(&mut b);
             AuditEvent::decode(&b)
