@@ -105,6 +105,8 @@ pub(crate) enum Command {
     Package(Package),
     /// Checks a record and prints the key in it
     Unpackage(Unpackage),
+    /// Audit log commands (verify)
+    Audit(crate::audit::AuditArgs),
     /// Prints a shell completion script
     Completions {
         /// The shell to complete in
@@ -502,13 +504,24 @@ pub(crate) enum Request {
 /// value whatever it starts with, so `--after-ic -1` is refused as a number.
 pub(crate) fn command() -> clap::Command {
     Cli::command().mut_subcommands(|c| {
-        c.help_template(SUB).mut_args(|a| {
-            if a.is_positional() || !a.get_action().takes_values() {
-                a
-            } else {
-                a.allow_hyphen_values(true)
-            }
-        })
+        if c.has_subcommands() {
+            // A group of commands (`audit`): its own commands are the leaves.
+            c.help_template(TOP).mut_subcommands(leaf)
+        } else {
+            leaf(c)
+        }
+    })
+}
+
+/// A command that runs: its help page, and flag values taken whatever they
+/// start with.
+fn leaf(c: clap::Command) -> clap::Command {
+    c.help_template(SUB).mut_args(|a| {
+        if a.is_positional() || !a.get_action().takes_values() {
+            a
+        } else {
+            a.allow_hyphen_values(true)
+        }
     })
 }
 
