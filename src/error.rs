@@ -256,6 +256,10 @@ pub enum KeyError {
     /// Another holder of the store changed the same state first (a lost
     /// race, or a lease another node holds); nothing was changed.
     Conflict,
+    /// The principal or the reason given does not permit the access (a
+    /// packaged record asked for without a privileged person, or not for
+    /// support, (d)(iv)); nothing was given.
+    AccessDenied,
 }
 
 /// How a crypto module (an HSM behind PKCS#11) failed. Every module error
@@ -340,6 +344,9 @@ impl fmt::Display for KeyError {
             Self::NoPending => f.write_str("no such pending generation"),
             Self::StaleGeneration => f.write_str("pending generation not newer than active"),
             Self::Conflict => f.write_str("another holder changed it first"),
+            Self::AccessDenied => {
+                f.write_str("access denied: no privileged person, or not for support")
+            }
             Self::Refused => f.write_str("operation refused by the crypto provider"),
             Self::NoAuthenticationKey => {
                 f.write_str("no authentication key: this context is for encryption only")

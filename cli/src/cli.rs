@@ -115,6 +115,8 @@ pub(crate) enum Command {
     /// Signed KEK packages: create, verify, keygen, public-key
     #[command(subcommand)]
     KekPackage(crate::kek_package::KekPackageCommand),
+    /// Audit log commands (verify)
+    Audit(crate::audit::AuditArgs),
     /// Prints a shell completion script
     Completions {
         /// The shell to complete in
@@ -523,6 +525,19 @@ fn subcommand(c: clap::Command) -> clap::Command {
             .subcommand_required(true)
             .mut_subcommands(subcommand);
     }
+    Cli::command().mut_subcommands(|c| {
+        if c.has_subcommands() {
+            // A group of commands (`audit`): its own commands are the leaves.
+            c.help_template(TOP).mut_subcommands(leaf)
+        } else {
+            leaf(c)
+        }
+    })
+}
+
+/// A command that runs: its help page, and flag values taken whatever they
+/// start with.
+fn leaf(c: clap::Command) -> clap::Command {
     c.help_template(SUB).mut_args(|a| {
         if a.is_positional() || !a.get_action().takes_values() {
             a

@@ -5,7 +5,8 @@
 //! so one file can serve both); `#` starts a comment; blank lines are
 //! skipped. Names: `EK`, `AK`, `DK`, `BK`, `KEK`, `MK`, and for
 //! `key-transfer` the keys being sent, `NEW_GUEK`, `NEW_GBEK`, `NEW_AK`,
-//! `NEW_MK`. The environment variables are the same names after `DLMS_`.
+//! `NEW_MK`; for `audit verify`, the audit key `AUDIT`. The environment
+//! variables are the same names after `DLMS_`.
 
 use std::path::Path;
 
@@ -15,8 +16,8 @@ use crate::codec::parse_array;
 use crate::fail::Fail;
 
 /// Every name a keys file or the environment may hold.
-const NAMES: [&str; 10] = [
-    "EK", "AK", "DK", "BK", "KEK", "MK", "NEW_GUEK", "NEW_GBEK", "NEW_AK", "NEW_MK",
+const NAMES: [&str; 11] = [
+    "EK", "AK", "DK", "BK", "KEK", "MK", "NEW_GUEK", "NEW_GBEK", "NEW_AK", "NEW_MK", "AUDIT",
 ];
 
 /// Key octets, wiped on drop.

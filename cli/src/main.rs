@@ -5,6 +5,7 @@
 //! or security-policy check fails; 2 on malformed input or usage. Errors
 //! are one line on stderr, prefixed `dlms-sec: `. `main` never panics.
 
+mod audit;
 mod cli;
 mod cmd;
 mod codec;
@@ -44,6 +45,7 @@ fn run(out: &mut String) -> Result<(), Fail> {
         Command::Unpackage(a) => cmd::unpackage(a, out),
         Command::Report(a) => report::run(a, out),
         Command::KekPackage(c) => kek_package::run(c, out),
+        Command::Audit(a) => audit::run(a, out),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut cli::command(), "dlms-sec", &mut script);

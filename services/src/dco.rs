@@ -25,7 +25,7 @@ use dlms_sec::suite0::PeerTitle;
 use rand_core::TryCryptoRng;
 
 use dlms_sec::InvocationCounter;
-use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder};
+use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, NodeName, Outcome, Recorder};
 use dlms_sec::counter::{CounterKey, CounterSource, KeyFingerprint, ReplayGuard};
 
 use crate::counters::KeyCounters;
@@ -151,6 +151,7 @@ pub struct PreparedRotation {
 pub struct Dco<P: DcoProvider> {
     provider: P,
     title: SystemTitle,
+    node: Option<NodeName>,
 }
 
 fn event(
@@ -210,7 +211,27 @@ impl<C: CounterSource + ?Sized, S: AuditSink + ?Sized> CounterSource
 impl<P: DcoProvider> Dco<P> {
     /// A DCO with its provider and system title.
     pub const fn new(provider: P, title: SystemTitle) -> Self {
-        Self { provider, title }
+        Self {
+            provider,
+            title,
+            node: None,
+        }
+    }
+
+    /// The same DCO, naming itself `node` in the audit events it records
+    /// (when the caller's context names no node).
+    #[must_use]
+    pub fn with_node(mut self, node: NodeName) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Puts this node's name into `audit`'s context when it names no node.
+    fn stamp(&self, audit: &mut Recorder<'_, impl AuditSink + ?Sized>) {
+        let context = audit.context_mut();
+        if context.node.is_none() {
+            context.node = self.node;
+        }
     }
 
     /// The name of the DCO's send counter for the key `id` names.
@@ -319,6 +340,7 @@ impl<P: DcoProvider> Dco<P> {
         out: &mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<usize> {
+        self.stamp(audit);
         self.protect_recorded(command, counters, out, audit)
             .map(|(n, _)| n)
     }
@@ -424,6 +446,7 @@ impl<P: DcoProvider> Dco<P> {
         check: ResponseCheck<'_>,
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<Unprotected<'b>> {
+        self.stamp(audit);
         let ResponseCheck { policy, guard } = check;
         let id = records.guek.id();
         let kcv = self.kcv(id.role);
@@ -515,6 +538,7 @@ impl<P: DcoProvider> Dco<P> {
         out: &mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<PreparedRotation> {
+        self.stamp(audit);
         let Rotation {
             rng,
             mk,

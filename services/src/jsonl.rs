@@ -7,6 +7,19 @@
 //! {"seq":0,"chain":"…32 hex digits…","action":"packaged","outcome":"success","time":1700000000,"device":"4d4d4d0000000007","client":"management","role":"authentication","generation":1,"kek":"a1b2c3","counter":null,"mac":"…24 hex digits…"}
 //! ```
 //!
+//! An event with context (audit v2) has, after `counter`, the keys of the
+//! context fields it sets, in this order and only those:
+//!
+//! ```text
+//! …,"counter":null,"principal":"operator:alice","node":"s1sp-a","request":"…32 hex digits…","campaign":"cmp-7","reason":"compromise-campaign","mac":"…"}
+//! ```
+//!
+//! `principal` is `kind:name` ([`Principal`]), `request` hex, `reason` a
+//! [`Reason::as_str`] name; names are JSON strings (`"` and `\` escaped).
+//! A line without these keys is an event without context, as every line
+//! written before they existed is: such logs verify unchanged, and a log
+//! may hold both kinds.
+//!
 //! The first record (sequence number 0) carries the log's chain id
 //! ([`ChainId`]), drawn at random when the log starts and MACed into every
 //! record: no later record has the key `chain`. Every other key is always
@@ -37,7 +50,8 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 use dlms_sec::audit::{
-    AuditAction, AuditChain, AuditEvent, AuditSink, ChainId, LinkError, MAC_LEN, Outcome, Timestamp,
+    AuditAction, AuditChain, AuditContext, AuditEvent, AuditSink, CampaignId, ChainId, LinkError,
+    MAC_LEN, NodeName, Outcome, Principal, Reason, RequestId, Timestamp,
 };
 use dlms_sec::error::{Error, Result};
 use dlms_sec::key::package::KeyCheckValue;
@@ -47,8 +61,8 @@ use dlms_sec::wire::{InvocationCounter, SystemTitle};
 use rand_core::TryCryptoRng;
 use serde::{Deserialize, Serialize};
 
-/// Longest line the verifier reads; the sink's lines are under 400 octets.
-const MAX_LINE: u64 = 512;
+/// Longest line the verifier reads; the sink's lines are under 700 octets.
+const MAX_LINE: u64 = 1024;
 
 /// An [`AuditSink`] writing chained JSON lines to `W` (a file opened for
 /// appending). [`Self::new`] starts a log in an empty writer only;
@@ -321,6 +335,16 @@ struct Line<'a> {
     generation: Option<u32>,
     kek: Option<String>,
     counter: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
     mac: String,
 }
 
@@ -353,6 +377,11 @@ fn format_line(
         generation: e.generation,
         kek: e.kek.map(|k| hex(&k.0)),
         counter: e.invocation_counter.map(InvocationCounter::value),
+        principal: e.context.principal.map(|p| p.to_string()),
+        node: e.context.node.map(|n| n.as_str().to_owned()),
+        request: e.context.request.map(|r| hex(&r.0)),
+        campaign: e.context.campaign.map(|c| c.as_str().to_owned()),
+        reason: e.context.reason.map(Reason::as_str),
         mac: hex(mac),
     };
     let mut text = serde_json::to_string(&line).ok()?;
@@ -408,6 +437,28 @@ fn parse_line(text: &str) -> Option<Record> {
         None => None,
     };
     event.invocation_counter = line.counter.map(InvocationCounter::new);
+    event.context = AuditContext {
+        principal: match &line.principal {
+            Some(p) => Some(Principal::parse(p)?),
+            None => None,
+        },
+        node: match &line.node {
+            Some(n) => Some(NodeName::new(n).ok()?),
+            None => None,
+        },
+        request: match &line.request {
+            Some(r) => Some(RequestId(unhex(r)?)),
+            None => None,
+        },
+        campaign: match &line.campaign {
+            Some(c) => Some(CampaignId::new(c).ok()?),
+            None => None,
+        },
+        reason: match line.reason {
+            Some(r) => Some(Reason::from_name(r)?),
+            None => None,
+        },
+    };
     let mac = unhex(&line.mac)?;
     let chain = match &line.chain {
         Some(c) => Some(ChainId(unhex(c)?)),

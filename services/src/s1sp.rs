@@ -54,6 +54,15 @@
 //! plaintext is returned, and the outcome of a rotation before the call
 //! returns.
 //!
+//! Every event names the S1SP's node (its registry name, when it is a
+//! valid [`NodeName`]) unless the caller's [`Recorder`] context names one;
+//! a campaign's events name its id; the principal, request id and reason
+//! come from the caller's context.
+//!
+//! Packaged records reach a person only through [`S1sp::support_access`]:
+//! an operator named privileged, for a support reason, each record given
+//! and each refusal recorded ((d)(iv), R-15).
+//!
 //! There is no revoke, destroy, export or backup operation (R-16, R-18,
 //! keys are replaced by rotation, and the superseded generation is
 //! retired only after the new one is active.
@@ -70,7 +79,10 @@ use crate::counters::KeyCounters;
 use crate::dco::{ClientRecords, Command, Dco, ResponseCheck, Rotation, RotationScope};
 use crate::registry::{MemoryRegistry, Progress, ProgressState, Registry};
 use dlms_sec::InvocationCounter;
-use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Recorder, Timestamp};
+use dlms_sec::audit::{
+    AuditAction, AuditEvent, AuditSink, CampaignId, NodeName, Outcome, Principal, PrincipalKind,
+    PrincipalName, Reason, Recorder, Timestamp,
+};
 use dlms_sec::counter::{CounterKey, ReplayGuard};
 use dlms_sec::error::{CounterError, Error, KeyError, Result, WireError};
 use dlms_sec::key::package::{CHECK_VALUE_LEN, PackagedKey, PackagedRecord};
@@ -349,6 +361,11 @@ pub struct S1sp<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry = MemoryR
     provider: P,
     registry: G,
     node: String,
+    /// The node as audit events name it (none when `node` is not a valid
+    /// [`NodeName`]).
+    node_name: Option<NodeName>,
+    /// Who may be given packaged records for support ((d)(iv)).
+    privileged: Vec<PrincipalName>,
     peers: BTreeMap<PeerKey, Peer>,
 }
 
@@ -377,8 +394,94 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
             provider,
             registry,
             node: node.to_owned(),
+            node_name: NodeName::new(node).ok(),
+            privileged: Vec::new(),
             peers: BTreeMap::new(),
         }
+    }
+
+    /// Names the S1SP Privileged Persons: the operators
+    /// [`Self::support_access`] may give packaged records to. None until
+    /// set.
+    pub fn set_privileged_persons(&mut self, names: &[PrincipalName]) {
+        self.privileged = names.to_vec();
+    }
+
+    /// Puts this node's name into `audit`'s context when it names no node.
+    fn stamp(&self, audit: &mut Recorder<'_, impl AuditSink + ?Sized>) {
+        let context = audit.context_mut();
+        if context.node.is_none() {
+            context.node = self.node_name;
+        }
+    }
+
+    /// Gives a privileged person the active packaged records of `slots`,
+    /// for support only ((d)(iv), R-15), and records each record given
+    /// ([`AuditAction::RecordAccessed`], with the principal and the reason)
+    /// before returning them.
+    ///
+    /// The records stay packaged: MK and AK records under the DCO Key,
+    /// the others under the Shared Key. A request with no principal, a
+    /// principal that is not an operator named by
+    /// [`Self::set_privileged_persons`], or a reason that is not a support
+    /// reason ([`Reason::is_support`]) is refused, and the refusal recorded
+    /// once per slot asked for ([`Outcome::Refused`]).
+    ///
+    /// # Errors
+    /// [`KeyError::AccessDenied`] when refused; store errors (a missing or
+    /// corrupt record: nothing is given); [`Error::Audit`] when a record
+    /// cannot be written (nothing is given).
+    pub fn support_access(
+        &self,
+        principal: Option<Principal>,
+        reason: Reason,
+        slots: &[KeySlot],
+        audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
+    ) -> Result<Vec<PackagedRecord>> {
+        self.stamp(audit);
+        let event = |outcome, s: &KeySlot| {
+            let mut e = audit
+                .event(AuditAction::RecordAccessed, outcome)
+                .with_device(s.device)
+                .with_role(s.role)
+                .with_reason(reason);
+            if let Some(c) = s.client {
+                e = e.with_client(c);
+            }
+            if let Some(p) = principal {
+                e = e.with_principal(p);
+            }
+            e
+        };
+        let permitted = reason.is_support()
+            && principal.is_some_and(|p| {
+                p.kind == PrincipalKind::Operator && self.privileged.contains(&p.name)
+            });
+        if !permitted {
+            let refusals: Vec<AuditEvent> =
+                slots.iter().map(|s| event(Outcome::Refused, s)).collect();
+            for e in &refusals {
+                audit.record(e)?;
+            }
+            return Err(KeyError::AccessDenied.into());
+        }
+        let records = slots
+            .iter()
+            .map(|s| self.store.active(s))
+            .collect::<Result<Vec<_>>>()?;
+        let given: Vec<AuditEvent> = slots
+            .iter()
+            .zip(&records)
+            .map(|(s, r)| {
+                event(Outcome::Success, s)
+                    .with_generation(r.generation())
+                    .with_kek(r.kek_check_value())
+            })
+            .collect();
+        for e in &given {
+            audit.record(e)?;
+        }
+        Ok(records)
     }
 
     /// The registry.
@@ -573,6 +676,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
         record: &PackagedRecord,
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<()> {
+        self.stamp(audit);
         let id = record.id();
         let e = audit
             .event(AuditAction::AccessRefused, Outcome::Refused)
@@ -618,6 +722,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
     /// # Errors
     /// Store errors other than a corrupt record; audit errors.
     pub fn sweep(&self, audit: &mut Recorder<'_, impl AuditSink + ?Sized>) -> Result<Vec<KeySlot>> {
+        self.stamp(audit);
         let mut slots = Vec::new();
         for device in self.device_titles()? {
             self.store.for_each_slot(&device, &mut |s| slots.push(s))?;
@@ -665,6 +770,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
         frame: &'b mut [u8],
         audit: &mut Recorder<'_, impl AuditSink + ?Sized>,
     ) -> Result<dlms_sec::suite0::Unprotected<'b>> {
+        self.stamp(audit);
         let (_, guek) = self.active_records(device, client)?;
         let result =
             self.provider
@@ -731,6 +837,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
+        self.stamp(&mut cx.audit);
         let (ak, guek) = self.active_records(device, client)?;
         match self.exchange(cx, ClientRecords::new(&ak, &guek), apdu, answer)? {
             (n, Binding::Bound | Binding::Ambiguous) => Ok(n),
@@ -969,6 +1076,7 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
         A: AuditSink,
         R: TryCryptoRng + ?Sized,
     {
+        self.stamp(&mut cx.audit);
         let now = cx.audit.now();
         self.registry
             .take_lease(&device, &self.node, now, ROTATION_LEASE_SECS)?;
@@ -1353,10 +1461,40 @@ impl<S: KeyStore, P: CryptoProvider<SharedKey>, G: Registry> S1sp<S, P, G> {
     /// another node), it goes on with the devices not done and ignores
     /// `scope`. A rotation left pending is resumed before a new one starts.
     ///
+    /// Every event of the campaign carries its id (when `id` is a valid
+    /// [`CampaignId`]) and this node's name, unless the caller's context
+    /// names them already; the caller's context gives the principal and the
+    /// reason ([`Reason::CompromiseCampaign`],
+    /// [`Reason::CorruptionRecovery`]).
+    ///
     /// # Errors
     /// Audit and registry failures stop a campaign; every other failure is
     /// counted in the report.
     pub fn campaign<D, L, C, A, R>(
+        &mut self,
+        cx: &mut RotationContext<'_, D, L, C, A, R>,
+        id: &str,
+        scope: Scope<'_>,
+    ) -> Result<CampaignReport>
+    where
+        D: DcoProvider,
+        L: MeterLink,
+        C: KeyCounters,
+        A: AuditSink,
+        R: TryCryptoRng + ?Sized,
+    {
+        let before = *cx.audit.context();
+        self.stamp(&mut cx.audit);
+        let context = cx.audit.context_mut();
+        if context.campaign.is_none() {
+            context.campaign = CampaignId::new(id).ok();
+        }
+        let report = self.campaign_run(cx, id, scope);
+        *cx.audit.context_mut() = before;
+        report
+    }
+
+    fn campaign_run<D, L, C, A, R>(
         &mut self,
         cx: &mut RotationContext<'_, D, L, C, A, R>,
         id: &str,

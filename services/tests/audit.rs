@@ -874,7 +874,7 @@ fn r20_recovery_refuses_a_log_that_does_not_verify_and_cuts_nothing() {
     // A partial line longer than any the sink writes is not a torn record.
     let (log, _) = write_log(&key(), &events()[..2]);
     let mut long = log.clone();
-    long.extend(std::iter::repeat_n(b'x', 600));
+    long.extend(std::iter::repeat_n(b'x', 1100));
     std::fs::write(&path, &long).unwrap();
     assert!(matches!(
         JsonLinesSink::recover(open(), &key(), Timestamp(1)),

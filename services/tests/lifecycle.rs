@@ -16,7 +16,7 @@ mod support;
 use common::TestRng;
 use std::num::NonZeroU32;
 
-use dlms_sec::audit::{AuditAction, MemoryAuditLog, Outcome, Recorder, Timestamp};
+use dlms_sec::audit::{AuditAction, Outcome, Recorder, Timestamp};
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::error::KeyError;
 use dlms_sec::key::package::{PackagedRecord, RecordId};
@@ -134,7 +134,7 @@ struct World {
     s1sp: S1sp<FlakyStore, SoftwareS1sp>,
     link: Link,
     counter: PerKeyCounters<MemoryCounters>,
-    audit: MemoryAuditLog<4096>,
+    audit: support::EventLog,
     rng: TestRng,
 }
 
@@ -218,7 +218,7 @@ fn world(devices: &[(SystemTitle, bool)]) -> World {
             fault: Fault::None,
         },
         counter,
-        audit: MemoryAuditLog::new(),
+        audit: support::EventLog::new(),
         rng,
     }
 }

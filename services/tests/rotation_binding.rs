@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 
 use common::TestRng;
-use dlms_sec::audit::{MemoryAuditLog, NoAudit, Recorder};
+use dlms_sec::audit::{NoAudit, Recorder};
 use dlms_sec::counter::Volatile;
 use dlms_sec::key::package::PackagedKey;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole};
@@ -146,7 +146,7 @@ struct World {
     s1sp: S1sp<MemoryKeyStore, SoftwareS1sp>,
     link: Mitm,
     counter: PerKeyCounters<MemoryCounters>,
-    audit: MemoryAuditLog<4096>,
+    audit: support::EventLog,
     rng: TestRng,
 }
 
@@ -165,7 +165,7 @@ fn world(seed: u8, mk_rotation: bool) -> World {
             delivered: Vec::new(),
         },
         counter,
-        audit: MemoryAuditLog::new(),
+        audit: support::EventLog::new(),
         rng,
     }
 }

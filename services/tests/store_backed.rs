@@ -13,6 +13,8 @@
     reason = "test code"
 )]
 
+mod support;
+
 use std::cell::RefCell;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -106,7 +108,7 @@ struct Node<'s> {
     s1sp: S1sp<&'s Store, SoftwareS1sp, &'s Store>,
     counters: PerKeyCounters<&'s Store>,
     link: Link,
-    audit: MemoryAuditLog<4096>,
+    audit: support::EventLog,
     rng: getrandom::SysRng,
 }
 
@@ -122,7 +124,7 @@ impl<'s> Node<'s> {
                 last_answer: Rc::default(),
                 replay_next: false,
             },
-            audit: MemoryAuditLog::new(),
+            audit: support::EventLog::new(),
             rng: getrandom::SysRng,
         }
     }

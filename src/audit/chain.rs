@@ -200,7 +200,7 @@ impl AuditChain {
         cmac.update(self.chain_id.as_bytes());
         cmac.update(&seq.to_be_bytes());
         cmac.update(&self.prev_mac);
-        cmac.update(&event.to_bytes());
+        cmac.update(event.to_bytes().as_bytes());
         let tag = cmac.finalize().into_bytes();
         let mut mac = [0; MAC_LEN];
         if let Some(head) = tag.first_chunk::<MAC_LEN>() {

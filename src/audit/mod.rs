@@ -10,6 +10,16 @@
 //!   apply. It is `Copy` and its fields are all public metadata: **an event
 //!   cannot carry key bytes, plaintext or ciphertext**, because no field has
 //!   a type that could hold them (R-15).
+//! * [`AuditContext`]: who acted ([`Principal`], an operator or a service
+//!   identity), on which node ([`NodeName`]), for which request
+//!   ([`RequestId`]) and campaign ([`CampaignId`]), and why ([`Reason`]).
+//!   Fixed-size, bounded printable-ASCII names, checked when made. An event
+//!   without context has the canonical encoding version 1 (33 octets, as
+//!   before the context existed); an event with any context field has
+//!   version 2 (at most [`EVENT_MAX_LEN`] octets). Each event has exactly
+//!   one encoding, and [`AuditEvent::decode`] refuses any other, so logs
+//!   of either version, or both, verify. A [`Recorder`] can carry a
+//!   context and fills it into the events recorded through it.
 //! * [`AuditSink`]: the plug point that receives every event. Recording is
 //!   fallible, and a caller treats a failed record as a failure of the
 //!   action it records: an action that cannot be logged does not happen
@@ -44,6 +54,7 @@
 //! | [`AuthenticationFailed`](AuditAction::AuthenticationFailed) | [`Error::Auth`] from unprotect, HLS-5 or unwrap |
 //! | [`ReplayRejected`](AuditAction::ReplayRejected) | a replay guard refuses a counter |
 //! | [`CounterNearExhaustion`](AuditAction::CounterNearExhaustion) / [`CounterExhausted`](AuditAction::CounterExhausted) | a send counter nears / reaches its limit |
+//! | [`RecordAccessed`](AuditAction::RecordAccessed) | a person is given packaged records for support, or refused them |
 
 use core::fmt;
 
@@ -160,8 +171,12 @@ named_enum! {
         /// its sequence number skipped. The one record that may follow a
         /// gap of one.
         LogRecovered = (15, "log-recovered"),
+        /// A person was given packaged records for support ((d)(iv)); a
+        /// refused request (no principal, not a person, not a support
+        /// reason) is recorded with [`Outcome::Refused`].
+        RecordAccessed = (16, "record-accessed"),
     }
-    const COUNT = 15;
+    const COUNT = 16;
 }
 
 named_enum! {
@@ -177,11 +192,35 @@ named_enum! {
     const COUNT = 3;
 }
 
-/// Length of [`AuditEvent::encode`]'s canonical encoding.
+/// Length of a version 1 canonical encoding ([`AuditEvent::encode`]): an
+/// event with no context field.
 pub const EVENT_LEN: usize = 33;
 
-/// Version octet of the canonical encoding.
-const EVENT_VERSION: u8 = 1;
+/// The longest canonical encoding (version 2 with every context field at
+/// its longest).
+pub const EVENT_MAX_LEN: usize = EVENT_LEN
+    + 1
+    + (2 + PrincipalName::MAX_LEN)
+    + (1 + NodeName::MAX_LEN)
+    + REQUEST_ID_LEN
+    + (1 + CampaignId::MAX_LEN)
+    + 1;
+
+/// Version octet of an event without context.
+const EVENT_V1: u8 = 1;
+
+/// Version octet of an event with at least one context field.
+const EVENT_V2: u8 = 2;
+
+/// Presence flags of version 2's context.
+mod context_flag {
+    pub(super) const PRINCIPAL: u8 = 0x01;
+    pub(super) const NODE: u8 = 0x02;
+    pub(super) const REQUEST: u8 = 0x04;
+    pub(super) const CAMPAIGN: u8 = 0x08;
+    pub(super) const REASON: u8 = 0x10;
+    pub(super) const ALL: u8 = 0x1F;
+}
 
 /// Presence flags of the canonical encoding.
 mod flag {
@@ -238,6 +277,9 @@ pub struct AuditEvent {
     pub kek: Option<KeyCheckValue>,
     /// The invocation counter involved (replay, exhaustion).
     pub invocation_counter: Option<InvocationCounter>,
+    /// Who acted, on which node, for which request and campaign, and why.
+    /// An event with any of these encodes as version 2.
+    pub context: AuditContext,
 }
 
 impl AuditEvent {
@@ -254,6 +296,7 @@ impl AuditEvent {
             generation: None,
             kek: None,
             invocation_counter: None,
+            context: AuditContext::new(),
         }
     }
 
@@ -299,6 +342,48 @@ impl AuditEvent {
         self
     }
 
+    /// With the principal who acted.
+    #[must_use]
+    pub const fn with_principal(mut self, principal: Principal) -> Self {
+        self.context.principal = Some(principal);
+        self
+    }
+
+    /// With the node that acted.
+    #[must_use]
+    pub const fn with_node(mut self, node: NodeName) -> Self {
+        self.context.node = Some(node);
+        self
+    }
+
+    /// With the request id.
+    #[must_use]
+    pub const fn with_request(mut self, request: RequestId) -> Self {
+        self.context.request = Some(request);
+        self
+    }
+
+    /// With the campaign id.
+    #[must_use]
+    pub const fn with_campaign(mut self, campaign: CampaignId) -> Self {
+        self.context.campaign = Some(campaign);
+        self
+    }
+
+    /// With the reason.
+    #[must_use]
+    pub const fn with_reason(mut self, reason: Reason) -> Self {
+        self.context.reason = Some(reason);
+        self
+    }
+
+    /// With the fields of `context` this event does not set already.
+    #[must_use]
+    pub const fn with_context(mut self, context: &AuditContext) -> Self {
+        self.context = self.context.or(context);
+        self
+    }
+
     /// With the device, client (if any), role and generation of a packaged
     /// record.
     #[must_use]
@@ -310,14 +395,19 @@ impl AuditEvent {
         self
     }
 
-    /// The canonical encoding, the input of the audit chain's MAC.
+    /// The canonical encoding, the input of the audit chain's MAC; returns
+    /// its length.
     ///
-    /// Fixed length, one encoding per event, big-endian, absent fields as
-    /// zeros:
+    /// One encoding per event, big-endian. An event whose
+    /// [`context`](Self::context) is empty encodes as **version 1**, the
+    /// fixed 33 octets below (absent fields as zeros), exactly as logs
+    /// written before version 2 hold it. An event with any context field
+    /// encodes as **version 2**: the same 33 octets with version 2, then
+    /// the context.
     ///
     /// | octets | field |
     /// |---|---|
-    /// | 1 | version (1) |
+    /// | 1 | version (1 without context, 2 with) |
     /// | 1 | action ([`AuditAction::code`]) |
     /// | 1 | outcome ([`Outcome::code`]) |
     /// | 8 | time |
@@ -328,7 +418,20 @@ impl AuditEvent {
     /// | 4 | generation |
     /// | 3 | KEK check value |
     /// | 4 | invocation counter |
-    pub fn encode(&self, out: &mut [u8; EVENT_LEN]) {
+    ///
+    /// Version 2 goes on with the context, each field only when present:
+    ///
+    /// | octets | field |
+    /// |---|---|
+    /// | 1 | context flags, at least one set: principal 0x01, node 0x02, request 0x04, campaign 0x08, reason 0x10 |
+    /// | 1 + 1 + n | principal: kind ([`PrincipalKind::code`]), length n (1 to 32), name |
+    /// | 1 + n | node: length n (1 to 16), name |
+    /// | 16 | request id |
+    /// | 1 + n | campaign: length n (1 to 32), id |
+    /// | 1 | reason ([`Reason::code`]) |
+    ///
+    /// At most [`EVENT_MAX_LEN`] octets.
+    pub fn encode(&self, out: &mut [u8; EVENT_MAX_LEN]) -> usize {
         let mut flags = 0u8;
         let mut set = |present: bool, bit: u8| {
             if present {
@@ -342,9 +445,11 @@ impl AuditEvent {
         set(self.kek.is_some(), flag::KEK);
         set(self.invocation_counter.is_some(), flag::COUNTER);
 
+        let c = &self.context;
+        let version = if c.is_empty() { EVENT_V1 } else { EVENT_V2 };
         let mut w = Writer::new(out.as_mut_slice());
         let written = [
-            &[EVENT_VERSION, self.action.code(), self.outcome.code()][..],
+            &[version, self.action.code(), self.outcome.code()][..],
             &self.time.0.to_be_bytes(),
             &[flags],
             &self.device.map_or([0; 8], |d| *d.as_bytes()),
@@ -360,27 +465,64 @@ impl AuditEvent {
                 .to_be_bytes(),
         ]
         .into_iter()
-        .try_for_each(|field| w.put(field));
-        debug_assert!(written.is_ok(), "the canonical layout fits EVENT_LEN");
-        debug_assert_eq!(w.position(), EVENT_LEN);
+        .try_for_each(|field| w.put(field))
+        .and_then(|()| {
+            if c.is_empty() {
+                return Ok(());
+            }
+            let mut cflags = 0u8;
+            let mut cset = |present: bool, bit: u8| {
+                if present {
+                    cflags |= bit;
+                }
+            };
+            cset(c.principal.is_some(), context_flag::PRINCIPAL);
+            cset(c.node.is_some(), context_flag::NODE);
+            cset(c.request.is_some(), context_flag::REQUEST);
+            cset(c.campaign.is_some(), context_flag::CAMPAIGN);
+            cset(c.reason.is_some(), context_flag::REASON);
+            w.put_u8(cflags)?;
+            if let Some(p) = &c.principal {
+                w.put_u8(p.kind.code())?;
+                put_name(&mut w, p.name.as_bytes())?;
+            }
+            if let Some(n) = &c.node {
+                put_name(&mut w, n.as_bytes())?;
+            }
+            if let Some(r) = &c.request {
+                w.put(&r.0)?;
+            }
+            if let Some(k) = &c.campaign {
+                put_name(&mut w, k.as_bytes())?;
+            }
+            if let Some(r) = c.reason {
+                w.put_u8(r.code())?;
+            }
+            Ok(())
+        });
+        debug_assert!(written.is_ok(), "the canonical layout fits EVENT_MAX_LEN");
+        w.position()
     }
 
     /// The canonical encoding as a value.
     #[must_use]
-    pub fn to_bytes(&self) -> [u8; EVENT_LEN] {
-        let mut out = [0; EVENT_LEN];
-        self.encode(&mut out);
-        out
+    pub fn to_bytes(&self) -> EncodedEvent {
+        let mut bytes = [0; EVENT_MAX_LEN];
+        let len = self.encode(&mut bytes);
+        EncodedEvent { bytes, len }
     }
 
-    /// Reads a canonical encoding back.
+    /// Reads a canonical encoding (version 1 or 2) back.
     ///
     /// # Errors
     /// [`WireError::InvalidField`] for another version, an unknown code or
-    /// flag, or a non-zero absent field (so each event has exactly one
-    /// encoding).
-    pub fn decode(bytes: &[u8; EVENT_LEN]) -> Result<Self, WireError> {
-        let mut r = Reader::new(bytes.as_slice());
+    /// flag, a non-zero absent field, a version 2 encoding without context,
+    /// or a name that is empty, too long or not printable ASCII (so each
+    /// event has exactly one encoding); [`WireError::Truncated`] when the
+    /// octets end early; [`WireError::TrailingBytes`] when they go on past
+    /// the event.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(bytes);
         let [version, action, outcome] = r.array()?;
         let time = u64::from_be_bytes(r.array()?);
         let [flags] = r.array()?;
@@ -389,11 +531,19 @@ impl AuditEvent {
         let generation: [u8; 4] = r.array()?;
         let kek: [u8; 3] = r.array()?;
         let counter: [u8; 4] = r.array()?;
-        if version != EVENT_VERSION || flags & !flag::ALL != 0 {
+        if !matches!(version, EVENT_V1 | EVENT_V2) || flags & !flag::ALL != 0 {
             return Err(WireError::InvalidField);
         }
         let action = AuditAction::from_code(action).ok_or(WireError::InvalidField)?;
         let outcome = Outcome::from_code(outcome).ok_or(WireError::InvalidField)?;
+        let context = if version == EVENT_V2 {
+            decode_context(&mut r)?
+        } else {
+            AuditContext::new()
+        };
+        if r.position() != bytes.len() {
+            return Err(WireError::TrailingBytes);
+        }
         Ok(Self {
             action,
             outcome,
@@ -408,8 +558,88 @@ impl AuditEvent {
             invocation_counter: optional(flags, flag::COUNTER, counter, |c| {
                 Some(InvocationCounter::from_be_bytes(c))
             })?,
+            context,
         })
     }
+}
+
+/// An event's canonical encoding ([`AuditEvent::to_bytes`]): up to
+/// [`EVENT_MAX_LEN`] octets, of which [`Self::as_bytes`] are the encoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EncodedEvent {
+    bytes: [u8; EVENT_MAX_LEN],
+    len: usize,
+}
+
+impl EncodedEvent {
+    /// The encoding.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl core::ops::Deref for EncodedEvent {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl fmt::Debug for EncodedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EncodedEvent")
+            .field(&self.as_bytes())
+            .finish()
+    }
+}
+
+/// A name as its length and octets.
+fn put_name(w: &mut Writer<'_>, name: &[u8]) -> Result<()> {
+    w.put_u8(u8::try_from(name.len()).map_err(|_| WireError::InvalidLength)?)?;
+    w.put(name)
+}
+
+/// A length-prefixed name of at most `max` octets, checked by `make`.
+fn read_name<T>(
+    r: &mut Reader<'_>,
+    make: impl FnOnce(&[u8]) -> Result<T, NameError>,
+) -> Result<T, WireError> {
+    let len = usize::from(r.u8()?);
+    let mut buf = [0u8; 255];
+    let name = buf.get_mut(..len).ok_or(WireError::InvalidLength)?;
+    for b in name.iter_mut() {
+        *b = r.u8()?;
+    }
+    make(name).map_err(|_| WireError::InvalidField)
+}
+
+/// Version 2's context, after the version 1 layout.
+fn decode_context(r: &mut Reader<'_>) -> Result<AuditContext, WireError> {
+    let cflags = r.u8()?;
+    if cflags == 0 || cflags & !context_flag::ALL != 0 {
+        return Err(WireError::InvalidField);
+    }
+    let has = |bit: u8| cflags & bit != 0;
+    let mut c = AuditContext::new();
+    if has(context_flag::PRINCIPAL) {
+        let kind = PrincipalKind::from_code(r.u8()?).ok_or(WireError::InvalidField)?;
+        let name = read_name(r, PrincipalName::from_bytes)?;
+        c.principal = Some(Principal { kind, name });
+    }
+    if has(context_flag::NODE) {
+        c.node = Some(read_name(r, NodeName::from_bytes)?);
+    }
+    if has(context_flag::REQUEST) {
+        c.request = Some(RequestId(r.array()?));
+    }
+    if has(context_flag::CAMPAIGN) {
+        c.campaign = Some(read_name(r, CampaignId::from_bytes)?);
+    }
+    if has(context_flag::REASON) {
+        c.reason = Some(Reason::from_code(r.u8()?).ok_or(WireError::InvalidField)?);
+    }
+    Ok(c)
 }
 
 /// A field of the canonical encoding: `None` when its flag is clear (and
@@ -493,15 +723,44 @@ impl<S: AuditSink + ?Sized> AuditSink for &mut S {
 /// assert_eq!(log.events()[0].time, Timestamp(1_700_000_000));
 /// # Ok(()) }
 /// ```
+///
+/// A recorder may also hold an [`AuditContext`] (who, where, why): every
+/// event recorded through it gets the context's fields it does not set
+/// itself.
 pub struct Recorder<'a, S: AuditSink + ?Sized> {
     sink: &'a mut S,
     now: Timestamp,
+    context: AuditContext,
 }
 
 impl<'a, S: AuditSink + ?Sized> Recorder<'a, S> {
-    /// Events recorded through it go to `sink`, stamped `now`.
+    /// Events recorded through it go to `sink`, stamped `now`, with no
+    /// context.
     pub const fn new(sink: &'a mut S, now: Timestamp) -> Self {
-        Self { sink, now }
+        Self {
+            sink,
+            now,
+            context: AuditContext::new(),
+        }
+    }
+
+    /// With `context` for every event recorded through it.
+    #[must_use]
+    pub const fn with_context(mut self, context: AuditContext) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// The context events are recorded with.
+    #[must_use]
+    pub const fn context(&self) -> &AuditContext {
+        &self.context
+    }
+
+    /// The context, to change (a service sets its node, a campaign its
+    /// id).
+    pub const fn context_mut(&mut self) -> &mut AuditContext {
+        &mut self.context
     }
 
     /// The time events are stamped with.
@@ -522,7 +781,7 @@ impl<'a, S: AuditSink + ?Sized> Recorder<'a, S> {
     /// As [`AuditSink::record`]: the action the event records must then
     /// fail.
     pub fn record(&mut self, event: &AuditEvent) -> Result<()> {
-        self.sink.record(event)
+        self.sink.record(&event.with_context(&self.context))
     }
 }
 
@@ -530,6 +789,7 @@ impl<S: AuditSink + ?Sized> fmt::Debug for Recorder<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recorder")
             .field("now", &self.now)
+            .field("context", &self.context)
             .finish_non_exhaustive()
     }
 }
@@ -596,11 +856,17 @@ impl<const N: usize> AuditSink for MemoryAuditLog<N> {
 }
 
 mod chain;
+mod context;
 
 pub use self::chain::{AuditChain, CHAIN_ID_LEN, ChainId, Link, LinkError, MAC_LEN};
+pub use self::context::{
+    AuditContext, CampaignId, NameError, NodeName, Principal, PrincipalKind, PrincipalName,
+    REQUEST_ID_LEN, Reason, RequestId,
+};
 
 #[cfg(test)]
 mod tests {
+    extern crate alloc;
     extern crate std;
     use super::*;
     use crate::key::AuditKey;
@@ -630,7 +896,7 @@ mod tests {
             assert_eq!(Outcome::from_code(o.code()), Some(o));
         }
         assert_eq!(AuditAction::from_code(0), None);
-        assert_eq!(AuditAction::from_code(16), None);
+        assert_eq!(AuditAction::from_code(17), None);
         assert_eq!(AuditAction::from_name("Generated"), None);
         assert_eq!(Outcome::from_name("ok"), None);
         for c in Client::ALL {
@@ -642,7 +908,7 @@ mod tests {
     fn r20_encoding_layout_is_fixed() {
         let bytes = full().to_bytes();
         assert_eq!(
-            bytes,
+            bytes.as_bytes(),
             [
                 1, 13, 3, 1, 2, 3, 4, 5, 6, 7, 8, 0x3F, b'M', b'M', b'M', 0, 0, 0xBC, 0x61, 0x4E,
                 5, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0xE1, 0xE2, 0xE3, 0xFF, 0xFF, 0xFF, 0xFE
@@ -651,7 +917,7 @@ mod tests {
         let bare = AuditEvent::new(AuditAction::Generated, Outcome::Success, Timestamp(0));
         let mut expected = [0u8; EVENT_LEN];
         expected[..3].copy_from_slice(&[1, 1, 1]);
-        assert_eq!(bare.to_bytes(), expected);
+        assert_eq!(bare.to_bytes().as_bytes(), expected);
     }
 
     #[test]
@@ -693,22 +959,239 @@ mod tests {
 
     #[test]
     fn r20_decode_rejects_non_canonical_bytes() {
-        let good = full().to_bytes();
+        let good: [u8; EVENT_LEN] = full().to_bytes().as_bytes().try_into().unwrap();
         let bad = |i: usize, v: u8| {
             let mut b = good;
             b[i] = v;
             AuditEvent::decode(&b)
         };
-        assert_eq!(bad(0, 2), Err(WireError::InvalidField)); // version
+        assert_eq!(bad(0, 3), Err(WireError::InvalidField)); // version
+        assert_eq!(bad(0, 0), Err(WireError::InvalidField)); // version
         assert_eq!(bad(1, 0), Err(WireError::InvalidField)); // action
         assert_eq!(bad(2, 4), Err(WireError::InvalidField)); // outcome
         assert_eq!(bad(11, 0x7F), Err(WireError::InvalidField)); // unknown flag
         assert_eq!(bad(20, 6), Err(WireError::InvalidField)); // client
         assert_eq!(bad(21, 0), Err(WireError::InvalidField)); // role
-        let mut sparse =
-            AuditEvent::new(AuditAction::Wrapped, Outcome::Success, Timestamp(9)).to_bytes();
+        let mut sparse: [u8; EVENT_LEN] =
+            AuditEvent::new(AuditAction::Wrapped, Outcome::Success, Timestamp(9))
+                .to_bytes()
+                .as_bytes()
+                .try_into()
+                .unwrap();
         sparse[25] = 1; // generation octet without its flag
         assert_eq!(AuditEvent::decode(&sparse), Err(WireError::InvalidField));
+    }
+
+    fn context() -> AuditContext {
+        AuditContext::new()
+            .with_principal(Principal::operator("alice").unwrap())
+            .with_node(NodeName::new("s1sp-a").unwrap())
+            .with_request(RequestId([0x77; REQUEST_ID_LEN]))
+            .with_campaign(CampaignId::new("cmp 7").unwrap())
+            .with_reason(Reason::CompromiseCampaign)
+    }
+
+    #[test]
+    fn r20_v2_layout_is_fixed() {
+        let e = AuditEvent::new(AuditAction::Activated, Outcome::Success, Timestamp(5))
+            .with_context(&context());
+        let bytes = e.to_bytes();
+        let v1_part =
+            AuditEvent::new(AuditAction::Activated, Outcome::Success, Timestamp(5)).to_bytes();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes.get(1..EVENT_LEN), v1_part.get(1..));
+        let mut tail = alloc::vec![0x1F, 1, 5];
+        tail.extend_from_slice(b"alice");
+        tail.push(6);
+        tail.extend_from_slice(b"s1sp-a");
+        tail.extend_from_slice(&[0x77; 16]);
+        tail.push(5);
+        tail.extend_from_slice(b"cmp 7");
+        tail.push(3);
+        assert_eq!(bytes.get(EVENT_LEN..), Some(tail.as_slice()));
+        assert_eq!(AuditEvent::decode(&bytes), Ok(e));
+        // Only the reason: a context flag and one octet.
+        let r = AuditEvent::new(AuditAction::Generated, Outcome::Success, Timestamp(0))
+            .with_reason(Reason::Commissioning);
+        assert_eq!(r.to_bytes().len(), EVENT_LEN + 2);
+        assert_eq!(r.to_bytes().get(EVENT_LEN..), Some(&[0x10, 1][..]));
+        // The longest event fits EVENT_MAX_LEN exactly.
+        let long = full()
+            .with_principal(Principal::service(&"p".repeat(32)).unwrap())
+            .with_node(NodeName::new(&"n".repeat(16)).unwrap())
+            .with_request(RequestId([1; 16]))
+            .with_campaign(CampaignId::new(&"c".repeat(32)).unwrap())
+            .with_reason(Reason::SupportAccess);
+        assert_eq!(long.to_bytes().len(), EVENT_MAX_LEN);
+        assert_eq!(AuditEvent::decode(&long.to_bytes()), Ok(long));
+    }
+
+    #[test]
+    fn r20_v2_round_trips_every_context_combination() {
+        let c = context();
+        for mask in 0..=context_flag::ALL {
+            let has = |bit: u8| mask & bit != 0;
+            let mut e = full();
+            if has(context_flag::PRINCIPAL) {
+                e.context.principal = c.principal;
+            }
+            if has(context_flag::NODE) {
+                e.context.node = c.node;
+            }
+            if has(context_flag::REQUEST) {
+                e.context.request = c.request;
+            }
+            if has(context_flag::CAMPAIGN) {
+                e.context.campaign = c.campaign;
+            }
+            if has(context_flag::REASON) {
+                e.context.reason = c.reason;
+            }
+            let bytes = e.to_bytes();
+            // Without context, version 1 and its 33 octets; with, version 2.
+            assert_eq!(bytes[0], if mask == 0 { 1 } else { 2 });
+            assert_eq!(bytes.len() == EVENT_LEN, mask == 0);
+            if mask != 0 {
+                assert_eq!(bytes[EVENT_LEN], mask);
+            }
+            assert_eq!(AuditEvent::decode(&bytes), Ok(e));
+        }
+    }
+
+    #[test]
+    fn r20_v2_decode_rejects_non_canonical_bytes() {
+        let e = full().with_context(&context());
+        let good = e.to_bytes().to_vec();
+        let with = |f: &dyn Fn(&mut alloc::vec::Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            AuditEvent::decode(&b)
+        };
+        // Version 2 without context: the same event has a version 1 encoding.
+        let mut bare = full().to_bytes().to_vec();
+        bare[0] = 2;
+        bare.push(0);
+        assert_eq!(AuditEvent::decode(&bare), Err(WireError::InvalidField));
+        bare.pop();
+        assert_eq!(AuditEvent::decode(&bare), Err(WireError::Truncated));
+        // Version 1 with a context appended.
+        assert_eq!(
+            with(&|b| b[0] = 1),
+            Err(WireError::TrailingBytes),
+            "version 1 is 33 octets"
+        );
+        assert_eq!(with(&|b| b.push(0)), Err(WireError::TrailingBytes));
+        assert_eq!(
+            with(&|b| {
+                b.pop();
+            }),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(with(&|b| b[EVENT_LEN] = 0x3F), Err(WireError::InvalidField)); // unknown flag
+        assert_eq!(
+            with(&|b| b[EVENT_LEN + 1] = 3),
+            Err(WireError::InvalidField)
+        ); // principal kind
+        assert_eq!(
+            with(&|b| b[EVENT_LEN + 3] = 0x7F),
+            Err(WireError::InvalidField)
+        ); // not printable
+        assert_eq!(
+            with(&|b| b[EVENT_LEN + 3] = 0x1F),
+            Err(WireError::InvalidField)
+        );
+        let last = good.len() - 1;
+        assert_eq!(with(&|b| b[last] = 0), Err(WireError::InvalidField)); // reason
+        // An empty name, and one over the bound.
+        let empty = full().with_reason(Reason::Operation).to_bytes().to_vec();
+        let mut zero_name = empty[..EVENT_LEN].to_vec();
+        zero_name.extend_from_slice(&[0x02, 0]);
+        assert_eq!(AuditEvent::decode(&zero_name), Err(WireError::InvalidField));
+        let mut long_node = empty[..EVENT_LEN].to_vec();
+        long_node.extend_from_slice(&[0x02, 17]);
+        long_node.extend_from_slice(&[b'n'; 17]);
+        assert_eq!(AuditEvent::decode(&long_node), Err(WireError::InvalidField));
+        let mut max_node = empty[..EVENT_LEN].to_vec();
+        max_node.extend_from_slice(&[0x02, 16]);
+        max_node.extend_from_slice(&[b'n'; 16]);
+        assert!(AuditEvent::decode(&max_node).is_ok());
+    }
+
+    #[test]
+    fn r20_names_are_bounded_printable_ascii() {
+        assert_eq!(NodeName::new(""), Err(NameError::Empty));
+        assert_eq!(
+            NodeName::new("seventeen-octets!"),
+            Err(NameError::TooLong { max: 16 })
+        );
+        assert!(NodeName::new("sixteen-octets!!").is_ok());
+        assert_eq!(
+            PrincipalName::new("caf\u{e9}"),
+            Err(NameError::NotPrintable)
+        );
+        assert_eq!(PrincipalName::new("a\tb"), Err(NameError::NotPrintable));
+        assert_eq!(
+            CampaignId::new(&"x".repeat(33)),
+            Err(NameError::TooLong { max: 32 })
+        );
+        let p = Principal::operator("bob \"the\" ]admin[").unwrap();
+        assert_eq!(p.name.as_str(), "bob \"the\" ]admin[");
+        assert_eq!(std::format!("{p}"), "operator:bob \"the\" ]admin[");
+        assert_eq!(Principal::parse(&std::format!("{p}")), Some(p));
+        assert_eq!(Principal::parse("robot:x"), None);
+        assert_eq!(Principal::parse("service:"), None);
+        assert_eq!(
+            std::format!("{:?}", NodeName::new("n1").unwrap()),
+            "NodeName(\"n1\")"
+        );
+        for r in Reason::ALL {
+            assert_eq!(Reason::from_code(r.code()), Some(r));
+            assert_eq!(Reason::from_name(r.as_str()), Some(r));
+            assert_eq!(r.is_support(), r == Reason::SupportAccess);
+        }
+        assert_eq!(
+            AuditAction::from_code(16),
+            Some(AuditAction::RecordAccessed)
+        );
+    }
+
+    #[test]
+    fn r20_recorder_fills_what_the_event_leaves_empty() {
+        let mut log = MemoryAuditLog::<4>::new();
+        let ctx = context();
+        let mut audit = Recorder::new(&mut log, Timestamp(9)).with_context(ctx);
+        let plain = audit.event(AuditAction::Generated, Outcome::Success);
+        audit.record(&plain).unwrap();
+        let own = plain.with_reason(Reason::SupportAccess);
+        audit.record(&own).unwrap();
+        audit.context_mut().campaign = None;
+        audit.record(&plain).unwrap();
+        assert_eq!(log.events()[0].context, ctx);
+        assert_eq!(log.events()[1].context.reason, Some(Reason::SupportAccess));
+        assert_eq!(log.events()[1].context.principal, ctx.principal);
+        assert_eq!(log.events()[2].context.campaign, None);
+        assert_eq!(log.events()[2].context.node, ctx.node);
+    }
+
+    #[test]
+    fn r20_chain_covers_the_context() {
+        let key = AuditKey::from_bytes([0xA5; 16]);
+        let id = ChainId([0x1D; CHAIN_ID_LEN]);
+        let e = full().with_context(&context());
+        let link = AuditChain::new(&key, id).seal(&e).unwrap();
+        assert_eq!(AuditChain::new(&key, id).check(0, &e, &link.mac), Ok(()));
+        let mut changed = [e; 5];
+        changed[0].context.principal = Some(Principal::service("alice").unwrap());
+        changed[1].context.node = Some(NodeName::new("s1sp-b").unwrap());
+        changed[2].context.request = Some(RequestId([0x78; 16]));
+        changed[3].context.campaign = None;
+        changed[4].context.reason = Some(Reason::Operation);
+        for c in changed {
+            assert_eq!(
+                AuditChain::new(&key, id).check(0, &c, &link.mac),
+                Err(LinkError::BadMac)
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //!
 //! Table `audit_log (seq, chain_id, event, mac)`: one row per event, `seq`
 //! from 0, `event` the canonical [`AuditEvent::encode`] octets, `mac` the
-//! chain MAC, `chain_id` the chain's [`ChainId`] on every row.
+//! chain MAC, `chain_id` the chain's [`ChainId`] on every row. `event` is
+//! a BLOB of either version of the encoding: 33 octets for an event
+//! without context (version 1, as every row written before the context
+//! existed), up to [`EVENT_MAX_LEN`](dlms_sec::audit::EVENT_MAX_LEN) for one
+//! with (version 2). The MAC covers the octets stored; a table may hold
+//! both versions.
 //!
 //! Guarantees:
 //!
@@ -21,7 +26,7 @@
 
 use core::fmt;
 
-use dlms_sec::audit::{AuditChain, AuditEvent, AuditSink, ChainId, EVENT_LEN, LinkError, MAC_LEN};
+use dlms_sec::audit::{AuditChain, AuditEvent, AuditSink, ChainId, LinkError, MAC_LEN};
 use dlms_sec::error::Error;
 use dlms_sec::key::AuditKey;
 use rand_core::TryCryptoRng;
@@ -151,10 +156,8 @@ fn verify_chain(
             let seq = u64::try_from(row.seq).map_err(|_| brk(AuditBreakKind::Malformed))?;
             let id = rows::chain_id(&row.chain_id).ok_or(brk(AuditBreakKind::Malformed))?;
             let mac = rows::mac(&row.mac).ok_or(brk(AuditBreakKind::Malformed))?;
-            let event = <[u8; EVENT_LEN]>::try_from(row.event.as_slice())
-                .ok()
-                .and_then(|b| AuditEvent::decode(&b).ok())
-                .ok_or(brk(AuditBreakKind::Malformed))?;
+            let event =
+                AuditEvent::decode(&row.event).map_err(|_| brk(AuditBreakKind::Malformed))?;
             let link = match &mut chain {
                 Some(c) if c.chain_id() != id => return Err(brk(AuditBreakKind::OtherChain)),
                 Some(c) => c,
@@ -257,7 +260,7 @@ impl AuditSink for DatabaseAuditSink<'_> {
         let written = self.store.audit_append(
             link.seq,
             self.chain.chain_id().as_bytes(),
-            &event.to_bytes(),
+            event.to_bytes().as_bytes(),
             &link.mac,
         );
         if written.is_err() {

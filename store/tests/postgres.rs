@@ -163,6 +163,15 @@ fn bad_input_is_corrupt_naming_the_row() {
 }
 
 #[test]
+fn audit_context_tampering_breaks_the_chain_at_its_row() {
+    common::bad_audit_context(&|| {
+        let (_, url) = fresh_schema();
+        let store = Store::open(&url).unwrap();
+        (store, Box::new(move |t| tamper(&url, t)))
+    });
+}
+
+#[test]
 fn two_stores_on_one_schema_claim_disjoint_values() {
     let (_, url) = fresh_schema();
     let a = Store::open(&url).unwrap();

@@ -147,6 +147,72 @@ fn bad_input_is_corrupt_naming_the_row() {
 }
 
 #[test]
+fn audit_context_tampering_breaks_the_chain_at_its_row() {
+    common::bad_audit_context(&|| {
+        let path = fresh_path();
+        let store = Store::open(&url(&path)).unwrap();
+        (store, Box::new(move |t| tamper(&path, t)))
+    });
+}
+
+/// Rows written by the database sink before audit v2 (events without
+/// context, audit key sixteen 0x42 octets): `seq chain_id event mac`, hex.
+const V1_ROWS: &str = include_str!("fixtures/audit-v1-rows.txt");
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn audit_rows_written_before_v2_verify_and_continue_with_v2_rows() {
+    use dlms_sec::audit::AuditSink as _;
+    use dlms_sec_store::{AuditBreakKind, DatabaseAuditSink, verify_audit};
+
+    let path = fresh_path();
+    let store = Store::open(&url(&path)).unwrap();
+    let c = Connection::open(&path).unwrap();
+    let mut chain = Vec::new();
+    for line in V1_ROWS.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        chain = unhex(f[1]);
+        c.execute(
+            "INSERT INTO audit_log (seq, chain_id, event, mac) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                f[0].parse::<i64>().unwrap(),
+                unhex(f[1]),
+                unhex(f[2]),
+                unhex(f[3])
+            ],
+        )
+        .unwrap();
+    }
+    let key = dlms_sec::key::AuditKey::from_bytes([0x42; 16]);
+    let head = verify_audit(&store, &key).unwrap();
+    assert_eq!(head.count, 4);
+    assert_eq!(
+        head.chain_id.unwrap().as_bytes().as_slice(),
+        chain.as_slice()
+    );
+    let mut sink = DatabaseAuditSink::open(&store, &key, &mut getrandom::SysRng).unwrap();
+    for i in 0..3 {
+        sink.record(&common::event_v2(i)).unwrap();
+    }
+    drop(sink);
+    assert_eq!(verify_audit(&store, &key).unwrap().count, 7);
+    // An old row changed still breaks the chain there.
+    tamper(&path, Tamper::FlipAuditEvent { seq: 1, offset: 10 });
+    let brk = verify_audit(&store, &key).unwrap_err();
+    assert_eq!(brk.seq, 1);
+    assert!(
+        matches!(brk.why, AuditBreakKind::BadMac | AuditBreakKind::Malformed),
+        "{brk}"
+    );
+}
+
+#[test]
 fn two_handles_on_one_file_claim_disjoint_values() {
     let path = fresh_path();
     let a = Store::open(&url(&path)).unwrap();

@@ -105,3 +105,27 @@ pub fn introduce_all<S: dlms_sec::keystore::KeyStore, G: dlms_sec_services::regi
         }
     }
 }
+
+/// Every event recorded, on the heap: a log of thousands of events whose
+/// size does not weigh on a test thread's stack.
+#[derive(Debug, Default)]
+pub struct EventLog(Vec<dlms_sec::audit::AuditEvent>);
+
+impl EventLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The events recorded so far, oldest first.
+    pub fn events(&self) -> &[dlms_sec::audit::AuditEvent] {
+        &self.0
+    }
+}
+
+impl dlms_sec::audit::AuditSink for EventLog {
+    fn record(&mut self, event: &dlms_sec::audit::AuditEvent) -> dlms_sec::Result<()> {
+        self.0.push(*event);
+        Ok(())
+    }
+}

@@ -14,7 +14,10 @@
 use core::num::NonZeroU32;
 use std::collections::BTreeSet;
 
-use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
+use dlms_sec::audit::{
+    AuditAction, AuditEvent, AuditSink, CampaignId, EVENT_LEN, NodeName, Outcome, Principal,
+    Reason, RequestId, Timestamp,
+};
 use dlms_sec::counter::{CounterKey, CounterPersistence, CounterSource, SendCounter};
 use dlms_sec::error::{CounterError, Error, KeyError};
 use dlms_sec::key::AuditKey;
@@ -81,6 +84,19 @@ pub fn event(i: u32) -> AuditEvent {
     .with_generation(i)
 }
 
+/// An event with every context field (audit v2): 70 octets encoded, the
+/// context from octet 33 (flags 33, principal kind 34, length 35, name
+/// 36..40, node length 40, name 41..47, request 47..63, campaign length 63,
+/// id 64..69, reason 69).
+pub fn event_v2(i: u32) -> AuditEvent {
+    event(i)
+        .with_principal(Principal::operator("op-1").unwrap())
+        .with_node(NodeName::new("node-a").unwrap())
+        .with_request(RequestId([u8::try_from(i % 256).unwrap(); 16]))
+        .with_campaign(CampaignId::new("cmp-1").unwrap())
+        .with_reason(Reason::SupportAccess)
+}
+
 /// Every behaviour, each on a fresh store.
 pub fn all(open: Open<'_>) {
     conformance_suite(open);
@@ -109,6 +125,7 @@ pub fn all(open: Open<'_>) {
     leases(&open());
     audit_chain(&open());
     audit_visitor(&open());
+    audit_mixed_versions(&open());
     audit_race_fails_the_loser(&open());
 }
 
@@ -731,6 +748,31 @@ pub fn audit_chain(s: &Store) {
     ));
 }
 
+/// Rows of both encodings in one chain: v1 events, then v2, then v1.
+pub fn audit_mixed_versions(s: &Store) {
+    let key = audit_key();
+    let mut sink = DatabaseAuditSink::open(s, &key, &mut getrandom::SysRng).unwrap();
+    for i in 0..3 {
+        sink.record(&event(i)).unwrap();
+    }
+    drop(sink);
+    let mut sink = DatabaseAuditSink::open(s, &key, &mut getrandom::SysRng).unwrap();
+    assert_eq!(sink.next_seq(), 3);
+    for i in 3..6 {
+        sink.record(&event_v2(i)).unwrap();
+    }
+    sink.record(&event(6)).unwrap();
+    drop(sink);
+    let head = verify_audit(s, &key).unwrap();
+    assert_eq!(head.count, 7);
+    assert_eq!(event(0).to_bytes().len(), EVENT_LEN);
+    assert_eq!(event_v2(3).to_bytes().len(), 70);
+    // Resumed after v2 rows, the chain goes on.
+    let mut sink = DatabaseAuditSink::open(s, &key, &mut getrandom::SysRng).unwrap();
+    sink.record(&event_v2(7)).unwrap();
+    assert_eq!(verify_audit(s, &key).unwrap().count, 8);
+}
+
 pub fn audit_race_fails_the_loser(s: &Store) {
     let key = audit_key();
     let mut first = DatabaseAuditSink::open(s, &key, &mut getrandom::SysRng).unwrap();
@@ -878,6 +920,34 @@ pub fn bad_input(fresh: Fresh<'_>) {
             DatabaseAuditSink::open(&s, &key, &mut getrandom::SysRng),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+}
+
+/// A v2 row changed in any context field breaks the chain at its seq:
+/// under the MAC where the result still decodes, as malformed where not.
+pub fn bad_audit_context(fresh: Fresh<'_>) {
+    for (offset, why) in [
+        (33, AuditBreakKind::Malformed), // context flags: campaign cleared, lengths shift
+        (34, AuditBreakKind::Malformed), // principal kind 0
+        (35, AuditBreakKind::Malformed), // principal length
+        (37, AuditBreakKind::BadMac),    // principal name
+        (43, AuditBreakKind::BadMac),    // node name
+        (50, AuditBreakKind::BadMac),    // request id
+        (65, AuditBreakKind::BadMac),    // campaign id
+        (69, AuditBreakKind::BadMac),    // reason 5 to 4
+    ] {
+        let (s, tamper) = fresh();
+        let key = audit_key();
+        let mut sink = DatabaseAuditSink::open(&s, &key, &mut getrandom::SysRng).unwrap();
+        sink.record(&event(0)).unwrap();
+        for i in 1..4 {
+            sink.record(&event_v2(i)).unwrap();
+        }
+        drop(sink);
+        verify_audit(&s, &key).unwrap();
+        tamper(Tamper::FlipAuditEvent { seq: 2, offset });
+        let brk = verify_audit(&s, &key).unwrap_err();
+        assert_eq!((brk.seq, &brk.why), (2, &why), "offset {offset}: {brk}");
     }
 }
 
