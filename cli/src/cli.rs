@@ -517,7 +517,7 @@ pub(crate) fn command() -> clap::Command {
 }
 
 /// A subcommand's help template and flags; a group of subcommands
-/// (`kek-package`) lists its own, each formatted the same way.
+/// (`audit`, `kek-package`) lists its own, each formatted the same way.
 fn subcommand(c: clap::Command) -> clap::Command {
     if c.has_subcommands() {
         return c
@@ -525,14 +525,7 @@ fn subcommand(c: clap::Command) -> clap::Command {
             .subcommand_required(true)
             .mut_subcommands(subcommand);
     }
-    Cli::command().mut_subcommands(|c| {
-        if c.has_subcommands() {
-            // A group of commands (`audit`): its own commands are the leaves.
-            c.help_template(TOP).mut_subcommands(leaf)
-        } else {
-            leaf(c)
-        }
-    })
+    leaf(c)
 }
 
 /// A command that runs: its help page, and flag values taken whatever they
