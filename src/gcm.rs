@@ -1,5 +1,5 @@
 //! AES-GCM-128 with a 96-bit IV and a 96-bit tag, composed from the `aes`
-//! and `ghash` crates.
+//! and `polyval` crates.
 //!
 //! Why not call `aes-gcm`: its API takes the AAD as one contiguous slice,
 //! and the suite-0 AAD under authentication only is SC ‖ AK ‖ APDU, pieces
@@ -18,6 +18,13 @@
 //!   crate's on 64-bit hosts (the one aes-gcm runs) and a loop over
 //!   `encrypt_blocks` in batches on 32-bit targets (a meter: less flash).
 //!
+//! GHASH runs on POLYVAL (RFC 8452, Appendix A): GHASH(H, X₁ … Xₙ) is
+//! the byte-reversal of POLYVAL(mulX(rev(H)), rev(X₁) … rev(Xₙ)), which is
+//! what the `ghash` crate does around `polyval` too. Here each block is
+//! reversed as it is assembled (in registers), and on a meter each block
+//! goes to POLYVAL's one-block function as soon as it is complete, with
+//! no staging buffer, no per-block copy and no closure around the backend.
+//!
 //! The GHASH key powers are computed once per key; each message clones
 //! the prepared state.
 //!
@@ -35,8 +42,9 @@ use core::fmt;
 
 use aes::Aes128Enc;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
-use ghash::GHash;
-use ghash::universal_hash::UniversalHash;
+use polyval::Polyval;
+use polyval::hazmat::FieldElement;
+use polyval::universal_hash::{UhfBackend, UniversalHash};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -193,7 +201,7 @@ impl<'a> Aad<'a> {
 #[derive(Clone)]
 pub(crate) struct Gcm<S: Borrow<Aes128Enc> = Aes128Enc> {
     aes: S,
-    ghash: GHash,
+    ghash: Polyval,
     fingerprint: [u8; FINGERPRINT_LEN],
 }
 
@@ -233,7 +241,7 @@ impl Gcm {
         let mut blocks = [Block::default(), Block::from(FINGERPRINT_BLOCK)];
         encrypt_blocks(&aes, &mut blocks);
         let [h, fingerprint] = &blocks;
-        let ghash = GHash::new(h);
+        let ghash = ghash_key(h);
         let fingerprint = fingerprint_of(fingerprint);
         for b in &mut blocks {
             b.as_mut_slice().zeroize();
@@ -252,7 +260,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     /// (unpackaging computes them in the same AES call as the record's
     /// check value).
     pub(crate) fn from_parts(aes: S, mut h: Block, fingerprint: &Block) -> Self {
-        let ghash = GHash::new(&h);
+        let ghash = ghash_key(&h);
         h.as_mut_slice().zeroize();
         Self {
             aes,
@@ -322,7 +330,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         );
         debug_assert!(result.is_ok(), "the seal hook never fails");
         gh.finish(aad_len, data_len);
-        let mut s = state.finalize();
+        let mut s = ghash_output(state);
         let tag = truncated_xor(&s, &mask);
         s.as_mut_slice().zeroize();
         mask.as_mut_slice().zeroize();
@@ -359,7 +367,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         gh.pad();
         gh.update(data);
         gh.finish(aad_len, data.len());
-        let mut s = state.finalize();
+        let mut s = ghash_output(state);
         let result = self.ctr(
             iv,
             None,
@@ -395,7 +403,7 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         let mut gh = GhashStream::new(&mut state, &aad, 0);
         let aad_len = gh.update_aad(&aad);
         gh.finish(aad_len, 0);
-        let mut s = state.finalize();
+        let mut s = ghash_output(state);
         let mut j0 = [counter_block(iv_base(iv), 1)];
         encrypt_blocks(self.aes(), &mut j0);
         let [mut mask] = j0;
@@ -928,10 +936,25 @@ impl<'s> ShortInput<'s> {
     }
 
     /// GHASH over the whole input in one `update`, masked with E(K, J0).
-    fn hash_tag(&self, ghash: &GHash, mask: &Block) -> [u8; TAG_LEN] {
+    fn hash_tag(&self, ghash: &Polyval, mask: &Block) -> [u8; TAG_LEN] {
         let mut state = ghash.clone();
-        state.update(&self.stage[..self.blocks]);
-        let mut s = state.finalize();
+        if direct_ghash() {
+            for b in &self.stage[..self.blocks] {
+                state.proc_block(&reversed(b));
+            }
+        } else {
+            // Reversed in groups of 4 (polyval's aggregated width); the
+            // stage itself is left as it is (the open path reads it again).
+            let mut group = [Block::default(); 4];
+            for chunk in self.stage[..self.blocks].chunks(4) {
+                for (g, b) in group.iter_mut().zip(chunk) {
+                    *g = reversed(b);
+                }
+                state.update(&group[..chunk.len()]);
+            }
+            wipe(&mut group);
+        }
+        let mut s = ghash_output(state);
         let tag = truncated_xor(&s, mask);
         s.as_mut_slice().zeroize();
         tag
@@ -1006,6 +1029,47 @@ fn seal_tail(stage: &mut [Block], keystream: &[Block], at: usize, plain: &[u8], 
 /// A 16-octet window as a big-endian `u128` (first octet highest).
 fn u128_be(window: &[u8]) -> u128 {
     u128::from_be_bytes(window.try_into().unwrap_or([0; 16]))
+}
+
+/// Whether GHASH blocks go to POLYVAL one by one as they are completed
+/// (its one-block function, no staging, no closure): on 32-bit targets (a
+/// meter), whose software POLYVAL multiplies block by block in any case;
+/// on 64-bit hosts blocks are staged and hashed in one `update` call per
+/// [`STAGE`] blocks, which polyval's CLMUL and PMULL backends aggregate.
+/// Tests on 64-bit hosts take the meter's way under
+/// `tests::with_meter_ctr`.
+#[inline(always)]
+fn direct_ghash() -> bool {
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        return true;
+    }
+    !cfg!(target_pointer_width = "64")
+}
+
+/// GHASH's key H as POLYVAL's: mulX_POLYVAL(rev(H)) (RFC 8452, Appendix A).
+fn ghash_key(h: &Block) -> Polyval {
+    let mut k = FieldElement::from(h).reverse().mulx();
+    let mut key = Block::from(k);
+    let polyval = Polyval::new(&key);
+    k.zeroize();
+    key.as_mut_slice().zeroize();
+    polyval
+}
+
+/// A block with its octets in reverse order (GHASH's order to POLYVAL's
+/// and back), through one word.
+#[inline(always)]
+fn reversed(b: &Block) -> Block {
+    Block::from(u128::from_be_bytes(b.0).to_le_bytes())
+}
+
+/// GHASH's output: POLYVAL's, reversed; the state is wiped as it drops.
+fn ghash_output(state: Polyval) -> Block {
+    let mut s = state.finalize();
+    let out = reversed(&s);
+    s.as_mut_slice().zeroize();
+    out
 }
 
 /// The size of a short message's GHASH input, computed once per message.
@@ -1096,7 +1160,10 @@ fn truncated_xor(a: &Block, b: &Block) -> [u8; TAG_LEN] {
 /// handed to `ghash` in whole, staged blocks. Every stream is consumed by
 /// [`GhashStream::finish`], which wipes the staged input.
 struct GhashStream<'g> {
-    ghash: &'g mut GHash,
+    ghash: &'g mut Polyval,
+    /// Blocks waiting for one `update` call, byte-reversed (POLYVAL's
+    /// order); unused when [`direct_ghash`] (each block goes to POLYVAL
+    /// as it is completed).
     stage: [Block; STAGE],
     staged: usize,
     /// The octets of an unfinished block, held in a register-sized value
@@ -1119,7 +1186,7 @@ impl<'g> GhashStream<'g> {
     /// on a host, with every `update` call 4-block aligned, polyval never
     /// ends on single-block multiplies; on a meter, no multiply goes to a
     /// zero block.
-    fn new(ghash: &'g mut GHash, aad: &Aad<'_>, payload_len: usize) -> Self {
+    fn new(ghash: &'g mut Polyval, aad: &Aad<'_>, payload_len: usize) -> Self {
         let blocks = aad
             .len()
             .div_ceil(16)
@@ -1141,8 +1208,7 @@ impl<'g> GhashStream<'g> {
     fn start_with_sc_ak(&mut self, sc: u8, ak: &[u8; 16]) {
         debug_assert!(self.staged < 4 && self.partial_len == 0);
         let mut ak = u128::from_be_bytes(*ak);
-        self.stage[self.staged] = Block::from(((u128::from(sc) << 120) | (ak >> 8)).to_be_bytes());
-        self.staged += 1;
+        self.push_word((u128::from(sc) << 120) | (ak >> 8));
         self.partial = (ak & 0xFF) << 120;
         self.partial_len = 1;
         ak.zeroize();
@@ -1157,8 +1223,9 @@ impl<'g> GhashStream<'g> {
         }
     }
 
-    fn take_partial(&mut self) -> Block {
-        let block = Block::from(self.partial.to_be_bytes());
+    /// Takes the partial block (zero-padded), as a big-endian word.
+    fn take_partial(&mut self) -> u128 {
+        let block = self.partial;
         self.partial = 0;
         self.partial_len = 0;
         block
@@ -1196,7 +1263,7 @@ impl<'g> GhashStream<'g> {
                 return;
             }
             let block = self.take_partial();
-            self.push_block(block);
+            self.push_word(block);
         }
         let (blocks, tail) = Block::slice_as_chunks(bytes);
         self.push_blocks(blocks);
@@ -1214,45 +1281,32 @@ impl<'g> GhashStream<'g> {
     fn pad(&mut self) {
         if self.partial_len > 0 {
             let block = self.take_partial();
-            self.push_block(block);
+            self.push_word(block);
         }
     }
 
-    fn push_block(&mut self, block: Block) {
+    /// One GHASH block given as a big-endian word (its first octet
+    /// highest): POLYVAL takes it as the little-endian bytes of that word.
+    fn push_word(&mut self, block: u128) {
+        let rev = Block::from(block.to_le_bytes());
+        if direct_ghash() {
+            self.ghash.proc_block(&rev);
+            return;
+        }
         if self.staged == STAGE {
             self.ghash.update(&self.stage);
             self.staged = 0;
         }
-        self.stage[self.staged] = block;
+        self.stage[self.staged] = rev;
         self.staged += 1;
     }
 
-    fn push_blocks(&mut self, mut blocks: &[Block]) {
-        if blocks.len() >= STAGE {
-            // A long run: top the stage up and flush it, then hand the run
-            // to GHASH directly in multiples of 4 blocks, so each call runs
-            // polyval's aggregated path from its first block.
-            while self.staged > 0 {
-                let Some((b, rest)) = blocks.split_first() else {
-                    return;
-                };
-                self.push_block(*b);
-                blocks = rest;
-                if self.staged == STAGE {
-                    self.ghash.update(&self.stage);
-                    self.staged = 0;
-                }
-            }
-            let direct = blocks.len() / 4 * 4;
-            let (run, tail) = blocks.split_at(direct);
-            if !run.is_empty() {
-                self.ghash.update(run);
-            }
-            blocks = tail;
-        }
-        // Short runs go block by block into the stage (fixed-size moves).
+    /// Whole blocks of a piece, each reversed as it is pushed (on a host,
+    /// staged and hashed `STAGE` blocks per `update` call, so polyval
+    /// aggregates them by 4).
+    fn push_blocks(&mut self, blocks: &[Block]) {
         for b in blocks {
-            self.push_block(*b);
+            self.push_word(u128::from_be_bytes(b.0));
         }
     }
 
@@ -1262,10 +1316,12 @@ impl<'g> GhashStream<'g> {
         self.pad();
         let lens = (u128::from(aad_len.wrapping_mul(8)) << 64)
             | u128::from((ct_len as u64).wrapping_mul(8));
-        self.push_block(Block::from(lens.to_be_bytes()));
-        self.ghash.update(&self.stage[..self.staged]);
-        // The staged input held AAD (the AK) and ciphertext.
-        Block::slice_as_flattened_mut(&mut self.stage).zeroize();
+        self.push_word(lens);
+        if !direct_ghash() {
+            self.ghash.update(&self.stage[..self.staged]);
+            // The staged input held AAD (the AK) and ciphertext.
+            Block::slice_as_flattened_mut(&mut self.stage).zeroize();
+        }
         self.partial.zeroize();
     }
 }
