@@ -11,7 +11,8 @@
 use dlms_sec::counter::SendCounter;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
 use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys};
-use dlms_sec::meter::{DeviceCapabilities, Handled, Meter};
+use dlms_sec::meter::DeviceCapabilities;
+use dlms_sec_meter_sim::{Handled, Meter};
 use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::{CipheredForm, KeyTransfer, SecuritySetupMethod};

@@ -36,7 +36,7 @@ use dlms_sec::key::{
     AuditKey, AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::Meter;
+use dlms_sec_meter_sim::Meter;
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::provider::{SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;

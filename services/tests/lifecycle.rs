@@ -25,7 +25,8 @@ use dlms_sec::key::{
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{DeviceCapabilities, Meter};
+use dlms_sec::meter::DeviceCapabilities;
+use dlms_sec_meter_sim::Meter;
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::suite0::PeerTitle;
 use dlms_sec::types::Client;

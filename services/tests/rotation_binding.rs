@@ -28,7 +28,7 @@ use dlms_sec::counter::Volatile;
 use dlms_sec::key::package::PackagedKey;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, KeyRole};
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::Meter;
+use dlms_sec_meter_sim::Meter;
 use dlms_sec::provider::{SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::{Client, Protection};
 use dlms_sec::{Error, SystemTitle};

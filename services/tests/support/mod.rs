@@ -10,7 +10,8 @@ use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{DeviceCapabilities, Meter};
+use dlms_sec::meter::DeviceCapabilities;
+use dlms_sec_meter_sim::Meter;
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::{InvocationCounter, SecurityPolicy, SystemTitle};

@@ -1,20 +1,21 @@
-//! A simulated SMETS1 meter: the [`Endpoint`] under a fake COSEM
-//! application with canned answers, for the tests and the demonstration.
+//! A simulated SMETS1 meter: the `dlms_sec` meter [`Endpoint`] under a
+//! fake COSEM application with canned answers, for the tests and the
+//! demonstrations. Not published: the core's meter side is the endpoint.
 //!
 //! The application answers a get-request with the meter's title, a
 //! set-request and any action-request the layer does not serve with
 //! success; the security layer serves key_transfer, security_activate and
 //! HLS-5. One send counter counts every client's answers.
 
-use crate::counter::{CounterPersistence, SendCounter};
-use crate::error::{Error, Result, Unsupported, WireError};
-use crate::key::MasterKey;
-use crate::meter::endpoint::{Endpoint, OneCounter, Outcome, Served};
-use crate::meter::floors::VolatileFloors;
-use crate::meter::key_transfer::SecuritySetupKeys;
-use crate::meter::{DeviceCapabilities, setup};
-use crate::types::{Client, SecurityPolicy};
-use crate::wire::{KEY_TRANSFER_METHOD, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle};
+use dlms_sec::counter::{CounterPersistence, SendCounter};
+use dlms_sec::error::{Error, Result, Unsupported, WireError};
+use dlms_sec::key::MasterKey;
+use dlms_sec::meter::endpoint::{Endpoint, OneCounter, Outcome, Served};
+use dlms_sec::meter::floors::VolatileFloors;
+use dlms_sec::meter::key_transfer::SecuritySetupKeys;
+use dlms_sec::meter::{DeviceCapabilities, setup};
+use dlms_sec::types::{Client, SecurityPolicy};
+use dlms_sec::wire::{KEY_TRANSFER_METHOD, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle};
 
 /// A simulated SMETS1 meter.
 pub struct Meter<P: CounterPersistence> {
@@ -140,9 +141,7 @@ impl<P: CounterPersistence> Meter<P> {
         }
         let title = self.endpoint.title();
         let req = self.endpoint.unprotect(client, request)?;
-        let key_transfer = setup::action_head(req.apdu()).is_some_and(|h| {
-            h.class_id == SECURITY_SETUP_CLASS_ID && h.method == KEY_TRANSFER_METHOD
-        });
+        let key_transfer = is_key_transfer(req.apdu());
         let req = match self.endpoint.serve(req, response)? {
             Served::Answered { len, outcome } => {
                 let handled = match outcome {
@@ -163,6 +162,20 @@ impl<P: CounterPersistence> Meter<P> {
         let sent = self.endpoint.protect(&req, body, response);
         zeroize::Zeroize::zeroize(&mut plain);
         Ok((sent?, Handled::Answered))
+    }
+}
+
+/// Whether `apdu` is an action-request-normal invoking the Security setup
+/// class's key_transfer method: `C3 01 iid class(2) ln(6) method present
+/// [parameter]`, `present` 1, or 0 with nothing after it.
+fn is_key_transfer(apdu: &[u8]) -> bool {
+    match apdu {
+        [0xC3, 0x01, _, c0, c1, _, _, _, _, _, _, method, present, rest @ ..] => {
+            u16::from_be_bytes([*c0, *c1]) == SECURITY_SETUP_CLASS_ID
+                && *method == KEY_TRANSFER_METHOD
+                && (*present == 1 || (*present == 0 && rest.is_empty()))
+        }
+        _ => false,
     }
 }
 
