@@ -169,14 +169,15 @@ impl<P: CounterPersistence> Meter<P> {
 /// class's key_transfer method: `C3 01 iid class(2) ln(6) method present
 /// [parameter]`, `present` 1, or 0 with nothing after it.
 fn is_key_transfer(apdu: &[u8]) -> bool {
-    match apdu {
-        [0xC3, 0x01, _, c0, c1, _, _, _, _, _, _, method, present, rest @ ..] => {
-            u16::from_be_bytes([*c0, *c1]) == SECURITY_SETUP_CLASS_ID
-                && *method == KEY_TRANSFER_METHOD
-                && (*present == 1 || (*present == 0 && rest.is_empty()))
-        }
-        _ => false,
-    }
+    let Some((head, parameter)) = apdu.split_first_chunk::<13>() else {
+        return false;
+    };
+    let [tag, choice, _, c0, c1, _, _, _, _, _, _, method, present] = *head;
+    tag == 0xC3
+        && choice == 0x01
+        && u16::from_be_bytes([c0, c1]) == SECURITY_SETUP_CLASS_ID
+        && method == KEY_TRANSFER_METHOD
+        && (present == 1 || (present == 0 && parameter.is_empty()))
 }
 
 /// The longest plaintext answer the model sends.
@@ -208,4 +209,34 @@ fn answer(apdu: &[u8], title: SystemTitle, plain: &mut [u8; ANSWER_CAPACITY]) ->
         *d = *s;
     }
     Ok(answer.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_key_transfer;
+
+    /// `C3 01 iid`, class 64, the Security setup's logical name, then the
+    /// method and whether a parameter follows.
+    fn action(class: [u8; 2], method: u8, present: u8, parameter: &[u8]) -> Vec<u8> {
+        let mut a = vec![0xC3, 0x01, 0xC1, class[0], class[1], 0, 0, 43, 0, 0, 255];
+        a.extend_from_slice(&[method, present]);
+        a.extend_from_slice(parameter);
+        a
+    }
+
+    #[test]
+    fn key_transfer_is_told_from_other_actions() {
+        assert!(is_key_transfer(&action([0, 64], 2, 1, &[0x01, 0x01])));
+        assert!(is_key_transfer(&action([0, 64], 2, 0, &[])));
+        // security_activate, another class, a bad `present`, a parameter
+        // after `present` 0, a truncated head, a get-request.
+        assert!(!is_key_transfer(&action([0, 64], 1, 1, &[0x16, 0x03])));
+        assert!(!is_key_transfer(&action([0, 15], 2, 1, &[0x01])));
+        assert!(!is_key_transfer(&action([0, 64], 2, 2, &[])));
+        assert!(!is_key_transfer(&action([0, 64], 2, 0, &[0x01])));
+        assert!(!is_key_transfer(&action([0, 64], 2, 1, &[])[..12]));
+        let mut get = action([0, 64], 2, 1, &[]);
+        get[0] = 0xC0;
+        assert!(!is_key_transfer(&get));
+    }
 }
