@@ -964,16 +964,9 @@ impl<'s> ShortInput<'s> {
                 state.proc_block(&reversed(b));
             }
         } else {
-            // Reversed in groups of 4 (polyval's aggregated width); the
-            // stage itself is left as it is (the open path reads it again).
-            let mut group = [Block::default(); 4];
-            for chunk in self.stage[..self.blocks].chunks(4) {
-                for (g, b) in group.iter_mut().zip(chunk) {
-                    *g = reversed(b);
-                }
-                state.update(&group[..chunk.len()]);
-            }
-            wipe(&mut group);
+            // The stage itself is left as it is (the open path reads it
+            // again).
+            state.update_with_backend(Reversed(&self.stage[..self.blocks]));
         }
         let mut s = ghash_output(state);
         let tag = truncated_xor(&s, mask);
@@ -1079,10 +1072,47 @@ fn ghash_key(h: &Block) -> Polyval {
 }
 
 /// A block with its octets in reverse order (GHASH's order to POLYVAL's
-/// and back), through one word.
+/// and back). On a 32-bit meter through one `u128` (four `REV`s and word
+/// moves); on 64-bit hosts as a 16-octet vector shuffle, stored whole, so
+/// the backend's 16-octet load of it straight after is forwarded from one
+/// store (a `u128` is stored as two halves, which a wider load cannot be
+/// forwarded from: a stall per block).
 #[inline(always)]
 fn reversed(b: &Block) -> Block {
-    Block::from(u128::from_be_bytes(b.0).to_le_bytes())
+    if cfg!(target_pointer_width = "64") {
+        let mut a = b.0;
+        a.reverse();
+        Block::from(a)
+    } else {
+        Block::from(u128::from_be_bytes(b.0).to_le_bytes())
+    }
+}
+
+/// GHASH blocks handed to POLYVAL in one call: reversed into a group of
+/// the backend's parallel width (4) at a time, which polyval's CLMUL and
+/// PMULL backends hash aggregated; a last partial group block by block.
+/// The group is wiped afterwards.
+struct Reversed<'a>(&'a [Block]);
+
+impl polyval::universal_hash::common::BlockSizeUser for Reversed<'_> {
+    type BlockSize = polyval::universal_hash::consts::U16;
+}
+
+impl polyval::universal_hash::UhfClosure for Reversed<'_> {
+    fn call<B: UhfBackend<BlockSize = Self::BlockSize>>(self, backend: &mut B) {
+        let mut group = polyval::universal_hash::ParBlocks::<B>::default();
+        let mut chunks = self.0.chunks_exact(group.len());
+        for chunk in chunks.by_ref() {
+            for (g, b) in group.iter_mut().zip(chunk) {
+                *g = reversed(b);
+            }
+            backend.proc_par_blocks(&group);
+        }
+        for b in chunks.remainder() {
+            backend.proc_block(&reversed(b));
+        }
+        wipe(&mut group);
+    }
 }
 
 /// GHASH's output: POLYVAL's, reversed; the state is wiped as it drops.
@@ -1322,10 +1352,29 @@ impl<'g> GhashStream<'g> {
         self.staged += 1;
     }
 
-    /// Whole blocks of a piece, each reversed as it is pushed (on a host,
-    /// staged and hashed `STAGE` blocks per `update` call, so polyval
-    /// aggregates them by 4).
-    fn push_blocks(&mut self, blocks: &[Block]) {
+    /// Whole blocks of a piece, each reversed as it is pushed. On a host a
+    /// long run tops the stage up and flushes it, then goes to polyval in
+    /// one call that reverses it 4 blocks at a time ([`Reversed`]), so
+    /// polyval aggregates it from its first block; short runs are staged.
+    fn push_blocks(&mut self, mut blocks: &[Block]) {
+        if !direct_ghash() && blocks.len() >= STAGE {
+            while self.staged > 0 {
+                let Some((b, rest)) = blocks.split_first() else {
+                    return;
+                };
+                self.push_word(u128::from_be_bytes(b.0));
+                blocks = rest;
+                if self.staged == STREAM_STAGE {
+                    self.ghash.update(&self.stage);
+                    self.staged = 0;
+                }
+            }
+            let (run, tail) = blocks.split_at(blocks.len() / 4 * 4);
+            if !run.is_empty() {
+                self.ghash.update_with_backend(Reversed(run));
+            }
+            blocks = tail;
+        }
         for b in blocks {
             self.push_word(u128::from_be_bytes(b.0));
         }
