@@ -8,7 +8,7 @@
 //! | [`types`] | the vocabulary: clients, key roles and kinds, protections, policies |
 //! | [`error`] | the error types |
 //! | [`wire`] | every DLMS wire format, as checked views and value types |
-//! | `gcm` (private) | AES-GCM composed from RustCrypto's `aes` and `ghash` |
+//! | `gcm` (private) | AES-GCM composed from RustCrypto's `aes` and `polyval` |
 //! | [`key`] | key roles, packaged records ([`key::package`]), RFC 3394 wrap ([`key::wrap`]) |
 //! | [`counter`] | invocation counters: the send side and the replay guard |
 //! | [`suite0`] | [`Suite0`]: protect and unprotect, the cipher seam an HSM plugs into, HLS-5 |

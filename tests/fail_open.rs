@@ -10,14 +10,15 @@
 
 use dlms_sec::counter::SendCounter;
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
+use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::meter::key_transfer::{NewKeys, SecuritySetupKeys};
-use dlms_sec::meter::{DeviceCapabilities, Handled, Meter};
 use dlms_sec::suite0::PeerTitle;
 use dlms_sec::suite0::{Protect, Unprotect};
 use dlms_sec::wire::{CipheredForm, KeyTransfer, SecuritySetupMethod};
 use dlms_sec::{
     Client, InvocationCounter, KeyKind, Protection, SecurityPolicy, Suite0, SystemTitle,
 };
+use dlms_sec_meter_sim::{Handled, Meter};
 
 const HEAD_END: SystemTitle = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
 const METER: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x07");

@@ -9,10 +9,11 @@
 
 use dlms_sec::counter::{SendCounter, Volatile};
 use dlms_sec::key::{AuthenticationKey, GlobalUnicastEncryptionKey, MasterKey};
+use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::suite0::Protect;
 use dlms_sec::{Client, Error, InvocationCounter, Protection, SecurityPolicy, Suite0, SystemTitle};
+use dlms_sec_meter_sim::Meter;
 
 const HEAD_END: SystemTitle = SystemTitle::new(*b"DCO\x00\x00\x00\x00\x01");
 const METER: SystemTitle = SystemTitle::new(*b"MMM\x00\x00\x00\x00\x07");

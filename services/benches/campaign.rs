@@ -49,11 +49,12 @@ use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::KeyStore;
+use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::{Error, InvocationCounter, SecurityPolicy, SystemTitle};
+use dlms_sec_meter_sim::Meter;
 use dlms_sec_services::counters::{KeyCounters, MemoryCounters, PerKeyCounters};
 use dlms_sec_services::dco::Dco;
 use dlms_sec_services::memory_store::MemoryKeyStore;

@@ -36,12 +36,12 @@ use dlms_sec::key::{
     AuditKey, AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::Meter;
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
 use dlms_sec::provider::{SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::wire::KeyKind;
 use dlms_sec::{Error, SecurityPolicy};
+use dlms_sec_meter_sim::Meter;
 use dlms_sec_services::counters::PerKeyCounters;
 use dlms_sec_services::dco::Dco;
 use dlms_sec_services::registry::Registry;

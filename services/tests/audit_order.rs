@@ -30,11 +30,11 @@ use dlms_sec::counter::{CounterKey, CounterPersistence, CounterSource, SendCount
 use dlms_sec::error::CounterError;
 use dlms_sec::key::{KeyRole, MasterKey};
 use dlms_sec::keystore::{KeySlot, KeyStore};
-use dlms_sec::meter::Meter;
 use dlms_sec::provider::{SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::{Client, Protection};
 use dlms_sec::wire::SecuritySetupMethod;
 use dlms_sec::{Error, InvocationCounter, SystemTitle};
+use dlms_sec_meter_sim::Meter;
 use dlms_sec_services::MemoryKeyStore;
 use dlms_sec_services::counters::{KeyCounters, MemoryCounters};
 use dlms_sec_services::dco::{ClientRecords, Command, Dco, Rotation, RotationScope};

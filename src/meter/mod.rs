@@ -1,7 +1,8 @@
 //! The meter side: the security layer a meter's firmware embeds
-//! ([`endpoint`]), its durable receive floors ([`floors`]), the methods it
-//! serves ([`setup`], [`key_transfer`]), and the simulated SMETS1 meter of
-//! the tests and the demonstration ([`simulator`]) built on it.
+//! ([`endpoint`]), its durable receive floors ([`floors`]) and the methods
+//! it serves ([`setup`], [`key_transfer`]). The simulated SMETS1 meter of
+//! the tests and the demonstrations, a canned application on the endpoint,
+//! is the unpublished `dlms-sec-meter-sim` crate (`meter-sim/`).
 //!
 //! Everything here is `no_std` and allocation-free.
 //!
@@ -29,11 +30,9 @@ pub mod endpoint;
 pub mod floors;
 pub mod key_transfer;
 pub mod setup;
-pub mod simulator;
 
 pub use endpoint::{Endpoint, OneCounter, Outcome, Refusal, Request, SendCounters, Served};
 pub use floors::{FloorPersistence, FloorRecord, InMemoryFloors, VolatileFloors};
-pub use simulator::{Handled, Meter};
 
 /// What a device supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -9,11 +9,12 @@ use dlms_sec::key::package::RecordId;
 use dlms_sec::key::{
     AuthenticationKey, DcoKey, GlobalUnicastEncryptionKey, KeyRole, MasterKey, SharedKey,
 };
+use dlms_sec::meter::DeviceCapabilities;
 use dlms_sec::meter::key_transfer::SecuritySetupKeys;
-use dlms_sec::meter::{DeviceCapabilities, Meter};
 use dlms_sec::provider::{CryptoProvider, SoftwareDco, SoftwareS1sp};
 use dlms_sec::types::Client;
 use dlms_sec::{InvocationCounter, SecurityPolicy, SystemTitle};
+use dlms_sec_meter_sim::Meter;
 use dlms_sec_services::MemoryKeyStore;
 use dlms_sec_services::counters::KeyCounters;
 use dlms_sec_services::dco::Dco;

@@ -1,20 +1,21 @@
-//! A simulated SMETS1 meter: the [`Endpoint`] under a fake COSEM
-//! application with canned answers, for the tests and the demonstration.
+//! A simulated SMETS1 meter: the `dlms_sec` meter [`Endpoint`] under a
+//! fake COSEM application with canned answers, for the tests and the
+//! demonstrations. Not published: the core's meter side is the endpoint.
 //!
 //! The application answers a get-request with the meter's title, a
 //! set-request and any action-request the layer does not serve with
 //! success; the security layer serves key_transfer, security_activate and
 //! HLS-5. One send counter counts every client's answers.
 
-use crate::counter::{CounterPersistence, SendCounter};
-use crate::error::{Error, Result, Unsupported, WireError};
-use crate::key::MasterKey;
-use crate::meter::endpoint::{Endpoint, OneCounter, Outcome, Served};
-use crate::meter::floors::VolatileFloors;
-use crate::meter::key_transfer::SecuritySetupKeys;
-use crate::meter::{DeviceCapabilities, setup};
-use crate::types::{Client, SecurityPolicy};
-use crate::wire::{KEY_TRANSFER_METHOD, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle};
+use dlms_sec::counter::{CounterPersistence, SendCounter};
+use dlms_sec::error::{Error, Result, Unsupported, WireError};
+use dlms_sec::key::MasterKey;
+use dlms_sec::meter::endpoint::{Endpoint, OneCounter, Outcome, Served};
+use dlms_sec::meter::floors::VolatileFloors;
+use dlms_sec::meter::key_transfer::SecuritySetupKeys;
+use dlms_sec::meter::{DeviceCapabilities, setup};
+use dlms_sec::types::{Client, SecurityPolicy};
+use dlms_sec::wire::{KEY_TRANSFER_METHOD, KeyKind, SECURITY_SETUP_CLASS_ID, SystemTitle};
 
 /// A simulated SMETS1 meter.
 pub struct Meter<P: CounterPersistence> {
@@ -140,9 +141,7 @@ impl<P: CounterPersistence> Meter<P> {
         }
         let title = self.endpoint.title();
         let req = self.endpoint.unprotect(client, request)?;
-        let key_transfer = setup::action_head(req.apdu()).is_some_and(|h| {
-            h.class_id == SECURITY_SETUP_CLASS_ID && h.method == KEY_TRANSFER_METHOD
-        });
+        let key_transfer = is_key_transfer(req.apdu());
         let req = match self.endpoint.serve(req, response)? {
             Served::Answered { len, outcome } => {
                 let handled = match outcome {
@@ -164,6 +163,21 @@ impl<P: CounterPersistence> Meter<P> {
         zeroize::Zeroize::zeroize(&mut plain);
         Ok((sent?, Handled::Answered))
     }
+}
+
+/// Whether `apdu` is an action-request-normal invoking the Security setup
+/// class's key_transfer method: `C3 01 iid class(2) ln(6) method present
+/// [parameter]`, `present` 1, or 0 with nothing after it.
+fn is_key_transfer(apdu: &[u8]) -> bool {
+    let Some((head, parameter)) = apdu.split_first_chunk::<13>() else {
+        return false;
+    };
+    let [tag, choice, _, c0, c1, _, _, _, _, _, _, method, present] = *head;
+    tag == 0xC3
+        && choice == 0x01
+        && u16::from_be_bytes([c0, c1]) == SECURITY_SETUP_CLASS_ID
+        && method == KEY_TRANSFER_METHOD
+        && (present == 1 || (present == 0 && parameter.is_empty()))
 }
 
 /// The longest plaintext answer the model sends.
@@ -195,4 +209,34 @@ fn answer(apdu: &[u8], title: SystemTitle, plain: &mut [u8; ANSWER_CAPACITY]) ->
         *d = *s;
     }
     Ok(answer.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_key_transfer;
+
+    /// `C3 01 iid`, class 64, the Security setup's logical name, then the
+    /// method and whether a parameter follows.
+    fn action(class: [u8; 2], method: u8, present: u8, parameter: &[u8]) -> Vec<u8> {
+        let mut a = vec![0xC3, 0x01, 0xC1, class[0], class[1], 0, 0, 43, 0, 0, 255];
+        a.extend_from_slice(&[method, present]);
+        a.extend_from_slice(parameter);
+        a
+    }
+
+    #[test]
+    fn key_transfer_is_told_from_other_actions() {
+        assert!(is_key_transfer(&action([0, 64], 2, 1, &[0x01, 0x01])));
+        assert!(is_key_transfer(&action([0, 64], 2, 0, &[])));
+        // security_activate, another class, a bad `present`, a parameter
+        // after `present` 0, a truncated head, a get-request.
+        assert!(!is_key_transfer(&action([0, 64], 1, 1, &[0x16, 0x03])));
+        assert!(!is_key_transfer(&action([0, 15], 2, 1, &[0x01])));
+        assert!(!is_key_transfer(&action([0, 64], 2, 2, &[])));
+        assert!(!is_key_transfer(&action([0, 64], 2, 0, &[0x01])));
+        assert!(!is_key_transfer(&action([0, 64], 2, 1, &[])[..12]));
+        let mut get = action([0, 64], 2, 1, &[]);
+        get[0] = 0xC0;
+        assert!(!is_key_transfer(&get));
+    }
 }
