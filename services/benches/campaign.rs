@@ -38,6 +38,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -155,7 +156,11 @@ struct Link(HashMap<SystemTitle, Meter<Volatile>>);
 
 impl Link {
     fn of(first: u32, count: u32) -> Self {
-        Self((first..first + count).map(|i| (device(i), meter(i))).collect())
+        Self(
+            (first..first + count)
+                .map(|i| (device(i), meter(i)))
+                .collect(),
+        )
     }
 }
 
@@ -211,18 +216,18 @@ fn dco() -> Dco<SoftwareDco> {
     Dco::new(SoftwareDco::new(&dco_key, &shared), DCO_TITLE)
 }
 
-/// Runs the campaign over devices `first..first + count`; checks every
+/// Runs the campaign over the devices numbered in `fleet`; checks every
 /// client was activated.
 fn campaign<S: KeyStore, G: Registry, C: KeyCounters>(
     s1sp: &mut S1sp<S, SoftwareS1sp, G>,
     dco: &Dco<SoftwareDco>,
     counters: &mut C,
     link: &mut Link,
-    first: u32,
-    count: u32,
+    fleet: Range<u32>,
     id: &str,
 ) -> Duration {
-    let devices: Vec<SystemTitle> = (first..first + count).map(device).collect();
+    let count = fleet.end - fleet.start;
+    let devices: Vec<SystemTitle> = fleet.map(device).collect();
     let mut audit = NoAudit;
     let mut rng = getrandom::SysRng;
     let mut cx = RotationContext {
@@ -233,7 +238,9 @@ fn campaign<S: KeyStore, G: Registry, C: KeyCounters>(
         rng: &mut rng,
     };
     let start = Instant::now();
-    let report = s1sp.campaign(&mut cx, id, Scope::Devices(&devices)).unwrap();
+    let report = s1sp
+        .campaign(&mut cx, id, Scope::Devices(&devices))
+        .unwrap();
     let took = start.elapsed();
     check(&report, count);
     took
@@ -253,7 +260,7 @@ fn in_memory(n: u32) -> Duration {
     let mut s1sp = S1sp::new(MemoryKeyStore::new(), SoftwareS1sp::new(&shared));
     commission(&mut s1sp, &dco, &mut counters, n);
     let mut link = Link::of(0, n);
-    campaign(&mut s1sp, &dco, &mut counters, &mut link, 0, n, CAMPAIGN)
+    campaign(&mut s1sp, &dco, &mut counters, &mut link, 0..n, CAMPAIGN)
 }
 
 /// One node over `store`: devices `first..first + count`.
@@ -263,7 +270,14 @@ fn on_store(store: &Store, node: &str, first: u32, count: u32, id: &str) -> Dura
     let mut counters = PerKeyCounters::new(store, NonZeroU32::new(8).unwrap());
     let mut s1sp = S1sp::with_registry(store, SoftwareS1sp::new(&shared), store, node);
     let mut link = Link::of(first, count);
-    campaign(&mut s1sp, &dco, &mut counters, &mut link, first, count, id)
+    campaign(
+        &mut s1sp,
+        &dco,
+        &mut counters,
+        &mut link,
+        first..first + count,
+        id,
+    )
 }
 
 /// A fresh, commissioned database at `url`.
