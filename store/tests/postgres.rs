@@ -22,9 +22,14 @@ mod common;
 
 use core::num::NonZeroU32;
 use core::time::Duration;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
 
 use common::{AK, DEV, GUEK, MK, Tamper, ckey, rec};
 use dlms_sec::key::KEY_LEN;
@@ -589,7 +594,7 @@ impl Cluster {
                 .success();
             assert!(ok, "chown {}", dir.display());
         }
-        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        let port = TcpListener::bind(("127.0.0.1", 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -672,6 +677,151 @@ impl Drop for Cluster {
                 .output();
         }
     }
+}
+
+/// A TCP relay between stores and the server that can be cut without
+/// closing either side, as a network partition or a frozen host cuts a
+/// node off: the server never hears that its client is gone.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn to(host: &str, port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Self {
+            port: listener.local_addr().unwrap().port(),
+            cut: Arc::new(AtomicBool::new(false)),
+        };
+        let cut = Arc::clone(&relay.cut);
+        let server = format!("{host}:{port}");
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(&server).unwrap();
+                Self::pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    &cut,
+                );
+                Self::pump(server, client, &cut);
+            }
+        });
+        relay
+    }
+
+    /// Copies `from` to `to` until the relay is cut; from then on holds
+    /// both sockets open and passes nothing.
+    fn pump(mut from: TcpStream, mut to: TcpStream, cut: &Arc<AtomicBool>) {
+        let cut = Arc::clone(cut);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if cut.load(Ordering::SeqCst) {
+                    let _open = (from, to);
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// `url` with its server's `host:port` replaced by the relay's.
+fn through(url: &str, relay: &Relay) -> String {
+    let config: postgres::Config = url.parse().unwrap();
+    let postgres::config::Host::Tcp(host) = &config.get_hosts()[0] else {
+        panic!("the relay test needs a TCP server in DATABASE_URL")
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let at = format!("@{host}:{port}/");
+    assert!(
+        url.contains(&at),
+        "the relay test needs `@HOST:PORT/` in DATABASE_URL"
+    );
+    url.replacen(&at, &format!("@127.0.0.1:{}/", relay.port), 1)
+}
+
+/// Polls the server until `sql` (a count) is positive.
+fn wait_for(c: &mut postgres::Client, sql: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.query_one(sql, &[]).unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_node_cut_off_inside_a_transaction_does_not_hold_its_locks_for_ever() {
+    let (schema, url) = fresh_schema();
+    let config: postgres::Config = url.parse().unwrap();
+    let postgres::config::Host::Tcp(host) = &config.get_hosts()[0] else {
+        panic!("the relay test needs a TCP server in DATABASE_URL")
+    };
+    let relay = Relay::to(host, config.get_ports().first().copied().unwrap_or(5432));
+    let other = Store::open(&url).unwrap();
+    other.counter_create(&ckey(0), 0).unwrap();
+    // The node's sessions are named, to watch them at the server.
+    let name = format!("cut_off_{schema}");
+    let cut_off = Store::open(&with_param(
+        &through(&url, &relay),
+        &format!("application_name={name}"),
+    ))
+    .unwrap();
+
+    // Another session holds the counter's row, so the node's claim waits
+    // at the server, inside its transaction.
+    let mut blocker = raw(&url);
+    let mut held = blocker.transaction().unwrap();
+    held.query("SELECT 1 FROM send_counters FOR UPDATE", &[])
+        .unwrap();
+    std::thread::spawn(move || {
+        // Never returns: its answer is lost in the cut.
+        let _ = cut_off.counter_claim(&ckey(0), NonZeroU32::MIN);
+    });
+    let mut watch = raw(&database_url());
+    let node = format!("FROM pg_stat_activity WHERE application_name = '{name}'");
+    wait_for(
+        &mut watch,
+        &format!("SELECT count(*) {node} AND wait_event_type = 'Lock'"),
+        "the claim waiting for the row",
+    );
+    // The node is cut off; then the row is free, the claim runs and the
+    // server waits for the node's COMMIT, holding the row.
+    relay.cut.store(true, Ordering::SeqCst);
+    held.commit().unwrap();
+    wait_for(
+        &mut watch,
+        &format!("SELECT count(*) {node} AND state = 'idle in transaction'"),
+        "the claim idle in its transaction",
+    );
+
+    // Another node's claim of the same counter goes through once the
+    // server has ended the silent session, and the lost claim is undone.
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(other.counter_claim(&ckey(0), NonZeroU32::MIN));
+    });
+    let claimed = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("a claim still waits after 60 s for a node that is gone"));
+    assert_eq!(claimed.unwrap(), 0..1);
+    eprintln!("the other node's claim took {:?}", started.elapsed());
+    let left: i64 = watch
+        .query_one(&format!("SELECT count(*) {node} AND state <> 'idle'"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the cut-off node still has a transaction open");
 }
 
 #[test]
