@@ -1,7 +1,9 @@
 //! The behaviour suite on PostgreSQL, plus what only a server shows: stores
 //! sharing one schema, opens racing to migrate, migrations from every
 //! earlier version, rows tampered with by raw SQL, a `pg_dump` scanned for
-//! clear keys, and the server going away in the middle of a call.
+//! clear keys, a node cut off inside a transaction (through a TCP relay
+//! that stops passing bytes but keeps both sides open), and the server
+//! going away in the middle of a call.
 //!
 //! Every test but the outage one needs `DATABASE_URL` (a database the tests
 //! may create schemas in; `cargo xtask test` and `cargo xtask pg -- …` start
@@ -681,10 +683,12 @@ impl Drop for Cluster {
 
 /// A TCP relay between stores and the server that can be cut without
 /// closing either side, as a network partition or a frozen host cuts a
-/// node off: the server never hears that its client is gone.
+/// node off: the server never hears that its client is gone. Once cut, it
+/// can close both sides.
 struct Relay {
     port: u16,
     cut: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -693,8 +697,9 @@ impl Relay {
         let relay = Self {
             port: listener.local_addr().unwrap().port(),
             cut: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicBool::new(false)),
         };
-        let cut = Arc::clone(&relay.cut);
+        let flags = (Arc::clone(&relay.cut), Arc::clone(&relay.closed));
         let server = format!("{host}:{port}");
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -703,18 +708,18 @@ impl Relay {
                 Self::pump(
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
-                    &cut,
+                    &flags,
                 );
-                Self::pump(server, client, &cut);
+                Self::pump(server, client, &flags);
             }
         });
         relay
     }
 
-    /// Copies `from` to `to` until the relay is cut; from then on holds
-    /// both sockets open and passes nothing.
-    fn pump(mut from: TcpStream, mut to: TcpStream, cut: &Arc<AtomicBool>) {
-        let cut = Arc::clone(cut);
+    /// Copies `from` to `to` until the relay is cut; from then on passes
+    /// nothing, and holds both sockets open until the relay is closed.
+    fn pump(mut from: TcpStream, mut to: TcpStream, flags: &(Arc<AtomicBool>, Arc<AtomicBool>)) {
+        let (cut, closed) = (Arc::clone(&flags.0), Arc::clone(&flags.1));
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             loop {
@@ -723,10 +728,12 @@ impl Relay {
                     Ok(n) => n,
                 };
                 if cut.load(Ordering::SeqCst) {
-                    let _open = (from, to);
-                    loop {
-                        std::thread::park();
+                    while !closed.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
                     }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    return;
                 }
                 if to.write_all(&buf[..n]).is_err() {
                     return;
@@ -784,9 +791,10 @@ fn a_node_cut_off_inside_a_transaction_does_not_hold_its_locks_for_ever() {
     let mut held = blocker.transaction().unwrap();
     held.query("SELECT 1 FROM send_counters FOR UPDATE", &[])
         .unwrap();
+    let (lost_tx, lost) = mpsc::channel();
     std::thread::spawn(move || {
-        // Never returns: its answer is lost in the cut.
-        let _ = cut_off.counter_claim(&ckey(0), NonZeroU32::MIN);
+        // Its answer is lost in the cut.
+        let _ = lost_tx.send(cut_off.counter_claim(&ckey(0), NonZeroU32::MIN));
     });
     let mut watch = raw(&database_url());
     let node = format!("FROM pg_stat_activity WHERE application_name = '{name}'");
@@ -822,6 +830,13 @@ fn a_node_cut_off_inside_a_transaction_does_not_hold_its_locks_for_ever() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "the cut-off node still has a transaction open");
+
+    // The node whose connection is gone learns that its claim failed.
+    relay.closed.store(true, Ordering::SeqCst);
+    let lost = lost
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the cut-off claim returns once its connection closes");
+    assert!(matches!(lost, Err(StoreError::Unavailable)), "{lost:?}");
 }
 
 #[test]
