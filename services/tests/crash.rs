@@ -1,4 +1,5 @@
-//! Crash safety of a re-key campaign over a SQLite store.
+//! Crash safety of a re-key campaign over a SQLite store, and over a
+//! PostgreSQL one.
 //!
 //! A child process (this test binary, started again) runs a campaign over
 //! two commissioned devices against the store, then sends a few commands
@@ -29,8 +30,22 @@
 //! <generation> <value>` for each counter value drawn, `frame <device>
 //! <client> <hex>` for a request, answered on its stdin with `ok <hex>` or
 //! `err`, and `done <steps>`. The random kill times print their seed;
-//! `DLMS_SEC_CRASH_SEED` runs them again. The store is SQLite, on a
-//! memory-backed file where there is one.
+//! `DLMS_SEC_CRASH_SEED` runs them again.
+//!
+//! Every test runs twice, with the same kills and the same checks: on
+//! SQLite, a fresh file per case on a memory-backed file system where there
+//! is one; and on PostgreSQL, a fresh schema per case in the database of
+//! `DATABASE_URL` (named in the store's URL with
+//! `options=-csearch_path%3DSCHEMA`), which the child opens by the same
+//! URL. `cargo xtask test` and `cargo xtask pg -- …` start a throwaway
+//! server and set it. Without `DATABASE_URL` the PostgreSQL tests fail
+//! under CI (`CI=true`) and are skipped elsewhere, saying so.
+//!
+//! A killed child's connections close with it, so the server rolls back
+//! whatever transaction the kill cut short and frees its locks at once: the
+//! next node never waits on the dead one. A node cut off without its
+//! connections closing (a network partition, a frozen host) is tested in
+//! `store/tests/postgres.rs`.
 
 #![allow(
     clippy::unwrap_used,
