@@ -60,10 +60,10 @@ mod support;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -1115,19 +1115,48 @@ fn whole(keks: &Keks, backend: &Backend) -> (u32, Duration) {
 }
 
 /// The child killed at each of its steps in turn, and once let run to the
-/// end past its last one.
+/// end past its last one; as many cases at a time as the host has
+/// threads. A case spends much of its time waiting (on its child, and on
+/// PostgreSQL on a round trip to the server for each statement), so cases
+/// side by side fill the cores that one leaves idle.
 fn killed_at_every_step(backend: &Backend) {
     let keks = Keks::generate();
     let (steps, _) = whole(&keks, backend);
-    for k in 0..=steps {
-        let ended = crash_case(&keks, backend, &format!("step-{k}"), Stop::AtStep(k));
-        if k < steps {
-            assert_eq!(ended, Ended::Killed, "stopped at step {k} of {steps}");
-        } else {
-            assert!(
-                matches!(ended, Ended::Completed(n, _) if n == steps),
-                "a run past its last step: {ended:?}"
-            );
+    let next = AtomicU32::new(0);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let workers = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+        for _ in 0..workers {
+            s.spawn(|| {
+                // A failed case stops the other workers at their next case.
+                let _stop = StopOnPanic(&failed);
+                while !failed.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k > steps {
+                        break;
+                    }
+                    let ended = crash_case(&keks, backend, &format!("step-{k}"), Stop::AtStep(k));
+                    if k < steps {
+                        assert_eq!(ended, Ended::Killed, "stopped at step {k} of {steps}");
+                    } else {
+                        assert!(
+                            matches!(ended, Ended::Completed(n, _) if n == steps),
+                            "a run past its last step: {ended:?}"
+                        );
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Raises its flag when the thread that holds it panics.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
         }
     }
 }
