@@ -1,4 +1,5 @@
-//! Crash safety of a re-key campaign over a SQLite store.
+//! Crash safety of a re-key campaign over a SQLite store, and over a
+//! PostgreSQL one.
 //!
 //! A child process (this test binary, started again) runs a campaign over
 //! two commissioned devices against the store, then sends a few commands
@@ -29,8 +30,22 @@
 //! <generation> <value>` for each counter value drawn, `frame <device>
 //! <client> <hex>` for a request, answered on its stdin with `ok <hex>` or
 //! `err`, and `done <steps>`. The random kill times print their seed;
-//! `DLMS_SEC_CRASH_SEED` runs them again. The store is SQLite, on a
-//! memory-backed file where there is one.
+//! `DLMS_SEC_CRASH_SEED` runs them again.
+//!
+//! Every test runs twice, with the same kills and the same checks: on
+//! SQLite, a fresh file per case on a memory-backed file system where there
+//! is one; and on PostgreSQL, a fresh schema per case in the database of
+//! `DATABASE_URL` (named in the store's URL with
+//! `options=-csearch_path%3DSCHEMA`), which the child opens by the same
+//! URL. `cargo xtask test` and `cargo xtask pg -- …` start a throwaway
+//! server and set it. Without `DATABASE_URL` the PostgreSQL tests fail
+//! under CI (`CI=true`) and are skipped elsewhere, saying so.
+//!
+//! A killed child's connections close with it, so the server rolls back
+//! whatever transaction the kill cut short and frees its locks at once: the
+//! next node never waits on the dead one. A node cut off without its
+//! connections closing (a network partition, a frozen host) is tested in
+//! `store/tests/postgres.rs`.
 
 #![allow(
     clippy::unwrap_used,
@@ -45,10 +60,10 @@ mod support;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -555,10 +570,118 @@ fn child_process() {
 
 // --- The parent -------------------------------------------------------------
 
-/// One commissioned world on a fresh store file, and what its child said.
+/// Where the cases' stores live.
+#[derive(Clone)]
+enum Backend {
+    /// A fresh SQLite file per case, on a memory-backed file system where
+    /// there is one.
+    Sqlite,
+    /// A fresh schema per case in the PostgreSQL database at this URL.
+    Postgres(String),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// The PostgreSQL database of the run (`DATABASE_URL`). Without one the
+    /// test fails under CI and is skipped elsewhere (`None`).
+    fn postgres(test: &str) -> Option<Self> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Some(Self::Postgres(url));
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "DATABASE_URL is not set: the PostgreSQL crash tests need a database to create \
+             schemas in. Run them with a throwaway server: \
+             `cargo xtask pg -- cargo test -p dlms-sec-services --test crash` (or `cargo xtask test`)"
+        );
+        eprintln!("{test}: DATABASE_URL is not set; skipped");
+        None
+    }
+
+    /// A new, empty store for one case.
+    fn fresh(&self) -> CaseStore {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        match self {
+            Self::Sqlite => {
+                // A kill, unlike a power cut, leaves what was written in the
+                // page cache: memory-backed files show the same, without the
+                // fsync cost.
+                let shm = Path::new("/dev/shm");
+                let base = if shm.is_dir() {
+                    shm
+                } else {
+                    Path::new(env!("CARGO_TARGET_TMPDIR"))
+                };
+                let dir = base.join("dlms-sec-crash");
+                std::fs::create_dir_all(&dir).unwrap();
+                let store = CaseStore::Sqlite(dir.join(format!("{pid}-{n}.db")));
+                store.remove();
+                store
+            }
+            Self::Postgres(base) => {
+                let schema = format!("crash_test_{pid}_{n}");
+                let mut c = postgres::Client::connect(base, postgres::NoTls).unwrap();
+                c.batch_execute(&format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+                ))
+                .unwrap();
+                CaseStore::Postgres {
+                    base: base.clone(),
+                    schema,
+                }
+            }
+        }
+    }
+}
+
+/// One case's store.
+enum CaseStore {
+    /// A SQLite file (with its `-wal` and `-shm` files).
+    Sqlite(PathBuf),
+    /// A schema of the PostgreSQL database at `base`.
+    Postgres { base: String, schema: String },
+}
+
+impl CaseStore {
+    /// The store's URL, as the child and every node open it.
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres { base, schema } => {
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}options=-csearch_path%3D{schema}")
+            }
+        }
+    }
+
+    fn remove(&self) {
+        match self {
+            Self::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Self::Postgres { base, schema } => {
+                let mut c = postgres::Client::connect(base, postgres::NoTls).unwrap();
+                c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// One commissioned world on a fresh store, and what its child said.
 struct Case {
     name: String,
-    path: PathBuf,
+    store: CaseStore,
     meters: Vec<Meter<Volatile>>,
     /// Every record the store may hold: commissioned, or reported by the
     /// child before it stored it.
@@ -579,13 +702,7 @@ impl Case {
     }
 
     fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
-    }
-
-    fn remove_files(&self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
+        self.store.url()
     }
 
     /// Hands the child's request to its meter; the answer line for the
@@ -630,31 +747,18 @@ impl Case {
     }
 }
 
-/// Fresh devices commissioned in a fresh store: MK, and AK and GUEK for
-/// every keyed client, in the store and in the meters; the DCO's counter
-/// of every GUEK made.
-fn commission(keks: &Keks, name: &str) -> Case {
-    // A kill, unlike a power cut, leaves what was written in the page
-    // cache: memory-backed files show the same, without the fsync cost.
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm
-    } else {
-        Path::new(env!("CARGO_TARGET_TMPDIR"))
-    };
-    let dir = base.join("dlms-sec-crash");
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::fs::create_dir_all(&dir).unwrap();
+/// Fresh devices commissioned in a fresh store of `backend`: MK, and AK
+/// and GUEK for every keyed client, in the store and in the meters; the
+/// DCO's counter of every GUEK made.
+fn commission(keks: &Keks, backend: &Backend, name: &str) -> Case {
     let mut case = Case {
         name: name.to_owned(),
-        path: dir.join(format!("{}-{n}.db", std::process::id())),
+        store: backend.fresh(),
         meters: Vec::new(),
         known: BTreeSet::new(),
         drawn: Vec::new(),
         steps: Vec::new(),
     };
-    case.remove_files();
     let store = Store::open(&case.url()).unwrap();
     let dco = keks.dco();
     let mut s1sp = S1sp::with_registry(&store, keks.s1sp_provider(), &store, "commissioning");
@@ -975,12 +1079,12 @@ fn finish(case: &mut Case, keks: &Keks) {
 
 /// One case: commissioned, the child run and stopped, the store checked,
 /// the campaign finished by another node.
-fn crash_case(keks: &Keks, name: &str, stop: Stop) -> Ended {
-    let mut case = commission(keks, name);
+fn crash_case(keks: &Keks, backend: &Backend, name: &str, stop: Stop) -> Ended {
+    let mut case = commission(keks, backend, name);
     let ended = run(&mut case, keks, stop);
     check_store(&case, keks);
     finish(&mut case, keks);
-    case.remove_files();
+    case.store.remove();
     ended
 }
 
@@ -994,8 +1098,8 @@ fn xorshift(state: &mut u64) -> u64 {
 
 /// The uninterrupted campaign: how many steps it has, and how long the
 /// child takes.
-fn whole(keks: &Keks) -> (u32, Duration) {
-    let Ended::Completed(steps, took) = crash_case(keks, "whole", Stop::Never) else {
+fn whole(keks: &Keks, backend: &Backend) -> (u32, Duration) {
+    let Ended::Completed(steps, took) = crash_case(keks, backend, "whole", Stop::Never) else {
         panic!("the uninterrupted run was killed");
     };
     // Per rotation: a lease, two counter records, three pending records,
@@ -1004,31 +1108,64 @@ fn whole(keks: &Keks) -> (u32, Duration) {
         steps > 20 * 8,
         "a campaign over two devices has {steps} steps"
     );
-    eprintln!("the uninterrupted child: {steps} steps in {took:?}");
+    eprintln!(
+        "{}: the uninterrupted child: {steps} steps in {took:?}",
+        backend.name()
+    );
     (steps, took)
 }
 
-#[test]
-fn a_campaign_killed_at_any_step_leaves_a_store_another_node_can_finish() {
+/// The child killed at each of its steps in turn, and once let run to the
+/// end past its last one; as many cases at a time as the host has
+/// threads. A case spends much of its time waiting (on its child, and on
+/// PostgreSQL on a round trip to the server for each statement), so cases
+/// side by side fill the cores that one leaves idle.
+fn killed_at_every_step(backend: &Backend) {
     let keks = Keks::generate();
-    let (steps, _) = whole(&keks);
-    for k in 0..=steps {
-        let ended = crash_case(&keks, &format!("step-{k}"), Stop::AtStep(k));
-        if k < steps {
-            assert_eq!(ended, Ended::Killed, "stopped at step {k} of {steps}");
-        } else {
-            assert!(
-                matches!(ended, Ended::Completed(n, _) if n == steps),
-                "a run past its last step: {ended:?}"
-            );
+    let (steps, _) = whole(&keks, backend);
+    let next = AtomicU32::new(0);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let workers = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+        for _ in 0..workers {
+            s.spawn(|| {
+                // A failed case stops the other workers at their next case.
+                let _stop = StopOnPanic(&failed);
+                while !failed.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k > steps {
+                        break;
+                    }
+                    let ended = crash_case(&keks, backend, &format!("step-{k}"), Stop::AtStep(k));
+                    if k < steps {
+                        assert_eq!(ended, Ended::Killed, "stopped at step {k} of {steps}");
+                    } else {
+                        assert!(
+                            matches!(ended, Ended::Completed(n, _) if n == steps),
+                            "a run past its last step: {ended:?}"
+                        );
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Raises its flag when the thread that holds it panics.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
         }
     }
 }
 
-#[test]
-fn a_campaign_killed_at_random_moments_leaves_a_store_another_node_can_finish() {
+/// The child killed at [`RANDOM_KILLS`] random moments of its run.
+fn killed_at_random_moments(backend: &Backend) {
     let keks = Keks::generate();
-    let (_, took) = whole(&keks);
+    let (_, took) = whole(&keks, backend);
     let seed = std::env::var(SEED_ENV).map_or_else(
         |_| {
             let nanos = SystemTime::now()
@@ -1039,15 +1176,43 @@ fn a_campaign_killed_at_random_moments_leaves_a_store_another_node_can_finish() 
         },
         |s| s.parse().unwrap(),
     );
-    eprintln!("random kill times from {SEED_ENV}={seed}");
+    eprintln!(
+        "{}: random kill times from {SEED_ENV}={seed}",
+        backend.name()
+    );
     let mut state = seed;
     let took_ms = u64::try_from(took.as_millis()).unwrap().max(1);
     for i in 0..RANDOM_KILLS {
         let millis = xorshift(&mut state) % took_ms;
         crash_case(
             &keks,
+            backend,
             &format!("random-{i} ({millis} ms, {SEED_ENV}={seed})"),
             Stop::After(Duration::from_millis(millis)),
         );
+    }
+}
+
+#[test]
+fn a_campaign_killed_at_any_step_leaves_a_store_another_node_can_finish() {
+    killed_at_every_step(&Backend::Sqlite);
+}
+
+#[test]
+fn a_campaign_killed_at_random_moments_leaves_a_store_another_node_can_finish() {
+    killed_at_random_moments(&Backend::Sqlite);
+}
+
+#[test]
+fn on_postgres_a_campaign_killed_at_any_step_leaves_a_store_another_node_can_finish() {
+    if let Some(backend) = Backend::postgres("killed at any step on PostgreSQL") {
+        killed_at_every_step(&backend);
+    }
+}
+
+#[test]
+fn on_postgres_a_campaign_killed_at_random_moments_leaves_a_store_another_node_can_finish() {
+    if let Some(backend) = Backend::postgres("killed at random moments on PostgreSQL") {
+        killed_at_random_moments(&backend);
     }
 }

@@ -9,6 +9,10 @@
 //! * `options=-csearch_path%3DNAME` puts the store's tables in schema `NAME`
 //!   (which must exist): several stores in one database, one per schema.
 //!
+//! Every session the store opens sets `idle_in_transaction_session_timeout`
+//! to [`IDLE_IN_TRANSACTION`] (an `-c idle_in_transaction_session_timeout=…`
+//! in the URL's `options` overrides it).
+//!
 //! Guarantees:
 //!
 //! * **Every call is one transaction** on a pooled connection, at READ
@@ -37,6 +41,16 @@
 //!   server no longer knows it) rolls the call's transaction back, empties
 //!   the connection's statements, and the call runs once more. Migration
 //!   scripts run unprepared.
+//! * **A node that vanishes inside a transaction does not hold its locks.**
+//!   A call sends its statements back to back and never waits on its
+//!   caller inside a transaction, so a session idle inside one for
+//!   [`IDLE_IN_TRANSACTION`] has lost its node (a crashed host, a network
+//!   partition, a frozen process: cases where the server hears nothing,
+//!   unlike a killed process, whose connection the kernel closes). The
+//!   server then ends the session and rolls its transaction back, which
+//!   frees the advisory and row locks it held; without that, other nodes'
+//!   calls on those slots and counters would wait until the server's TCP
+//!   keepalive gave up on the connection (two hours and more by default).
 //! * **Driver errors are typed.** A refused, closed or shut-down connection
 //!   (SQLSTATE classes 08 and 57P) is [`StoreError::Unavailable`]; a unique
 //!   violation, a serialization failure or a deadlock (a lost race) is
@@ -69,6 +83,10 @@ use crate::rows::{self, CounterName, SlotTx, State};
 /// How long a connection attempt, or the wait for a pooled connection, may
 /// take when the URL sets no `connect_timeout`.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a session may sit idle inside a transaction before the server
+/// ends it (`idle_in_transaction_session_timeout`).
+pub(crate) const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
 
 /// Connections kept per store.
 const POOL_SIZE: u32 = 8;
@@ -263,13 +281,14 @@ fn err(e: postgres::Error) -> StoreError {
 
 /// A server that cannot serve: connection exceptions (class 08), an
 /// administrator's or a crash's shutdown, a server starting up, too many
-/// connections.
+/// connections, a session ended for sitting idle inside a transaction.
 fn is_unavailable(code: &SqlState) -> bool {
     code.code().starts_with("08")
         || *code == SqlState::ADMIN_SHUTDOWN
         || *code == SqlState::CRASH_SHUTDOWN
         || *code == SqlState::CANNOT_CONNECT_NOW
         || *code == SqlState::TOO_MANY_CONNECTIONS
+        || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
 }
 
 /// A title as the BYTEA column that holds it.
@@ -314,6 +333,13 @@ impl Db {
             config.connect_timeout(CONNECT_TIMEOUT);
             CONNECT_TIMEOUT
         });
+        // First, so a setting in the URL's own options comes later and wins.
+        let options = format!(
+            "-c idle_in_transaction_session_timeout={} {}",
+            IDLE_IN_TRANSACTION.as_millis(),
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_end());
         // No test query on every checkout (a round trip per call): a
         // connection the server closed fails its call with `Unavailable`,
         // and the pool drops it when it comes back broken.
@@ -1299,6 +1325,7 @@ mod tests {
             SqlState::CONNECTION_EXCEPTION,
             SqlState::CONNECTION_FAILURE,
             SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
         ] {
             assert!(is_unavailable(&code), "{}", code.code());
         }

@@ -1,7 +1,9 @@
 //! The behaviour suite on PostgreSQL, plus what only a server shows: stores
 //! sharing one schema, opens racing to migrate, migrations from every
 //! earlier version, rows tampered with by raw SQL, a `pg_dump` scanned for
-//! clear keys, and the server going away in the middle of a call.
+//! clear keys, a node cut off inside a transaction (through a TCP relay
+//! that stops passing bytes but keeps both sides open), and the server
+//! going away in the middle of a call.
 //!
 //! Every test but the outage one needs `DATABASE_URL` (a database the tests
 //! may create schemas in; `cargo xtask test` and `cargo xtask pg -- …` start
@@ -22,9 +24,14 @@ mod common;
 
 use core::num::NonZeroU32;
 use core::time::Duration;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
 
 use common::{AK, DEV, GUEK, MK, Tamper, ckey, rec};
 use dlms_sec::key::KEY_LEN;
@@ -598,7 +605,7 @@ impl Cluster {
                 .success();
             assert!(ok, "chown {}", dir.display());
         }
-        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        let port = TcpListener::bind(("127.0.0.1", 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -681,6 +688,164 @@ impl Drop for Cluster {
                 .output();
         }
     }
+}
+
+/// A TCP relay between stores and the server that can be cut without
+/// closing either side, as a network partition or a frozen host cuts a
+/// node off: the server never hears that its client is gone. Once cut, it
+/// can close both sides.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn to(host: &str, port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Self {
+            port: listener.local_addr().unwrap().port(),
+            cut: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicBool::new(false)),
+        };
+        let flags = (Arc::clone(&relay.cut), Arc::clone(&relay.closed));
+        let server = format!("{host}:{port}");
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(&server).unwrap();
+                Self::pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    &flags,
+                );
+                Self::pump(server, client, &flags);
+            }
+        });
+        relay
+    }
+
+    /// Copies `from` to `to` until the relay is cut; from then on passes
+    /// nothing, and holds both sockets open until the relay is closed.
+    fn pump(mut from: TcpStream, mut to: TcpStream, flags: &(Arc<AtomicBool>, Arc<AtomicBool>)) {
+        let (cut, closed) = (Arc::clone(&flags.0), Arc::clone(&flags.1));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if cut.load(Ordering::SeqCst) {
+                    while !closed.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// `url` with its server's `host:port` replaced by the relay's.
+fn through(url: &str, relay: &Relay) -> String {
+    let config: postgres::Config = url.parse().unwrap();
+    let postgres::config::Host::Tcp(host) = &config.get_hosts()[0] else {
+        panic!("the relay test needs a TCP server in DATABASE_URL")
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let at = format!("@{host}:{port}/");
+    assert!(
+        url.contains(&at),
+        "the relay test needs `@HOST:PORT/` in DATABASE_URL"
+    );
+    url.replacen(&at, &format!("@127.0.0.1:{}/", relay.port), 1)
+}
+
+/// Polls the server until `sql` (a count) is positive.
+fn wait_for(c: &mut postgres::Client, sql: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.query_one(sql, &[]).unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_node_cut_off_inside_a_transaction_does_not_hold_its_locks_for_ever() {
+    let (schema, url) = fresh_schema();
+    let config: postgres::Config = url.parse().unwrap();
+    let postgres::config::Host::Tcp(host) = &config.get_hosts()[0] else {
+        panic!("the relay test needs a TCP server in DATABASE_URL")
+    };
+    let relay = Relay::to(host, config.get_ports().first().copied().unwrap_or(5432));
+    let other = Store::open(&url).unwrap();
+    other.counter_create(&ckey(0), 0).unwrap();
+    // The node's sessions are named, to watch them at the server.
+    let name = format!("cut_off_{schema}");
+    let cut_off = Store::open(&with_param(
+        &through(&url, &relay),
+        &format!("application_name={name}"),
+    ))
+    .unwrap();
+
+    // Another session holds the counter's row, so the node's claim waits
+    // at the server, inside its transaction.
+    let mut blocker = raw(&url);
+    let mut held = blocker.transaction().unwrap();
+    held.query("SELECT 1 FROM send_counters FOR UPDATE", &[])
+        .unwrap();
+    let (lost_tx, lost) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Its answer is lost in the cut.
+        let _ = lost_tx.send(cut_off.counter_claim(&ckey(0), NonZeroU32::MIN));
+    });
+    let mut watch = raw(&database_url());
+    let node = format!("FROM pg_stat_activity WHERE application_name = '{name}'");
+    wait_for(
+        &mut watch,
+        &format!("SELECT count(*) {node} AND wait_event_type = 'Lock'"),
+        "the claim waiting for the row",
+    );
+    // The node is cut off; then the row is free, the claim runs and the
+    // server waits for the node's COMMIT, holding the row.
+    relay.cut.store(true, Ordering::SeqCst);
+    held.commit().unwrap();
+    wait_for(
+        &mut watch,
+        &format!("SELECT count(*) {node} AND state = 'idle in transaction'"),
+        "the claim idle in its transaction",
+    );
+
+    // Another node's claim of the same counter goes through once the
+    // server has ended the silent session, and the lost claim is undone.
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(other.counter_claim(&ckey(0), NonZeroU32::MIN));
+    });
+    let claimed = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("a claim still waits after 60 s for a node that is gone"));
+    assert_eq!(claimed.unwrap(), 0..1);
+    eprintln!("the other node's claim took {:?}", started.elapsed());
+    let left: i64 = watch
+        .query_one(&format!("SELECT count(*) {node} AND state <> 'idle'"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the cut-off node still has a transaction open");
+
+    // The node whose connection is gone learns that its claim failed.
+    relay.closed.store(true, Ordering::SeqCst);
+    let lost = lost
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the cut-off claim returns once its connection closes");
+    assert!(matches!(lost, Err(StoreError::Unavailable)), "{lost:?}");
 }
 
 #[test]
