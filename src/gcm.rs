@@ -1217,10 +1217,13 @@ struct GhashStream<'g> {
     /// as it is completed: no buffer on a meter).
     stage: [Block; STREAM_STAGE],
     staged: usize,
-    /// The octets of an unfinished block, held in a register-sized value
-    /// (big-endian, first octet highest) so that assembling a block from
-    /// short pieces never stores bytes and reloads them as a block (a
-    /// store-forwarding stall). Octets past `partial_len` are zero.
+    /// The `partial_len` octets of an unfinished block, held in a
+    /// register-sized value, right-aligned (big-endian, last octet lowest;
+    /// the bits above them zero) so that assembling a block from short
+    /// pieces never stores bytes and reloads them as a block (a
+    /// store-forwarding stall), and an octet goes in with a constant shift
+    /// (a few word instructions on a 32-bit meter) rather than one by a
+    /// variable count.
     partial: u128,
     partial_len: usize,
 }
@@ -1260,22 +1263,29 @@ impl<'g> GhashStream<'g> {
         debug_assert!(self.staged < 4 && self.partial_len == 0);
         let mut ak = u128::from_be_bytes(*ak);
         self.push_word((u128::from(sc) << 120) | (ak >> 8));
-        self.partial = (ak & 0xFF) << 120;
+        self.partial = ak & 0xFF;
         self.partial_len = 1;
         ak.zeroize();
     }
 
-    /// Appends up to `16 - partial_len` octets to the partial block.
+    /// Appends up to `16 - partial_len` octets to the partial block: four
+    /// at a time where it can (a shift by 32 is word moves on a 32-bit
+    /// meter), then one at a time.
     fn absorb(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            let shift = 8 * (15 - self.partial_len);
-            self.partial |= u128::from(*b) << shift;
+        let (words, rest) = bytes.as_chunks::<4>();
+        for w in words {
+            self.partial = (self.partial << 32) | u128::from(u32::from_be_bytes(*w));
+            self.partial_len += 4;
+        }
+        for b in rest {
+            self.partial = (self.partial << 8) | u128::from(*b);
             self.partial_len += 1;
         }
     }
 
-    /// Takes the partial block (zero-padded), as a big-endian word.
+    /// Takes the partial block, complete (16 octets), as a big-endian word.
     fn take_partial(&mut self) -> u128 {
+        debug_assert!(self.partial_len == 16, "only a complete block is taken");
         let block = self.partial;
         self.partial = 0;
         self.partial_len = 0;
@@ -1303,8 +1313,10 @@ impl<'g> GhashStream<'g> {
             let (head, rest) = bytes.split_at(take);
             if let Some(window) = bytes.get(..16).filter(|_| WINDOWED) {
                 // A whole block's window: its first `take` octets shifted
-                // into place at once, not one octet per step.
-                self.partial |= u128_be(window) >> (8 * self.partial_len);
+                // into place at once, not one octet per step (`take` is
+                // 1 to 15 here, so neither shift is by 128).
+                self.partial =
+                    (self.partial << (8 * take)) | (u128_be(window) >> (8 * (16 - take)));
                 self.partial_len = 16;
             } else {
                 self.absorb(head);
@@ -1321,7 +1333,7 @@ impl<'g> GhashStream<'g> {
         match piece.len().checked_sub(16).and_then(|at| piece.get(at..)) {
             // The tail is the end of a whole block's window of the piece.
             Some(window) if WINDOWED && !tail.is_empty() => {
-                self.partial = u128_be(window) << (8 * (16 - tail.len()));
+                self.partial = u128_be(window) & (u128::MAX >> (8 * (16 - tail.len())));
                 self.partial_len = tail.len();
             }
             _ => self.absorb(tail),
@@ -1331,6 +1343,9 @@ impl<'g> GhashStream<'g> {
     /// Zero-pads a partial block (the end of the AAD or of the ciphertext).
     fn pad(&mut self) {
         if self.partial_len > 0 {
+            // Zero octets shifted in through `absorb`: no shift by a
+            // variable count (library-sized code on a 32-bit meter).
+            self.absorb(&[0; 16][self.partial_len..]);
             let block = self.take_partial();
             self.push_word(block);
         }
