@@ -1341,11 +1341,14 @@ impl<'g> GhashStream<'g> {
     }
 
     /// Zero-pads a partial block (the end of the AAD or of the ciphertext).
+    /// Out of line on a meter, where the shift by a variable count is long
+    /// code: one copy of it in flash.
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     fn pad(&mut self) {
         if self.partial_len > 0 {
-            // Zero octets shifted in through `absorb`: no shift by a
-            // variable count (library-sized code on a 32-bit meter).
-            self.absorb(&[0; 16][self.partial_len..]);
+            // 1 to 15 octets: the shift is by 8 to 120.
+            self.partial <<= 8 * (16 - self.partial_len);
+            self.partial_len = 16;
             let block = self.take_partial();
             self.push_word(block);
         }
