@@ -139,7 +139,8 @@ pub fn verify(
     let ic = InvocationCounter::from_be_bytes([*a, *b, *c, *d]);
     let mut expected = tag(suite, peer_title, ic, our_challenge)?;
     let ok = crate::gcm::tag_eq(&expected, received) & sc.ct_eq(&HLS5_SC);
-    expected.zeroize();
+    // One fill, not a store per octet (as the array's `zeroize`).
+    expected.as_mut_slice().zeroize();
     if bool::from(ok) {
         Ok(Hls5Verified {
             invocation_counter: ic,
