@@ -58,8 +58,16 @@ pub const TAG_LEN: usize = 12;
 /// Whether a GHASH stream takes a piece's partial blocks as 16-octet
 /// windows (one shift each) rather than octet by octet: on 64-bit hosts
 /// only, where the shift is two instructions; on a 32-bit meter the
-/// `u128` shifts are library code and cost flash.
-const WINDOWED: bool = cfg!(target_pointer_width = "64");
+/// `u128` shifts are library code and cost flash. Tests on 64-bit hosts
+/// take the meter's way under `tests::with_meter_ctr`.
+#[inline(always)]
+fn windowed() -> bool {
+    #[cfg(test)]
+    if tests::METER_CTR.with(core::cell::Cell::get) {
+        return false;
+    }
+    cfg!(target_pointer_width = "64")
+}
 
 /// Whether short messages take the one-pass paths (`seal_short`,
 /// `open_short`, `gmac_short`): on hosts, where they are faster; not on
@@ -1311,12 +1319,17 @@ impl<'g> GhashStream<'g> {
         if self.partial_len > 0 {
             let take = bytes.len().min(16 - self.partial_len);
             let (head, rest) = bytes.split_at(take);
-            if let Some(window) = bytes.get(..16).filter(|_| WINDOWED) {
+            if let Some(window) = bytes.get(..16).filter(|_| windowed()) {
                 // A whole block's window: its first `take` octets shifted
                 // into place at once, not one octet per step (`take` is
                 // 1 to 15 here, so neither shift is by 128).
                 self.partial =
                     (self.partial << (8 * take)) | (u128_be(window) >> (8 * (16 - take)));
+                self.partial_len = 16;
+            } else if let Some(window) = bytes.get(..16).filter(|_| self.partial_len == 1) {
+                // After SC ‖ AK (every suite-0 AAD): the last AK octet
+                // and 15 octets of the window, by constant shifts.
+                self.partial = (self.partial << 120) | (u128_be(window) >> 8);
                 self.partial_len = 16;
             } else {
                 self.absorb(head);
@@ -1332,7 +1345,7 @@ impl<'g> GhashStream<'g> {
         self.push_blocks(blocks);
         match piece.len().checked_sub(16).and_then(|at| piece.get(at..)) {
             // The tail is the end of a whole block's window of the piece.
-            Some(window) if WINDOWED && !tail.is_empty() => {
+            Some(window) if windowed() && !tail.is_empty() => {
                 self.partial = u128_be(window) & (u128::MAX >> (8 * (16 - tail.len())));
                 self.partial_len = tail.len();
             }
@@ -1579,13 +1592,24 @@ mod tests {
     }
 
     /// The streaming paths (the only ones on the meter) on the short
-    /// messages the one-pass paths take on hosts: the same frames and tags
-    /// as aes-gcm, and a wrong tag refused with the buffer untouched.
+    /// messages the one-pass paths take on hosts, the host's way and the
+    /// meter's (partial blocks octet by octet): the same frames and tags
+    /// as aes-gcm, GMAC over SC ‖ AK ‖ pieces as over the joined octets,
+    /// and a wrong tag refused with the buffer untouched.
     #[test]
     fn streaming_paths_match_aes_gcm_on_short_messages() {
         let key = [7u8; 16];
         let iv = [9u8; 12];
         let gcm = Gcm::new(&key);
+        let sc = 0x10u8;
+        let ak: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(29).wrapping_add(3));
+        for meter in [false, true] {
+            with_meter_ctr(meter, || streaming_paths_case(&gcm, &key, &iv, sc, &ak));
+        }
+    }
+
+    fn streaming_paths_case(gcm: &Gcm, key: &[u8; 16], iv: &[u8; 12], sc: u8, ak: &[u8; 16]) {
+        let (key, iv) = (*key, *iv);
         for n in 0..=96usize {
             for m in [0usize, 1, 17, 31, 48] {
                 let aad: Vec<u8> = (0..m).map(|i| i as u8).collect();
@@ -1600,6 +1624,14 @@ mod tests {
                 assert_eq!(
                     gcm.gmac_stream(&iv, &Aad::pieces(&[&aad, &pt])),
                     reference(&key, &iv, &joined, &mut [])
+                );
+                let mut sc_ak_joined = vec![sc];
+                sc_ak_joined.extend_from_slice(ak);
+                sc_ak_joined.extend_from_slice(&joined);
+                assert_eq!(
+                    gcm.gmac_stream(&iv, &Aad::suite0(sc, ak, &[&aad, &pt])),
+                    reference(&key, &iv, &sc_ak_joined, &mut []),
+                    "SC || AK, n={n} m={m}"
                 );
                 let mut bad = t1;
                 bad[0] ^= 1;
