@@ -12,9 +12,11 @@
     reason = "test code: a panic is a failed test"
 )]
 
+mod support;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use dlms_sec::audit::{
     AuditAction, AuditEvent, AuditSink, NodeName, Outcome, Principal, Reason, Timestamp,
@@ -22,42 +24,20 @@ use dlms_sec::audit::{
 use dlms_sec::key::AuditKey;
 use dlms_sec_services::jsonl::JsonLinesSink;
 use dlms_sec_store::{DatabaseAuditSink, Store};
+use support::{dlms_sec, finish};
 
 const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 const OTHER: &str = "5b5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dlms-sec"));
-    c.args(args);
+    let mut c = dlms_sec(args);
     c.env_remove("DLMS_AUDIT");
     c
 }
 
-fn finish(c: &mut Command) -> Out {
-    let o = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let out = Out {
-        code: o.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(o.stdout).unwrap(),
-        stderr: String::from_utf8(o.stderr).unwrap(),
-    };
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    out
-}
-
 /// Success: exit 0, nothing on stderr, one line on stdout (returned).
 fn ok(c: &mut Command) -> String {
-    let out = finish(c);
+    let out = finish(c, None);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert_eq!(out.stderr, "");
     let line = out.stdout.trim_end_matches('\n');
@@ -67,7 +47,7 @@ fn ok(c: &mut Command) -> String {
 
 /// Failure: the exit status, no stdout, one `dlms-sec: ` line on stderr.
 fn fails(c: &mut Command, code: i32) -> String {
-    let out = finish(c);
+    let out = finish(c, None);
     assert_eq!(
         out.code, code,
         "stdout: {} stderr: {}",

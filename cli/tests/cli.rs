@@ -11,10 +11,12 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Command;
 
 use serde_json::Value;
+use support::{Out, dlms_sec, finish};
 
 const EK: &str = "000102030405060708090A0B0C0D0E0F";
 const AK: &str = "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF";
@@ -27,46 +29,14 @@ const GB_30: &str = "C81E3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC0
 const GB_DB: &str =
     "DB084D4D4D0000BC614E1E3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC056B6B";
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dlms-sec"));
-    c.args(args);
+    let mut c = dlms_sec(args);
     for name in [
         "EK", "AK", "DK", "BK", "KEK", "MK", "NEW_GUEK", "NEW_GBEK", "NEW_AK", "NEW_MK",
     ] {
         c.env_remove(format!("DLMS_{name}"));
     }
     c
-}
-
-fn finish(c: &mut Command, stdin: Option<&str>) -> Out {
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    {
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            pipe.write_all(s.as_bytes()).unwrap();
-        }
-    }
-    let o = child.wait_with_output().unwrap();
-    let out = Out {
-        code: o.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(o.stdout).unwrap(),
-        stderr: String::from_utf8(o.stderr).unwrap(),
-    };
-    assert!(
-        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
-        "{}",
-        out.stderr
-    );
-    out
 }
 
 fn run(args: &[&str]) -> Out {

@@ -10,30 +10,16 @@
     reason = "test code: a panic is a failed test"
 )]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::{Out, dlms_sec, finish};
 
 const WRAPPED: &str = "1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5";
 const KCV: &str = "0A1B2C";
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn run(args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_dlms-sec"))
-        .args(args)
-        .output()
-        .unwrap();
-    let out = Out {
-        code: o.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(o.stdout).unwrap(),
-        stderr: String::from_utf8(o.stderr).unwrap(),
-    };
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    out
+    finish(&mut dlms_sec(args), None)
 }
 
 /// Success: exit 0, nothing on stderr; stdout without its last newline.

@@ -9,38 +9,23 @@
     reason = "test code: a panic is a failed test"
 )]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use dlms_sec::SystemTitle;
 use dlms_sec::audit::{AuditAction, AuditEvent, AuditSink, Outcome, Timestamp};
 use dlms_sec::key::AuditKey;
 use dlms_sec_store::{DatabaseAuditSink, DeviceEntry, Store};
 use serde_json::Value;
+use support::{Out, dlms_sec, finish};
 
 const DAY: u64 = 86_400;
 const NOW: u64 = 1_761_955_200;
 const KEY: [u8; 16] = [0x42; 16];
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn run(args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_dlms-sec"))
-        .arg("report")
-        .args(args)
-        .output()
-        .unwrap();
-    let out = Out {
-        code: o.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(o.stdout).unwrap(),
-        stderr: String::from_utf8(o.stderr).unwrap(),
-    };
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    out
+    finish(dlms_sec(&["report"]).args(args), None)
 }
 
 /// A directory with a store holding two devices (one overdue), a
