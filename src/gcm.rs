@@ -220,6 +220,44 @@ pub(crate) struct Gcm<S: Borrow<Aes128Enc> = Aes128Enc> {
     aes: S,
     ghash: Polyval,
     fingerprint: [u8; FINGERPRINT_LEN],
+    /// GHASH's first block of a suite-0 AAD, folded in advance for the
+    /// AK this key is used with (see [`ScAkFold`]); `None` for a key used
+    /// alone or with any AK.
+    sc_ak: Option<ScAkFold>,
+}
+
+/// POLYVAL after the first GHASH block of a suite-0 AAD, SC ‖ AK's first
+/// 15 octets, which depends on the keys alone: hashed once when the keys
+/// are installed, so each message starts from it and hashes one block
+/// fewer.
+///
+/// Held for the two SC octets a key's authenticated frames carry: `sc`
+/// (authentication only) and `sc | ENCRYPTION`; any other SC is hashed
+/// from its octets. Key-derived: POLYVAL wipes itself on drop.
+#[derive(Clone)]
+struct ScAkFold {
+    /// The SC octet of authentication-only frames under this key.
+    sc: u8,
+    /// POLYVAL after SC ‖ AK[..15], for `sc` and for `sc | 0x20`.
+    states: [Polyval; 2],
+}
+
+/// The SC bit that says the payload is encrypted.
+const SC_ENCRYPTION: u8 = crate::wire::SecurityControl::ENCRYPTION;
+
+impl ScAkFold {
+    /// The state for a frame's SC octet, when it is one of the two held.
+    #[inline(always)]
+    fn state(&self, sc: u8) -> Option<&Polyval> {
+        let [plain, encrypted] = &self.states;
+        if sc == self.sc {
+            Some(plain)
+        } else if sc == self.sc | SC_ENCRYPTION {
+            Some(encrypted)
+        } else {
+            None
+        }
+    }
 }
 
 /// The counter block whose encryption names a key: IV 0⁶⁴ ‖ `FFFFFFFF`,
@@ -267,8 +305,38 @@ impl Gcm {
             aes,
             ghash,
             fingerprint,
+            sc_ak: None,
         }
     }
+
+    /// Folds the first GHASH block of the suite-0 AAD for `ak` into the
+    /// context, replacing any earlier fold (see [`ScAkFold`]): for authentication-only frames carrying
+    /// `sc` and for authenticated and encrypted ones (`sc | 0x20`). Every
+    /// later call whose AAD starts SC ‖ AK with one of those SC octets
+    /// must carry this `ak`: the caller keeps the context and the AK
+    /// together (a [`Suite0`](crate::suite0::Suite0) holds one AK for all
+    /// its keys, set when it is built).
+    pub(crate) fn fold_sc_ak(&mut self, sc: u8, ak: &[u8; 16]) {
+        let fold = self.sc_ak.insert(ScAkFold {
+            sc,
+            states: [self.ghash.clone(), self.ghash.clone()],
+        });
+        for (state, sc) in fold.states.iter_mut().zip([sc, sc | SC_ENCRYPTION]) {
+            hash_first_block(state, sc, ak);
+        }
+    }
+}
+
+/// Hashes the one GHASH block SC ‖ AK[..15] into `state`. Out of line on
+/// a meter: one copy for both SC octets.
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+fn hash_first_block(state: &mut Polyval, sc: u8, ak: &[u8; 16]) {
+    // As a big-endian word; POLYVAL takes its octets reversed.
+    let mut word = (u128::from(sc) << 120) | (u128::from_be_bytes(*ak) >> 8);
+    let mut block = Block::from(word.to_le_bytes());
+    state.proc_block(&block);
+    word.zeroize();
+    block.as_mut_slice().zeroize();
 }
 
 impl<S: Borrow<Aes128Enc>> Gcm<S> {
@@ -283,12 +351,39 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
             aes,
             ghash,
             fingerprint: fingerprint_of(fingerprint),
+            sc_ak: None,
         }
     }
 
     /// The key's fingerprint: the first octets of E(K, [`FINGERPRINT_BLOCK`]).
     pub(crate) const fn fingerprint(&self) -> [u8; FINGERPRINT_LEN] {
         self.fingerprint
+    }
+
+    /// Where GHASH over `aad` starts: POLYVAL after its first block when
+    /// the context holds that folded for its SC octet (see [`ScAkFold`];
+    /// then `true`), else the fresh state. Out of line on a meter: one
+    /// copy for every path.
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+    fn ghash_start(&self, aad: &Aad<'_>) -> (&Polyval, bool) {
+        match (aad.sc_ak, &self.sc_ak) {
+            (Some((sc, ak)), Some(fold)) => match fold.state(sc) {
+                Some(state) => {
+                    // The caller's contract: the AAD carries the AK folded in.
+                    debug_assert!(
+                        {
+                            let mut again = self.ghash.clone();
+                            hash_first_block(&mut again, sc, ak);
+                            again.finalize() == state.clone().finalize()
+                        },
+                        "an AAD with another AK than the one folded in"
+                    );
+                    (state, true)
+                }
+                None => (&self.ghash, false),
+            },
+            _ => (&self.ghash, false),
+        }
     }
 
     /// The encrypt schedule.
@@ -329,8 +424,9 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         data: &mut [u8],
     ) -> [u8; TAG_LEN] {
         let aad = *aad;
-        let mut state = self.ghash.clone();
-        let mut gh = GhashStream::new(&mut state, &aad, data.len());
+        let (start, folded) = self.ghash_start(&aad);
+        let mut state = start.clone();
+        let mut gh = GhashStream::new(&mut state, &aad, data.len(), folded);
         let aad_len = gh.update_aad(&aad);
         gh.pad();
         let mut mask = Block::default();
@@ -378,8 +474,9 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthError> {
         let aad = *aad;
-        let mut state = self.ghash.clone();
-        let mut gh = GhashStream::new(&mut state, &aad, data.len());
+        let (start, folded) = self.ghash_start(&aad);
+        let mut state = start.clone();
+        let mut gh = GhashStream::new(&mut state, &aad, data.len(), folded);
         let aad_len = gh.update_aad(&aad);
         gh.pad();
         gh.update(data);
@@ -416,8 +513,9 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     /// [`Self::gmac`] through the streaming path, whatever the length.
     fn gmac_stream(&self, iv: &[u8; 12], aad: &Aad<'_>) -> [u8; TAG_LEN] {
         let aad = *aad;
-        let mut state = self.ghash.clone();
-        let mut gh = GhashStream::new(&mut state, &aad, 0);
+        let (start, folded) = self.ghash_start(&aad);
+        let mut state = start.clone();
+        let mut gh = GhashStream::new(&mut state, &aad, 0, folded);
         let aad_len = gh.update_aad(&aad);
         gh.finish(aad_len, 0);
         let mut s = ghash_output(state);
@@ -1234,6 +1332,9 @@ struct GhashStream<'g> {
     /// variable count.
     partial: u128,
     partial_len: usize,
+    /// Whether the AAD's first block, SC ‖ AK[..15], is folded in
+    /// advance ([`ScAkFold`]): the stream starts from POLYVAL after it.
+    folded: bool,
 }
 
 #[allow(
@@ -1248,7 +1349,11 @@ impl<'g> GhashStream<'g> {
     /// on a host, with every `update` call 4-block aligned, polyval never
     /// ends on single-block multiplies; on a meter, no multiply goes to a
     /// zero block.
-    fn new(ghash: &'g mut Polyval, aad: &Aad<'_>, payload_len: usize) -> Self {
+    ///
+    /// `folded`: `ghash` is POLYVAL after the AAD's first block, SC ‖
+    /// AK[..15] (see [`ScAkFold`]; only for an AAD that starts SC ‖ AK).
+    fn new(ghash: &'g mut Polyval, aad: &Aad<'_>, payload_len: usize, folded: bool) -> Self {
+        let folded = folded && aad.sc_ak.is_some();
         let blocks = aad
             .len()
             .div_ceil(16)
@@ -1257,12 +1362,17 @@ impl<'g> GhashStream<'g> {
         Self {
             ghash,
             stage: [Block::default(); STREAM_STAGE],
-            staged: {
+            // Zero blocks lead only from the zero state, not from a
+            // folded one.
+            staged: if folded {
+                0
+            } else {
                 let group = ghash_group();
                 (group - blocks % group) % group
             },
             partial: 0,
             partial_len: 0,
+            folded,
         }
     }
 
@@ -1304,7 +1414,14 @@ impl<'g> GhashStream<'g> {
     fn update_aad(&mut self, aad: &Aad<'_>) -> u64 {
         let mut len = 0u64;
         if let Some((sc, ak)) = aad.sc_ak {
-            self.start_with_sc_ak(sc, ak);
+            if self.folded {
+                // SC ‖ AK[..15] is hashed already; the AK's last octet
+                // starts the next block.
+                self.partial = u128::from(ak[15]);
+                self.partial_len = 1;
+            } else {
+                self.start_with_sc_ak(sc, ak);
+            }
             len = 17;
         }
         for p in aad.rest {
@@ -1646,6 +1763,110 @@ mod tests {
                 assert_eq!(ours, pt);
             }
         }
+    }
+
+    /// A context with SC ‖ AK's first block folded in (as a `Suite0`
+    /// holds its keys), through every path, the host's way and the
+    /// meter's: for the two SC octets folded, the unicast and the broadcast
+    /// base, and SC octets not folded (hashed from their octets), with the
+    /// AAD pieces after SC ‖ AK empty or not and payloads of 0 to 80
+    /// octets, seal, open and GMAC equal aes-gcm over SC ‖ AK ‖ pieces; a
+    /// wrong tag is refused with the buffer untouched. A context folded for
+    /// another SC base gives the same results (the fold is only a shortcut).
+    #[test]
+    fn folded_sc_ak_matches_aes_gcm() {
+        let key = [0x5Au8; 16];
+        let iv = [0xC3u8; 12];
+        let ak: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+        let plain = Gcm::new(&key);
+        for base in [0x10u8, 0x50] {
+            let mut folded = Gcm::new(&key);
+            folded.fold_sc_ak(base, &ak);
+            for sc in [0x10u8, 0x30, 0x50, 0x70, 0x20, 0x11, 0x90] {
+                assert_eq!(
+                    folded.ghash_start(&Aad::suite0(sc, &ak, &[])).1,
+                    sc & !SC_ENCRYPTION == base,
+                    "base {base:#04x}, SC {sc:#04x}"
+                );
+                for meter in [false, true] {
+                    with_meter_ctr(meter, || folded_case(&folded, &plain, &key, &iv, sc, &ak));
+                }
+            }
+        }
+    }
+
+    fn folded_case(
+        folded: &Gcm,
+        plain: &Gcm,
+        key: &[u8; 16],
+        iv: &[u8; 12],
+        sc: u8,
+        ak: &[u8; 16],
+    ) {
+        let (key, iv) = (*key, *iv);
+        let mut sc_ak = vec![sc];
+        sc_ak.extend_from_slice(ak);
+        for m in [0usize, 1, 15, 16, 31] {
+            let fields: Vec<u8> = (0..m).map(|i| (i * 5 + 1) as u8).collect();
+            for n in (0..=80usize).step_by(7).chain([16, 32, 64]) {
+                let what = std::format!("SC {sc:#04x}, fields {m}, payload {n}");
+                let pt: Vec<u8> = (0..n).map(|i| (i * 3 + n) as u8).collect();
+                let mut aad = sc_ak.clone();
+                aad.extend_from_slice(&fields);
+                let mut want = pt.clone();
+                let want_tag = reference(&key, &iv, &aad, &mut want);
+                let pieces: [&[u8]; 1] = [&fields];
+                let a = Aad::suite0(sc, ak, &pieces);
+                let mut ours = pt.clone();
+                assert_eq!(folded.seal(&iv, a, &mut ours), want_tag, "seal: {what}");
+                assert_eq!(ours, want, "seal: {what}");
+                let mut ours = pt.clone();
+                assert_eq!(
+                    folded.seal_stream(&iv, &a, None, &mut ours),
+                    want_tag,
+                    "{what}"
+                );
+                assert_eq!(ours, want, "seal_stream: {what}");
+                let mut back = want.clone();
+                folded.open_stream(&iv, &a, &mut back, &want_tag).unwrap();
+                assert_eq!(back, pt, "open_stream: {what}");
+                let mut back = want.clone();
+                folded.open(&iv, a, &mut back, &want_tag).unwrap();
+                assert_eq!(back, pt, "open: {what}");
+                let mut bad = want_tag;
+                bad[n % TAG_LEN] ^= 0x01;
+                let mut kept = want.clone();
+                assert!(
+                    folded.open_stream(&iv, &a, &mut kept, &bad).is_err(),
+                    "{what}"
+                );
+                assert_eq!(kept, want, "refused: {what}");
+                // GMAC over SC ‖ AK ‖ fields ‖ payload (authentication only).
+                let mut joined = aad.clone();
+                joined.extend_from_slice(&pt);
+                let gmac_want = reference(&key, &iv, &joined, &mut []);
+                let rest: [&[u8]; 2] = [&fields, &pt];
+                let g = Aad::suite0(sc, ak, &rest);
+                assert_eq!(
+                    folded.gmac_stream(&iv, &g),
+                    gmac_want,
+                    "gmac_stream: {what}"
+                );
+                assert_eq!(folded.gmac(&iv, g), gmac_want, "gmac: {what}");
+                assert_eq!(plain.gmac_stream(&iv, &g), gmac_want, "unfolded: {what}");
+            }
+        }
+    }
+
+    /// The fold's contract: a folded context used with another AK is a
+    /// bug, caught by the debug check rather than giving a wrong tag.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "another AK")]
+    fn folded_context_refuses_another_ak_in_debug_builds() {
+        let mut gcm = Gcm::new(&[1; 16]);
+        gcm.fold_sc_ak(0x10, &[2; 16]);
+        let _ = gcm.gmac_stream(&[3; 12], &Aad::suite0(0x10, &[4; 16], &[&[5; 16]]));
     }
 
     /// The meter's batched counter mode, which hosts build for this test

@@ -89,6 +89,23 @@ use crate::wire::{
     KeyKind, KeySet, SecurityControl, SystemTitle, iv,
 };
 
+/// The SC octet of authentication-only frames under a unicast or
+/// dedicated key, and under the broadcast key: the octets whose first GHASH
+/// block a context folds in advance (with the encryption bit, too).
+const UNICAST_SC: u8 = SecurityControl::new(Protection::Authenticated, KeySet::Unicast).bits();
+const BROADCAST_SC: u8 = SecurityControl::new(Protection::Authenticated, KeySet::Broadcast).bits();
+
+/// An encryption key's context, with the first GHASH block of its frames'
+/// AAD (SC ‖ AK) folded in when there is an AK: `sc` is the SC octet of
+/// its authentication-only frames.
+fn keyed(key: &[u8; 16], sc: u8, ak: Option<&AuthenticationKey>) -> Gcm {
+    let mut gcm = Gcm::new(key);
+    if let Some(ak) = ak {
+        gcm.fold_sc_ak(sc, ak.as_bytes());
+    }
+    gcm
+}
+
 /// How to protect one APDU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Protect<'a> {
@@ -179,7 +196,7 @@ impl Suite0 {
     #[must_use]
     pub fn new(guek: &GlobalUnicastEncryptionKey, ak: &AuthenticationKey) -> Self {
         Self {
-            unicast: Gcm::new(encryption_key_bytes(guek)),
+            unicast: keyed(encryption_key_bytes(guek), UNICAST_SC, Some(ak)),
             broadcast: None,
             dedicated: None,
             ak: Some(AuthenticationKey::from_bytes(*ak.as_bytes())),
@@ -204,14 +221,22 @@ impl Suite0 {
     /// Adds the global broadcast key.
     #[must_use]
     pub fn with_broadcast_key(mut self, gbek: &GlobalBroadcastEncryptionKey) -> Self {
-        self.broadcast = Some(Gcm::new(encryption_key_bytes(gbek)));
+        self.broadcast = Some(keyed(
+            encryption_key_bytes(gbek),
+            BROADCAST_SC,
+            self.ak.as_ref(),
+        ));
         self
     }
 
     /// Installs the dedicated key of the current association, replacing any
     /// earlier one (whose schedule is wiped).
     pub fn set_dedicated_key(&mut self, dk: &DedicatedKey) {
-        self.dedicated = Some(Gcm::new(encryption_key_bytes(dk)));
+        self.dedicated = Some(keyed(
+            encryption_key_bytes(dk),
+            UNICAST_SC,
+            self.ak.as_ref(),
+        ));
     }
 
     /// Forgets the dedicated key (end of the association).
