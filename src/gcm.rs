@@ -226,20 +226,31 @@ pub(crate) struct Gcm<S: Borrow<Aes128Enc> = Aes128Enc> {
     sc_ak: Option<ScAkFold>,
 }
 
-/// POLYVAL after the first GHASH block of a suite-0 AAD, SC ‖ AK's first
-/// 15 octets, which depends on the keys alone: hashed once when the keys
-/// are installed, so each message starts from it and hashes one block
-/// fewer.
+/// POLYVAL's state after the first GHASH block of a suite-0 AAD, SC ‖
+/// AK's first 15 octets, which depends on the keys alone: hashed once when
+/// the keys are installed, so each message hashes one block fewer. From
+/// the zero state, POLYVAL of the one block `y ⊕ X₂` is POLYVAL of `X₁,
+/// X₂` when `y` is the state after `X₁`: a stream skips the first block
+/// and XORs `y` into the second.
 ///
 /// Held for the two SC octets a key's authenticated frames carry: `sc`
 /// (authentication only) and `sc | ENCRYPTION`; any other SC is hashed
-/// from its octets. Key-derived: POLYVAL wipes itself on drop.
+/// from its octets. Key-derived: wiped on drop.
 #[derive(Clone)]
 struct ScAkFold {
     /// The SC octet of authentication-only frames under this key.
     sc: u8,
-    /// POLYVAL after SC ‖ AK[..15], for `sc` and for `sc | 0x20`.
-    states: [Polyval; 2],
+    /// The state after SC ‖ AK[..15], for `sc` and for `sc | 0x20`, as
+    /// the word whose little-endian octets are POLYVAL's.
+    states: [u128; 2],
+}
+
+impl Drop for ScAkFold {
+    // One copy for every key of a context.
+    #[inline(never)]
+    fn drop(&mut self) {
+        self.states.zeroize();
+    }
 }
 
 /// The SC bit that says the payload is encrypted.
@@ -248,8 +259,8 @@ const SC_ENCRYPTION: u8 = crate::wire::SecurityControl::ENCRYPTION;
 impl ScAkFold {
     /// The state for a frame's SC octet, when it is one of the two held.
     #[inline(always)]
-    fn state(&self, sc: u8) -> Option<&Polyval> {
-        let [plain, encrypted] = &self.states;
+    fn state(&self, sc: u8) -> Option<u128> {
+        let [plain, encrypted] = self.states;
         if sc == self.sc {
             Some(plain)
         } else if sc == self.sc | SC_ENCRYPTION {
@@ -317,26 +328,27 @@ impl Gcm {
     /// together (a [`Suite0`](crate::suite0::Suite0) holds one AK for all
     /// its keys, set when it is built).
     pub(crate) fn fold_sc_ak(&mut self, sc: u8, ak: &[u8; 16]) {
-        let fold = self.sc_ak.insert(ScAkFold {
-            sc,
-            states: [self.ghash.clone(), self.ghash.clone()],
-        });
+        let fold = self.sc_ak.insert(ScAkFold { sc, states: [0; 2] });
         for (state, sc) in fold.states.iter_mut().zip([sc, sc | SC_ENCRYPTION]) {
-            hash_first_block(state, sc, ak);
+            *state = first_block_state(&self.ghash, sc, ak);
         }
     }
 }
 
-/// Hashes the one GHASH block SC ‖ AK[..15] into `state`. Out of line on
-/// a meter: one copy for both SC octets.
+/// POLYVAL's state after the one GHASH block SC ‖ AK[..15], as the word
+/// whose little-endian octets are the state's. Out of line on a meter:
+/// one copy for both SC octets.
 #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
-fn hash_first_block(state: &mut Polyval, sc: u8, ak: &[u8; 16]) {
+fn first_block_state(ghash: &Polyval, sc: u8, ak: &[u8; 16]) -> u128 {
+    let mut state = ghash.clone();
     // As a big-endian word; POLYVAL takes its octets reversed.
     let mut word = (u128::from(sc) << 120) | (u128::from_be_bytes(*ak) >> 8);
     let mut block = Block::from(word.to_le_bytes());
     state.proc_block(&block);
-    word.zeroize();
+    block = state.finalize();
+    word = u128::from_le_bytes(block.0);
     block.as_mut_slice().zeroize();
+    word
 }
 
 impl<S: Borrow<Aes128Enc>> Gcm<S> {
@@ -360,30 +372,19 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         self.fingerprint
     }
 
-    /// Where GHASH over `aad` starts: POLYVAL after its first block when
-    /// the context holds that folded for its SC octet (see [`ScAkFold`];
-    /// then `true`), else the fresh state. Out of line on a meter: one
-    /// copy for every path.
+    /// POLYVAL's state after `aad`'s first block, when the context holds
+    /// it folded for the AAD's SC octet (see [`ScAkFold`]). Out of line on
+    /// a meter: one copy for every path.
     #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
-    fn ghash_start(&self, aad: &Aad<'_>) -> (&Polyval, bool) {
-        match (aad.sc_ak, &self.sc_ak) {
-            (Some((sc, ak)), Some(fold)) => match fold.state(sc) {
-                Some(state) => {
-                    // The caller's contract: the AAD carries the AK folded in.
-                    debug_assert!(
-                        {
-                            let mut again = self.ghash.clone();
-                            hash_first_block(&mut again, sc, ak);
-                            again.finalize() == state.clone().finalize()
-                        },
-                        "an AAD with another AK than the one folded in"
-                    );
-                    (state, true)
-                }
-                None => (&self.ghash, false),
-            },
-            _ => (&self.ghash, false),
-        }
+    fn folded(&self, aad: &Aad<'_>) -> Option<u128> {
+        let (sc, ak) = aad.sc_ak?;
+        let state = self.sc_ak.as_ref()?.state(sc)?;
+        // The caller's contract: the AAD carries the AK folded in.
+        debug_assert!(
+            first_block_state(&self.ghash, sc, ak) == state,
+            "an AAD with another AK than the one folded in"
+        );
+        Some(state)
     }
 
     /// The encrypt schedule.
@@ -424,9 +425,8 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         data: &mut [u8],
     ) -> [u8; TAG_LEN] {
         let aad = *aad;
-        let (start, folded) = self.ghash_start(&aad);
-        let mut state = start.clone();
-        let mut gh = GhashStream::new(&mut state, &aad, data.len(), folded);
+        let mut state = self.ghash.clone();
+        let mut gh = GhashStream::new(&mut state, &aad, data.len(), self.folded(&aad));
         let aad_len = gh.update_aad(&aad);
         gh.pad();
         let mut mask = Block::default();
@@ -474,9 +474,8 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthError> {
         let aad = *aad;
-        let (start, folded) = self.ghash_start(&aad);
-        let mut state = start.clone();
-        let mut gh = GhashStream::new(&mut state, &aad, data.len(), folded);
+        let mut state = self.ghash.clone();
+        let mut gh = GhashStream::new(&mut state, &aad, data.len(), self.folded(&aad));
         let aad_len = gh.update_aad(&aad);
         gh.pad();
         gh.update(data);
@@ -513,9 +512,8 @@ impl<S: Borrow<Aes128Enc>> Gcm<S> {
     /// [`Self::gmac`] through the streaming path, whatever the length.
     fn gmac_stream(&self, iv: &[u8; 12], aad: &Aad<'_>) -> [u8; TAG_LEN] {
         let aad = *aad;
-        let (start, folded) = self.ghash_start(&aad);
-        let mut state = start.clone();
-        let mut gh = GhashStream::new(&mut state, &aad, 0, folded);
+        let mut state = self.ghash.clone();
+        let mut gh = GhashStream::new(&mut state, &aad, 0, self.folded(&aad));
         let aad_len = gh.update_aad(&aad);
         gh.finish(aad_len, 0);
         let mut s = ghash_output(state);
@@ -1333,8 +1331,12 @@ struct GhashStream<'g> {
     partial: u128,
     partial_len: usize,
     /// Whether the AAD's first block, SC ‖ AK[..15], is folded in
-    /// advance ([`ScAkFold`]): the stream starts from POLYVAL after it.
+    /// advance ([`ScAkFold`]): not hashed, its state in `carry`.
     folded: bool,
+    /// XORed into the next block completed from `partial`, then zero:
+    /// the folded state of the first block (the second block always
+    /// starts with the AK's last octet, so it is completed there).
+    carry: u128,
 }
 
 #[allow(
@@ -1350,29 +1352,32 @@ impl<'g> GhashStream<'g> {
     /// ends on single-block multiplies; on a meter, no multiply goes to a
     /// zero block.
     ///
-    /// `folded`: `ghash` is POLYVAL after the AAD's first block, SC ‖
-    /// AK[..15] (see [`ScAkFold`]; only for an AAD that starts SC ‖ AK).
-    fn new(ghash: &'g mut Polyval, aad: &Aad<'_>, payload_len: usize, folded: bool) -> Self {
-        let folded = folded && aad.sc_ak.is_some();
+    /// `folded`: POLYVAL's state after the AAD's first block, SC ‖
+    /// AK[..15], when it is folded in advance (see [`ScAkFold`]; only for
+    /// an AAD that starts SC ‖ AK).
+    fn new(
+        ghash: &'g mut Polyval,
+        aad: &Aad<'_>,
+        payload_len: usize,
+        folded: Option<u128>,
+    ) -> Self {
+        let folded = folded.filter(|_| aad.sc_ak.is_some());
         let blocks = aad
             .len()
             .div_ceil(16)
             .wrapping_add(payload_len.div_ceil(16))
-            .wrapping_add(1);
+            .wrapping_add(usize::from(folded.is_none()));
         Self {
             ghash,
             stage: [Block::default(); STREAM_STAGE],
-            // Zero blocks lead only from the zero state, not from a
-            // folded one.
-            staged: if folded {
-                0
-            } else {
+            staged: {
                 let group = ghash_group();
                 (group - blocks % group) % group
             },
             partial: 0,
             partial_len: 0,
-            folded,
+            folded: folded.is_some(),
+            carry: folded.unwrap_or(0),
         }
     }
 
@@ -1401,10 +1406,12 @@ impl<'g> GhashStream<'g> {
         }
     }
 
-    /// Takes the partial block, complete (16 octets), as a big-endian word.
+    /// Takes the partial block, complete (16 octets), as a big-endian word,
+    /// with the carry XORed in.
     fn take_partial(&mut self) -> u128 {
         debug_assert!(self.partial_len == 16, "only a complete block is taken");
-        let block = self.partial;
+        let block = self.partial ^ self.carry;
+        self.carry = 0;
         self.partial = 0;
         self.partial_len = 0;
         block
@@ -1415,8 +1422,8 @@ impl<'g> GhashStream<'g> {
         let mut len = 0u64;
         if let Some((sc, ak)) = aad.sc_ak {
             if self.folded {
-                // SC ‖ AK[..15] is hashed already; the AK's last octet
-                // starts the next block.
+                // SC ‖ AK[..15] is in `carry`; the AK's last octet starts
+                // the next block.
                 self.partial = u128::from(ak[15]);
                 self.partial_len = 1;
             } else {
@@ -1541,6 +1548,7 @@ impl<'g> GhashStream<'g> {
             Block::slice_as_flattened_mut(&mut self.stage).zeroize();
         }
         self.partial.zeroize();
+        self.carry.zeroize();
     }
 }
 
@@ -1784,7 +1792,7 @@ mod tests {
             folded.fold_sc_ak(base, &ak);
             for sc in [0x10u8, 0x30, 0x50, 0x70, 0x20, 0x11, 0x90] {
                 assert_eq!(
-                    folded.ghash_start(&Aad::suite0(sc, &ak, &[])).1,
+                    folded.folded(&Aad::suite0(sc, &ak, &[])).is_some(),
                     sc & !SC_ENCRYPTION == base,
                     "base {base:#04x}, SC {sc:#04x}"
                 );
