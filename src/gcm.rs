@@ -49,6 +49,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::error::AuthError;
+use crate::wire::SecurityControl;
 
 type Block = aes::Block;
 
@@ -254,7 +255,7 @@ impl Drop for ScAkFold {
 }
 
 /// The SC bit that says the payload is encrypted.
-const SC_ENCRYPTION: u8 = crate::wire::SecurityControl::ENCRYPTION;
+const SC_ENCRYPTION: u8 = SecurityControl::ENCRYPTION;
 
 impl ScAkFold {
     /// The state for a frame's SC octet, when it is one of the two held.

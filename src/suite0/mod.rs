@@ -4,7 +4,10 @@
 //! [`Suite0`] holds the expanded keys of one association: the global
 //! unicast key, optionally the global broadcast and the dedicated key, and
 //! the authentication key. It is built once and reused for every APDU; it
-//! never allocates and wipes every key schedule on drop.
+//! never allocates and wipes every key schedule on drop. With each key it
+//! keeps GHASH's state after the first block of SC ‖ AK, which depends on
+//! the keys alone (key-derived, wiped with the schedule), so a message
+//! hashes one block fewer.
 //!
 //! # What it guarantees
 //!
