@@ -28,9 +28,9 @@ ROWS = [
     ("protect", "aes-gcm-encrypt",
      "protect, 64-octet APDU (AE)", 0.9, True),
     ("hls5-verify", "aes-gcm-gmac-verify",
-     "HLS-5 verify f(StoC), 16-octet challenge", None, True),
+     "HLS-5 verify f(StoC), 16-octet challenge", 0.9, True),
     ("suite0-new", "aes-gcm-new",
-     "context: key expansion (GUEK; AK copied)", None, False),
+     "context: key expansion (GUEK; SC ‖ AK folded)", None, False),
     ("key-transfer-install", None,
      "key_transfer: parse, unwrap, stage, install 1 key", None, False),
 ]
