@@ -6,8 +6,10 @@
 //!
 //! Before counting, every pair is checked to compute the same thing: our
 //! protect's ciphertext and tag equal aes-gcm's for the same IV and AAD,
-//! and the frame our unprotect takes is one aes-gcm opens. A mismatch
-//! exits with failure.
+//! and the frame our unprotect takes is one aes-gcm opens. The key_transfer
+//! install is counted beside `aes-kw` 0.3 unwrapping the same wrapped key
+//! (the RFC 3394 step inside it), after checking the request carries what
+//! aes-kw wraps. A mismatch exits with failure.
 //!
 //! Output (semihosting, one line per operation, in marker order):
 //! `op NAME REPS STACK` where STACK is the deepest stack use of any
@@ -26,6 +28,7 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::aes::Aes128;
 use aes_gcm::{AesGcm, Key, Nonce, Tag};
+use aes_kw::KwAes128;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use dlms_sec::counter::{CounterKey, CounterPersistence, CounterSource, SendCounter};
@@ -321,6 +324,15 @@ fn main() -> ! {
             Ok(n) => n,
             Err(_) => fail("key_transfer request"),
         };
+    // The request ends with the wrapped key: what aes-kw wraps.
+    let mut wrapped = [0u8; 24];
+    if KwAes128::new(&MK.into())
+        .wrap_key(&NEW_GUEK, &mut wrapped)
+        .is_err()
+        || request.get(request_len.saturating_sub(24)..request_len) != Some(&wrapped[..])
+    {
+        fail("key_transfer request differs from aes-kw's wrap");
+    }
 
     // ---- counted ------------------------------------------------------------
     let mut noop = |_: &mut [u8]| {};
@@ -360,6 +372,9 @@ fn main() -> ! {
     measure("aes-gcm-new", buf, &mut noop, &mut |_| baseline::new(&GUEK));
     measure("key-transfer-install", buf, &mut noop, &mut |_| {
         api::key_transfer(&request[..request_len], &mut mk, &mut keys)
+    });
+    measure("aes-kw-unwrap", buf, &mut noop, &mut |io| {
+        baseline::unwrap(&MK, &wrapped, &mut io[..16]) && io[..16] == NEW_GUEK
     });
 
     hprintln!("done");
@@ -428,11 +443,19 @@ mod api {
     }
 }
 
-/// The same out-of-line calls into aes-gcm.
+/// The same out-of-line calls into aes-gcm, and aes-kw's unwrap.
 mod baseline {
     use super::{Baseline, U12};
     use aes_gcm::aead::{AeadInOut, KeyInit};
     use aes_gcm::{Key, Nonce, Tag};
+    use aes_kw::KwAes128;
+
+    /// RFC 3394 unwrap of one 128-bit key, the key schedule included (as
+    /// the install expands the MK on each call).
+    #[inline(never)]
+    pub fn unwrap(kek: &[u8; 16], wrapped: &[u8; 24], out: &mut [u8]) -> bool {
+        KwAes128::new(kek.into()).unwrap_key(wrapped, out).is_ok()
+    }
 
     #[inline(never)]
     pub fn new(key: &[u8; 16]) -> bool {
