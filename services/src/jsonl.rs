@@ -50,10 +50,10 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 use dlms_sec::audit::{
-    AuditAction, AuditChain, AuditContext, AuditEvent, AuditSink, CampaignId, ChainId, LinkError,
-    MAC_LEN, NodeName, Outcome, Principal, Reason, RequestId, Timestamp,
+    AuditAction, AuditChain, AuditContext, AuditEvent, AuditSink, CampaignId, ChainId,
+    FailStopChain, LinkError, MAC_LEN, NodeName, Outcome, Principal, Reason, RequestId, Timestamp,
 };
-use dlms_sec::error::{Error, Result};
+use dlms_sec::error::Result;
 use dlms_sec::key::package::KeyCheckValue;
 use dlms_sec::key::{AuditKey, KeyRole};
 use dlms_sec::types::Client;
@@ -69,19 +69,19 @@ const MAX_LINE: u64 = 1024;
 /// [`Self::append`] continues a log from its [`verify`].
 ///
 /// After a write or flush fails, the sink refuses every later record with
-/// [`Error::Audit`]: the log may end in a partial line, and nothing should be
-/// chained after it until an operator has looked.
+/// [`Error::Audit`](dlms_sec::Error::Audit): the log may end in a partial
+/// line, and nothing should be chained after it until an operator has
+/// looked.
 pub struct JsonLinesSink<W: Write> {
     writer: W,
-    chain: AuditChain,
-    poisoned: bool,
+    chain: FailStopChain,
 }
 
 impl<W: Write> fmt::Debug for JsonLinesSink<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonLinesSink")
-            .field("next_seq", &self.chain.next_seq())
-            .field("poisoned", &self.poisoned)
+            .field("next_seq", &self.chain.chain().next_seq())
+            .field("poisoned", &self.chain.is_stopped())
             .finish_non_exhaustive()
     }
 }
@@ -257,27 +257,26 @@ impl<W: Write> JsonLinesSink<W> {
     const fn resume(writer: W, chain: AuditChain) -> Self {
         Self {
             writer,
-            chain,
-            poisoned: false,
+            chain: FailStopChain::new(chain),
         }
     }
 
     /// The log's chain id.
     #[must_use]
     pub const fn chain_id(&self) -> ChainId {
-        self.chain.chain_id()
+        self.chain.chain().chain_id()
     }
 
     /// The sequence number of the next record (the log's record count).
     #[must_use]
     pub const fn next_seq(&self) -> u64 {
-        self.chain.next_seq()
+        self.chain.chain().next_seq()
     }
 
     /// The MAC of the last record written (zeros before the first).
     #[must_use]
     pub const fn last_mac(&self) -> [u8; MAC_LEN] {
-        self.chain.last_mac()
+        self.chain.chain().last_mac()
     }
 
     /// The writer.
@@ -295,25 +294,16 @@ impl<W: Write> JsonLinesSink<W> {
 
 impl<W: Write> AuditSink for JsonLinesSink<W> {
     fn record(&mut self, event: &AuditEvent) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::Audit);
-        }
-        let link = self.chain.seal(event)?;
-        // The chain has moved on: a record that cannot be written leaves a
-        // gap, so the sink stops here whichever step fails.
-        let genesis = (link.seq == 0).then(|| self.chain.chain_id());
-        let written =
-            format_line(link.seq, genesis.as_ref(), event, &link.mac).is_some_and(|line| {
-                self.writer
-                    .write_all(line.as_bytes())
-                    .and_then(|()| self.writer.flush())
-                    .is_ok()
-            });
-        if !written {
-            self.poisoned = true;
-            return Err(Error::Audit);
-        }
-        Ok(())
+        let writer = &mut self.writer;
+        // Whichever step fails, the chain stops (see `FailStopChain`).
+        self.chain.append(event, |link, chain_id| {
+            let genesis = (link.seq == 0).then_some(chain_id);
+            let line = format_line(link.seq, genesis.as_ref(), event, &link.mac)
+                .ok_or(io::ErrorKind::InvalidData)?;
+            writer
+                .write_all(line.as_bytes())
+                .and_then(|()| writer.flush())
+        })
     }
 }
 
@@ -674,6 +664,7 @@ fn verify_lines<R: BufRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dlms_sec::error::Error;
 
     fn event() -> AuditEvent {
         AuditEvent::new(

@@ -42,7 +42,9 @@ use core::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::net::UdpSocket;
 
-use dlms_sec::audit::{AuditAction, AuditChain, AuditEvent, AuditSink, ChainId, MAC_LEN, Outcome};
+use dlms_sec::audit::{
+    AuditAction, AuditChain, AuditEvent, AuditSink, ChainId, FailStopChain, MAC_LEN, Outcome,
+};
 use dlms_sec::audit::{
     AuditContext, CampaignId, NodeName, Principal, Reason, RequestId, Timestamp,
 };
@@ -119,19 +121,18 @@ impl Write for UdpWriter {
 /// after it unseen.
 pub struct SyslogSink<W: Write> {
     writer: W,
-    chain: AuditChain,
+    chain: FailStopChain,
     framing: Framing,
     hostname: Option<String>,
-    poisoned: bool,
 }
 
 impl<W: Write> fmt::Debug for SyslogSink<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyslogSink")
-            .field("next_seq", &self.chain.next_seq())
+            .field("next_seq", &self.chain.chain().next_seq())
             .field("framing", &self.framing)
             .field("hostname", &self.hostname)
-            .field("poisoned", &self.poisoned)
+            .field("poisoned", &self.chain.is_stopped())
             .finish_non_exhaustive()
     }
 }
@@ -175,23 +176,22 @@ impl<W: Write> SyslogSink<W> {
         }
         Ok(Self {
             writer,
-            chain,
+            chain: FailStopChain::new(chain),
             framing,
             hostname: hostname.map(str::to_owned),
-            poisoned: false,
         })
     }
 
     /// The chain's id.
     #[must_use]
     pub const fn chain_id(&self) -> ChainId {
-        self.chain.chain_id()
+        self.chain.chain().chain_id()
     }
 
     /// The sequence number of the next message.
     #[must_use]
     pub const fn next_seq(&self) -> u64 {
-        self.chain.next_seq()
+        self.chain.chain().next_seq()
     }
 
     /// Gives the writer back.
@@ -203,31 +203,19 @@ impl<W: Write> SyslogSink<W> {
 
 impl<W: Write> AuditSink for SyslogSink<W> {
     fn record(&mut self, event: &AuditEvent) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::Audit);
-        }
-        let link = self.chain.seal(event)?;
-        let message = format_message(
-            link.seq,
-            &self.chain.chain_id(),
-            event,
-            &link.mac,
-            self.hostname.as_deref(),
-        );
-        let frame = match self.framing {
-            Framing::Lines => format!("{message}\n"),
-            Framing::OctetCounting => format!("{} {message}", message.len()),
-            Framing::Datagram => message,
-        };
-        let written = self
-            .writer
-            .write_all(frame.as_bytes())
-            .and_then(|()| self.writer.flush());
-        if written.is_err() {
-            self.poisoned = true;
-            return Err(Error::Audit);
-        }
-        Ok(())
+        let (writer, framing, hostname) =
+            (&mut self.writer, self.framing, self.hostname.as_deref());
+        self.chain.append(event, |link, chain_id| {
+            let message = format_message(link.seq, &chain_id, event, &link.mac, hostname);
+            let frame = match framing {
+                Framing::Lines => format!("{message}\n"),
+                Framing::OctetCounting => format!("{} {message}", message.len()),
+                Framing::Datagram => message,
+            };
+            writer
+                .write_all(frame.as_bytes())
+                .and_then(|()| writer.flush())
+        })
     }
 }
 

@@ -209,3 +209,84 @@ impl AuditChain {
         mac
     }
 }
+
+/// An [`AuditChain`] for a sink that stores each sealed record somewhere
+/// (a file, a table, a log collector), and stops at the first record it
+/// could not store: the chain has moved past that record, so the store
+/// has a gap, and nothing is chained after it until an operator has looked
+/// (a new sink resumes from a verification of what was stored).
+///
+/// ```
+/// use dlms_sec::audit::{AuditAction, AuditChain, AuditEvent, ChainId, FailStopChain, Outcome, Timestamp};
+/// use dlms_sec::key::AuditKey;
+///
+/// let key = AuditKey::from_bytes([7; 16]);
+/// let mut chain = FailStopChain::new(AuditChain::new(&key, ChainId([1; 16])));
+/// let event = AuditEvent::new(AuditAction::Packaged, Outcome::Success, Timestamp(1_700_000_000));
+///
+/// let mut stored = None;
+/// chain.append(&event, |link, _chain_id| -> Result<(), ()> {
+///     stored = Some(link.seq);
+///     Ok(())
+/// })?;
+/// assert_eq!(stored, Some(0));
+///
+/// // A record that is not stored stops the chain for good.
+/// assert!(chain.append(&event, |_, _| Err(())).is_err());
+/// assert!(chain.is_stopped());
+/// assert!(chain.append(&event, |_, _| Ok::<(), ()>(())).is_err());
+/// assert_eq!(chain.chain().next_seq(), 2);
+/// # Ok::<(), dlms_sec::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct FailStopChain {
+    chain: AuditChain,
+    stopped: bool,
+}
+
+impl FailStopChain {
+    /// Stores records of `chain` (a new one, or one resumed from a
+    /// verification).
+    #[must_use]
+    pub const fn new(chain: AuditChain) -> Self {
+        Self {
+            chain,
+            stopped: false,
+        }
+    }
+
+    /// The chain: its id, next sequence number and last MAC.
+    #[must_use]
+    pub const fn chain(&self) -> &AuditChain {
+        &self.chain
+    }
+
+    /// Whether a record could not be stored: every later one is refused.
+    #[must_use]
+    pub const fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Seals `event` as the next record and hands its link and the chain's
+    /// id to `store`, which stores the record.
+    ///
+    /// # Errors
+    /// [`Error::Audit`] when the chain has stopped, when its sequence
+    /// numbers are used up, or when `store` fails; after a failed `store`
+    /// the chain stops.
+    pub fn append<E>(
+        &mut self,
+        event: &AuditEvent,
+        store: impl FnOnce(Link, ChainId) -> core::result::Result<(), E>,
+    ) -> Result<()> {
+        if self.stopped {
+            return Err(Error::Audit);
+        }
+        let link = self.chain.seal(event)?;
+        if store(link, self.chain.chain_id()).is_err() {
+            self.stopped = true;
+            return Err(Error::Audit);
+        }
+        Ok(())
+    }
+}

@@ -858,7 +858,7 @@ impl<const N: usize> AuditSink for MemoryAuditLog<N> {
 mod chain;
 mod context;
 
-pub use self::chain::{AuditChain, CHAIN_ID_LEN, ChainId, Link, LinkError, MAC_LEN};
+pub use self::chain::{AuditChain, CHAIN_ID_LEN, ChainId, FailStopChain, Link, LinkError, MAC_LEN};
 pub use self::context::{
     AuditContext, CampaignId, NameError, NodeName, Principal, PrincipalKind, PrincipalName,
     REQUEST_ID_LEN, Reason, RequestId,

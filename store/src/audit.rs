@@ -26,8 +26,9 @@
 
 use core::fmt;
 
-use dlms_sec::audit::{AuditChain, AuditEvent, AuditSink, ChainId, LinkError, MAC_LEN};
-use dlms_sec::error::Error;
+use dlms_sec::audit::{
+    AuditChain, AuditEvent, AuditSink, ChainId, FailStopChain, LinkError, MAC_LEN,
+};
 use dlms_sec::key::AuditKey;
 use rand_core::TryCryptoRng;
 
@@ -189,15 +190,14 @@ fn verify_chain(
 /// refuses every later record (open a new one: it resumes from the table).
 pub struct DatabaseAuditSink<'s> {
     store: &'s Store,
-    chain: AuditChain,
-    poisoned: bool,
+    chain: FailStopChain,
 }
 
 impl fmt::Debug for DatabaseAuditSink<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseAuditSink")
-            .field("next_seq", &self.chain.next_seq())
-            .field("poisoned", &self.poisoned)
+            .field("next_seq", &self.chain.chain().next_seq())
+            .field("poisoned", &self.chain.is_stopped())
             .finish_non_exhaustive()
     }
 }
@@ -230,43 +230,35 @@ impl<'s> DatabaseAuditSink<'s> {
         };
         Ok(Self {
             store,
-            chain,
-            poisoned: false,
+            chain: FailStopChain::new(chain),
         })
     }
 
     /// The chain's id.
     #[must_use]
     pub const fn chain_id(&self) -> ChainId {
-        self.chain.chain_id()
+        self.chain.chain().chain_id()
     }
 
     /// The `seq` the next record gets.
     #[must_use]
     pub const fn next_seq(&self) -> u64 {
-        self.chain.next_seq()
+        self.chain.chain().next_seq()
     }
 }
 
 impl AuditSink for DatabaseAuditSink<'_> {
     fn record(&mut self, event: &AuditEvent) -> dlms_sec::Result<()> {
-        if self.poisoned {
-            return Err(Error::Audit);
-        }
-        let link = self.chain.seal(event)?;
-        // The chain has moved on: a row that did not go in leaves a gap (or
-        // another writer took its seq), so the sink stops here; a new sink
-        // resumes from what the table holds.
-        let written = self.store.audit_append(
-            link.seq,
-            self.chain.chain_id().as_bytes(),
-            event.to_bytes().as_bytes(),
-            &link.mac,
-        );
-        if written.is_err() {
-            self.poisoned = true;
-            return Err(Error::Audit);
-        }
-        Ok(())
+        // A row that did not go in (or whose seq another writer took)
+        // stops the sink; a new sink resumes from what the table holds.
+        let store = self.store;
+        self.chain.append(event, |link, chain_id| {
+            store.audit_append(
+                link.seq,
+                chain_id.as_bytes(),
+                event.to_bytes().as_bytes(),
+                &link.mac,
+            )
+        })
     }
 }
