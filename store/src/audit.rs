@@ -186,8 +186,9 @@ fn verify_chain(
 /// Opens only on a table whose whole chain verifies and continues it, or
 /// starts a chain with a random id on an empty table. A record is committed
 /// before [`AuditSink::record`] returns `Ok`; if it cannot be written, or
-/// another writer took its `seq`, it fails with [`Error::Audit`] and the sink
-/// refuses every later record (open a new one: it resumes from the table).
+/// another writer took its `seq`, it fails with
+/// [`Error::Audit`](dlms_sec::Error::Audit) and the sink refuses every
+/// later record (open a new one: it resumes from the table).
 pub struct DatabaseAuditSink<'s> {
     store: &'s Store,
     chain: FailStopChain,
